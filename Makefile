@@ -1,0 +1,45 @@
+# Habits of the MURA platform. Quick start: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv demo test test-fast lint bench clean lock
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(BIN)/python -m pipelines.demo
+
+test: venv
+	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 tests
+
+test-fast: venv
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow and not integration and not e2e" tests
+
+lint: venv
+	$(BIN)/ruff check pipelines serving dags tests benchmarks
+	$(BIN)/ruff format --check pipelines serving dags tests benchmarks
+
+bench: venv
+	mkdir -p benchmarks/results
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script --out benchmarks/results || exit 1; done
+
+lock: venv
+	$(BIN)/pip freeze --exclude-editable | grep -v '^mura-platform' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	-$(BIN)/mura down 2>/dev/null
+	rm -rf $(VENV) .mura build *.egg-info .pytest_cache .ruff_cache great_expectations/uncommitted

@@ -1,0 +1,1 @@
+"""ML logic of the MURA platform: data, validation, training, evaluation and registry."""

@@ -1,0 +1,27 @@
+"""Output conventions shared by every `mura` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def fail(reason: str, code: int = 1) -> int:
+    """Print a one-line reason on stderr and return the exit code."""
+    one_line = " ".join(str(reason).split())
+    print(f"mura: error: {one_line}", file=sys.stderr)
+    return code
+
+
+def emit(result: Any, as_json: bool, text: str | None = None) -> None:
+    """Print `result` as JSON (for --json) or the human `text`."""
+    if as_json:
+        print(json.dumps(result, indent=2, default=str, sort_keys=True))
+    elif text is not None:
+        print(text)
+
+
+def add_json_flag(parser) -> None:
+    """The --json flag every result-producing command takes."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -1,0 +1,1 @@
+"""MURA data layer: the release layout, the manifest, the synthetic generator, import and DVC."""

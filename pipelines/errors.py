@@ -1,0 +1,21 @@
+"""Exceptions that carry a message meant for the person who ran the command."""
+
+
+class MuraError(Exception):
+    """Base class: the message says what was wrong and what to do."""
+
+
+class ConfigError(MuraError, ValueError):
+    """A parameter, preset or setting has a value that cannot be used."""
+
+
+class DataError(MuraError):
+    """The data on disk is not a usable MURA tree (missing file, wrong CSV shape, bad zip)."""
+
+
+class DataValidationError(MuraError):
+    """The data validation gate failed; the message is the readable summary."""
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report or {}

@@ -1,0 +1,1 @@
+"""TF Serving export, model repository, local TF-Serving-compatible server and clients."""
