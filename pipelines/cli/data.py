@@ -1,0 +1,134 @@
+"""`mura data ...`: synthetic data, import, manifest, statistics, validation and DVC versioning."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipelines.cli.common import add_json_flag, emit
+from pipelines.settings import get_settings, params_section
+
+
+def _data_dir(args) -> Path:
+    return Path(args.data) if args.data else get_settings().data_dir
+
+
+def _synth(args) -> int:
+    from pipelines.data.synth import generate_synthetic
+
+    defaults = params_section("data")["synth"]
+    out = Path(args.out) if args.out else get_settings().data_dir
+    summary = generate_synthetic(
+        out, seed=defaults["seed"] if args.seed is None else args.seed,
+        train_patients=args.train_patients or defaults["train_patients"],
+        valid_patients=args.valid_patients or defaults["valid_patients"], fault=args.fault,
+    )
+    emit(summary, args.json, f"wrote {summary['images']} images in {summary['studies']} studies "
+         f"({summary['patients']} patients) to {summary['root']}" + (f" with fault {args.fault}" if args.fault else ""))
+    return 0
+
+
+def _import(args) -> int:
+    from pipelines.data.importer import import_release
+
+    result = import_release(Path(args.source), _data_dir(args))
+    emit(result, args.json, f"imported {result['files']} files into {result['root']}")
+    return 0
+
+
+def build(data_dir: Path):
+    """The manifest of `data_dir` with the holdout settings of params.yaml."""
+    from pipelines.data.manifest import build_manifest
+
+    data = params_section("data")
+    return build_manifest(data_dir, data["holdout_fraction"], data["holdout_seed"])
+
+
+def _manifest(args) -> int:
+    from pipelines.data.manifest import write_manifest
+
+    result = build(_data_dir(args))
+    out = Path(args.out) if args.out else get_settings().mura_home / "manifest.parquet"
+    write_manifest(result.frame, out)
+    counts = result.frame.groupby("split").size().to_dict()
+    emit({"path": str(out), "rows": len(result.frame), "splits": counts, "problems": result.problem_counts()},
+         args.json, f"wrote {len(result.frame)} rows to {out} (splits {counts}; problems {result.problem_counts() or 'none'})")
+    return 0
+
+
+def _stats(args) -> int:
+    from pipelines.data.stats import barplot_per_bodypart, summary_table
+
+    result = build(_data_dir(args))
+    table = summary_table(result.frame)
+    plot = barplot_per_bodypart(result.frame, Path(args.plot) if args.plot else get_settings().mura_home / "reports" / "barplot_per_bodypart_train.png")
+    emit({"table": table.to_dict(orient="records"), "plot": str(plot), "problems": result.problem_counts()},
+         args.json, f"{table.to_string(index=False)}\n\nbar plot: {plot}")
+    return 0
+
+
+def _dvc_result(result: dict, as_json: bool, verb: str) -> int:
+    emit(result, as_json, f"{verb}: data {result['dvc_md5']} ({result['nfiles']} files), git rev {result['rev'][:12]}")
+    return 0
+
+
+def _pull(args) -> int:
+    from pipelines.data import dvc
+
+    return _dvc_result(dvc.pull(rev=args.rev, remote=args.remote), args.json, "pulled")
+
+
+def _push(args) -> int:
+    from pipelines.data import dvc
+
+    return _dvc_result(dvc.add_and_push(remote=args.remote), args.json, "pushed")
+
+
+def _status(args) -> int:
+    from pipelines.data import dvc
+
+    result = dvc.status()
+    emit(result, args.json, f"data {result['dvc_md5']}: workspace {'clean' if result['workspace_clean'] else 'modified'}, "
+         f"remote {'in sync' if result['remote_in_sync'] else 'missing files'}")
+    return 0
+
+
+def _add(subparsers, name: str, handler, help_text: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    add_json_flag(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def register(subparsers) -> None:
+    """Add the `data` command group."""
+    data = subparsers.add_parser("data", help="MURA data: synth, import, manifest, stats, validate, DVC")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    synth = _add(commands, "synth", _synth, "write a synthetic MURA-v1.1 release (tree + 4 CSVs)")
+    synth.add_argument("--out", help="folder to write MURA-v1.1/ into (default: data/)")
+    synth.add_argument("--seed", type=int)
+    synth.add_argument("--train-patients", type=int)
+    synth.add_argument("--valid-patients", type=int)
+    from pipelines.data.synth_faults import FAULTS
+
+    synth.add_argument("--fault", choices=FAULTS, help="inject one named data fault")
+    imported = _add(commands, "import", _import, "import a MURA-v1.1 folder or the official zip into data/")
+    imported.add_argument("source", metavar="SRC")
+    imported.add_argument("--data", help="target data folder (default: data/)")
+    manifest = _add(commands, "manifest", _manifest, "build the manifest parquet of a MURA tree")
+    manifest.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
+    manifest.add_argument("--out", help="parquet path (default: $MURA_HOME/manifest.parquet)")
+    stats = _add(commands, "stats", _stats, "images/studies/patients/abnormal ratio per part and split + bar plot")
+    stats.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
+    stats.add_argument("--plot", help="where to write the bar plot PNG")
+    pull = _add(commands, "pull", _pull, "fetch data/ from the DVC remote (optionally at a git revision)")
+    pull.add_argument("--rev", help="git revision whose data.dvc to pull")
+    pull.add_argument("--remote", help="DVC remote name (default: the configured default, 'local')")
+    push = _add(commands, "push", _push, "dvc add data/ (updates data.dvc) and push to the remote")
+    push.add_argument("--remote", help="DVC remote name (default: 'local')")
+    _add(commands, "status", _status, "whether data/ matches data.dvc and the remote holds it")
+    try:
+        from pipelines.cli.data_validate import add_validate_command
+    except ModuleNotFoundError:
+        return
+    add_validate_command(commands)

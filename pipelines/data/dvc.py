@@ -1,0 +1,107 @@
+"""DVC versioning of `data/`: pull a data revision, add-and-push, and the data version for lineage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from pipelines.errors import DataError
+from pipelines.settings import get_settings
+
+DVC_FILE = "data.dvc"
+
+
+@contextmanager
+def open_repo(root: Path | None = None, remote_url: str | None = None):
+    """A DVC Repo at `root` whose `local` remote points at MURA_HOME's folder (or `remote_url`)."""
+    from dvc.repo import Repo
+
+    settings = get_settings()
+    root = Path(root or settings.repo_root)
+    if not (root / ".dvc").is_dir():
+        raise DataError(f"{root}: not a DVC project (no .dvc/ folder); run 'dvc init' there")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    url = remote_url or str(settings.dvc_local_remote)
+    Path(url).mkdir(parents=True, exist_ok=True) if "://" not in url else None
+    with Repo(str(root), config={"remote": {"local": {"url": url}}}) as repo:
+        yield repo
+
+
+def _git(root: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DataError(f"git {' '.join(args)} failed in {root}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout.strip()
+
+
+def checkout_data_rev(root: Path, rev: str) -> str:
+    """Put `data.dvc` as it was at git revision `rev` into the work tree; return the full commit sha."""
+    try:
+        sha = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except DataError:
+        raise DataError(f"data rev '{rev}' does not exist in {root} (use a commit, tag or branch of the repo)") from None
+    try:
+        content = _git(root, "show", f"{sha}:{DVC_FILE}")
+    except DataError:
+        raise DataError(f"data rev '{rev}' has no {DVC_FILE}: data was not versioned at that commit") from None
+    (root / DVC_FILE).write_text(content + "\n")
+    return sha
+
+
+def pull(rev: str | None = None, root: Path | None = None, remote: str | None = None) -> dict:
+    """Fetch `data/` from the DVC remote (at git revision `rev` of data.dvc when given)."""
+    root = Path(root or get_settings().repo_root)
+    if not (root / DVC_FILE).is_file():
+        raise DataError(f"{root / DVC_FILE}: missing; version the data first with 'mura data push'")
+    if rev:
+        checkout_data_rev(root, rev)
+    with open_repo(root) as repo:
+        try:
+            repo.pull(targets=[DVC_FILE], remote=remote, force=True)
+        except Exception as error:  # DVC raises many types; the message is what the user needs
+            raise DataError(f"dvc pull from remote '{remote or 'local'}' failed: {error}") from error
+    return data_version(root)
+
+
+def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str | None = None) -> dict:
+    """`dvc add data/` (rewrites data.dvc) then push the new content to the remote."""
+    root = Path(root or get_settings().repo_root)
+    if not (root / data_dir).is_dir():
+        raise DataError(f"{root / data_dir}: no data to version; run 'mura data synth' or 'mura data import' first")
+    with open_repo(root) as repo:
+        try:
+            repo.add([data_dir])
+            repo.push(targets=[DVC_FILE], remote=remote)
+        except Exception as error:  # DVC raises many types; the message is what the user needs
+            raise DataError(f"dvc add/push of {data_dir}/ to remote '{remote or 'local'}' failed: {error}") from error
+    return data_version(root)
+
+
+def status(root: Path | None = None) -> dict:
+    """Whether `data/` matches data.dvc and whether the remote holds it."""
+    root = Path(root or get_settings().repo_root)
+    with open_repo(root) as repo:
+        local = repo.status(targets=[DVC_FILE])
+        remote = repo.status(targets=[DVC_FILE], cloud=True)
+    return {"workspace_clean": not local, "workspace": local, "remote_in_sync": not remote, "remote": remote,
+            **data_version(root)}
+
+
+def data_version(root: Path | None = None) -> dict:
+    """The data's DVC md5 (from data.dvc) and git revisions, logged as lineage with every run."""
+    root = Path(root or get_settings().repo_root)
+    version = {"dvc_md5": "unknown", "nfiles": None, "rev": "unknown", "data_rev": "unknown"}
+    dvc_file = root / DVC_FILE
+    if dvc_file.is_file():
+        out = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [{}])[0]
+        version.update(dvc_md5=str(out.get("md5", "unknown")), nfiles=out.get("nfiles"))
+    for key, args in (("rev", ("rev-parse", "HEAD")), ("data_rev", ("log", "-1", "--format=%H", "--", DVC_FILE))):
+        try:
+            version[key] = _git(root, *args) or "unknown"
+        except (DataError, OSError):
+            pass
+    return version
