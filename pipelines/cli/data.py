@@ -19,12 +19,19 @@ def _synth(args) -> int:
     defaults = params_section("data")["synth"]
     out = Path(args.out) if args.out else get_settings().data_dir
     summary = generate_synthetic(
-        out, seed=defaults["seed"] if args.seed is None else args.seed,
+        out,
+        seed=defaults["seed"] if args.seed is None else args.seed,
         train_patients=args.train_patients or defaults["train_patients"],
-        valid_patients=args.valid_patients or defaults["valid_patients"], fault=args.fault,
+        valid_patients=args.valid_patients or defaults["valid_patients"],
+        fault=args.fault,
     )
-    emit(summary, args.json, f"wrote {summary['images']} images in {summary['studies']} studies "
-         f"({summary['patients']} patients) to {summary['root']}" + (f" with fault {args.fault}" if args.fault else ""))
+    emit(
+        summary,
+        args.json,
+        f"wrote {summary['images']} images in {summary['studies']} studies "
+        f"({summary['patients']} patients) to {summary['root']}"
+        + (f" with fault {args.fault}" if args.fault else ""),
+    )
     return 0
 
 
@@ -51,8 +58,11 @@ def _manifest(args) -> int:
     out = Path(args.out) if args.out else get_settings().mura_home / "manifest.parquet"
     write_manifest(result.frame, out)
     counts = result.frame.groupby("split").size().to_dict()
-    emit({"path": str(out), "rows": len(result.frame), "splits": counts, "problems": result.problem_counts()},
-         args.json, f"wrote {len(result.frame)} rows to {out} (splits {counts}; problems {result.problem_counts() or 'none'})")
+    emit(
+        {"path": str(out), "rows": len(result.frame), "splits": counts, "problems": result.problem_counts()},
+        args.json,
+        f"wrote {len(result.frame)} rows to {out} (splits {counts}; problems {result.problem_counts() or 'none'})",
+    )
     return 0
 
 
@@ -61,14 +71,26 @@ def _stats(args) -> int:
 
     result = build(_data_dir(args))
     table = summary_table(result.frame)
-    plot = barplot_per_bodypart(result.frame, Path(args.plot) if args.plot else get_settings().mura_home / "reports" / "barplot_per_bodypart_train.png")
-    emit({"table": table.to_dict(orient="records"), "plot": str(plot), "problems": result.problem_counts()},
-         args.json, f"{table.to_string(index=False)}\n\nbar plot: {plot}")
+    plot = barplot_per_bodypart(
+        result.frame,
+        Path(args.plot)
+        if args.plot
+        else get_settings().mura_home / "reports" / "barplot_per_bodypart_train.png",
+    )
+    emit(
+        {"table": table.to_dict(orient="records"), "plot": str(plot), "problems": result.problem_counts()},
+        args.json,
+        f"{table.to_string(index=False)}\n\nbar plot: {plot}",
+    )
     return 0
 
 
 def _dvc_result(result: dict, as_json: bool, verb: str) -> int:
-    emit(result, as_json, f"{verb}: data {result['dvc_md5']} ({result['nfiles']} files), git rev {result['rev'][:12]}")
+    emit(
+        result,
+        as_json,
+        f"{verb}: data {result['dvc_md5']} ({result['nfiles']} files), git rev {result['rev'][:12]}",
+    )
     return 0
 
 
@@ -88,8 +110,12 @@ def _status(args) -> int:
     from pipelines.data import dvc
 
     result = dvc.status()
-    emit(result, args.json, f"data {result['dvc_md5']}: workspace {'clean' if result['workspace_clean'] else 'modified'}, "
-         f"remote {'in sync' if result['remote_in_sync'] else 'missing files'}")
+    emit(
+        result,
+        args.json,
+        f"data {result['dvc_md5']}: workspace {'clean' if result['workspace_clean'] else 'modified'}, "
+        f"remote {'in sync' if result['remote_in_sync'] else 'missing files'}",
+    )
     return 0
 
 
@@ -118,7 +144,9 @@ def register(subparsers) -> None:
     manifest = _add(commands, "manifest", _manifest, "build the manifest parquet of a MURA tree")
     manifest.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
     manifest.add_argument("--out", help="parquet path (default: $MURA_HOME/manifest.parquet)")
-    stats = _add(commands, "stats", _stats, "images/studies/patients/abnormal ratio per part and split + bar plot")
+    stats = _add(
+        commands, "stats", _stats, "images/studies/patients/abnormal ratio per part and split + bar plot"
+    )
     stats.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
     stats.add_argument("--plot", help="where to write the bar plot PNG")
     pull = _add(commands, "pull", _pull, "fetch data/ from the DVC remote (optionally at a git revision)")

@@ -26,7 +26,8 @@ def open_repo(root: Path | None = None, remote_url: str | None = None):
         raise DataError(f"{root}: not a DVC project (no .dvc/ folder); run 'dvc init' there")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     url = remote_url or str(settings.dvc_local_remote)
-    Path(url).mkdir(parents=True, exist_ok=True) if "://" not in url else None
+    if "://" not in url:
+        Path(url).mkdir(parents=True, exist_ok=True)  # DVC does not create a local remote's folder
     with Repo(str(root), config={"remote": {"local": {"url": url}}}) as repo:
         yield repo
 
@@ -34,7 +35,9 @@ def open_repo(root: Path | None = None, remote_url: str | None = None):
 def _git(root: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise DataError(f"git {' '.join(args)} failed in {root}: {result.stderr.strip() or result.stdout.strip()}")
+        raise DataError(
+            f"git {' '.join(args)} failed in {root}: {result.stderr.strip() or result.stdout.strip()}"
+        )
     return result.stdout.strip()
 
 
@@ -43,11 +46,15 @@ def checkout_data_rev(root: Path, rev: str) -> str:
     try:
         sha = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except DataError:
-        raise DataError(f"data rev '{rev}' does not exist in {root} (use a commit, tag or branch of the repo)") from None
+        raise DataError(
+            f"data rev '{rev}' does not exist in {root} (use a commit, tag or branch of the repo)"
+        ) from None
     try:
         content = _git(root, "show", f"{sha}:{DVC_FILE}")
     except DataError:
-        raise DataError(f"data rev '{rev}' has no {DVC_FILE}: data was not versioned at that commit") from None
+        raise DataError(
+            f"data rev '{rev}' has no {DVC_FILE}: data was not versioned at that commit"
+        ) from None
     (root / DVC_FILE).write_text(content + "\n")
     return sha
 
@@ -61,7 +68,7 @@ def pull(rev: str | None = None, root: Path | None = None, remote: str | None = 
         checkout_data_rev(root, rev)
     with open_repo(root) as repo:
         try:
-            repo.pull(targets=[DVC_FILE], remote=remote, force=True)
+            repo.pull(targets=[str(root / DVC_FILE)], remote=remote, force=True)
         except Exception as error:  # DVC raises many types; the message is what the user needs
             raise DataError(f"dvc pull from remote '{remote or 'local'}' failed: {error}") from error
     return data_version(root)
@@ -71,13 +78,17 @@ def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str |
     """`dvc add data/` (rewrites data.dvc) then push the new content to the remote."""
     root = Path(root or get_settings().repo_root)
     if not (root / data_dir).is_dir():
-        raise DataError(f"{root / data_dir}: no data to version; run 'mura data synth' or 'mura data import' first")
+        raise DataError(
+            f"{root / data_dir}: no data to version; run 'mura data synth' or 'mura data import' first"
+        )
     with open_repo(root) as repo:
         try:
-            repo.add([data_dir])
-            repo.push(targets=[DVC_FILE], remote=remote)
+            repo.add([str(root / data_dir)])
+            repo.push(targets=[str(root / DVC_FILE)], remote=remote)
         except Exception as error:  # DVC raises many types; the message is what the user needs
-            raise DataError(f"dvc add/push of {data_dir}/ to remote '{remote or 'local'}' failed: {error}") from error
+            raise DataError(
+                f"dvc add/push of {data_dir}/ to remote '{remote or 'local'}' failed: {error}"
+            ) from error
     return data_version(root)
 
 
@@ -85,10 +96,15 @@ def status(root: Path | None = None) -> dict:
     """Whether `data/` matches data.dvc and whether the remote holds it."""
     root = Path(root or get_settings().repo_root)
     with open_repo(root) as repo:
-        local = repo.status(targets=[DVC_FILE])
-        remote = repo.status(targets=[DVC_FILE], cloud=True)
-    return {"workspace_clean": not local, "workspace": local, "remote_in_sync": not remote, "remote": remote,
-            **data_version(root)}
+        local = repo.status(targets=[str(root / DVC_FILE)])
+        remote = repo.status(targets=[str(root / DVC_FILE)], cloud=True)
+    return {
+        "workspace_clean": not local,
+        "workspace": local,
+        "remote_in_sync": not remote,
+        "remote": remote,
+        **data_version(root),
+    }
 
 
 def data_version(root: Path | None = None) -> dict:
@@ -99,7 +115,10 @@ def data_version(root: Path | None = None) -> dict:
     if dvc_file.is_file():
         out = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [{}])[0]
         version.update(dvc_md5=str(out.get("md5", "unknown")), nfiles=out.get("nfiles"))
-    for key, args in (("rev", ("rev-parse", "HEAD")), ("data_rev", ("log", "-1", "--format=%H", "--", DVC_FILE))):
+    for key, args in (
+        ("rev", ("rev-parse", "HEAD")),
+        ("data_rev", ("log", "-1", "--format=%H", "--", DVC_FILE)),
+    ):
         try:
             version[key] = _git(root, *args) or "unknown"
         except (DataError, OSError):

@@ -14,7 +14,9 @@ from pipelines.errors import DataError
 
 
 def _copy_folder(source: Path, target: Path) -> int:
-    files = [path for path in source.rglob("*") if path.is_file() and not any(is_hidden(p) for p in path.parts)]
+    files = [
+        path for path in source.rglob("*") if path.is_file() and not any(is_hidden(p) for p in path.parts)
+    ]
     for path in tqdm(files, desc="import", unit="file"):
         destination = target / path.relative_to(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -26,11 +28,15 @@ def _extract_zip(source: Path, target: Path) -> int:
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as error:
-        raise DataError(f"{source}: not a readable zip ({error}); expected the official MURA-v1.1.zip") from error
+        raise DataError(
+            f"{source}: not a readable zip ({error}); expected the official MURA-v1.1.zip"
+        ) from error
     with archive:
         members = [
-            info for info in archive.infolist()
-            if not info.is_dir() and not any(is_hidden(part) for part in info.filename.split("/"))
+            info
+            for info in archive.infolist()
+            if not info.is_dir()
+            and not any(is_hidden(part) for part in info.filename.split("/"))
             and "__MACOSX" not in info.filename
         ]
         if not any(info.filename.startswith(f"{RELEASE_DIR}/") for info in members):

@@ -11,14 +11,28 @@ SPLITS = ("train", "valid")
 BODY_PARTS = ("XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "XR_SHOULDER", "XR_WRIST")
 # Images per part in the MURA v1.1 train split: the generator copies these proportions.
 MURA_TRAIN_IMAGES = {
-    "XR_ELBOW": 4931, "XR_FINGER": 5106, "XR_FOREARM": 1825, "XR_HAND": 5543,
-    "XR_HUMERUS": 1272, "XR_SHOULDER": 8379, "XR_WRIST": 9752,
+    "XR_ELBOW": 4931,
+    "XR_FINGER": 5106,
+    "XR_FOREARM": 1825,
+    "XR_HAND": 5543,
+    "XR_HUMERUS": 1272,
+    "XR_SHOULDER": 8379,
+    "XR_WRIST": 9752,
 }
 IMAGE_CSV = {"train": "train_image_paths.csv", "valid": "valid_image_paths.csv"}
 STUDY_CSV = {"train": "train_labeled_studies.csv", "valid": "valid_labeled_studies.csv"}
 MANIFEST_COLUMNS = (
-    "image_path", "split", "body_part", "patient_id", "study_id", "label", "image_index",
-    "width", "height", "mode", "file_bytes",
+    "image_path",
+    "split",
+    "body_part",
+    "patient_id",
+    "study_id",
+    "label",
+    "image_index",
+    "width",
+    "height",
+    "mode",
+    "file_bytes",
 )
 HIDDEN_PREFIXES = ("._", ".")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

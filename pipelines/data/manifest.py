@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from pipelines.data.headers import read_headers
-from pipelines.data.layout import IMAGE_CSV, MANIFEST_COLUMNS, SPLITS, STUDY_CSV, parse_image_path
+from pipelines.data.layout import BODY_PARTS, IMAGE_CSV, MANIFEST_COLUMNS, SPLITS, STUDY_CSV, parse_image_path
 from pipelines.data.release import read_image_csv, read_study_csv, release_dir, scan_images
 from pipelines.errors import DataError
 
-EXTRA_COLUMNS = ("folder_label", "csv_label", "listed", "file_exists")
+EXTRA_COLUMNS = ("folder_label", "csv_label", "listed", "file_exists", "intact")
 
 
 @dataclass
@@ -41,14 +41,36 @@ def _problem(kind: str, path: str, detail: str) -> dict:
 def _row(path: str, listed: bool, csv_split: str, study_labels: dict[str, int], problems: list[dict]) -> dict:
     parsed = parse_image_path(path)
     if parsed is None:
-        problems.append(_problem("bad_path", path, "does not match MURA-v1.1/<split>/XR_<PART>/patientNNNNN/studyN_<label>/imageN.png"))
-        return {"image_path": path, "split": csv_split, "body_part": "", "patient_id": "", "study_id": "",
-                "label": -1, "image_index": -1, "folder_label": -1, "csv_label": -1, "listed": listed}
+        problems.append(
+            _problem(
+                "bad_path",
+                path,
+                "does not match MURA-v1.1/<split>/XR_<PART>/patientNNNNN/studyN_<label>/imageN.png",
+            )
+        )
+        return {
+            "image_path": path,
+            "split": csv_split,
+            "body_part": "",
+            "patient_id": "",
+            "study_id": "",
+            "label": -1,
+            "image_index": -1,
+            "folder_label": -1,
+            "csv_label": -1,
+            "listed": listed,
+        }
     csv_label = study_labels.get(parsed.study_path, -1)
     return {
-        "image_path": path, "split": parsed.split, "body_part": parsed.body_part, "patient_id": parsed.patient_id,
-        "study_id": parsed.study_id, "label": csv_label if csv_label >= 0 else parsed.folder_label,
-        "image_index": parsed.image_index, "folder_label": parsed.folder_label, "csv_label": csv_label,
+        "image_path": path,
+        "split": parsed.split,
+        "body_part": parsed.body_part,
+        "patient_id": parsed.patient_id,
+        "study_id": parsed.study_id,
+        "label": csv_label if csv_label >= 0 else parsed.folder_label,
+        "image_index": parsed.image_index,
+        "folder_label": parsed.folder_label,
+        "csv_label": csv_label,
         "listed": listed,
     }
 
@@ -65,7 +87,9 @@ def _collect_rows(data_root: Path) -> tuple[list[dict], list[dict]]:
         for path in read_image_csv(release / IMAGE_CSV[split]):
             seen[path] += 1
             if seen[path] == 2:
-                problems.append(_problem("duplicate_row", path, f"listed more than once in {IMAGE_CSV[split]}"))
+                problems.append(
+                    _problem("duplicate_row", path, f"listed more than once in {IMAGE_CSV[split]}")
+                )
             rows.append(_row(path, True, split, study_labels, problems))
     for path in scan_images(data_root):
         if path not in seen:
@@ -73,11 +97,39 @@ def _collect_rows(data_root: Path) -> tuple[list[dict], list[dict]]:
             rows.append(_row(path, False, path.split("/")[1], study_labels, problems))
     for row in rows:
         if row["csv_label"] >= 0 and row["folder_label"] >= 0 and row["csv_label"] != row["folder_label"]:
-            problems.append(_problem("label_mismatch", row["image_path"],
-                                     f"labeled_studies CSV says {row['csv_label']}, folder suffix says {row['folder_label']}"))
+            problems.append(
+                _problem(
+                    "label_mismatch",
+                    row["image_path"],
+                    f"labeled_studies CSV says {row['csv_label']}, folder suffix says {row['folder_label']}",
+                )
+            )
         elif row["csv_label"] < 0 and row["folder_label"] >= 0:
-            problems.append(_problem("unlabeled_study", row["image_path"], "study missing from the labeled_studies CSV"))
+            problems.append(
+                _problem("unlabeled_study", row["image_path"], "study missing from the labeled_studies CSV")
+            )
     return rows, problems
+
+
+def _file_problems(frame: pd.DataFrame) -> list[dict]:
+    """Problems seen in the files themselves and across rows (parts, patients across splits)."""
+    found = []
+    for path in frame.loc[frame["listed"] & ~frame["file_exists"], "image_path"]:
+        found.append(_problem("missing_file", path, "listed in the image CSV but not on disk"))
+    for path in frame.loc[frame["file_bytes"] == 0, "image_path"]:
+        found.append(_problem("empty_file", path, "zero bytes"))
+    for path in frame.loc[(frame["file_bytes"] > 0) & ~frame["intact"], "image_path"]:
+        found.append(_problem("unreadable_image", path, "not a complete PNG/JPEG (truncated or corrupt)"))
+    for path in frame.loc[~frame["body_part"].isin(BODY_PARTS) & (frame["body_part"] != ""), "image_path"]:
+        found.append(
+            _problem("unknown_body_part", path, f"body part folder is not one of {', '.join(BODY_PARTS)}")
+        )
+    known = frame[frame["patient_id"] != ""]
+    splits_per_patient = known.groupby("patient_id")["split"].nunique()
+    for patient in splits_per_patient[splits_per_patient > 1].index:
+        path = known.loc[known["patient_id"] == patient, "image_path"].iloc[0]
+        found.append(_problem("patient_overlap", path, f"patient {patient} appears in both train and valid"))
+    return found
 
 
 def assign_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
@@ -99,8 +151,9 @@ def assign_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> pd.Series
     return split
 
 
-def build_manifest(data_root: Path, holdout_fraction: float = 0.1, seed: int = 1337,
-                   workers: int | None = None) -> ManifestResult:
+def build_manifest(
+    data_root: Path, holdout_fraction: float = 0.1, seed: int = 1337, workers: int | None = None
+) -> ManifestResult:
     """Read the CSVs and the tree under `data_root` (the folder holding MURA-v1.1/) into a manifest."""
     data_root = Path(data_root)
     rows, problems = _collect_rows(data_root)
@@ -108,10 +161,11 @@ def build_manifest(data_root: Path, holdout_fraction: float = 0.1, seed: int = 1
         raise DataError(f"{data_root}: the MURA CSVs list no images and the tree holds none")
     frame = pd.DataFrame(rows)
     headers = read_headers(data_root, frame["image_path"].tolist(), workers)
-    frame["width"], frame["height"], frame["mode"], frame["file_bytes"] = map(list, zip(*headers, strict=True))
+    columns = ("width", "height", "mode", "file_bytes", "intact")
+    for name, values in zip(columns, zip(*headers, strict=True), strict=True):
+        frame[name] = list(values)
     frame["file_exists"] = frame["file_bytes"] >= 0
-    for path in frame.loc[frame["listed"] & ~frame["file_exists"], "image_path"]:
-        problems.append(_problem("missing_file", path, "listed in the image CSV but not on disk"))
+    problems.extend(_file_problems(frame))
     frame["split"] = assign_holdout(frame, holdout_fraction, seed)
     ints = ["label", "image_index", "width", "height", "file_bytes", "folder_label", "csv_label"]
     frame[ints] = frame[ints].astype("int64")

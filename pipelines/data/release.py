@@ -20,7 +20,9 @@ def release_dir(data_root: Path) -> Path:
         )
     for name in (*IMAGE_CSV.values(), *STUDY_CSV.values()):
         if not (release / name).is_file():
-            raise DataError(f"{release / name}: missing; a MURA v1.1 release has {name} beside train/ and valid/")
+            raise DataError(
+                f"{release / name}: missing; a MURA v1.1 release has {name} beside train/ and valid/"
+            )
     return release
 
 
@@ -62,7 +64,8 @@ def scan_images(data_root: Path) -> list[str]:
             dirnames[:] = [name for name in dirnames if not is_hidden(name)]
             relative = Path(folder).relative_to(data_root).as_posix()
             found.extend(
-                f"{relative}/{name}" for name in filenames
+                f"{relative}/{name}"
+                for name in filenames
                 if not is_hidden(name) and name.lower().endswith(IMAGE_SUFFIXES)
             )
     return sorted(found)

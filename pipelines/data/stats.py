@@ -11,8 +11,9 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Images, studies, patients and abnormal-study ratio per split and body part."""
     frame = frame[frame["body_part"] != ""]
     studies = frame.drop_duplicates(["split", "study_id"])
-    table = frame.groupby(["split", "body_part"]).agg(images=("image_path", "size"),
-                                                      patients=("patient_id", "nunique"))
+    table = frame.groupby(["split", "body_part"]).agg(
+        images=("image_path", "size"), patients=("patient_id", "nunique")
+    )
     table["studies"] = studies.groupby(["split", "body_part"]).size()
     table["abnormal_ratio"] = studies.groupby(["split", "body_part"])["label"].mean().round(3)
     return table[["images", "studies", "patients", "abnormal_ratio"]].reset_index()

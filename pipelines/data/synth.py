@@ -22,10 +22,10 @@ from pipelines.errors import ConfigError
 
 __all__ = ["FAULTS", "generate_synthetic"]
 
-ABNORMAL_RATE = 0.4          # MURA train: about 40 % of studies are abnormal
-SIGNAL_RATE = 0.85           # share of an abnormal study's images that show the abnormality
+ABNORMAL_RATE = 0.4  # MURA train: about 40 % of studies are abnormal
+SIGNAL_RATE = 0.85  # share of an abnormal study's images that show the abnormality
 RGB_RATE = 0.1
-PARALLEL_FROM = 400          # below this many images a process pool costs more than it saves
+PARALLEL_FROM = 400  # below this many images a process pool costs more than it saves
 
 
 @dataclass
@@ -38,7 +38,7 @@ class StudyPlan:
     number: int
     label: int
     images: list[dict] = field(default_factory=list)
-    csv_label: int | None = None   # a fault may make the CSV disagree with the folder
+    csv_label: int | None = None  # a fault may make the CSV disagree with the folder
 
     @property
     def folder(self) -> str:
@@ -60,12 +60,14 @@ def _plan(seed: int, train_patients: int, valid_patients: int) -> list[StudyPlan
             kind = str(rng.choice(["metal", "fracture"]))
             for _ in range(int(rng.integers(1, 5))):
                 image_seed += 1
-                study.images.append({
-                    "abnormal_kind": kind if study.label and rng.random() < SIGNAL_RATE else None,
-                    "size": (int(rng.integers(100, 513)), int(rng.integers(100, 513))),
-                    "rgb": bool(rng.random() < RGB_RATE),
-                    "seed": image_seed,
-                })
+                study.images.append(
+                    {
+                        "abnormal_kind": kind if study.label and rng.random() < SIGNAL_RATE else None,
+                        "size": (int(rng.integers(100, 513)), int(rng.integers(100, 513))),
+                        "rgb": bool(rng.random() < RGB_RATE),
+                        "seed": image_seed,
+                    }
+                )
             studies.append(study)
     return studies
 
@@ -92,16 +94,25 @@ def _write_tree(studies: list[StudyPlan], root: Path, workers: int | None) -> No
 def _write_csvs(studies: list[StudyPlan], root: Path) -> None:
     for split in ("train", "valid"):
         in_split = [study for study in studies if study.split == split]
-        image_lines = [f"{study.folder}/image{i}.png" for study in in_split for i in range(1, len(study.images) + 1)]
+        image_lines = [
+            f"{study.folder}/image{i}.png" for study in in_split for i in range(1, len(study.images) + 1)
+        ]
         study_lines = [
-            f"{study.folder}/,{study.label if study.csv_label is None else study.csv_label}" for study in in_split
+            f"{study.folder}/,{study.label if study.csv_label is None else study.csv_label}"
+            for study in in_split
         ]
         (root / RELEASE_DIR / IMAGE_CSV[split]).write_text("\n".join(image_lines) + "\n")
         (root / RELEASE_DIR / STUDY_CSV[split]).write_text("\n".join(study_lines) + "\n")
 
 
-def generate_synthetic(out_dir: Path, seed: int = 7, train_patients: int = 160, valid_patients: int = 40,
-                       fault: str | None = None, workers: int | None = None) -> dict:
+def generate_synthetic(
+    out_dir: Path,
+    seed: int = 7,
+    train_patients: int = 160,
+    valid_patients: int = 40,
+    fault: str | None = None,
+    workers: int | None = None,
+) -> dict:
     """Write `<out_dir>/MURA-v1.1/` (tree + 4 CSVs); return counts of what was written."""
     if fault is not None and fault not in FAULTS:
         raise ConfigError(f"unknown fault '{fault}'; choose one of: {', '.join(FAULTS)}")

@@ -11,8 +11,14 @@ from pathlib import Path
 from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR
 
 FAULTS = (
-    "corrupt_png", "zero_byte", "missing_file", "unlisted_file", "patient_in_both_splits",
-    "label_mismatch", "unknown_body_part", "duplicate_csv_row",
+    "corrupt_png",
+    "zero_byte",
+    "missing_file",
+    "unlisted_file",
+    "patient_in_both_splits",
+    "label_mismatch",
+    "unknown_body_part",
+    "duplicate_csv_row",
 )
 UNKNOWN_PART = "XR_KNEE"
 

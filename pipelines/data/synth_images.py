@@ -21,8 +21,13 @@ BONE_LAYOUTS: dict[str, list[tuple[int, int, int, int, int]]] = {
     "XR_ELBOW": [(60, 40, 128, 140, 26), (128, 140, 200, 225, 22), (128, 140, 215, 190, 16)],
     "XR_FINGER": [(128, 20, 128, 236, 14), (121, 90, 135, 90, 20), (121, 160, 135, 160, 20)],
     "XR_FOREARM": [(95, 15, 95, 240, 20), (160, 15, 160, 240, 16)],
-    "XR_HAND": [(128, 230, 55, 60, 12), (128, 230, 95, 35, 12), (128, 230, 135, 30, 12),
-                (128, 230, 172, 45, 12), (128, 230, 215, 110, 12)],
+    "XR_HAND": [
+        (128, 230, 55, 60, 12),
+        (128, 230, 95, 35, 12),
+        (128, 230, 135, 30, 12),
+        (128, 230, 172, 45, 12),
+        (128, 230, 215, 110, 12),
+    ],
     "XR_HUMERUS": [(128, 10, 128, 246, 40)],
     "XR_SHOULDER": [(150, 100, 150, 250, 34), (20, 60, 230, 45, 14)],
     "XR_WRIST": [(100, 150, 100, 250, 18), (156, 150, 156, 250, 18)],
@@ -52,8 +57,10 @@ def _draw_abnormality(draw: ImageDraw.ImageDraw, body_part: str, kind: str, rng:
     if kind == "metal":
         half_len, half_w = 38, max(6, width // 2)
         corners = [
-            (cx + sa * half_len * along[0] + sw * half_w * across[0],
-             cy + sa * half_len * along[1] + sw * half_w * across[1])
+            (
+                cx + sa * half_len * along[0] + sw * half_w * across[0],
+                cy + sa * half_len * along[1] + sw * half_w * across[1],
+            )
             for sa, sw in ((-1, -1), (1, -1), (1, 1), (-1, 1))
         ]
         draw.polygon(corners, fill=255)
@@ -61,12 +68,14 @@ def _draw_abnormality(draw: ImageDraw.ImageDraw, body_part: str, kind: str, rng:
         reach = width + 14
         draw.line(
             (cx - reach * across[0], cy - reach * across[1], cx + reach * across[0], cy + reach * across[1]),
-            fill=10, width=9,
+            fill=10,
+            width=9,
         )
 
 
-def render_radiograph(body_part: str, abnormal_kind: str | None, size: tuple[int, int], rgb: bool,
-                      seed: int) -> bytes:
+def render_radiograph(
+    body_part: str, abnormal_kind: str | None, size: tuple[int, int], rgb: bool, seed: int
+) -> bytes:
     """One PNG: the part's bones, an optional abnormality ('metal'/'fracture'), jitter and noise."""
     rng = np.random.default_rng(seed)
     canvas = Image.new("L", (CANVAS, CANVAS), color=int(rng.integers(5, 35)))
@@ -74,8 +83,11 @@ def render_radiograph(body_part: str, abnormal_kind: str | None, size: tuple[int
     _draw_bones(draw, body_part, int(BONE_GREY + rng.integers(-25, 25)))
     if abnormal_kind is not None:
         _draw_abnormality(draw, body_part, abnormal_kind, rng)
-    canvas = canvas.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR,
-                           translate=(int(rng.integers(-12, 13)), int(rng.integers(-12, 13))))
+    canvas = canvas.rotate(
+        float(rng.uniform(-12, 12)),
+        resample=Image.BILINEAR,
+        translate=(int(rng.integers(-12, 13)), int(rng.integers(-12, 13))),
+    )
     width, height = size
     pixels = np.asarray(canvas.resize((width, height), Image.BILINEAR), dtype=np.float32)
     pixels += rng.normal(0.0, 6.0, pixels.shape)
