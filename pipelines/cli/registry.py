@@ -1,0 +1,183 @@
+"""`mura register | promote | rollback | deploy | mlflow-server | webhook`: the MLflow registry side."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pipelines.cli.common import add_json_flag, emit
+from pipelines.errors import ConfigError
+
+
+def _register(args) -> int:
+    from pipelines.registry.registration import register_run
+
+    result = register_run(args.run_id, auto_promote=True if args.auto_promote else None)
+    aliases = ", ".join(result["aliases"]) or "no alias"
+    emit(
+        result,
+        args.json,
+        f"registered {result['model']} v{result['version']} ({aliases}); gate {result['gate']['reason']}",
+    )
+    return 0
+
+
+def _promote(args) -> int:
+    from pipelines.registry.promotion import promote
+
+    result = promote(args.model, args.version, alias=args.alias, force=args.force)
+    if not result["changed"]:
+        text = f"{args.model} v{args.version} is already {args.alias}; nothing changed"
+    else:
+        text = f"{args.model}: {args.alias} -> v{args.version} (was {result['previous'] or 'unset'})"
+        text += " [forced past the gate; recorded]" if result["forced"] else ""
+        text += (
+            "; run `mura deploy` (or wait for the deploy DAG) to serve it" if args.alias == "champion" else ""
+        )
+    emit(result, args.json, text)
+    return 0
+
+
+def _rollback(args) -> int:
+    from pipelines.registry.promotion import rollback
+
+    result = rollback(args.model)
+    emit(
+        result,
+        args.json,
+        f"{args.model}: champion back to v{result['champion']} (from v{result['rolled_back_from']}); run `mura deploy`",
+    )
+    return 0
+
+
+def _deploy(args) -> int:
+    from pipelines.registry.publishing import DeployOptions
+    from pipelines.registry.reconciler import reconcile
+
+    options = DeployOptions.from_settings(
+        grpc_target=args.target, server_base_path=args.server_base_path, reload="poll" if args.poll else None
+    )
+    result = reconcile(options=options, models=args.model or None)
+    lines = []
+    for model in result["models"]:
+        if "skipped" in model:
+            lines.append(f"{model['model']}: {model['skipped']}")
+        else:
+            labels = ", ".join(f"{label}=v{version}" for label, version in sorted(model["labels"].items()))
+            lines.append(f"{model['model']}: {labels} ({'changed' if model['changed'] else 'unchanged'})")
+    emit(result, args.json, "\n".join(lines) or "no registered mura_* model")
+    return 0
+
+
+def _mlflow_server(args) -> int:
+    from pipelines.registry.tracking_server import start_tracking_server
+
+    server = start_tracking_server(
+        host=args.host,
+        port=args.port,
+        backend_store_uri=args.backend_store_uri,
+        artifacts_destination=args.artifacts_destination,
+        extra_hosts=args.allowed_host,
+    )
+    emit(
+        {"uri": server.uri, "pid": server.process.pid, "log": str(server.log_path)},
+        args.json,
+        f"MLflow tracking server at {server.uri} (log {server.log_path}); Ctrl-C stops it",
+    )
+    try:
+        while server.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _webhook(args) -> int:
+    from pipelines.registry.webhook import WebhookReceiver
+
+    secret = os.environ.get("MURA_WEBHOOK_SECRET", "")
+    if not secret:
+        raise ConfigError(
+            "set MURA_WEBHOOK_SECRET to the secret given to the MLflow webhook; refusing to run unsigned"
+        )
+    receiver = WebhookReceiver(secret, host=args.host, port=args.port).start()
+    emit({"url": receiver.url}, args.json, f"receiving MLflow webhooks at {receiver.url}; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the registry commands."""
+    parser = subparsers.add_parser(
+        "register", help="register a run's tf_serving/ SavedModel, gate it, set aliases"
+    )
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument(
+        "--auto-promote", action="store_true", help="a passing version becomes champion at once"
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=_register)
+
+    parser = subparsers.add_parser("promote", help="move an alias (default champion) to a model version")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("version", metavar="VERSION", type=int)
+    parser.add_argument(
+        "--alias", default="champion", help="champion (serves as stable) or challenger (canary)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="promote a version that failed the gate (recorded)"
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=_promote)
+
+    parser = subparsers.add_parser("rollback", help="move champion back to the previous champion")
+    parser.add_argument("model", metavar="MODEL")
+    add_json_flag(parser)
+    parser.set_defaults(handler=_rollback)
+
+    parser = subparsers.add_parser(
+        "deploy", help="make TF Serving follow the registry aliases (reconcile once)"
+    )
+    parser.add_argument(
+        "--model", action="append", help="only this model (repeatable; default every mura_* model)"
+    )
+    parser.add_argument("--target", help="TF Serving gRPC host:port (default MURA_SERVING_GRPC)")
+    parser.add_argument("--server-base-path", help="the model base path as the server sees it (e.g. /models)")
+    parser.add_argument(
+        "--poll", action="store_true", help="wait for the server's config polling instead of a reload call"
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=_deploy)
+
+    parser = subparsers.add_parser(
+        "mlflow-server", help="run an MLflow tracking server on the embedded store"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument(
+        "--backend-store-uri", help="default: SQLite under MURA_HOME/mlflow (postgresql://... in compose)"
+    )
+    parser.add_argument(
+        "--artifacts-destination", help="default: MURA_HOME/mlflow/artifacts (s3://... in compose)"
+    )
+    parser.add_argument(
+        "--allowed-host", action="append", default=[], help="another Host name to accept, e.g. mlflow"
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=_mlflow_server)
+
+    parser = subparsers.add_parser(
+        "webhook", help="receive MLflow alias webhooks (secret: MURA_WEBHOOK_SECRET)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    add_json_flag(parser)
+    parser.set_defaults(handler=_webhook)

@@ -1,0 +1,154 @@
+"""The champion/challenger gate: absolute floors, then no regression against the current champion.
+
+Policy in params.yaml `gate:`. The first version of a model (no champion) is judged on floors only.
+Metric names follow DESIGN.md: `eval.study_kappa`, `eval.study_auroc`, `eval.<part>.study_kappa`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.errors import ConfigError
+
+KAPPA = "eval.study_kappa"
+AUROC = "eval.study_auroc"
+PART_KAPPA = re.compile(r"^eval\.(?P<part>[a-z0-9_]+)\.study_kappa$")
+PASSED, FAILED = "passed", "failed"
+# MLflow limits tag values; the reason is cut well below that.
+MAX_REASON_CHARS = 4000
+_SLACK = 1e-9  # float noise must not fail an equal model
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Floors and allowed drops of params.yaml `gate:`."""
+
+    min_study_kappa: float
+    min_study_auroc: float
+    max_overall_drop: float
+    max_part_kappa_drop: float
+    auto_promote: bool = False
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any] | None = None) -> GatePolicy:
+        """The policy of params.yaml `gate:` (or of `section`), with its values checked."""
+        if section is None:
+            from pipelines.settings import params_section
+
+            section = params_section("gate")
+        names = ("min_study_kappa", "min_study_auroc", "max_overall_drop", "max_part_kappa_drop")
+        missing = [name for name in names if name not in (section or {})]
+        if missing:
+            raise ConfigError(
+                f"params.yaml gate: lacks {missing}; see the gate section in the repository's params.yaml"
+            )
+        try:
+            values = {name: float(section[name]) for name in names}
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"params.yaml gate: every threshold must be a number ({error})") from error
+        for name in ("max_overall_drop", "max_part_kappa_drop"):
+            if values[name] < 0:
+                raise ConfigError(
+                    f"params.yaml gate.{name}={values[name]}: an allowed drop cannot be negative"
+                )
+        if not -1.0 <= values["min_study_kappa"] <= 1.0 or not 0.0 <= values["min_study_auroc"] <= 1.0:
+            raise ConfigError(
+                "params.yaml gate: min_study_kappa must lie in [-1, 1] and min_study_auroc in [0, 1]"
+            )
+        return cls(**values, auto_promote=bool(section.get("auto_promote", False)))
+
+
+@dataclass
+class GateVerdict:
+    """The outcome: passed or not, a readable reason, and the champion version compared with."""
+
+    passed: bool
+    reason: str
+    failures: list[str] = field(default_factory=list)
+    champion_version: int | None = None
+
+    @property
+    def status(self) -> str:
+        """`passed` or `failed` (the `gate.status` tag)."""
+        return PASSED if self.passed else FAILED
+
+
+def part_kappas(metrics: dict[str, float]) -> dict[str, float]:
+    """part slug -> study kappa, from `eval.<part>.study_kappa` entries."""
+    return {match["part"]: value for key, value in metrics.items() if (match := PART_KAPPA.match(key))}
+
+
+def _floors(candidate: dict[str, float], policy: GatePolicy, notes: list[str], failures: list[str]) -> None:
+    for key, floor, label in (
+        (KAPPA, policy.min_study_kappa, "study kappa"),
+        (AUROC, policy.min_study_auroc, "study AUROC"),
+    ):
+        value = candidate.get(key)
+        if value is None:
+            failures.append(f"{key} missing: evaluate the run before registering it")
+        elif value + _SLACK < floor:
+            failures.append(f"{label} {value:.4f} below the floor {floor:.4f}")
+        else:
+            notes.append(f"{label} {value:.4f} >= {floor:.4f}")
+
+
+def _against_champion(
+    candidate: dict[str, float],
+    champion: dict[str, float],
+    policy: GatePolicy,
+    notes: list[str],
+    failures: list[str],
+) -> None:
+    for key, label in ((KAPPA, "study kappa"), (AUROC, "study AUROC")):
+        if key not in champion or key not in candidate:
+            continue  # a missing candidate metric already failed the floors
+        change = candidate[key] - champion[key]
+        if -change > policy.max_overall_drop + _SLACK:
+            failures.append(
+                f"{label} {candidate[key]:.4f} is {-change:.4f} below the champion's {champion[key]:.4f} "
+                f"(allowed drop {policy.max_overall_drop:.4f})"
+            )
+        else:
+            notes.append(f"{label} change {change:+.4f}")
+    candidate_parts, champion_parts = part_kappas(candidate), part_kappas(champion)
+    worst = None
+    for part, reference in sorted(champion_parts.items()):
+        if part not in candidate_parts:
+            failures.append(f"eval.{part}.study_kappa missing while the champion has it")
+            continue
+        change = candidate_parts[part] - reference
+        if -change > policy.max_part_kappa_drop + _SLACK:
+            failures.append(
+                f"{part} study kappa {candidate_parts[part]:.4f} is {-change:.4f} below the champion's "
+                f"{reference:.4f} (allowed drop {policy.max_part_kappa_drop:.4f})"
+            )
+        elif worst is None or change < worst[1]:
+            worst = (part, change)
+    if worst is not None:
+        notes.append(f"worst part {worst[0]} {worst[1]:+.4f}")
+
+
+def evaluate_gate(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    policy: GatePolicy,
+    champion_version: int | None = None,
+) -> GateVerdict:
+    """Judge `candidate` metrics: floors always; against `champion` metrics when there is a champion."""
+    notes: list[str] = []
+    failures: list[str] = []
+    _floors(candidate, policy, notes, failures)
+    if champion is not None:
+        _against_champion(candidate, champion, policy, notes, failures)
+    against = f" vs champion v{champion_version}" if champion is not None and champion_version else ""
+    if champion is None:
+        against = " (first version: floors only)"
+    if failures:
+        reason = f"failed{against}: " + "; ".join(failures)
+    else:
+        reason = f"passed{against}: " + "; ".join(notes)
+    return GateVerdict(
+        not failures, reason[:MAX_REASON_CHARS], failures, champion_version if champion else None
+    )

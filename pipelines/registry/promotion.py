@@ -1,0 +1,144 @@
+"""Moving aliases: the promotion rule after the gate, `mura promote`, `mura rollback`, champion history.
+
+`champion` is what serves under `stable`; moving it (here, in the MLflow UI or through the API) is how
+a model goes live. The registered model's `champion.history` tag lists past champions, newest last.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import UTC, datetime
+
+from pipelines.registry.errors import RegistryError
+from pipelines.registry.gate import PASSED
+from pipelines.registry.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    check_alias_name,
+    connect,
+    get_registered,
+    get_version,
+    tracking_errors,
+)
+
+HISTORY_TAG = "champion.history"
+
+
+def now_utc() -> str:
+    """The current UTC time in ISO 8601 (seconds), as recorded in tags."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def champion_history(client, model_name: str) -> list[int]:
+    """Past and present champions of a model, oldest first (the `champion.history` tag)."""
+    raw = client.get_registered_model(model_name).tags.get(HISTORY_TAG, "[]")
+    try:
+        return [int(version) for version in json.loads(raw)]
+    except (ValueError, TypeError) as error:
+        raise RegistryError(
+            f"{model_name}: tag {HISTORY_TAG}={raw!r} is not a JSON list of versions; fix or delete it"
+        ) from error
+
+
+def sync_history(client, model_name: str) -> list[int]:
+    """Append the current champion to the history when it was moved elsewhere (e.g. the MLflow UI)."""
+    history = champion_history(client, model_name)
+    current = client.get_registered_model(model_name).aliases.get(CHAMPION)
+    if current is not None and (not history or history[-1] != int(current)):
+        history.append(int(current))
+        client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history))
+    return history
+
+
+def _make_champion(client, model_name: str, version: int) -> None:
+    sync_history(client, model_name)
+    client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    aliases = client.get_registered_model(model_name).aliases
+    if aliases.get(CHALLENGER) == str(version):
+        # The challenger went live: serving it also as canary would only duplicate stable.
+        client.delete_registered_model_alias(model_name, CHALLENGER)
+    sync_history(client, model_name)
+    client.set_model_version_tag(model_name, str(version), "promotion.champion_at", now_utc())
+
+
+def apply_promotion_rule(
+    client, model_name: str, version: int, passed: bool, auto_promote: bool
+) -> list[str]:
+    """DESIGN.md's rule: first passing version -> champion; later ones -> challenger (+ champion if auto)."""
+    if not passed:
+        return []
+    if client.get_registered_model(model_name).aliases.get(CHAMPION) is None:
+        _make_champion(client, model_name, version)
+        return [CHAMPION]
+    if auto_promote:
+        _make_champion(client, model_name, version)
+        return [CHAMPION]
+    client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+    return [CHALLENGER]
+
+
+def promote(model_name: str, version: int, alias: str = CHAMPION, force: bool = False, client=None) -> dict:
+    """Point `alias` (default champion) at `version`; a version that failed the gate needs `force`."""
+    check_alias_name(alias)
+    client = client or connect()
+    with tracking_errors(client, f"promoting {model_name} v{version}"):
+        model_version = get_version(client, model_name, version)
+        status = model_version.tags.get("gate.status", "unknown")
+        previous = client.get_registered_model(model_name).aliases.get(alias)
+        if status != PASSED and not force:
+            reason = model_version.tags.get("gate.reason", "no gate verdict recorded")
+            raise RegistryError(
+                f"{model_name} v{version} did not pass the gate ({status}: {reason}); "
+                "pass --force to promote it anyway (recorded on the version)"
+            )
+        if previous == str(version):
+            return {
+                "model": model_name,
+                "version": int(version),
+                "alias": alias,
+                "previous": int(previous),
+                "changed": False,
+                "forced": False,
+            }
+        if status != PASSED:
+            for key, value in (
+                ("promotion.forced", "true"),
+                ("promotion.forced_at", now_utc()),
+                ("promotion.forced_by", getpass.getuser()),
+                ("promotion.forced_alias", alias),
+            ):
+                client.set_model_version_tag(model_name, str(version), key, value)
+        if alias == CHAMPION:
+            _make_champion(client, model_name, int(version))
+        else:
+            client.set_registered_model_alias(model_name, alias, str(version))
+    return {
+        "model": model_name,
+        "version": int(version),
+        "alias": alias,
+        "previous": int(previous) if previous is not None else None,
+        "changed": True,
+        "forced": status != PASSED,
+    }
+
+
+def rollback(model_name: str, client=None) -> dict:
+    """Move `champion` back to the previous champion in the history."""
+    client = client or connect()
+    with tracking_errors(client, f"rolling back {model_name}"):
+        registered = get_registered(client, model_name)
+        current = registered.aliases.get(CHAMPION)
+        if current is None:
+            raise RegistryError(f"{model_name} has no champion to roll back; promote a version first")
+        history = sync_history(client, model_name)
+        if len(history) < 2:
+            raise RegistryError(f"{model_name}: no earlier champion to roll back to (history {history})")
+        history.pop()
+        previous = history[-1]
+        get_version(client, model_name, previous)
+        client.set_registered_model_alias(model_name, CHAMPION, str(previous))
+        client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history))
+        client.set_model_version_tag(model_name, str(current), "promotion.rolled_back_at", now_utc())
+        client.set_model_version_tag(model_name, str(previous), "promotion.champion_at", now_utc())
+    return {"model": model_name, "champion": previous, "rolled_back_from": int(current), "history": history}

@@ -1,0 +1,247 @@
+"""`mura deploy`: make TF Serving equal to the registry (champion -> `stable`, challenger -> `canary`).
+
+For every registered `mura_*` model: publish the aliased versions (hash-checked), rewrite
+models.config in two phases when a label moves to a version not loaded yet (TF Serving only labels
+loaded versions), reload, wait for AVAILABLE, smoke-predict, and restore the previous config on
+any failure. Running it again with nothing changed writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipelines.registry.errors import DeployError, RegistryError
+from pipelines.registry.publishing import DeployOptions, ensure_published, version_folder
+from pipelines.registry.serving_ops import ServingTarget, sample_images
+from pipelines.registry.tracking import CHALLENGER, CHAMPION, MODEL_PREFIX, connect, tracking_errors
+
+LOGGER = logging.getLogger(__name__)
+LABEL_OF_ALIAS = {CHAMPION: "stable", CHALLENGER: "canary"}
+
+
+def registered_models(client) -> list:
+    """Every registered model whose name starts with `mura_`."""
+    found, token = [], None
+    while True:
+        page = client.search_registered_models(max_results=100, page_token=token)
+        found.extend(model for model in page if model.name.startswith(MODEL_PREFIX))
+        token = page.token
+        if not token:
+            return found
+
+
+def desired_labels(aliases: dict[str, str]) -> dict[str, int]:
+    """label -> version wanted by the aliases (no canary when the challenger is the champion)."""
+    labels = {}
+    for alias, label in LABEL_OF_ALIAS.items():
+        if aliases.get(alias) is not None:
+            labels[label] = int(aliases[alias])
+    if labels.get("canary") is not None and labels.get("canary") == labels.get("stable"):
+        del labels["canary"]
+    return labels
+
+
+class Reconciler:
+    """Runs one reconcile pass over the registered models against one server."""
+
+    def __init__(self, client, options: DeployOptions, target: ServingTarget):
+        self.client, self.options, self.target = client, options, target
+
+    def _write(self, model: str, versions: list[int], labels: dict[str, int]) -> None:
+        from serving.repository import set_served_versions
+
+        set_served_versions(
+            model,
+            versions,
+            labels,
+            self.options.config_path,
+            self.options.model_base_path,
+            self.options.server_base_path,
+        )
+
+    def _reload(self) -> None:
+        if self.options.reload == "grpc":
+            from serving.repository import read_models_config
+
+            self.target.reload_config(read_models_config(self.options.config_path))
+
+    def _transition(self, model: str, versions: list[int], labels: dict[str, int]) -> None:
+        """Serve `versions` with `labels`: load new versions first, then move labels and unload the rest."""
+        from serving.repository import served_versions
+
+        timeout = self.options.available_timeout_seconds
+        current_versions, current_labels = served_versions(model, self.options.config_path)
+        new = sorted(set(versions) - set(current_versions))
+        if new:
+            self._write(model, sorted(set(current_versions) | set(versions)), current_labels)
+            self._reload()
+            self.target.wait_available(model, new, timeout)
+        self._write(model, versions, labels)
+        self._reload()
+        self.target.wait_available(model, versions, timeout)
+        self.target.wait_labels(model, labels, timeout)
+
+    def _restore(
+        self, model: str, backup: bytes | None, old_versions: list[int], old_labels: dict[str, int]
+    ) -> str:
+        """Put the previous models.config back (two-phase for the server); returns a note on how it went."""
+        notes = []
+        if old_versions:
+            try:
+                self._transition(model, old_versions, old_labels)
+            except (DeployError, RegistryError) as error:
+                notes.append(f"the server did not take the old config back: {error}")
+        path = Path(self.options.config_path)
+        if backup is None:
+            path.unlink(missing_ok=True)
+        else:
+            temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+            temporary.write_bytes(backup)
+            os.replace(temporary, path)  # byte-identical to before, whatever the server said
+        if backup is not None and not notes:
+            try:
+                self._reload()
+            except DeployError as error:
+                notes.append(f"reloading the old config failed: {error}")
+        return "previous models.config restored" + "".join(f"; {note}" for note in notes)
+
+    def _in_sync(self, model: str, versions: list[int], labels: dict[str, int]) -> bool:
+        from serving.repository import served_versions
+
+        if served_versions(model, self.options.config_path) != (versions, labels):
+            return False
+        # The file is right; check the server too (it may have restarted or missed a reload).
+        return all(self.target.label_version(model, label) == version for label, version in labels.items())
+
+    def _record(self, model: str, labels: dict[str, int]) -> list[str]:
+        """Tag versions with serving.label / serving.deployed_at; only differences are written."""
+        from pipelines.registry.promotion import now_utc, sync_history
+
+        changes = []
+        label_of = {version: label for label, version in labels.items()}
+        for found in self.client.search_model_versions(f"name='{model}'"):
+            version, current = int(found.version), found.tags.get("serving.label")
+            wanted = label_of.get(version)
+            if wanted is not None and current != wanted:
+                self.client.set_model_version_tag(model, str(version), "serving.label", wanted)
+                self.client.set_model_version_tag(model, str(version), "serving.deployed_at", now_utc())
+                changes.append(f"v{version} -> {wanted}")
+            elif wanted is None and current:
+                self.client.delete_model_version_tag(model, str(version), "serving.label")
+                self.client.set_model_version_tag(model, str(version), "serving.undeployed_at", now_utc())
+                changes.append(f"v{version} undeployed")
+        sync_history(self.client, model)
+        return changes
+
+    def reconcile_model(self, registered) -> dict:
+        """Bring one model in line; DeployError (config restored) when any step fails."""
+        from serving.repository import prune_versions, served_versions
+
+        model = registered.name
+        labels = desired_labels(registered.aliases)
+        if "stable" not in labels:
+            return {"model": model, "changed": False, "skipped": "no champion alias: nothing to serve"}
+        versions = sorted(set(labels.values()))
+        old_versions, old_labels = served_versions(model, self.options.config_path)
+        published = []
+        for version in versions:
+            # A version already served was checked when it went in; others are checked now.
+            if ensure_published(
+                self.client, model, version, self.options, verify_on_disk=version not in old_versions
+            ):
+                published.append(version)
+        changed = bool(published)
+        if not self._in_sync(model, versions, labels):
+            path = Path(self.options.config_path)
+            backup = path.read_bytes() if path.is_file() else None
+            try:
+                self._transition(model, versions, labels)
+                for label, version in sorted(labels.items()):
+                    images = sample_images(
+                        version_folder(self.options, model, version), self.options.smoke_images
+                    )
+                    self.target.smoke_predict(model, label, version, images)
+            except (DeployError, RegistryError) as error:
+                note = self._restore(model, backup, old_versions, old_labels)
+                raise DeployError(f"{model}: deploy failed, {note}: {error}") from error
+            changed = True
+        with tracking_errors(self.client, f"recording the deployment of {model}"):
+            tags = self._record(model, labels)
+        pruned = prune_versions(
+            model, base_path=self.options.model_base_path, config_path=self.options.config_path
+        )
+        return {
+            "model": model,
+            "changed": changed or bool(tags) or bool(pruned),
+            "labels": labels,
+            "published": published,
+            "tags": tags,
+            "pruned": pruned,
+        }
+
+
+@contextlib.contextmanager
+def exclusive(model_base_path: Path, timeout_seconds: float) -> Iterator[None]:
+    """One reconciler at a time per model base path (the deploy DAG, the webhook and a user may overlap)."""
+    import fcntl
+
+    Path(model_base_path).mkdir(parents=True, exist_ok=True)
+    with open(Path(model_base_path) / ".reconcile.lock", "w") as handle:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DeployError(
+                        f"another `mura deploy` holds {handle.name} for over {timeout_seconds:.0f}s; try again later"
+                    ) from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def reconcile(client=None, options: DeployOptions | None = None, models: list[str] | None = None) -> dict:
+    """One reconcile pass over every `mura_*` model (or `models`); DeployError listing the failures."""
+    client = client or connect()
+    options = options or DeployOptions.from_settings()
+    with exclusive(options.model_base_path, 2 * options.available_timeout_seconds + 60):
+        return _reconcile_all(client, options, models)
+
+
+def _reconcile_all(client, options: DeployOptions, models: list[str] | None) -> dict:
+    target = ServingTarget(options.grpc_target, options.request_timeout_seconds)
+    results, failures = [], []
+    try:
+        with tracking_errors(client, "listing registered models"):
+            found = registered_models(client)
+        reconciler = Reconciler(client, options, target)
+        for registered in found:
+            if models and registered.name not in models:
+                continue
+            try:
+                results.append(reconciler.reconcile_model(registered))
+            except RegistryError as error:  # one broken model must not stop the others
+                LOGGER.error("%s", error)
+                failures.append(str(error))
+    finally:
+        target.close()
+    report = {
+        "models": results,
+        "changed": any(result["changed"] for result in results),
+        "failures": failures,
+    }
+    if failures:
+        error = DeployError("; ".join(failures))
+        error.report = report
+        raise error
+    return report

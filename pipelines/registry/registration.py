@@ -1,0 +1,202 @@
+"""Register a run's `tf_serving/` SavedModel as a new version of the model named for its task, then gate it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from pipelines.registry.errors import RegistryError
+from pipelines.registry.gate import GatePolicy, evaluate_gate
+from pipelines.registry.hashing import HASH_TAG, saved_model_digest
+from pipelines.registry.promotion import apply_promotion_rule
+from pipelines.registry.tracking import (
+    CHAMPION,
+    MODEL_PREFIX,
+    connect,
+    model_name_for_task,
+    tracking_errors,
+    version_metrics,
+)
+
+LOGGER = logging.getLogger(__name__)
+ARTIFACT_PATH = "tf_serving"
+LINEAGE_TAGS = (
+    "code.git_sha",
+    "data.dvc_md5",
+    "data.rev",
+    "validation.success",
+    "validation.docs",
+    "train.arch",
+    "train.task",
+)
+SIGNATURE_TAG = "serving.signature"
+
+
+def describe_signature(saved_model_dir: Path, signature_name: str = "serving_default") -> str:
+    """`serving_default(image_bytes: string[-1]) -> abnormal_probability: float32[-1], ...` from saved_model.pb."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        saved_model = saved_model_pb2.SavedModel.FromString(
+            (Path(saved_model_dir) / "saved_model.pb").read_bytes()
+        )
+    except DecodeError as error:
+        raise RegistryError(
+            f"{saved_model_dir}/saved_model.pb is not a SavedModel protobuf ({error}); export it again"
+        ) from error
+    signatures = saved_model.meta_graphs[0].signature_def if saved_model.meta_graphs else {}
+    if signature_name not in signatures:
+        raise RegistryError(
+            f"{saved_model_dir}: no {signature_name!r} signature (found {sorted(signatures)}); export with serving.export"
+        )
+
+    def spec(items) -> str:
+        described = []
+        for name, info in sorted(items):
+            dims = [str(dim.size) for dim in info.tensor_shape.dim]
+            dtype = types_pb2.DataType.Name(info.dtype).removeprefix("DT_").lower()
+            dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
+            described.append(f"{name}: {dtype}[{','.join(dims)}]")
+        return ", ".join(described)
+
+    signature = signatures[signature_name]
+    if "image_bytes" not in signature.inputs:
+        raise RegistryError(
+            f"{saved_model_dir}: {signature_name} does not take `image_bytes` (DESIGN.md section 3)"
+        )
+    return f"{signature_name}({spec(signature.inputs.items())}) -> {spec(signature.outputs.items())}"
+
+
+def _download_saved_model(client, run_id: str, folder: Path) -> Path:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = Path(client.download_artifacts(run_id, ARTIFACT_PATH, str(folder)))
+    except (MlflowException, OSError) as error:
+        raise RegistryError(
+            f"run {run_id} has no {ARTIFACT_PATH}/ SavedModel ({str(error).splitlines()[0]}); "
+            f"export it first: `mura export {run_id}`"
+        ) from error
+    if not (local / "saved_model.pb").is_file():
+        raise RegistryError(
+            f"run {run_id}: {ARTIFACT_PATH}/ holds no saved_model.pb; export it again: `mura export {run_id}`"
+        )
+    return local
+
+
+def _model_name(client, run, folder: Path) -> tuple[str, str]:
+    """(model name, task) from the run's class map, else from its `train.task` tag."""
+    from mlflow.exceptions import MlflowException
+
+    task = run.data.tags.get("train.task")
+    try:
+        class_map = json.loads(
+            Path(client.download_artifacts(run.info.run_id, "model/class_map.json", str(folder))).read_text()
+        )
+        task = class_map.get("task", task)
+        name = class_map.get("model_name") or model_name_for_task(task)
+    except (MlflowException, OSError, ValueError):
+        if not task:
+            raise RegistryError(
+                f"run {run.info.run_id} has neither model/class_map.json nor a train.task tag: is it a training run?"
+            ) from None
+        name = model_name_for_task(task)
+    if not name.startswith(MODEL_PREFIX):
+        raise RegistryError(
+            f"model name {name!r} of run {run.info.run_id} does not start with {MODEL_PREFIX!r}"
+        )
+    return name, task
+
+
+def _ensure_registered_model(client, name: str, task: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name,
+            tags={"task": task},
+            description=f"MURA {task} model served by TF Serving as {name!r}. Alias `champion` serves under "
+            "label `stable`, `challenger` under `canary` (`mura deploy`).",
+        )
+
+
+def register_run(
+    run_id: str, auto_promote: bool | None = None, client=None, policy: GatePolicy | None = None
+) -> dict:
+    """Register the run's SavedModel, record lineage/metrics/hash tags, run the gate and apply the promotion rule."""
+    client = client or connect()
+    policy = policy or GatePolicy.from_params()
+    auto_promote = policy.auto_promote if auto_promote is None else bool(auto_promote)
+    with (
+        tracking_errors(client, f"registering run {run_id}"),
+        tempfile.TemporaryDirectory(prefix="mura-register-") as scratch,
+    ):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as error:
+            raise RegistryError(
+                f"run {run_id} not found on {client.tracking_uri}; check the run id (`mura train --json`)"
+            ) from error
+        name, task = _model_name(client, run, Path(scratch))
+        saved_model = _download_saved_model(client, run_id, Path(scratch) / "download")
+        digest = saved_model_digest(saved_model)
+        signature = describe_signature(saved_model)
+        metrics = {key: value for key, value in run.data.metrics.items() if key.startswith("eval.")}
+        tags = {key: str(run.data.tags.get(key, "unknown")) for key in LINEAGE_TAGS}
+        tags.update(
+            {
+                "train.run_id": run_id,
+                "train.task": task,
+                HASH_TAG: digest,
+                SIGNATURE_TAG: signature,
+                "serving.artifact_path": ARTIFACT_PATH,
+            }
+        )
+        tags.update({key: repr(float(value)) for key, value in metrics.items()})
+        _ensure_registered_model(client, name, task)
+        champion_version = client.get_registered_model(name).aliases.get(CHAMPION)
+        champion_metrics = None
+        if champion_version is not None:
+            champion_metrics = version_metrics(client.get_model_version(name, champion_version))
+        verdict = evaluate_gate(
+            metrics, champion_metrics, policy, int(champion_version) if champion_version else None
+        )
+        description = (
+            f"{tags['train.arch']} for task {task}, run {run_id}; data rev {tags['data.rev']} "
+            f"(dvc md5 {tags['data.dvc_md5']}); study kappa {metrics.get('eval.study_kappa', float('nan')):.4f}, "
+            f"AUROC {metrics.get('eval.study_auroc', float('nan')):.4f}; signature {signature}; gate {verdict.reason}"
+        )[:4000]
+        tags.update(
+            {
+                "gate.status": verdict.status,
+                "gate.reason": verdict.reason,
+                "gate.champion_version": str(verdict.champion_version or ""),
+            }
+        )
+        created = client.create_model_version(
+            name, f"runs:/{run_id}/{ARTIFACT_PATH}", run_id=run_id, tags=tags, description=description
+        )
+        version = int(created.version)
+        aliases = apply_promotion_rule(client, name, version, verdict.passed, auto_promote)
+    LOGGER.info("registered %s v%s: gate %s, aliases %s", name, version, verdict.status, aliases)
+    return {
+        "model": name,
+        "version": version,
+        "run_id": run_id,
+        "gate": {
+            "status": verdict.status,
+            "reason": verdict.reason,
+            "champion_version": verdict.champion_version,
+        },
+        "aliases": aliases,
+        "sha256": digest,
+        "signature": signature,
+    }

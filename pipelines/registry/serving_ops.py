@@ -1,0 +1,152 @@
+"""What the reconciler asks of a running TF Serving: reload the config, wait for versions, smoke-predict.
+
+Predictions and statuses go through serving.client.ServingClient; HandleReloadConfigRequest is not in
+that client, so this module sends it with the official tensorflow-serving-api stub (a thin adapter).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from pipelines.registry.errors import DeployError
+
+
+class ServingTarget:
+    """One TF Serving (or `mura serve`) gRPC endpoint, as seen by the reconciler."""
+
+    def __init__(self, grpc_target: str, timeout_seconds: float = 30.0):
+        from serving.client import ServingClient
+
+        self.target = grpc_target
+        self.timeout_seconds = timeout_seconds
+        self.client = ServingClient(grpc_target, protocol="grpc", timeout=timeout_seconds)
+
+    def close(self) -> None:
+        """Close the gRPC channels."""
+        self.client.close()
+
+    def reload_config(self, config) -> None:
+        """Send the whole ModelServerConfig with ModelService.HandleReloadConfigRequest."""
+        import grpc
+        from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+        request = model_management_pb2.ReloadConfigRequest()
+        request.config.CopyFrom(config)
+        with grpc.insecure_channel(self.target) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            try:
+                response = stub.HandleReloadConfigRequest(request, timeout=self.timeout_seconds)
+            except grpc.RpcError as error:
+                raise DeployError(
+                    f"TF Serving at {self.target} refused the config reload ({error.code().name}: {error.details()}); "
+                    "is it running (`mura serve`) and is MURA_SERVING_GRPC right?"
+                ) from error
+        if response.status.error_code != 0:
+            raise DeployError(
+                f"TF Serving at {self.target} rejected the new config: {response.status.error_message}"
+            )
+
+    def version_states(self, model: str) -> dict[int, tuple[str, str]]:
+        """version -> (state, error message) from GetModelStatus; empty when the model is unknown."""
+        from serving.errors import ServingClientError
+
+        try:
+            statuses = self.client.model_status(model)
+        except ServingClientError as error:
+            if error.code == "NOT_FOUND":
+                return {}
+            raise DeployError(f"GetModelStatus({model}) on {self.target} failed: {error}") from error
+        return {int(entry["version"]): (entry["state"], entry["error_message"]) for entry in statuses}
+
+    def label_version(self, model: str, label: str) -> int | None:
+        """The version `label` resolves to on the server, or None when the label is unknown."""
+        from serving.errors import ServingClientError
+
+        try:
+            statuses = self.client.model_status(model, label=label)
+        except ServingClientError as error:
+            if error.code in ("INVALID_ARGUMENT", "NOT_FOUND"):
+                return None
+            raise DeployError(
+                f"GetModelStatus({model}, label {label}) on {self.target} failed: {error}"
+            ) from error
+        return int(statuses[0]["version"]) if statuses else None
+
+    def wait_available(self, model: str, versions: list[int], timeout_seconds: float) -> None:
+        """Wait until every version is AVAILABLE; DeployError at once when one failed to load."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            states = self.version_states(model)
+            pending = []
+            for version in versions:
+                state, message = states.get(version, ("UNKNOWN", ""))
+                if state == "AVAILABLE":
+                    continue
+                if state == "END" and message:
+                    raise DeployError(f"{model} v{version} failed to load on {self.target}: {message}")
+                pending.append(f"v{version} {state}")
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"{model}: {', '.join(pending)} not AVAILABLE after {timeout_seconds:.0f}s on {self.target}"
+                )
+            time.sleep(0.2)
+
+    def wait_labels(self, model: str, labels: dict[str, int], timeout_seconds: float) -> None:
+        """Wait until each label resolves to its version on the server (config polling may lag)."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            wrong = {label: self.label_version(model, label) for label in labels}
+            wrong = {label: found for label, found in wrong.items() if found != labels[label]}
+            if not wrong:
+                return
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"{model}: labels {wrong} on {self.target} still differ from {labels} after {timeout_seconds:.0f}s"
+                )
+            time.sleep(0.2)
+
+    def smoke_predict(
+        self, model: str, label: str, expected_version: int, images: list[bytes]
+    ) -> list[float]:
+        """Predict `images` through `label`; DeployError unless the expected version answers sane probabilities."""
+        from serving.errors import ServingClientError
+
+        try:
+            results = self.client.predict_images(images, model=model, label=label)
+        except ServingClientError as error:
+            raise DeployError(f"smoke prediction of {model} label {label} failed: {error}") from error
+        probabilities = [float(result["abnormal_probability"]) for result in results]
+        served = results[0]["version"] if results else None
+        if served != expected_version:
+            raise DeployError(
+                f"smoke prediction of {model} label {label}: answered by v{served}, expected v{expected_version}"
+            )
+        if not all(math.isfinite(value) and 0.0 <= value <= 1.0 for value in probabilities):
+            raise DeployError(
+                f"smoke prediction of {model} v{expected_version}: probabilities {probabilities} are not in [0, 1]"
+            )
+        return probabilities
+
+
+def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:
+    """Up to `count` encoded images from the version's warm-up file (a generated PNG when it has none)."""
+    images: list[bytes] = []
+    warmup = Path(saved_model_dir) / "assets.extra" / "tf_serving_warmup_requests"
+    if warmup.is_file():
+        import tensorflow as tf
+
+        from serving.export import read_warmup_file
+
+        for record in read_warmup_file(saved_model_dir):
+            tensor = record.predict_log.request.inputs.get("image_bytes")
+            if tensor is not None:
+                images.extend(bytes(value) for value in tf.make_ndarray(tensor).reshape(-1))
+    if not images:
+        from serving.samples import sample_png
+
+        images = [sample_png(64, 64, seed=index) for index in range(max(count, 1))]
+    return images[: max(count, 1)]

@@ -1,0 +1,322 @@
+"""Registry, gate, promotion and the deploy reconciler against a real `mlflow server` and the local TF Serving.
+
+One MLflow server and one serving process for the module; each test uses its own model name
+(mura_binary_<part>) so the tests do not depend on each other's state.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GOOD = {
+    "eval.study_kappa": 0.60,
+    "eval.study_auroc": 0.80,
+    "eval.elbow.study_kappa": 0.55,
+    "eval.hand.study_kappa": 0.50,
+}
+BETTER = {
+    "eval.study_kappa": 0.66,
+    "eval.study_auroc": 0.84,
+    "eval.elbow.study_kappa": 0.60,
+    "eval.hand.study_kappa": 0.52,
+}
+WORSE = {
+    "eval.study_kappa": 0.50,
+    "eval.study_auroc": 0.79,
+    "eval.elbow.study_kappa": 0.56,
+    "eval.hand.study_kappa": 0.50,
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A real MLflow server, a local TF-Serving server on models.config, and the env pointing at both."""
+    from pipelines.registry.tracking_server import start_tracking_server
+    from serving.repository import read_models_config, write_models_config
+    from serving.server import ServerOptions, start_server
+
+    home = tmp_path_factory.mktemp("registry_home")
+    tracking = start_tracking_server(
+        home,
+        environment={
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+        },
+    )
+    base = home / "serving" / "models"
+    config_path = write_models_config(read_models_config(base / "models.config"), base / "models.config")
+    options = ServerOptions(
+        port=0,
+        rest_api_port=0,
+        model_config_file=str(config_path),
+        model_config_file_poll_wait_seconds=0,
+        file_system_poll_wait_seconds=0,
+    )
+    serving = start_server(options)
+    patch = pytest.MonkeyPatch()
+    for name, value in {
+        "MURA_HOME": str(home),
+        "MURA_MODEL_BASE_PATH": str(base),
+        "MLFLOW_TRACKING_URI": tracking.uri,
+        "MURA_SERVING_GRPC": serving.grpc_target,
+        "MURA_SERVING_REST": serving.rest_url,
+    }.items():
+        patch.setenv(name, value)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking.uri, registry_uri=tracking.uri)
+    experiment_id = client.create_experiment("mura")
+    try:
+        yield {
+            "tracking": tracking,
+            "serving": serving,
+            "client": client,
+            "experiment": experiment_id,
+            "base": base,
+            "config": config_path,
+            "home": home,
+        }
+    finally:
+        patch.undo()
+        serving.stop()
+        tracking.stop()
+
+
+def out_of_range_model(image_size=(16, 16)):
+    """A model with the binary contract whose 'probability' is 5.0: it loads, but smoke checks must catch it."""
+    import keras
+
+    inputs = keras.Input(shape=(*image_size, 3), name="pixels")
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    outputs = keras.layers.Dense(
+        1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(5.0)
+    )(pooled)
+    return keras.Model(inputs, outputs)
+
+
+def make_run(world, part: str, metrics: dict, seed: int, model=None) -> str:
+    """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/."""
+    from serving.export import export_run
+    from serving.samples import class_map_for, sample_png, tiny_keras_model
+
+    client, task = world["client"], f"binary:XR_{part.upper()}"
+    run_id = client.create_run(
+        world["experiment"],
+        tags={"train.arch": "tiny", "train.task": task, "data.dvc_md5": "abc123.dir", "data.rev": "v1"},
+    ).info.run_id
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    folder = world["home"] / f"run-{run_id}" / "model"
+    folder.mkdir(parents=True)
+    (model or tiny_keras_model(task, (16, 16), seed=seed)).save(folder / "model.keras")
+    (folder / "class_map.json").write_text(json.dumps(class_map_for(task, (16, 16))))
+    client.log_artifacts(run_id, str(folder), "model")
+    export_run(run_id, sample_images=[sample_png(24, 24, seed=seed)])
+    client.set_terminated(run_id)
+    return run_id
+
+
+def stable_version(world, model: str, label: str = "stable") -> int:
+    """The version that answers a prediction through `label` on the serving process."""
+    from serving.client import ServingClient
+    from serving.samples import sample_png
+
+    with ServingClient(world["serving"].grpc_target) as client:
+        return client.predict_images([sample_png(30, 30)], model=model, label=label)[0]["version"]
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, dict | str]:
+    """Run `mura ...` in-process; (exit code, parsed --json output or stderr)."""
+    from pipelines.cli import main
+
+    capsys.readouterr()  # drop what earlier steps printed (MLflow prints run links)
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out) if code == 0 and "--json" in argv else (
+        captured.out if code == 0 else captured.err
+    )
+
+
+def test_register_gate_pass_champion_then_challenger(world):
+    from pipelines.registry.hashing import saved_model_digest
+    from pipelines.registry.registration import register_run
+
+    first = register_run(make_run(world, "elbow", GOOD, seed=1))
+    assert (first["model"], first["version"], first["aliases"]) == ("mura_binary_elbow", 1, ["champion"])
+    assert first["gate"]["status"] == "passed" and "floors only" in first["gate"]["reason"]
+    second = register_run(make_run(world, "elbow", BETTER, seed=2))
+    assert (second["version"], second["aliases"]) == (2, ["challenger"])
+    assert "vs champion v1" in second["gate"]["reason"]
+    version = world["client"].get_model_version("mura_binary_elbow", "2")
+    assert version.tags["gate.status"] == "passed" and version.tags["data.dvc_md5"] == "abc123.dir"
+    assert float(version.tags["eval.elbow.study_kappa"]) == pytest.approx(0.60)
+    assert (
+        version.tags["train.run_id"] == second["run_id"]
+        and "image_bytes: string[-1]" in version.tags["serving.signature"]
+    )
+    local = world["client"].download_artifacts(second["run_id"], "tf_serving", str(world["home"] / "check"))
+    assert version.tags["serving.sha256"] == saved_model_digest(Path(local))
+    assert world["client"].get_registered_model("mura_binary_elbow").aliases == {
+        "champion": "1",
+        "challenger": "2",
+    }
+
+
+def test_worse_model_fails_gate_and_is_not_promoted(world, capsys):
+    from pipelines.registry.errors import RegistryError
+    from pipelines.registry.promotion import promote
+    from pipelines.registry.registration import register_run
+
+    register_run(make_run(world, "forearm", GOOD, seed=3))
+    worse = register_run(make_run(world, "forearm", WORSE, seed=4))
+    assert worse["gate"]["status"] == "failed" and worse["aliases"] == []
+    assert "study kappa 0.5000 is 0.1000 below the champion's 0.6000" in worse["gate"]["reason"]
+    assert world["client"].get_registered_model("mura_binary_forearm").aliases == {"champion": "1"}
+    with pytest.raises(RegistryError, match="did not pass the gate.*--force"):
+        promote("mura_binary_forearm", 2)
+    code, error = run_cli(["promote", "mura_binary_forearm", "7"], capsys)
+    assert code == 1 and "has no version 7 (versions: [1, 2])" in error
+    code, error = run_cli(["promote", "mura_binary_forearm", "1", "--alias", "latest"], capsys)
+    assert code == 1 and "reserved" in error
+    code, result = run_cli(["promote", "mura_binary_forearm", "2", "--force", "--json"], capsys)
+    assert code == 0 and result["forced"] is True
+    assert world["client"].get_model_version("mura_binary_forearm", "2").tags["promotion.forced"] == "true"
+
+
+def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
+    from pipelines.registry.registration import register_run
+
+    model = "mura_binary_hand"
+    register_run(make_run(world, "hand", GOOD, seed=5))
+    register_run(make_run(world, "hand", BETTER, seed=6))
+    code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
+    assert code == 0 and report["models"][0]["labels"] == {"stable": 1, "canary": 2}
+    assert (stable_version(world, model), stable_version(world, model, "canary")) == (1, 2)
+
+    assert run_cli(["promote", model, "2", "--json"], capsys)[0] == 0
+    code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
+    assert code == 0 and report["models"][0]["labels"] == {"stable": 2}
+    assert stable_version(world, model) == 2
+    version = world["client"].get_model_version(model, "2")
+    assert version.tags["serving.label"] == "stable" and version.tags["serving.deployed_at"]
+
+    before = (world["config"].read_bytes(), world["config"].stat().st_mtime_ns)
+    code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
+    assert code == 0 and report["changed"] is False
+    assert run_cli(["deploy", "--model", model], capsys) == (0, f"{model}: stable=v2 (unchanged)\n")
+    assert (world["config"].read_bytes(), world["config"].stat().st_mtime_ns) == before
+
+    code, result = run_cli(["rollback", model, "--json"], capsys)
+    assert code == 0 and (result["champion"], result["rolled_back_from"]) == (1, 2)
+    assert run_cli(["deploy", "--model", model, "--json"], capsys)[0] == 0
+    assert stable_version(world, model) == 1
+    code, error = run_cli(["rollback", model], capsys)
+    assert code == 1 and "no earlier champion" in error
+
+
+def test_tampered_artifact_is_refused_and_old_version_keeps_serving(world):
+    from pipelines.registry.errors import DeployError
+    from pipelines.registry.promotion import promote
+    from pipelines.registry.reconciler import reconcile
+    from pipelines.registry.registration import register_run
+
+    model = "mura_binary_wrist"
+    register_run(make_run(world, "wrist", GOOD, seed=7))
+    reconcile(models=[model])
+    second = register_run(make_run(world, "wrist", BETTER, seed=8))
+    stored = Path(world["tracking"].artifacts_destination.removeprefix("file://"))
+    (target,) = stored.glob(f"*/{second['run_id']}/artifacts/tf_serving/saved_model.pb")
+    target.write_bytes(target.read_bytes() + b"tampered")
+    promote(model, 2)
+    config_before = world["config"].read_bytes()
+    with pytest.raises(DeployError, match="mura_binary_wrist v2 .*does not match the registered"):
+        reconcile(models=[model])
+    assert world["config"].read_bytes() == config_before
+    assert not (world["base"] / model / "2").exists()
+    assert stable_version(world, model) == 1
+
+
+def test_failed_smoke_prediction_restores_the_previous_config(world):
+    from pipelines.registry.errors import DeployError
+    from pipelines.registry.promotion import promote
+    from pipelines.registry.reconciler import reconcile
+    from pipelines.registry.registration import register_run
+
+    model = "mura_binary_finger"
+    register_run(make_run(world, "finger", GOOD, seed=10))
+    reconcile(models=[model])
+    register_run(make_run(world, "finger", BETTER, seed=11, model=out_of_range_model()))
+    promote(model, 2)
+    config_before = world["config"].read_bytes()
+    with pytest.raises(DeployError, match=r"previous models.config restored.*v2: probabilities \[5\.0"):
+        reconcile(models=[model])
+    assert world["config"].read_bytes() == config_before
+    assert stable_version(world, model) == 1
+    from serving.client import ServingClient
+
+    with ServingClient(world["serving"].grpc_target) as client:
+        states = {status["version"]: status["state"] for status in client.model_status(model)}
+    assert states[1] == "AVAILABLE" and states.get(2, "END") == "END"  # v2 was loaded, then unloaded again
+
+
+def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch):
+    from pipelines.registry.errors import DeployError
+    from pipelines.registry.reconciler import reconcile
+    from pipelines.registry.registration import register_run
+    from pipelines.registry.tracking_server import free_port
+
+    register_run(make_run(world, "shoulder", GOOD, seed=12))
+    dead = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MURA_SERVING_GRPC", dead)
+    config_before = world["config"].read_bytes()
+    with pytest.raises(DeployError, match=f"mura_binary_shoulder: deploy failed.*TF Serving at {dead}"):
+        reconcile(models=["mura_binary_shoulder"])
+    assert world["config"].read_bytes() == config_before
+
+
+def test_mlflow_down_names_the_tracking_uri(world, capsys, monkeypatch):
+    from pipelines.registry.tracking_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    config_before = world["config"].read_bytes()
+    for argv in (["deploy"], ["register", "0123456789abcdef"], ["rollback", "mura_binary"]):
+        code, error = run_cli(argv, capsys)
+        assert code == 1 and f"MLflow tracking server {dead} is not reachable" in error
+    assert world["config"].read_bytes() == config_before
+
+
+def test_mlflow_alias_webhook_reaches_the_receiver(world):
+    import threading
+
+    from mlflow.entities.webhook import WebhookEvent
+
+    from pipelines.registry.registration import register_run
+    from pipelines.registry.webhook import WebhookReceiver
+
+    delivered, arrived = [], threading.Event()
+    receiver = WebhookReceiver(
+        "s3cret", action=lambda payload: (delivered.append(payload), arrived.set())
+    ).start()
+    try:
+        webhook = world["client"].create_webhook(
+            name="deploy",
+            url=receiver.url,
+            secret="s3cret",
+            events=[WebhookEvent("model_version_alias", "created")],
+        )
+        register_run(make_run(world, "humerus", GOOD, seed=9))  # v1 becomes champion: an alias event
+        assert arrived.wait(30), "MLflow did not deliver the alias webhook"
+        assert (
+            delivered[0]["data"]["name"] == "mura_binary_humerus"
+            and delivered[0]["data"]["alias"] == "champion"
+        )
+        world["client"].delete_webhook(webhook.webhook_id)
+    finally:
+        receiver.stop()
