@@ -1,0 +1,187 @@
+"""Clients of TF Serving (the real one or `mura serve`) over gRPC (official stubs) or REST.
+
+`ServingClient.predict_image` / `predict_study` return the model's answer for one image or a study
+(the mean of its images' probabilities, as in the MURA paper). The seed project's helpers
+`calculate_binary` and `calculate_14cls` are kept for its users.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.data.layout import IMAGE_SUFFIXES, is_hidden, part_slug
+from pipelines.errors import DataError
+from serving.client_transport import GrpcTransport, RestTransport
+from serving.errors import ServingClientError
+
+PART_IN_PATH = re.compile(r"^XR_[A-Z]+$")
+
+
+def body_part_from_path(path: Path) -> str | None:
+    """The `XR_<PART>` folder a MURA image or study path sits in, if any."""
+    return next((part for part in reversed(Path(path).parts) if PART_IN_PATH.match(part)), None)
+
+
+def study_images(folder: Path) -> list[Path]:
+    """The PNG/JPEG images of a study folder, by name (hidden files skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder} is not a folder: pass a study folder such as .../patient00001/study1_positive/"
+        )
+    images = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p.name)
+    )
+    if not images:
+        raise DataError(f"{folder} holds no PNG or JPEG image")
+    return images
+
+
+class ServingClient:
+    """Predictions from a TF Serving endpoint; `target` defaults to MURA_SERVING_GRPC / MURA_SERVING_REST."""
+
+    def __init__(self, target: str | None = None, protocol: str = "grpc", timeout: float = 30.0):
+        from pipelines.settings import get_settings, params_section
+
+        if protocol not in ("grpc", "rest"):
+            raise ServingClientError(f"protocol {protocol!r}: use 'grpc' or 'rest'", "INVALID_ARGUMENT")
+        settings = get_settings()
+        self.protocol = protocol
+        self.target = target or (settings.serving_grpc if protocol == "grpc" else settings.serving_rest)
+        self.threshold = float(params_section("serving")["threshold"])
+        transport = GrpcTransport if protocol == "grpc" else RestTransport
+        self._transport = transport(self.target, timeout)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def predict(
+        self,
+        inputs: dict[str, Any],
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str = "",
+    ) -> tuple[dict[str, np.ndarray], int | None]:
+        """Run any signature: (outputs as numpy arrays, served version or None over REST)."""
+        if version is not None and label:
+            raise ServingClientError("give a version or a label, not both", "INVALID_ARGUMENT")
+        arrays = {
+            name: np.asarray(value, dtype=object if _is_bytes(value) else None)
+            for name, value in inputs.items()
+        }
+        return self._transport.predict(arrays, model, version, label, signature_name)
+
+    def predict_images(
+        self,
+        images: list[bytes],
+        model: str = "mura_binary",
+        version: int | None = None,
+        label: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One result dict per encoded image: abnormal_probability, label (and body_part for 14cls)."""
+        outputs, served = self.predict({"image_bytes": list(images)}, model, version, label)
+        if "abnormal_probability" not in outputs:
+            raise ServingClientError(
+                f"{model} has no abnormal_probability output: is it a MURA model?", "INVALID_ARGUMENT"
+            )
+        results = []
+        for index in range(len(images)):
+            result = {"model": model, "version": served}
+            for name, values in outputs.items():
+                item = values[index]
+                result[name] = item.decode() if isinstance(item, bytes) else np.asarray(item).tolist()
+            results.append(result)
+        return results
+
+    def predict_image(
+        self,
+        image: str | Path | bytes,
+        model: str = "mura_binary",
+        version: int | None = None,
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """The prediction for one image (a path or the encoded bytes)."""
+        if isinstance(image, bytes):
+            data, source = image, None
+        else:
+            source = Path(image)
+            if not source.is_file():
+                raise DataError(f"{source} does not exist: pass a PNG or JPEG file or a study folder")
+            data = source.read_bytes()
+        result = self.predict_images([data], model, version, label)[0]
+        result["path"] = str(source) if source else None
+        return result
+
+    def predict_study(
+        self,
+        folder: str | Path,
+        model: str = "mura_binary",
+        version: int | None = None,
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """A study's prediction: mean of its images' abnormal probabilities, thresholded (params serving)."""
+        paths = study_images(Path(folder))
+        per_image = self.predict_images([p.read_bytes() for p in paths], model, version, label)
+        for path, result in zip(paths, per_image, strict=True):
+            result["path"] = str(path)
+        probability = float(np.mean([result["abnormal_probability"] for result in per_image]))
+        parts = [result["body_part"] for result in per_image if "body_part" in result]
+        return {
+            "study": str(folder),
+            "model": model,
+            "version": per_image[0]["version"],
+            "body_part": max(set(parts), key=parts.count) if parts else body_part_from_path(Path(folder)),
+            "abnormal_probability": probability,
+            "label": "abnormal" if probability >= self.threshold else "normal",
+            "images": per_image,
+        }
+
+    def model_status(self, model: str, version: int | None = None, label: str | None = None) -> list[dict]:
+        """[{version, state, error_code, error_message}] as GetModelStatus reports them."""
+        return self._transport.model_status(model, version, label)
+
+
+def _is_bytes(value) -> bool:
+    return isinstance(value, bytes) or (
+        isinstance(value, list | tuple) and bool(value) and isinstance(value[0], bytes)
+    )
+
+
+def _image_bytes(image: str | Path | bytes) -> bytes:
+    if isinstance(image, bytes):
+        return image
+    path = Path(image)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist: pass a PNG or JPEG file")
+    return path.read_bytes()
+
+
+def calculate_binary(model_name: str | None, part_body: str, image: str | Path | bytes) -> str:
+    """Seed helper: "X-ray of XR_HUMERUS is abnormal." from a binary model (default mura_binary_<part>)."""
+    model = model_name or (f"mura_binary_{part_slug(part_body)}" if part_body else "mura_binary")
+    with ServingClient() as client:
+        result = client.predict_images([_image_bytes(image)], model=model)[0]
+    return f"X-ray of {part_body} is {result['label']}."
+
+
+def calculate_14cls(model_name: str | None, part_body: str | None, image: str | Path | bytes) -> str:
+    """Seed helper: "XR_HUMERUS is abnormal." naming the body part the 14-class model recognised.
+
+    `part_body` is what the caller believes the study type is; it is used only when the model gives
+    no body part (the sentence always reports the model's own reading).
+    """
+    with ServingClient() as client:
+        result = client.predict_images([_image_bytes(image)], model=model_name or "mura_14cls")[0]
+    return f"{result.get('body_part') or part_body} is {result['label']}."

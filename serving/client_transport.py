@@ -1,0 +1,186 @@
+"""Wire protocols of ServingClient: gRPC with the official tensorflow-serving-api stubs, and REST."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from serving.errors import ServingClientError
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CODE_BY_HTTP = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    413: "RESOURCE_EXHAUSTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+}
+
+
+def _unavailable(target: str, detail: str, variable: str) -> ServingClientError:
+    return ServingClientError(
+        f"no TF Serving answers at {target} ({detail}): start it with `mura serve` or set {variable}",
+        "UNAVAILABLE",
+    )
+
+
+class GrpcTransport:
+    """PredictionService/ModelService calls over one gRPC channel."""
+
+    def __init__(self, target: str, timeout: float):
+        import grpc
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        self.target, self.timeout = target, timeout
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def _spec(self, spec, model: str, version: int | None, label: str | None) -> None:
+        spec.name = model
+        if version is not None:
+            spec.version.value = int(version)
+        elif label:
+            spec.version_label = label
+
+    def _call(self, method, request, model: str):
+        import grpc
+
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            code = error.code().name if error.code() else "UNKNOWN"
+            if code == "UNAVAILABLE":
+                raise _unavailable(self.target, error.details(), "MURA_SERVING_GRPC") from error
+            raise ServingClientError(f"{model}: {error.details()} ({code})", code) from error
+
+    def predict(self, arrays, model, version, label, signature_name):
+        """(outputs, served version) of one Predict call."""
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec, model, version, label)
+        request.model_spec.signature_name = signature_name
+        for name, array in arrays.items():
+            dtype = tf.string if array.dtype == object else None
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(array, dtype=dtype))
+        response = self._call(self._prediction.Predict, request, model)
+        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        return outputs, response.model_spec.version.value or None
+
+    def model_status(self, model, version, label):
+        """Version states from GetModelStatus."""
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(request.model_spec, model, version, label)
+        response = self._call(self._models.GetModelStatus, request, model)
+        state_name = get_model_status_pb2.ModelVersionStatus.State.Name
+        return [
+            {
+                "version": status.version,
+                "state": state_name(status.state),
+                "error_message": status.status.error_message,
+            }
+            for status in response.model_version_status
+        ]
+
+
+def _to_json(array: np.ndarray):
+    if array.dtype == object:
+        return np.vectorize(lambda item: {"b64": base64.b64encode(item).decode("ascii")}, otypes=[object])(
+            array
+        ).tolist()
+    return array.tolist()
+
+
+def _from_json(value) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)  # TF Serving writes float32 outputs as JSON numbers
+    elif array.dtype.kind == "U":
+        array = np.vectorize(lambda item: item.encode("utf-8"), otypes=[object])(array)
+    return array
+
+
+class RestTransport:
+    """TF Serving's REST API with one keep-alive session."""
+
+    def __init__(self, target: str, timeout: float):
+        import requests
+
+        self.base = target if target.startswith("http") else f"http://{target}"
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        """Close the session."""
+        self._session.close()
+
+    def _url(self, model, version, label, suffix=""):
+        path = f"{self.base}/v1/models/{model}"
+        if version is not None:
+            path += f"/versions/{int(version)}"
+        elif label:
+            path += f"/labels/{label}"
+        return path + suffix
+
+    def _request(self, method: str, url: str, model: str, **kwargs):
+        import requests
+
+        try:
+            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as error:
+            raise _unavailable(self.base, "connection refused", "MURA_SERVING_REST") from error
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"error": response.text[:200]}
+        if response.status_code != 200:
+            code = CODE_BY_HTTP.get(response.status_code, "UNKNOWN")
+            raise ServingClientError(
+                f"{model}: {payload.get('error')} (HTTP {response.status_code} {code})", code
+            )
+        return payload
+
+    def predict(self, arrays, model, version, label, signature_name):
+        """(outputs, None) of one :predict call in the columnar form (REST does not return the version)."""
+        body = {"inputs": {name: _to_json(array) for name, array in arrays.items()}}
+        if signature_name:
+            body["signature_name"] = signature_name
+        payload = self._request("POST", self._url(model, version, label, ":predict"), model, json=body)
+        outputs = payload["outputs"]
+        if not isinstance(outputs, dict):  # one output: TF Serving sends the bare value
+            outputs = {self._single_output_name(model, version, label, signature_name): outputs}
+        return {name: _from_json(value) for name, value in outputs.items()}, None
+
+    def _single_output_name(self, model, version, label, signature_name) -> str:
+        metadata = self._request("GET", self._url(model, version, label, "/metadata"), model)
+        signatures = metadata["metadata"]["signature_def"]["signature_def"]
+        return next(iter(signatures[signature_name or "serving_default"]["outputs"]))
+
+    def model_status(self, model, version, label):
+        """Version states from GET /v1/models/..."""
+        payload = self._request("GET", self._url(model, version, label), model)
+        return [
+            {
+                "version": int(entry["version"]),
+                "state": entry["state"],
+                "error_message": entry["status"].get("error_message", ""),
+            }
+            for entry in payload["model_version_status"]
+        ]

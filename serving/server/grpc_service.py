@@ -1,0 +1,140 @@
+"""gRPC `tensorflow.serving.PredictionService` and `ModelService` on the official tensorflow-serving-api stubs."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+from serving.server.core import ServingCore
+from serving.server.status import ServingError
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _spec(model_spec) -> tuple[str, int | None, str | None]:
+    choice = model_spec.WhichOneof("version_choice")
+    version = model_spec.version.value if choice == "version" else None
+    label = model_spec.version_label if choice == "version_label" else None
+    return model_spec.name, version, label
+
+
+def build_servicers(core: ServingCore, reload_config):
+    """The two servicer objects; `reload_config(model_configs)` applies a HandleReloadConfigRequest."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_management_pb2,
+        model_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    def abort(context, error: ServingError):
+        context.abort(error.grpc_code(), error.message)
+
+    class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802 - gRPC method name
+            name, version, label = _spec(request.model_spec)
+            try:
+                inputs = {}
+                for alias, proto in request.inputs.items():
+                    try:
+                        inputs[alias] = tf.make_ndarray(proto)
+                    except (TypeError, ValueError) as error:
+                        raise ServingError("INVALID_ARGUMENT", f"tensor parsing error: {alias}") from error
+                servable, outputs = core.predict(
+                    name,
+                    version,
+                    label,
+                    request.model_spec.signature_name,
+                    inputs,
+                    list(request.output_filter),
+                    "GRPC",
+                )
+            except ServingError as error:
+                return abort(context, error)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
+            for alias, value in outputs.items():
+                response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+            return response
+
+        def GetModelMetadata(self, request, context):  # noqa: N802
+            name, version, label = _spec(request.model_spec)
+            fields = list(request.metadata_field)
+            try:
+                if not fields:
+                    raise ServingError(
+                        "INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field"
+                    )
+                for field_name in fields:
+                    if field_name != "signature_def":
+                        raise ServingError(
+                            "INVALID_ARGUMENT", f"Metadata field {field_name} is not supported"
+                        )
+                servable = core.metadata(name, version, label)
+            except ServingError as error:
+                return abort(context, error)
+            response = get_model_metadata_pb2.GetModelMetadataResponse(
+                model_spec=model_pb2.ModelSpec(name=servable.name)
+            )
+            response.model_spec.version.value = servable.version
+            response.metadata["signature_def"].Pack(servable.signature_defs)
+            return response
+
+    class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+        def GetModelStatus(self, request, context):  # noqa: N802
+            name, version, label = _spec(request.model_spec)
+            try:
+                statuses = core.manager.model_status(name, version, label)
+            except ServingError as error:
+                return abort(context, error)
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for number, status in sorted(statuses.items()):
+                entry = response.model_version_status.add(version=number)
+                entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+                entry.status.error_code = _code_number(status.error_code)
+                entry.status.error_message = status.error_message
+            return response
+
+        def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+            response = model_management_pb2.ReloadConfigResponse()
+            try:
+                reload_config(list(request.config.model_config_list.config))
+            except ServingError as error:
+                response.status.error_code = _code_number(error.code)
+                response.status.error_message = error.message
+            return response
+
+    return PredictionService(), ModelService(), prediction_service_pb2_grpc, model_service_pb2_grpc
+
+
+def _code_number(code: str) -> int:
+    from serving.server.status import CODE_BY_NUMBER
+
+    return next(number for number, name in CODE_BY_NUMBER.items() if name == code)
+
+
+def start_grpc_server(core: ServingCore, reload_config, address: str, workers: int, max_message_bytes: int):
+    """Start the gRPC server on `address` (port 0 picks a free one); returns (server, bound port)."""
+    import grpc
+
+    prediction, models, prediction_grpc, model_grpc = build_servicers(core, reload_config)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mura-grpc"),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+    prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    model_grpc.add_ModelServiceServicer_to_server(models, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise ServingError("UNAVAILABLE", f"cannot listen on {address} for gRPC (port in use?)")
+    server.start()
+    return server, port

@@ -1,0 +1,82 @@
+"""TF Serving's JSON tensor encoding, the image header guard, error mapping and metrics text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.server.image_guard import check_image
+from serving.server.metrics import Metrics
+from serving.server.rest_json import parse_body, request_tensors, response_json
+from serving.server.status import ServingError
+
+
+def test_rows_and_columns_become_batched_arrays():
+    inputs, rows = request_tensors(
+        {"instances": [{"a": [1, 2], "b": "x"}, {"a": [3, 4], "b": {"b64": "eQ=="}}]},
+        {"a": "int64", "b": "string"},
+    )
+    assert rows and inputs["a"].tolist() == [[1, 2], [3, 4]] and inputs["b"].tolist() == [b"x", b"y"]
+    inputs, rows = request_tensors({"inputs": [[1.5, 2.0]]}, {"x": "float32"})
+    assert not rows and inputs["x"].dtype == np.float32 and inputs["x"].shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "document,message",
+    [
+        ({"instances": [[1.0], [1.0, 2.0]]}, "Expecting shape [1] but got: [2]"),
+        ({"instances": []}, "No values in 'instances' array"),
+        ({"instances": {"x": 1}}, "to be an list/array"),
+        ({"instances": [True]}, "is not of expected type: float32"),
+    ],
+)
+def test_bad_json_tensors(document, message):
+    with pytest.raises(ServingError, match=None) as caught:
+        request_tensors(document, {"x": "float32"})
+    assert caught.value.code == "INVALID_ARGUMENT" and message in caught.value.message
+
+
+def test_parse_errors():
+    for body, message in (
+        (b"", "The document is empty"),
+        (b"[1]", "Is not object"),
+        (b'{"signature_name": 3}', "must be a string"),
+    ):
+        with pytest.raises(ServingError) as caught:
+            parse_body(body)
+        assert message in caught.value.message
+
+
+def test_response_forms():
+    outputs = {
+        "p": np.array([0.25, 0.5], dtype=np.float32),
+        "label": np.array([b"normal", b"abnormal"], dtype=object),
+    }
+    assert response_json(outputs, True) == {
+        "predictions": [{"p": 0.25, "label": "normal"}, {"p": 0.5, "label": "abnormal"}]
+    }
+    assert response_json({"y_bytes": np.array([b"\xff"], dtype=object)}, False) == {
+        "outputs": [{"b64": "/w=="}]
+    }
+
+
+def test_image_guard():
+    from serving import samples
+
+    assert check_image(samples.sample_png(30, 20), "img", 10_000, 100) == (30, 20)
+    with pytest.raises(ServingError, match="over the limit"):
+        check_image(samples.sample_png(30, 20), "img", 500, 100)
+    with pytest.raises(ServingError, match="not a PNG, JPEG, GIF or BMP"):
+        check_image(b"RIFF....WEBP", "img", 10_000, 100)
+
+
+def test_metrics_text_uses_tf_serving_names():
+    metrics = Metrics()
+    metrics.record_request("m", "predict", "GRPC", "OK", 120.0)
+    metrics.record_request("m", "predict", "REST", "NOT_FOUND", 50.0)
+    text = metrics.render()
+    assert ':tensorflow:serving:request_count{model_name="m",status="OK"} 1' in text
+    assert (
+        ':tensorflow:serving:request_latency_count{API="predict",entrypoint="GRPC",model_name="m"} 1' in text
+    )
+    assert ServingError("RESOURCE_EXHAUSTED", "x").http_status == 429
