@@ -209,6 +209,8 @@ def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[byt
                 "is it a finished training run of this tracking server?"
             ) from error
         class_map = json.loads(Path(map_file).read_text())
+        import pipelines.training  # noqa: F401  (registers the zoo's custom layers for load_model)
+
         model = keras.saving.load_model(model_file, compile=False)
         target = Path(out_dir) if out_dir else Path(scratch) / "tf_serving"
         export_saved_model(model, class_map, target, sample_images or [])

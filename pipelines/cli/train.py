@@ -1,0 +1,178 @@
+"""`mura train`, `mura evaluate RUN_ID`, `mura tune`: thin runners over pipelines.training/evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from pipelines.cli.common import add_json_flag, emit
+from pipelines.settings import get_settings, params_section
+
+
+def _data_arguments(parser) -> None:
+    parser.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
+    parser.add_argument("--manifest", help="manifest parquet (default: built now from --data)")
+
+
+def _config_arguments(parser) -> None:
+    parser.add_argument("--preset", help="preset of params.yaml (default: $MURA_DEFAULT_PRESET)")
+    parser.add_argument("--arch", help="architecture(s), comma separated, e.g. densenet169,resnet50")
+    parser.add_argument("--task", help="binary, binary:XR_<PART> or 14cls")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--image-size", help="320 or 320x320")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--fine-tune-layers", type=int, help="backbone layers unfrozen in phase 2 (-1 = all)")
+    parser.add_argument("--augment", choices=["true", "false"])
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other training setting of the preset (repeatable)",
+    )
+
+
+def overrides_from(args) -> dict:
+    """CLI flags -> the overrides dict of resolve_config (unset flags are left out)."""
+    from pipelines.errors import ConfigError
+
+    overrides = {
+        "architectures": args.arch,
+        "task": args.task,
+        "epochs": args.epochs,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "fine_tune_layers": args.fine_tune_layers,
+        "augment": args.augment,
+    }
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set dropout=0.3")
+        key, value = item.split("=", 1)
+        overrides[key.strip().replace("-", "_")] = value.strip()
+    return {key: value for key, value in overrides.items() if value is not None}
+
+
+def _data_root(args) -> Path:
+    return Path(args.data).resolve() if args.data else get_settings().data_dir
+
+
+def manifest_for(args):
+    """The manifest path given, else one built now from the data folder."""
+    if args.manifest:
+        return Path(args.manifest)
+    from pipelines.data.manifest import build_manifest
+
+    data = params_section("data")
+    return build_manifest(_data_root(args), data["holdout_fraction"], data["holdout_seed"]).frame
+
+
+def _progress_stream(args):
+    """With --json, progress lines (Keras epochs, phases) go to stderr so stdout stays one JSON document."""
+    return contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+
+
+def _train(args) -> int:
+    from pipelines.training.presets import resolve_config
+
+    config = resolve_config(args.preset, overrides_from(args))  # bad settings fail before data is read
+    manifest = manifest_for(args)
+    with _progress_stream(args):
+        runs = [_train_one(args, config.for_arch(arch), manifest) for arch in config.architectures]
+    emit(
+        {"run_id": runs[0]["run_id"], "metrics": runs[0]["metrics"], "runs": runs},
+        args.json,
+        "\n".join(
+            f"run {run['run_id']}: {run['arch']} {run['task']} study kappa "
+            f"{run['metrics'].get('eval.study_kappa', float('nan')):.3f}"
+            for run in runs
+        ),
+    )
+    return 0
+
+
+def _train_one(args, config, manifest) -> dict:
+    """Train one architecture, then (unless --no-evaluate) evaluate it and print its kappa table."""
+    from pipelines.evaluation import evaluate_run
+    from pipelines.training.run import train
+
+    result = train(config, manifest, _data_root(args)).to_dict()
+    if not args.no_evaluate:
+        evaluation = evaluate_run(result["run_id"], manifest, _data_root(args))
+        result["metrics"].update(evaluation["metrics"])
+        result["table"] = evaluation["table"]
+        # The MURA-paper table goes to the terminal in both modes (stderr under --json).
+        print(
+            f"\n{config.arch} ({result['task']}), run {result['run_id']}\n{evaluation['table']}", flush=True
+        )
+    from serving.export import export_run
+
+    # The TF Serving SavedModel goes under the run's tf_serving/, ready for `mura register RUN_ID`.
+    result["export"] = export_run(result["run_id"])
+    return result
+
+
+def _evaluate(args) -> int:
+    from pipelines.evaluation import evaluate_run
+
+    with _progress_stream(args):
+        result = evaluate_run(
+            args.run_id,
+            Path(args.manifest) if args.manifest else None,
+            Path(args.data).resolve() if args.data else None,
+            threshold=args.threshold,
+        )
+    emit(
+        {"run_id": result["run_id"], "metrics": result["metrics"], "table": result["table"]},
+        args.json,
+        result["table"],
+    )
+    return 0
+
+
+def _tune(args) -> int:
+    from pipelines.training.presets import resolve_config
+    from pipelines.training.tuning import tune
+
+    config = resolve_config(args.preset, overrides_from(args))
+    with _progress_stream(args):
+        result = tune(
+            config, manifest_for(args), _data_root(args), max_trials=args.max_trials, preset_name=args.name
+        )
+    emit(
+        result,
+        args.json,
+        f"best trial {result['best_trial']} (holdout loss {result['best_score']:.4f}); "
+        f"preset {result['preset']} written to {result['preset_file']}; parent run {result['run_id']}",
+    )
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `train`, `evaluate` and `tune` to the `mura` command."""
+    train = subparsers.add_parser(
+        "train", help="train a model (tracked in MLflow), then evaluate it on valid"
+    )
+    _config_arguments(train)
+    _data_arguments(train)
+    train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on valid")
+    add_json_flag(train)
+    train.set_defaults(handler=_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="study-level evaluation of a run's model on valid")
+    evaluate.add_argument("run_id")
+    _data_arguments(evaluate)
+    evaluate.add_argument("--threshold", type=float, help="abnormal when probability >= this (default 0.5)")
+    add_json_flag(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
+
+    tune = subparsers.add_parser("tune", help="Keras Tuner search; each trial a nested MLflow run")
+    _config_arguments(tune)
+    _data_arguments(tune)
+    tune.add_argument("--max-trials", type=int, default=None, help="trials to run (default from params.yaml)")
+    tune.add_argument("--name", help="name of the preset written with the best values (default tuned_<arch>)")
+    add_json_flag(tune)
+    tune.set_defaults(handler=_tune)

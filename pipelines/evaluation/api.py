@@ -1,0 +1,154 @@
+"""`evaluate_run()`: score a training run's model on MURA `valid` and log the metrics to the same run."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipelines.errors import ConfigError, DataError
+from pipelines.settings import params_section
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> None recursively, so metrics.json is valid JSON."""
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _download(run_id: str, folder: Path) -> tuple[Path, dict]:
+    """Fetch model/model.keras and model/class_map.json of the run."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(folder))
+        )
+    except (MlflowException, OSError) as error:
+        raise ConfigError(
+            f"run {run_id} has no model/ artifacts ({error}); train it with `mura train` first"
+        ) from None
+    class_map = json.loads((local / "class_map.json").read_text(encoding="utf-8"))
+    return local / "model.keras", class_map
+
+
+def _manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:
+    if manifest is not None:
+        from pipelines.training.run import load_manifest
+
+        return load_manifest(manifest)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="data/manifest.parquet", dst_path=str(folder)
+        )
+    except (MlflowException, OSError):
+        raise DataError(
+            f"run {run_id} holds no data/manifest.parquet; pass the manifest explicitly"
+        ) from None
+    return pd.read_parquet(path)
+
+
+def valid_rows(frame: pd.DataFrame, class_map: dict) -> pd.DataFrame:
+    """The usable `valid` rows of the model's task; DataError when there are none."""
+    from pipelines.training.inputs import usable_rows
+    from pipelines.training.tasks import parse_task, select_rows
+
+    task = parse_task(class_map["task"])
+    rows = usable_rows(select_rows(task, frame[frame["split"] == "valid"]))
+    if rows.empty:
+        raise DataError(
+            f"the manifest has no usable 'valid' rows for task {task.name}; nothing to evaluate on"
+        )
+    return rows.reset_index(drop=True)
+
+
+def evaluate_run(
+    run_id: str,
+    manifest=None,
+    data_root: str | Path | None = None,
+    *,
+    threshold: float | None = None,
+    log: bool = True,
+    output_dir: Path | None = None,
+) -> dict:
+    """Study- and image-level metrics of the run's model on `valid`; logged as eval.* metrics and artifacts."""
+    import keras
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    import pipelines.training  # noqa: F401  (registers the custom layers for load_model)
+    from pipelines.evaluation import plots
+    from pipelines.evaluation.metrics import evaluate_predictions, study_scores
+    from pipelines.evaluation.predict import score_images
+    from pipelines.evaluation.report import flat_metrics, kappa_table
+    from pipelines.training.tracking import configure_mlflow
+
+    settings = params_section("evaluation") or {}
+    threshold = float(settings.get("threshold", 0.5) if threshold is None else threshold)
+    configure_mlflow()
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(
+            f"MLflow run {run_id!r} not found; list runs in the MLflow UI (experiment mura)"
+        ) from None
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(output_dir) if output_dir is not None else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        model_path, class_map = _download(run_id, Path(scratch) / "download")
+        frame = _manifest(run_id, manifest, Path(scratch) / "download")
+        root = Path(data_root) if data_root is not None else Path(run.data.tags.get("data.root", ""))
+        if not str(root) or not root.is_dir():
+            raise DataError(f"data root {root} not found; pass data_root (the folder holding MURA-v1.1/)")
+        rows = valid_rows(frame, class_map)
+        model = keras.saving.load_model(model_path)
+        scored = score_images(model, rows, root, class_map, int(settings.get("batch_size", 32)))
+        metrics = evaluate_predictions(scored, threshold, int(settings.get("calibration_bins", 10)))
+        studies = study_scores(scored)
+        figures = folder / "figures"
+        figures.mkdir(exist_ok=True)
+        plots.confusion_figure(studies, threshold, figures / "confusion_study.png")
+        plots.roc_figure(studies, figures / "roc_per_part.png")
+        plots.reliability_figure(metrics["calibration"]["study"], figures / "reliability_study.png")
+        if "predicted_part" in studies:
+            plots.part_confusion_figure(studies, figures / "confusion_body_part.png")
+        metrics = _clean(
+            {"run_id": run_id, "task": class_map["task"], "model_name": class_map["model_name"], **metrics}
+        )
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        scored.drop(columns=[c for c in scored if c.startswith("part_probability_")]).to_csv(
+            folder / "predictions.csv", index=False
+        )
+        flat = flat_metrics(_nan_back(metrics))
+        table = kappa_table(_nan_back(metrics))
+        if log:
+            from mlflow.entities import Metric
+
+            stamp = run.info.start_time or 0
+            client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in sorted(flat.items())])
+            client.log_artifacts(run_id, str(folder), artifact_path="evaluation")
+            client.log_text(run_id, table, "evaluation/kappa_table.txt")
+    return {"run_id": run_id, "metrics": flat, "report": metrics, "table": table}
+
+
+def _nan_back(value: Any) -> Any:
+    """None -> NaN for the numeric helpers (inverse of _clean)."""
+    if isinstance(value, dict):
+        return {key: _nan_back(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nan_back(item) for item in value]
+    return math.nan if value is None else value

@@ -1,0 +1,244 @@
+"""`train()`: one tracked training run from a config and a manifest (the DAG task and `mura train` call it)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import pandas as pd
+
+from pipelines.errors import ConfigError, DataError
+from pipelines.settings import get_settings
+from pipelines.training import fit, inputs, tracking
+from pipelines.training.presets import TrainConfig, check_config, resolve_config
+from pipelines.training.tasks import check_task_rows, class_map, parse_task, select_rows
+from pipelines.training.zoo import build_model, resolve_weights
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run produced."""
+
+    run_id: str
+    arch: str
+    task: str
+    model_name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (for --json and XCom)."""
+        return {
+            "run_id": self.run_id,
+            "arch": self.arch,
+            "task": self.task,
+            "model_name": self.model_name,
+            "metrics": self.metrics,
+        }
+
+
+def as_config(config: TrainConfig | dict | None) -> TrainConfig:
+    """A TrainConfig from a TrainConfig or a dict {preset, **overrides}."""
+    if isinstance(config, TrainConfig):
+        check_config(config)
+        return config
+    values = dict(config or {})
+    return resolve_config(values.pop("preset", None), values)
+
+
+def load_manifest(manifest: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """The manifest as a DataFrame from a frame or a parquet path; DataError when it cannot be read."""
+    if isinstance(manifest, pd.DataFrame):
+        return manifest
+    path = Path(manifest)
+    if not path.is_file():
+        raise DataError(f"manifest {path} not found; build it with `mura data manifest`")
+    return pd.read_parquet(path)
+
+
+def prepare_rows(task_name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The usable rows of the task, checked: DataError when a split or class is missing."""
+    missing = {"image_path", "split", "body_part", "label"} - set(frame.columns)
+    if missing:
+        raise DataError(
+            f"the manifest lacks column(s) {sorted(missing)}; rebuild it with `mura data manifest`"
+        )
+    task = parse_task(task_name)
+    rows = inputs.usable_rows(select_rows(task, frame)).reset_index(drop=True)
+    check_task_rows(task, rows)
+    return rows
+
+
+def devices(config: TrainConfig) -> tuple[bool, Any]:
+    """(mixed precision on?, strategy scope factory): GPUs get float16 compute and MirroredStrategy."""
+    gpus = []
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and bool(gpus))
+    if len(gpus) > 1:
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        return mixed, strategy.scope
+    return mixed, contextlib.nullcontext
+
+
+def make_datasets(config: TrainConfig, rows: pd.DataFrame, root: Path):
+    """(train, holdout) tf.data datasets of the checked rows, with the MURA per-part loss weights."""
+    task = parse_task(config.task)
+    train_rows = rows[rows["split"] == "train"]
+    weights = inputs.part_class_weights(train_rows) if config.class_weighting else None
+    common = {
+        "task": task,
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "weights": weights,
+        "seed": config.seed,
+        "cache": config.cache,
+    }
+    strength = config.augment_strength if config.augment else 0.0
+    train_data = inputs.make_dataset(
+        train_rows, root, training=True, augment_ops=config.augment_ops, augment_strength=strength, **common
+    )
+    holdout_data = inputs.make_dataset(rows[rows["split"] == "holdout"], root, **common)
+    return train_data, holdout_data
+
+
+def default_work_dir(config: TrainConfig, manifest_digest: str) -> Path:
+    """Where an unfinished run keeps its state: same config + same data = same folder, so a rerun resumes."""
+    key = hashlib.sha256(json.dumps([config.to_dict(), manifest_digest], sort_keys=True).encode()).hexdigest()
+    return get_settings().mura_home / "training" / key[:16]
+
+
+def _start_or_resume_run(client, experiment_id: str, work_dir: Path, config: TrainConfig, tags: dict) -> str:
+    state = fit.read_state(work_dir)
+    if state.get("run_id"):
+        client.update_run(state["run_id"], status="RUNNING")
+        print(f"resuming MLflow run {state['run_id']} from {work_dir}", flush=True)
+        return state["run_id"]
+    from mlflow.entities import Param
+
+    run = client.create_run(experiment_id, run_name=f"{config.arch}-{config.task}", tags=tags)
+    params = [
+        Param(key, json.dumps(value) if isinstance(value, list | dict) else str(value))
+        for key, value in config.to_dict().items()
+    ]
+    client.log_batch(run.info.run_id, params=params)
+    fit.write_state(work_dir, {"run_id": run.info.run_id, "phases_done": {}})
+    return run.info.run_id
+
+
+def train(
+    config: TrainConfig | dict | None,
+    manifest: str | Path | pd.DataFrame,
+    data_root: str | Path | None = None,
+    *,
+    work_dir: Path | None = None,
+    extra_callbacks: tuple = (),
+) -> TrainResult:
+    """Train one model (config.arch) on the manifest's train rows, tracked as an MLflow run in `mura`."""
+    from mlflow.tracking import MlflowClient
+
+    config = as_config(config)
+    if len(config.architectures) != 1:
+        raise ConfigError(
+            f"train() fits one architecture, got {list(config.architectures)}; "
+            "use train_candidates() or call it once per architecture"
+        )
+    task = parse_task(config.task)
+    settings = get_settings()
+    root = Path(data_root) if data_root is not None else settings.data_dir
+    rows = prepare_rows(config.task, load_manifest(manifest))
+    pretrained = resolve_weights(config.arch, config.weights) is not None  # weights errors before any work
+    train_rows = rows[rows["split"] == "train"]
+    train_data, holdout_data = make_datasets(config, rows, root)
+
+    digest = tracking.manifest_hash(rows)
+    work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config, digest)
+    lineage = tracking.data_lineage(settings.repo_root)
+    versions = tracking.package_versions()
+    tags = {
+        "code.git_sha": tracking.git_sha(settings.repo_root),
+        "data.dvc_md5": lineage["dvc_md5"],
+        "data.rev": lineage["rev"],
+        "data.manifest_hash": digest,
+        "data.root": str(root.resolve()),
+        "data.train_images": str(len(train_rows)),
+        "train.arch": config.arch,
+        "train.task": task.name,
+        "train.preset": config.preset,
+        "model_name": task.model_name,
+        **{f"pkg.{name}": version for name, version in versions.items()},
+    }
+    if isinstance(manifest, str | Path):
+        tags["data.manifest_path"] = str(Path(manifest).resolve())
+    experiment_id = tracking.configure_mlflow()
+    client = MlflowClient()
+    run_id = _start_or_resume_run(client, experiment_id, work_dir, config, tags)
+    mixed, scope = devices(config)
+    previous_policy = keras.config.dtype_policy()
+    try:
+        keras.utils.set_random_seed(config.seed)
+        if mixed:
+            keras.config.set_dtype_policy("mixed_float16")
+        with scope():
+            model = build_model(config.arch, task, config.image_size, config.weights, config.dropout)
+        phases = fit.plan_phases(config, pretrained)
+        results = fit.run_phases(
+            model,
+            task,
+            config,
+            phases,
+            train_data,
+            holdout_data,
+            work_dir,
+            make_logger=lambda phase: tracking.EpochLogger(run_id, phase.first_step),
+            extra_callbacks=extra_callbacks,
+            scope=scope,
+        )
+        the_class_map = class_map(task, config.arch, config.image_size)
+        tracking.log_model(run_id, model, the_class_map)
+        tracking.log_json(run_id, config.to_dict(), "config/resolved_config.json")
+        tracking.log_json(run_id, versions, "environment/versions.json")
+        tracking.log_json(
+            run_id,
+            {"phases": [phase.__dict__ for phase in phases], "results": results, "mixed_precision": mixed},
+            "training/phases.json",
+        )
+        _log_manifest(client, run_id, rows)
+        tracking.log_learning_curves(run_id)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    client.set_terminated(run_id, status="FINISHED")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    final = results[phases[-1].name] if results else {}
+    metrics = {tracking.metric_name(key): value for key, value in final.items()}
+    return TrainResult(
+        run_id=run_id, arch=config.arch, task=task.name, model_name=task.model_name, metrics=metrics
+    )
+
+
+def _log_manifest(client, run_id: str, rows: pd.DataFrame) -> None:
+    """Keep the exact rows used with the run, so `evaluate_run` needs nothing else."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "manifest.parquet"
+        rows.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), artifact_path="data")
+
+
+def train_candidates(config: TrainConfig | dict | None, manifest, data_root=None) -> list[TrainResult]:
+    """Train every architecture of `config.architectures` one after the other (one run each)."""
+    config = as_config(config)
+    return [train(config.for_arch(arch), manifest, data_root) for arch in config.architectures]

@@ -1,0 +1,165 @@
+"""MLflow tracking of training runs: experiment, lineage tags, per-epoch metrics, model and plots."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from pipelines.errors import MuraError
+from pipelines.settings import get_settings
+
+EXPERIMENT = "mura"
+UNKNOWN = "unknown"
+PACKAGES = ("keras", "tensorflow", "mlflow", "numpy", "pandas", "scikit-learn", "keras-tuner", "pillow")
+# Keras history keys -> MLflow metric prefixes ("val_" is the holdout split).
+_PREFIXES = (("val_", "holdout."), ("", "train."))
+
+
+def configure_mlflow() -> str:
+    """Point MLflow at the configured store and return the id of experiment `mura` (created if needed)."""
+    import mlflow
+
+    uri = get_settings().mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        # Without this MLflow puts artifacts under the current directory of whoever created the experiment.
+        artifact_location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
+
+
+def git_sha(repo_root: Path) -> str:
+    """The commit of the code that trains (`unknown` outside a git checkout)."""
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(repo_root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return UNKNOWN
+    return completed.stdout.strip() or UNKNOWN
+
+
+def data_lineage(repo_root: Path) -> dict[str, str]:
+    """DVC md5 and rev of the data (`unknown` when the DVC helper or data.dvc is not there)."""
+    try:
+        from pipelines.data.dvc import data_version
+    except ImportError:
+        return {"dvc_md5": UNKNOWN, "rev": UNKNOWN}
+    try:
+        version = data_version(repo_root) or {}
+    except (MuraError, OSError, ValueError, KeyError) as error:
+        print(f"data version unknown: {error}", flush=True)
+        return {"dvc_md5": UNKNOWN, "rev": UNKNOWN}
+    return {"dvc_md5": str(version.get("dvc_md5") or UNKNOWN), "rev": str(version.get("rev") or UNKNOWN)}
+
+
+def manifest_hash(frame: pd.DataFrame) -> str:
+    """A content hash of the manifest rows used (order-independent over the DESIGN.md columns)."""
+    columns = [name for name in ("image_path", "split", "body_part", "study_id", "label") if name in frame]
+    ordered = frame[columns].sort_values("image_path").reset_index(drop=True).astype(str)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape a model (logged with every run)."""
+    versions = {"python": platform.python_version(), "keras_backend": keras.backend.backend()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def metric_name(key: str) -> str:
+    """`val_loss` -> `holdout.loss`, `auc` -> `train.auc`, `learning_rate` stays."""
+    if key in ("learning_rate", "lr"):
+        return "learning_rate"
+    for prefix, replacement in _PREFIXES:
+        if key.startswith(prefix):
+            return replacement + key.removeprefix(prefix)
+    return key
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every epoch's metrics to the run with a global epoch step (phases continue the count)."""
+
+    def __init__(self, run_id: str, first_step: int):
+        super().__init__()
+        self.run_id = run_id
+        self.first_step = first_step
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Send this epoch's losses and metrics to MLflow."""
+        from mlflow.tracking import MlflowClient
+
+        metrics = {metric_name(key): float(value) for key, value in (logs or {}).items()}
+        client = MlflowClient()
+        for key, value in metrics.items():
+            client.log_metric(self.run_id, key, value, step=self.first_step + epoch)
+
+
+def log_model(run_id: str, model: keras.Model, class_map: dict) -> None:
+    """Store `model/model.keras` and `model/class_map.json` on the run (the serving contract)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as folder:
+        model_dir = Path(folder) / "model"
+        model_dir.mkdir()
+        model.save(model_dir / "model.keras")
+        (model_dir / "class_map.json").write_text(json.dumps(class_map, indent=2), encoding="utf-8")
+        client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+
+
+def log_json(run_id: str, data: dict, artifact_file: str) -> None:
+    """Store a dict as a JSON artifact of the run."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().log_dict(run_id, data, artifact_file)
+
+
+def log_learning_curves(run_id: str) -> None:
+    """Plot loss/AUC/accuracy per epoch from the run's metric history (complete even after a resume)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    names = ("loss", "auc", "accuracy")
+    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
+    for axis, name in zip(axes, names, strict=True):
+        for split in ("train", "holdout"):
+            history = sorted(client.get_metric_history(run_id, f"{split}.{name}"), key=lambda m: m.step)
+            if history:
+                axis.plot([m.step + 1 for m in history], [m.value for m in history], marker="o", label=split)
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        if axis.get_lines():
+            axis.legend()
+    figure.tight_layout()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "learning_curves.png"
+        figure.savefig(path, dpi=100)
+        client.log_artifact(run_id, str(path), artifact_path="plots")
+    plt.close(figure)

@@ -1,0 +1,160 @@
+"""Model behaviour on synthetic MURA: learning, 14-class parts, resume after a kill, MLflow contents, CLI."""
+
+import json
+
+import keras
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines.data.manifest import build_manifest, write_manifest
+from pipelines.data.synth import generate_synthetic
+from pipelines.evaluation import evaluate_run
+from pipelines.training import train
+from pipelines.training.fit import read_state
+
+pytestmark = pytest.mark.slow
+# Small enough for about a minute of CPU per model, large enough to learn the synthetic signal.
+FAST = {"preset": "cpu_smoke", "augment": False, "learning_rate": 0.002, "early_stopping_patience": 4,
+        "reduce_lr_patience": 2}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A synthetic release + manifest, with MURA_HOME and MLflow in a temporary folder."""
+    root = tmp_path_factory.mktemp("mura")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MURA_HOME", str(root / "home"))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'home' / 'mlflow.db'}")
+        generate_synthetic(root / "data", train_patients=400, valid_patients=100)
+        manifest = write_manifest(build_manifest(root / "data").frame, root / "manifest.parquet")
+        yield {"data": root / "data", "manifest": manifest, "root": root}
+
+
+@pytest.fixture(scope="module")
+def binary_run(synthetic):
+    result = train({**FAST, "task": "binary", "image_size": 96, "epochs": 10}, synthetic["manifest"],
+                   synthetic["data"])
+    evaluation = evaluate_run(result.run_id)
+    return result, evaluation
+
+
+def test_baseline_learns_abnormality_at_study_level(binary_run):
+    result, evaluation = binary_run
+    assert result.model_name == "mura_binary"
+    assert evaluation["metrics"]["eval.study_kappa"] >= 0.7, evaluation["table"]
+    assert evaluation["metrics"]["eval.study_auroc"] >= 0.85
+    assert "Overall" in evaluation["table"]
+
+
+def test_run_holds_lineage_metrics_and_artifacts(binary_run, tmp_path):
+    result, evaluation = binary_run
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "mura"
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    for key in ("code.git_sha", "data.dvc_md5", "data.rev", "data.manifest_hash", "pkg.keras", "pkg.tensorflow"):
+        assert tags.get(key), key
+    assert (tags["train.arch"], tags["train.task"], tags["model_name"]) == ("baseline_cnn", "binary", "mura_binary")
+    assert run.data.params["image_size"] == "[96, 96]" and run.data.params["preset"] == "cpu_smoke"
+    history = client.get_metric_history(result.run_id, "train.loss")
+    assert len(history) >= 2 and sorted(m.step for m in history) == list(range(len(history)))
+    assert client.get_metric_history(result.run_id, "holdout.loss")
+    for key in ("eval.study_kappa", "eval.study_auroc", "eval.wrist.study_kappa", "eval.image_auroc"):
+        assert key in run.data.metrics, key
+    artifacts = {a.path for folder in ("model", "plots", "config", "environment", "evaluation",
+                                       "evaluation/figures", "data")
+                 for a in client.list_artifacts(result.run_id, folder)}
+    for path in ("model/model.keras", "model/class_map.json", "plots/learning_curves.png",
+                 "config/resolved_config.json", "environment/versions.json", "evaluation/metrics.json",
+                 "evaluation/figures/roc_per_part.png", "evaluation/figures/reliability_study.png",
+                 "evaluation/figures/confusion_study.png", "data/manifest.parquet"):
+        assert path in artifacts, path
+    local = client.download_artifacts(result.run_id, "model", str(tmp_path))
+    class_map = json.loads(open(f"{local}/class_map.json").read())
+    assert class_map == {**class_map, "task": "binary", "model_name": "mura_binary", "arch": "baseline_cnn",
+                         "image_size": [96, 96], "classes": ["normal", "abnormal"]}
+    model = keras.saving.load_model(f"{local}/model.keras")
+    assert model.output_shape == (None, 1)
+
+
+def test_14cls_learns_the_body_part(synthetic):
+    result = train({**FAST, "task": "14cls", "image_size": 64, "epochs": 6}, synthetic["manifest"],
+                   synthetic["data"])
+    evaluation = evaluate_run(result.run_id)
+    assert result.model_name == "mura_14cls"
+    assert evaluation["report"]["body_part_accuracy"]["study"] >= 0.9, evaluation["table"]
+    assert evaluation["metrics"]["eval.image_body_part_accuracy"] >= 0.9
+
+
+class SimulatedKill(Exception):
+    """Stands in for a worker killed after an epoch."""
+
+
+class KillAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise SimulatedKill(f"killed after epoch {epoch}")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_interrupted_run_resumes_and_finishes(synthetic):
+    work_dir = synthetic["root"] / "work"
+    config = {**FAST, "task": "binary:XR_WRIST", "image_size": 48, "epochs": 3, "augment": True,
+              "early_stopping_patience": 5}
+    with pytest.raises(SimulatedKill):
+        train(config, synthetic["manifest"], synthetic["data"], work_dir=work_dir,
+              extra_callbacks=(KillAfterFirstEpoch(),))
+    state = read_state(work_dir)
+    client = MlflowClient()
+    assert client.get_run(state["run_id"]).info.status == "FAILED"
+    recorder = EpochRecorder()
+    result = train(config, synthetic["manifest"], synthetic["data"], work_dir=work_dir,
+                   extra_callbacks=(recorder,))
+    assert result.run_id == state["run_id"]
+    assert recorder.epochs == [1, 2]  # epoch 0 was not trained again
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(result.run_id, "train.loss")) == [0, 1, 2]
+    assert not work_dir.exists()
+    assert result.model_name == "mura_binary_wrist"
+
+
+def test_cli_train_evaluate_and_errors(synthetic, capsys):
+    from pipelines.cli import main
+
+    args = ["train", "--preset", "cpu_smoke", "--data", str(synthetic["data"]), "--manifest",
+            str(synthetic["manifest"]), "--epochs", "1", "--json"]
+    assert main(args) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["runs"][0]["arch"] == "baseline_cnn"
+    assert "eval.study_kappa" in output["metrics"]
+    assert main(["evaluate", output["run_id"], "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["metrics"]["eval.study_kappa"] == pytest.approx(output["metrics"]["eval.study_kappa"])
+    assert main(["train", "--arch", "vgg16", "--data", str(synthetic["data"])]) == 1
+    assert "unknown architecture 'vgg16'" in capsys.readouterr().err
+    assert main(["train", "--arch", "xception", "--image-size", "64"]) == 1
+    assert "too small for xception" in capsys.readouterr().err
+
+
+def test_tune_logs_nested_trials_and_writes_a_preset(synthetic):
+    from pipelines.training.presets import resolve_config
+    from pipelines.training.tuning import tune
+
+    result = tune({"preset": "cpu_smoke", "image_size": 48, "epochs": 1}, synthetic["manifest"],
+                  synthetic["data"], max_trials=2, preset_name="tuned_test")
+    client = MlflowClient()
+    parent = client.get_run(result["run_id"])
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'")
+    assert len(children) == 2
+    assert all("learning_rate" in child.data.params for child in children)
+    tuned = resolve_config("tuned_test")
+    assert tuned.learning_rate == pytest.approx(result["best"]["learning_rate"])

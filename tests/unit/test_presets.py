@@ -1,0 +1,74 @@
+"""Preset resolution: params.yaml presets plus overrides, and errors before any training."""
+
+import pytest
+
+from pipelines.errors import ConfigError
+from pipelines.training.presets import resolve_config
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MURA_HOME", str(tmp_path / "home"))
+
+
+def test_cpu_smoke_and_mura_paper_presets():
+    smoke = resolve_config("cpu_smoke")
+    assert smoke.arch == "baseline_cnn" and smoke.weights is None
+    paper = resolve_config("mura_paper")
+    assert paper.arch == "densenet169"
+    assert paper.image_size == (320, 320) and paper.batch_size == 8
+    assert paper.weights == "imagenet" and paper.class_weighting
+    assert set(paper.augment_ops) == {"flip", "rotate"}
+    assert paper.learning_rate == pytest.approx(1e-4)
+
+
+def test_overrides_are_coerced():
+    config = resolve_config(
+        "cpu_smoke",
+        {
+            "arch": "resnet50",
+            "epochs": "3",
+            "image_size": "80x96",
+            "augment": "false",
+            "task": "binary:elbow",
+        },
+    )
+    assert config.architectures == ("resnet50",)
+    assert config.epochs == 3 and config.image_size == (80, 96) and config.augment is False
+    assert config.task == "binary:elbow"
+    several = resolve_config("cpu_smoke", {"architectures": ["baseline_cnn", "xception"], "image_size": 96})
+    assert several.architectures == ("baseline_cnn", "xception") and several.image_size == (96, 96)
+    assert several.for_arch("xception").arch == "xception"
+    assert resolve_config("cpu_smoke", {"augment": 0.5}).augment_strength == 0.5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"arch": "vgg16"}, "unknown architecture 'vgg16'"),
+        ({"task": "triage"}, "unknown task 'triage'"),
+        ({"task": "binary:XR_KNEE"}, "unknown body part"),
+        ({"arch": "inception_v3", "image_size": 64}, "too small for inception_v3"),
+        ({"epochs": "many"}, "epochs='many'"),
+        ({"colour": "blue"}, "unknown training setting(s) colour"),
+        ({"image_size": "big"}, "image_size"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"augment_ops": ["flip", "shear"]}, "shear"),
+    ],
+)
+def test_bad_settings_raise_config_error(overrides, message):
+    with pytest.raises(ConfigError, match=None) as caught:
+        resolve_config("cpu_smoke", overrides)
+    assert message in str(caught.value)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'fastest'"):
+        resolve_config("fastest")
+
+
+def test_tuned_presets_are_read_from_mura_home(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "presets.yaml").write_text("tuned_x:\n  architectures: [baseline_cnn]\n  learning_rate: 0.0042\n")
+    assert resolve_config("tuned_x").learning_rate == pytest.approx(0.0042)
