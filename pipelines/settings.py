@@ -29,6 +29,8 @@ class Settings:
     airflow_url: str
     default_preset: str
     params_file: Path
+    dvc_remote: str | None = None  # MURA_DVC_REMOTE: DVC remote name (default: .dvc/config's)
+    dvc_s3_endpoint: str | None = None  # MURA_DVC_S3_ENDPOINT: overrides the s3 remote's endpointurl
 
     @property
     def models_config_path(self) -> Path:
@@ -59,6 +61,8 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         airflow_url=env.get("AIRFLOW_URL", "http://127.0.0.1:8080"),
         default_preset=env.get("MURA_DEFAULT_PRESET", "cpu_smoke"),
         params_file=Path(env.get("MURA_PARAMS_FILE", repo_root / "params.yaml")).resolve(),
+        dvc_remote=env.get("MURA_DVC_REMOTE") or None,
+        dvc_s3_endpoint=env.get("MURA_DVC_S3_ENDPOINT") or None,
     )
 
 

@@ -28,7 +28,12 @@ def open_repo(root: Path | None = None, remote_url: str | None = None):
     url = remote_url or str(settings.dvc_local_remote)
     if "://" not in url:
         Path(url).mkdir(parents=True, exist_ok=True)  # DVC does not create a local remote's folder
-    with Repo(str(root), config={"remote": {"local": {"url": url}}}) as repo:
+    overrides: dict = {"remote": {"local": {"url": url}}}
+    if settings.dvc_s3_endpoint:
+        overrides["remote"]["s3"] = {"endpointurl": settings.dvc_s3_endpoint}
+    if settings.dvc_remote:
+        overrides["core"] = {"remote": settings.dvc_remote}
+    with Repo(str(root), config=overrides) as repo:
         yield repo
 
 
@@ -83,6 +88,7 @@ def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str |
         )
     with open_repo(root) as repo:
         try:
+            repo.scm_context.quiet = True  # no "git add data.dvc" hint on stdout: it belongs to --json
             repo.add([str(root / data_dir)])
             repo.push(targets=[str(root / DVC_FILE)], remote=remote)
         except Exception as error:  # DVC raises many types; the message is what the user needs
