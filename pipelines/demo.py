@@ -1,0 +1,105 @@
+"""`make demo`: the whole loop on one machine, from synthetic data to predictions over gRPC.
+
+Synthetic MURA -> DVC push -> `mura up` -> trigger `mura_retrain` through Airflow's REST API
+(progress shown until the run ends) -> reconcile serving -> predict a few valid studies over gRPC.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from pipelines.errors import MuraError
+from pipelines.settings import get_settings, params_section
+
+STUDIES_TO_PREDICT = 6
+
+
+def _step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def _print_progress(states: dict[str, str]) -> None:
+    line = "  ".join(f"{task}={state}" for task, state in states.items())
+    print(f"    [{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def _valid_studies(data_root: Path, count: int) -> list[Path]:
+    """A few valid studies, abnormal and normal ones interleaved, one per study type where possible."""
+    studies = sorted((data_root / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*"))
+    positives = [study for study in studies if study.name.endswith("positive")]
+    negatives = [study for study in studies if study.name.endswith("negative")]
+    chosen = [study for pair in zip(positives, negatives, strict=False) for study in pair]
+    return chosen[:count]
+
+
+def run_demo() -> int:
+    """Run every step; return the exit code."""
+    from pipelines.data import dvc
+    from pipelines.data.synth import generate_synthetic
+    from pipelines.stack.airflow_api import AirflowClient
+    from pipelines.stack.control import status, up
+
+    started = time.monotonic()
+    settings = get_settings()
+    synth = params_section("data")["synth"]
+    _step(f"Synthetic MURA into {settings.data_dir} (seed {synth['seed']})")
+    summary = generate_synthetic(
+        settings.data_dir, synth["seed"], synth["train_patients"], synth["valid_patients"]
+    )
+    print(f"    {summary['images']} images, {summary['studies']} studies, {summary['patients']} patients")
+    _step("Version it with DVC (dvc add + push to the local remote)")
+    version = dvc.add_and_push()
+    print(f"    data.dvc md5 {version['dvc_md5']} pushed to {settings.dvc_local_remote}")
+    _step("Start the embedded stack (MLflow, serving, Airflow)")
+    report = up()
+    _step("Trigger mura_retrain through Airflow's REST API")
+    client = AirflowClient(settings.airflow_url, report["airflow_user"], report["airflow_password"])
+    client.unpause("mura_retrain")
+    run_id = client.trigger("mura_retrain", {"preset": settings.default_preset})
+    print(f"    run {run_id}")
+    state = client.wait("mura_retrain", run_id, on_change=_print_progress)
+    if state != "success":
+        raise MuraError(
+            f"mura_retrain run {run_id} ended {state}; open {settings.airflow_url}/dags/mura_retrain "
+            f"for the task logs"
+        )
+    _step("Reconcile serving with the registry (mura deploy)")
+    from pipelines.registry.reconciler import reconcile
+
+    print(f"    {reconcile()}")
+    _step("Predict valid studies over gRPC (label stable)")
+    from serving.client import ServingClient
+
+    with ServingClient(protocol="grpc") as serving:
+        for study in _valid_studies(settings.data_dir, STUDIES_TO_PREDICT):
+            result = serving.predict_study(study, model="mura_binary", label="stable")
+            truth = "abnormal" if study.name.endswith("positive") else "normal"
+            print(
+                f"    X-ray of {result['body_part']} is {result['label']}. (p={result['abnormal_probability']:.3f},"
+                f" radiologists: {truth}, version {result['version']})  {study.relative_to(settings.data_dir)}"
+            )
+    urls = status()["urls"]
+    _step(f"Done in {time.monotonic() - started:.0f} s. Where to look:")
+    print(
+        f"    Airflow UI  {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']})"
+    )
+    print(f"    MLflow UI   {urls['mlflow']}  (experiment 'mura', model 'mura_binary')")
+    print(f"    Serving     gRPC {urls['serving_grpc']}  REST {urls['serving_rest']}/v1/models/mura_binary")
+    print("    Predict     .venv/bin/mura predict data/MURA-v1.1/valid/<PART>/<patient>/<study>/")
+    print("    Stop        .venv/bin/mura down")
+    return 0
+
+
+def main() -> int:
+    """Entry point of `python -m pipelines.demo`."""
+    try:
+        return run_demo()
+    except MuraError as error:
+        print(f"demo failed: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The embedded stack (`mura up|down|status`): MLflow, the serving process and Airflow on one machine."""

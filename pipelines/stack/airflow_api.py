@@ -1,0 +1,94 @@
+"""A small client of Airflow 3's REST API: log in, trigger a DAG with conf, follow the run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import requests
+
+from pipelines.errors import MuraError
+
+FINISHED = {"success", "failed"}
+
+
+class AirflowError(MuraError):
+    """Airflow refused a request or could not be reached."""
+
+
+class AirflowClient:
+    """Token-authenticated calls to one Airflow API server."""
+
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 15.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        try:
+            response = self.session.post(
+                f"{self.base_url}/auth/token",
+                json={"username": username, "password": password},
+                timeout=timeout,
+            )
+        except requests.RequestException as error:
+            raise AirflowError(
+                f"Airflow at {self.base_url} is not reachable ({error}); is the stack up ('mura up')?"
+            ) from error
+        if response.status_code not in (200, 201):
+            raise AirflowError(
+                f"Airflow at {self.base_url} refused the login for '{username}': {response.text[:200]}"
+            )
+        self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.session.request(
+            method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs
+        )
+        if not response.ok:
+            raise AirflowError(f"{method} {path} -> HTTP {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else {}
+
+    def unpause(self, dag_id: str) -> None:
+        """Make sure `dag_id` is not paused."""
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """Start a run of `dag_id` now with `conf`; its run id. Invalid params come back as AirflowError."""
+        return self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})[
+            "dag_run_id"
+        ]
+
+    def run(self, dag_id: str, run_id: str) -> dict:
+        """The DAG run record."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """task id (with map index when mapped) -> state."""
+        instances = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        states = {}
+        for instance in instances.get("task_instances", []):
+            key = instance["task_id"] + (
+                f"[{instance['map_index']}]" if instance.get("map_index", -1) >= 0 else ""
+            )
+            states[key] = instance.get("state") or "none"
+        return states
+
+    def wait(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 1800.0,
+        on_change: Callable[[dict[str, str]], None] | None = None,
+        poll: float = 3.0,
+    ) -> str:
+        """Poll until the run finishes (or `timeout`); report task state changes; the final state."""
+        deadline, last = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            state = self.run(dag_id, run_id)["state"]
+            states = self.task_states(dag_id, run_id)
+            if on_change and states != last:
+                on_change(states)
+                last = states
+            if state in FINISHED:
+                return state
+            time.sleep(poll)
+        raise AirflowError(f"run {run_id} of {dag_id} did not finish within {int(timeout)} s")

@@ -1,0 +1,130 @@
+"""Start, stop and report the embedded stack."""
+
+from __future__ import annotations
+
+import subprocess
+
+from pipelines.settings import Settings, get_settings
+from pipelines.stack import processes
+from pipelines.stack.processes import StackError
+from pipelines.stack.services import (
+    AIRFLOW_ADMIN,
+    admin_password,
+    airflow_environment,
+    base_environment,
+    healthy,
+    mlflow_url,
+    services,
+)
+
+DVC_POOL = ("mura_dvc", "1", "DVC tasks one at a time: the repository lock gives up after a few seconds")
+START_TIMEOUT = 180.0
+
+
+def _dirs(settings: Settings):
+    return settings.mura_home / "run", settings.mura_home / "logs"
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = base_environment(settings)
+    env.update(airflow_environment(settings))
+    return env
+
+
+def _prepare(settings: Settings, env: dict[str, str]) -> None:
+    """One-time state: the Airflow DB, the DVC pool, an empty models.config for the server."""
+    from serving.repository import read_models_config, write_models_config
+
+    admin_password(settings)
+    if not settings.models_config_path.is_file():
+        write_models_config(read_models_config(settings.models_config_path), settings.models_config_path)
+    for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *DVC_POOL]):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StackError(f"'{' '.join(command)}' failed: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict:
+    """Start every service not running yet, wait for health, and return the status."""
+    settings = settings or get_settings()
+    run_dir, log_dir = _dirs(settings)
+    env = _environment(settings)
+    todo = [service for service in services(settings) if processes.running_pid(run_dir, service.name) is None]
+    for service in todo:
+        for host, port in service.ports:
+            if processes.port_in_use(host, port):
+                raise StackError(
+                    f"port {port} on {host} (needed by {service.name}) is already in use; "
+                    "stop what listens there or change the port setting, then run 'mura up' again"
+                )
+    if todo:
+        _prepare(settings, env)
+    for service in todo:
+        processes.start(service.name, service.command, {**env, **service.extra_env}, run_dir, log_dir)
+    for service in services(settings):
+        processes.wait_until(
+            lambda service=service: healthy(service), timeout, service.name, log_dir / f"{service.name}.log"
+        )
+    processes.wait_until(
+        lambda: _airflow_components_healthy(settings),
+        timeout,
+        "the Airflow scheduler",
+        log_dir / "airflow-scheduler.log",
+    )
+    return status(settings)
+
+
+def down(settings: Settings | None = None) -> dict:
+    """Stop what `up` started (by its pid records), in reverse order."""
+    settings = settings or get_settings()
+    run_dir, _ = _dirs(settings)
+    stopped = [
+        service.name for service in reversed(services(settings)) if processes.stop(service.name, run_dir)
+    ]
+    return {"stopped": stopped}
+
+
+def _airflow_components_healthy(settings: Settings) -> bool:
+    health = _get_json(f"{settings.airflow_url.rstrip('/')}/api/v2/monitor/health")
+    return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
+
+
+def _get_json(url: str) -> dict:
+    import requests
+
+    try:
+        response = requests.get(url, timeout=3)
+        return response.json() if response.ok else {}
+    except (requests.RequestException, ValueError):
+        return {}
+
+
+def status(settings: Settings | None = None) -> dict:
+    """Each service's pid, URL and health, plus the Airflow admin user and password."""
+    settings = settings or get_settings()
+    run_dir, log_dir = _dirs(settings)
+    report = {}
+    for service in services(settings):
+        pid = processes.running_pid(run_dir, service.name)
+        report[service.name] = {
+            "pid": pid,
+            "running": pid is not None,
+            "healthy": pid is not None and healthy(service),
+            "log": str(log_dir / f"{service.name}.log"),
+        }
+    rest = settings.serving_rest
+    urls = {
+        "airflow": settings.airflow_url,
+        "mlflow": mlflow_url(settings),
+        "serving_grpc": settings.serving_grpc,
+        "serving_rest": f"http://{rest}" if "://" not in rest else rest,
+    }
+    password_file = settings.mura_home / "airflow" / "passwords.json"
+    return {
+        "services": report,
+        "urls": urls,
+        "mura_home": str(settings.mura_home),
+        "airflow_user": AIRFLOW_ADMIN,
+        "airflow_password": admin_password(settings) if password_file.is_file() else None,
+        "healthy": all(entry["healthy"] for entry in report.values()),
+    }

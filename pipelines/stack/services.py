@@ -1,0 +1,198 @@
+"""What the embedded stack runs: commands, environment, ports and health probes of each service."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from pipelines.registry.tracking_server import allowed_hosts
+from pipelines.settings import Settings
+
+MLFLOW_PORT = 5000
+AIRFLOW_ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One background process of the stack and how to tell it is healthy."""
+
+    name: str
+    command: list[str]
+    ports: tuple[tuple[str, int], ...]
+    health_url: str | None = None
+    any_http_status: bool = False  # healthy once it answers HTTP at all (TF Serving has no health path)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def _host_port(address: str, default_port: int) -> tuple[str, int]:
+    parsed = urlsplit(address if "://" in address else f"//{address}")
+    return parsed.hostname or "127.0.0.1", parsed.port or default_port
+
+
+def mlflow_url(settings: Settings) -> str:
+    """The tracking server's URL: MLFLOW_TRACKING_URI when it is one, else port 5000 on this machine."""
+    if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        return settings.mlflow_tracking_uri.rstrip("/")
+    return f"http://127.0.0.1:{MLFLOW_PORT}"
+
+
+def airflow_home(settings: Settings) -> Path:
+    """AIRFLOW_HOME of the embedded stack."""
+    return settings.mura_home / "airflow"
+
+
+def admin_password(settings: Settings) -> str:
+    """The Airflow admin password, made once per MURA_HOME and kept in its passwords file."""
+    path = airflow_home(settings) / "passwords.json"
+    if path.is_file():
+        return json.loads(path.read_text())[AIRFLOW_ADMIN]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    path.write_text(json.dumps({AIRFLOW_ADMIN: password}))
+    path.chmod(0o600)
+    return password
+
+
+def base_environment(settings: Settings) -> dict[str, str]:
+    """Environment of every stack process: the venv first on PATH and the platform's settings."""
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env.update(
+        {
+            "MURA_HOME": str(settings.mura_home),
+            "MURA_REPO_ROOT": str(settings.repo_root),
+            "MURA_MODEL_BASE_PATH": str(settings.model_base_path),
+            "MURA_SERVING_GRPC": settings.serving_grpc,
+            "MURA_SERVING_REST": settings.serving_rest,
+            "MURA_DEFAULT_PRESET": settings.default_preset,
+            "MLFLOW_TRACKING_URI": mlflow_url(settings),
+            "DVC_NO_ANALYTICS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+    )
+    return env
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """Airflow's configuration for one machine: SQLite, LocalExecutor, small parallelism, DAGs unpaused."""
+    home = airflow_home(settings)
+    host, port = _host_port(settings.airflow_url, 8080)
+    cores = os.cpu_count() or 2
+    jwt_file = home / "jwt_secret"
+    if not jwt_file.is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        jwt_file.write_text(secrets.token_urlsafe(32))
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.repo_root / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Each running task is a process that may load TensorFlow: size the slots for the cores.
+        "AIRFLOW__CORE__PARALLELISM": str(max(2, cores)),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(2, cores)),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_file.read_text().strip(),
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": settings.airflow_url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url.rstrip('/')}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.mura_home / "logs" / "airflow"),
+    }
+
+
+def serving_command(settings: Settings) -> list[str]:
+    """`mura serve` on the model base path (it runs tensorflow_model_server instead where installed)."""
+    _, grpc_port = _host_port(settings.serving_grpc, 8500)
+    _, rest_port = _host_port(settings.serving_rest, 8501)
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "serve",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_config_file={settings.models_config_path}",
+        "--model_config_file_poll_wait_seconds=5",
+        "--file_system_poll_wait_seconds=2",
+    ]
+
+
+def services(settings: Settings) -> list[Service]:
+    """The stack's services in start order."""
+    airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+    mlflow_dir = settings.mura_home / "mlflow"
+    mlflow_host, mlflow_port = _host_port(mlflow_url(settings), MLFLOW_PORT)
+    airflow_host, airflow_port = _host_port(settings.airflow_url, 8080)
+    grpc = _host_port(settings.serving_grpc, 8500)
+    rest = _host_port(settings.serving_rest, 8501)
+    return [
+        Service(
+            "mlflow",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                mlflow_host,
+                "--port",
+                str(mlflow_port),
+                "--backend-store-uri",
+                f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                # Plain file paths, not proxied artifacts: the CLI (SQLite store) and the server see the same runs.
+                "--default-artifact-root",
+                (mlflow_dir / "artifacts").as_uri(),
+                "--no-serve-artifacts",
+                "--allowed-hosts",
+                allowed_hosts(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            ((mlflow_host, mlflow_port),),
+            f"{mlflow_url(settings)}/health",
+            # The GenAI job runner forks ~7 consumer processes of ~300 MB each; the registry needs none.
+            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ),
+        Service(
+            "serving",
+            serving_command(settings),
+            (grpc, rest),
+            f"http://{rest[0]}:{rest[1]}/v1/models/mura_binary",
+            any_http_status=True,
+        ),
+        Service(
+            "airflow-api-server",
+            [airflow, "api-server", "--port", str(airflow_port), "--host", airflow_host],
+            ((airflow_host, airflow_port),),
+            f"{settings.airflow_url.rstrip('/')}/api/v2/monitor/health",
+        ),
+        Service("airflow-scheduler", [airflow, "scheduler"], ()),
+        Service("airflow-dag-processor", [airflow, "dag-processor"], ()),
+        Service("airflow-triggerer", [airflow, "triggerer"], ()),
+    ]
+
+
+def healthy(service: Service) -> bool:
+    """True when the service's health URL answers (2xx, or any status for `any_http_status`)."""
+    if service.health_url is None:
+        return True
+    try:
+        response = requests.get(service.health_url, timeout=3)
+    except requests.RequestException:
+        return False
+    return service.any_http_status or response.ok

@@ -1,0 +1,134 @@
+"""`dag.test()` of mura_retrain and mura_deploy on tiny synthetic sets, with a real serving process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import platform_env, versioned_synthetic_project
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+RUNNER = Path(__file__).with_name("run_dag.py")
+
+
+def _airflow_env(project: Path, home: Path) -> dict[str, str]:
+    airflow_home = home / "airflow"
+    return platform_env(
+        project,
+        home,
+        AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(project / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
+        MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+    )
+
+
+def _prepare_airflow(env: dict[str, str]) -> None:
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", "mura_dvc", "1", "dvc"]):
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+
+
+def run_dag(env: dict[str, str], dag_id: str, conf: dict | None = None) -> dict:
+    """dag.test() in a subprocess; its state, task states and return values."""
+    result = subprocess.run(
+        [sys.executable, str(RUNNER), dag_id, json.dumps(conf or {}), env["AIRFLOW__CORE__DAGS_FOLDER"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("DAG-RESULT ")]
+    assert lines, (
+        f"dag.test of {dag_id} printed no result (exit {result.returncode}):\n{result.stderr[-4000:]}"
+    )
+    outcome = json.loads(lines[-1].removeprefix("DAG-RESULT "))
+    outcome["log"] = result.stdout + result.stderr
+    return outcome
+
+
+@pytest.fixture
+def serving(tmp_path):
+    """A project with a clean tiny data set, its Airflow DB, and a `mura serve` process on its model base."""
+    project, home = versioned_synthetic_project(tmp_path, train_patients=200, valid_patients=60)
+    env = _airflow_env(project, home)
+    _prepare_airflow(env)
+    config = Path(env["MURA_MODEL_BASE_PATH"]) / "models.config"
+    config.parent.mkdir(parents=True)
+    config.write_text("model_config_list {\n}\n")
+    grpc_port, rest_port = (
+        env["MURA_SERVING_GRPC"].rsplit(":", 1)[1],
+        env["MURA_SERVING_REST"].rsplit(":", 1)[1],
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "serve",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            f"--model_config_file={config}",
+            "--model_config_file_poll_wait_seconds=1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield env
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
+    env = serving
+    outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke", "epochs": 6})
+    assert outcome["state"] == "success", outcome["log"][-5000:]
+    registered = outcome["results"]["select_and_register"]
+    assert registered["model"] == "mura_binary" and registered["version"] == 1
+    assert registered["gate"]["status"] == "passed" and "champion" in registered["aliases"]
+    deployed = outcome["results"]["deploy"]
+    assert deployed["models"][0]["model"] == "mura_binary"
+
+    from serving.client import ServingClient
+
+    study = next((Path(env["MURA_DATA_DIR"]) / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*"))
+    with ServingClient(env["MURA_SERVING_GRPC"], protocol="grpc") as client:
+        answer = client.predict_study(study, model="mura_binary", label="stable")
+    assert answer["version"] == 1 and 0.0 <= answer["abnormal_probability"] <= 1.0
+
+    config = Path(env["MURA_MODEL_BASE_PATH"]) / "models.config"
+    before = (config.read_bytes(), config.stat().st_mtime_ns)
+    again = run_dag(env, "mura_deploy")
+    assert again["state"] == "success", again["log"][-3000:]
+    assert again["results"]["reconcile"]["changed"] is False
+    assert (config.read_bytes(), config.stat().st_mtime_ns) == before
+
+
+def test_a_data_fault_stops_the_run_at_validate_data_and_registers_nothing(tmp_path):
+    project, home = versioned_synthetic_project(
+        tmp_path, train_patients=40, valid_patients=12, fault="label_mismatch"
+    )
+    env = _airflow_env(project, home)
+    _prepare_airflow(env)
+    outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke"})
+    assert outcome["state"] == "failed"
+    assert outcome["tasks"]["validate_data"] == "failed"
+    assert outcome["tasks"]["pull_data"] == outcome["tasks"]["build_manifest"] == "success"
+    assert all(
+        state in ("upstream_failed", "None")
+        for task, state in outcome["tasks"].items()
+        if task.startswith(("plan_candidates", "train", "evaluate", "select_and_register", "gate", "deploy"))
+    )
+    assert "Data validation FAILED" in outcome["log"] and "label_matches_folder" in outcome["log"]
+    import mlflow
+
+    client = mlflow.MlflowClient(
+        tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"]
+    )
+    assert client.search_registered_models() == []

@@ -1,0 +1,132 @@
+"""Helpers for tests that run the platform as a user does: a project copy, free ports, the stack's env."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from pipelines.settings import get_settings
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "mura-tests",
+    "GIT_AUTHOR_EMAIL": "tests@mura.invalid",
+    "GIT_COMMITTER_NAME": "mura-tests",
+    "GIT_COMMITTER_EMAIL": "tests@mura.invalid",
+}
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports nothing listens on now (held open together while choosing)."""
+    with ExitStack() as stack:
+        probes = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
+        ]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
+def project_copy(target: Path) -> Path:
+    """The checkout as it is now (tracked and new files, not ignored ones) as a fresh git repo at `target`."""
+    source = get_settings().repo_root
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=source,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for relative in filter(None, listed):
+        origin = source / relative
+        if origin.is_file():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target / relative)
+    git(target, "init", "--quiet", "--initial-branch=main")
+    commit(target, "project copy", ".")
+    return target
+
+
+def git(root: Path, *args: str) -> str:
+    """Run git in `root` with a test identity; its stdout."""
+    env = {**os.environ, **GIT_IDENTITY}
+    return subprocess.run(
+        ["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def commit(root: Path, message: str, *paths: str) -> str:
+    """Commit `paths` in `root`; the new commit sha."""
+    git(root, "add", *paths)
+    git(root, "commit", "--quiet", "--allow-empty", "-m", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
+    """Environment for `mura` commands on `project` with state in `home` and free ports for every service."""
+    airflow, mlflow, grpc, rest = free_ports(4)
+    env = {
+        **os.environ,
+        "MURA_REPO_ROOT": str(project),
+        "MURA_HOME": str(home),
+        "MURA_DATA_DIR": str(project / "data"),
+        "MURA_MODEL_BASE_PATH": str(home / "serving" / "models"),
+        "AIRFLOW_URL": f"http://127.0.0.1:{airflow}",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
+        "MURA_SERVING_GRPC": f"127.0.0.1:{grpc}",
+        "MURA_SERVING_REST": f"127.0.0.1:{rest}",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **GIT_IDENTITY,
+    }
+    env.update(overrides)
+    return env
+
+
+def mura(
+    env: dict[str, str], *args: str, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the `mura` command as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=env["MURA_REPO_ROOT"],
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"mura {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+def versioned_synthetic_project(
+    tmp: Path, train_patients: int, valid_patients: int, seed: int = 5, fault: str | None = None
+) -> tuple[Path, Path]:
+    """A project copy whose data/ is a synthetic sample pushed with DVC and committed; (project, home)."""
+    project, home = project_copy(tmp / "project"), tmp / "home"
+    env = platform_env(project, home)
+    args = [
+        "data",
+        "synth",
+        "--out",
+        str(project / "data"),
+        "--seed",
+        str(seed),
+        "--train-patients",
+        str(train_patients),
+        "--valid-patients",
+        str(valid_patients),
+    ]
+    mura(env, *args, *(["--fault", fault] if fault else []))
+    mura(env, "data", "push")
+    commit(project, "data", "data.dvc")
+    return project, home
