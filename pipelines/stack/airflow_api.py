@@ -57,6 +57,12 @@ class AirflowClient:
             "dag_run_id"
         ]
 
+    def runs(self, dag_id: str) -> list[dict]:
+        """The DAG's runs, newest first."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-start_date", "limit": 100})[
+            "dag_runs"
+        ]
+
     def run(self, dag_id: str, run_id: str) -> dict:
         """The DAG run record."""
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")

@@ -1,0 +1,148 @@
+"""The embedded stack as a user runs it: `mura up`, a retrain through Airflow's REST API and through the
+real UI in headless Chromium, predictions over gRPC, `mura status`, and `mura down` stopping everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines.stack.airflow_api import AirflowClient
+from tests.support import mura, platform_env, versioned_synthetic_project
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(os.environ.get("MURA_TEST_ARTIFACTS", "test-artifacts"))
+RUN_TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A project copy with versioned synthetic data and its embedded stack up; stopped afterwards."""
+    project, home = versioned_synthetic_project(
+        tmp_path_factory.mktemp("e2e"), train_patients=200, valid_patients=60
+    )
+    env = platform_env(project, home)
+    try:
+        report = json.loads(mura(env, "up", "--json", timeout=400).stdout)
+        yield env, report
+    finally:
+        down = mura(env, "down", "--json", check=False)
+        pids = [entry["pid"] for entry in report["services"].values()] if "report" in locals() else []
+        assert down.returncode == 0, down.stderr
+        for pid in pids:
+            assert (
+                not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            ), f"pid {pid} still runs after mura down"
+
+
+def _client(report) -> AirflowClient:
+    return AirflowClient(report["urls"]["airflow"], report["airflow_user"], report["airflow_password"])
+
+
+def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
+    env, report = stack
+    assert report["healthy"] and report["airflow_password"]
+    assert set(report["services"]) == {
+        "mlflow",
+        "serving",
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    }
+    again = json.loads(mura(env, "up", "--json").stdout)
+    assert {name: entry["pid"] for name, entry in again["services"].items()} == {
+        name: entry["pid"] for name, entry in report["services"].items()
+    }
+    status = json.loads(mura(env, "status", "--json").stdout)
+    assert status["healthy"] and status["urls"]["airflow"] == env["AIRFLOW_URL"]
+
+
+def test_up_names_a_port_that_is_already_taken(stack, tmp_path):
+    env, _ = stack
+    other = {**env, "MURA_HOME": str(tmp_path / "other_home")}  # a second stack wanting the same ports
+    result = mura(other, "up", check=False, timeout=120)
+    assert result.returncode == 1
+    port = env["MLFLOW_TRACKING_URI"].rsplit(":", 1)[1]
+    assert f"port {port}" in result.stderr and "already in use" in result.stderr
+
+
+def test_invalid_params_are_refused_with_the_reason(stack):
+    _, report = stack
+    with pytest.raises(Exception, match="epochs"):
+        _client(report).trigger("mura_retrain", {"epochs": 0})
+
+
+def test_rest_trigger_trains_registers_deploys_and_serves_over_grpc(stack):
+    env, report = stack
+    client = _client(report)
+    run_id = client.trigger("mura_retrain", {"preset": "cpu_smoke", "epochs": 6})
+    state = client.wait("mura_retrain", run_id, timeout=RUN_TIMEOUT)
+    assert state == "success", client.task_states("mura_retrain", run_id)
+
+    from serving.client import ServingClient
+
+    studies = sorted((Path(env["MURA_DATA_DIR"]) / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*"))[:4]
+    with ServingClient(env["MURA_SERVING_GRPC"], protocol="grpc") as serving:
+        answers = [serving.predict_study(study, model="mura_binary", label="stable") for study in studies]
+    assert {answer["version"] for answer in answers} == {1}
+    assert all(0.0 <= answer["abnormal_probability"] <= 1.0 for answer in answers)
+    printed = mura(env, "predict", str(studies[0]), "--label", "stable")
+    assert printed.stdout.startswith("X-ray of XR_") and "probability" in printed.stdout
+
+
+def test_browser_login_and_trigger_through_the_form(stack):
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(
+            "Chromium is missing for the browser test: run `apt-get install chromium` (Debian), then make test"
+        )
+    from playwright.sync_api import sync_playwright
+
+    env, report = stack
+    client = _client(report)
+    before = {run["dag_run_id"] for run in client.runs("mura_retrain")}
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{report['urls']['airflow']}/dags/mura_retrain")
+        page.fill("input[name=username]", report["airflow_user"])
+        page.fill("input[name=password]", report["airflow_password"])
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Trigger").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Run Parameters").wait_for()
+        dialog.get_by_role("button", name="Trigger").click()
+        run_id = _wait_for_new_run(client, before)
+        state = client.wait("mura_retrain", run_id, timeout=RUN_TIMEOUT)
+        page.goto(f"{report['urls']['airflow']}/dags/mura_retrain/runs/{run_id}")
+        page.get_by_text(run_id).first.wait_for()
+        page.screenshot(path=str(SCREENSHOTS / "airflow_ui_triggered_run.png"), full_page=True)
+        browser.close()
+    assert state == "success", client.task_states("mura_retrain", run_id)
+
+
+def _wait_for_new_run(client: AirflowClient, before: set[str], timeout: float = 60.0) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = client.runs("mura_retrain")
+        new = [run["dag_run_id"] for run in runs if run["dag_run_id"] not in before]
+        if new:
+            return new[0]
+        time.sleep(1)
+    raise AssertionError("the UI's Trigger button created no run")
