@@ -1,0 +1,84 @@
+"""Run the data gate: image checks, derived columns, the GX checkpoint, Data Docs, the report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.errors import ConfigError, DataValidationError
+from pipelines.settings import params_section
+from pipelines.validation.frame import failure_notes, prepare_frame
+from pipelines.validation.report import build_report
+from pipelines.validation.studies import study_frame
+
+PARAM_KEYS = ("examples", "row_count", "abnormal_ratio", "image")
+
+
+def gate_params(params: dict | None = None) -> dict:
+    """The `validation` section of params.yaml (or `params`), checked for the keys the suite needs."""
+    params = params_section("validation") if params is None else params
+    missing = [key for key in PARAM_KEYS if key not in (params or {})]
+    if missing:
+        raise ConfigError(
+            f"params.yaml 'validation' section lacks {', '.join(missing)}; see the defaults in the repo"
+        )
+    return params
+
+
+def validate(
+    manifest: pd.DataFrame,
+    data_root: Path,
+    *,
+    project_dir: Path | None = None,
+    params: dict | None = None,
+    workers: int | None = None,
+    raise_on_failure: bool = True,
+) -> dict:
+    """Validate a manifest against the gate; return the report, raise DataValidationError on failure.
+
+    `data_root` is the folder holding MURA-v1.1/ (image paths are relative to it); `project_dir` is the
+    GX project (default: <repo>/great_expectations), whose uncommitted/ receives the Data Docs.
+    """
+    from pipelines.validation.project import default_project_dir, docs_index, ensure_gate
+
+    params = gate_params(params)
+    workers = params.get("workers") if workers is None else workers
+    started = time.perf_counter()
+    frame = prepare_frame(manifest, Path(data_root), params, workers)
+    prepared = time.perf_counter()
+    studies = study_frame(frame, Path(data_root))
+    context, checkpoints = ensure_gate(Path(project_dir) if project_dir else default_project_dir(), params)
+    results = [
+        checkpoints["images"].run(batch_parameters={"dataframe": frame}),
+        checkpoints["studies"].run(batch_parameters={"dataframe": studies}),
+    ]
+    finished = time.perf_counter()
+    timings = {
+        "image_checks": prepared - started,
+        "expectations": finished - prepared,
+        "total": finished - started,
+    }
+    counts = {"images": len(frame), "studies": len(studies)}
+    notes = failure_notes(frame)
+    report = build_report(results, counts, int(params["examples"]), notes, docs_index(context), timings)
+    if raise_on_failure and not report["success"]:
+        raise DataValidationError(report["summary"], report)
+    return report
+
+
+def validate_manifest_file(manifest_path: Path, data_root: Path, **options) -> dict:
+    """The Airflow task's single call: read a manifest parquet, validate it, raise on failure."""
+    from pipelines.data.manifest import read_manifest
+
+    return validate(read_manifest(Path(manifest_path)), Path(data_root), **options)
+
+
+def validate_data_dir(data_root: Path, **options) -> dict:
+    """Build the manifest of `data_root` (holdout settings of params.yaml) and validate it."""
+    from pipelines.data.manifest import build_manifest
+
+    data = params_section("data")
+    manifest = build_manifest(Path(data_root), data["holdout_fraction"], data["holdout_seed"])
+    return validate(manifest.frame, Path(data_root), **options)
