@@ -26,12 +26,17 @@ def _print_progress(states: dict[str, str]) -> None:
 
 
 def _valid_studies(data_root: Path, count: int) -> list[Path]:
-    """A few valid studies, abnormal and normal ones interleaved, one per study type where possible."""
-    studies = sorted((data_root / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*"))
-    positives = [study for study in studies if study.name.endswith("positive")]
-    negatives = [study for study in studies if study.name.endswith("negative")]
-    chosen = [study for pair in zip(positives, negatives, strict=False) for study in pair]
-    return chosen[:count]
+    """A few valid studies across study types, abnormal and normal ones alternating."""
+    by_label: dict[bool, dict[str, list[Path]]] = {True: {}, False: {}}
+    for study in sorted((data_root / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*")):
+        by_label[study.name.endswith("positive")].setdefault(study.parent.parent.name, []).append(study)
+    chosen: list[Path] = []
+    parts = sorted(set(by_label[True]) | set(by_label[False]))
+    for index, part in enumerate(parts * 2):
+        studies = by_label[index % 2 == 0].get(part, [])
+        if studies and len(chosen) < count:
+            chosen.append(studies[index // len(parts) % len(studies)])
+    return chosen
 
 
 def run_demo() -> int:

@@ -73,7 +73,7 @@ def validate_data(manifest: dict) -> dict:
 
     report = validate_manifest_file(Path(manifest["manifest_path"]), Path(manifest["data_root"]))
     print(report["summary"])  # the task log shows what was checked
-    return {"success": report["success"], "docs": report.get("docs_url") or ""}
+    return {"success": report["success"], "docs": report.get("data_docs") or ""}
 
 
 def plan_candidates(params: dict[str, Any], manifest: dict, validation: dict) -> list[dict]:
