@@ -102,7 +102,15 @@ def _webhook(args) -> int:
         raise ConfigError(
             "set MURA_WEBHOOK_SECRET to the secret given to the MLflow webhook; refusing to run unsigned"
         )
-    receiver = WebhookReceiver(secret, host=args.host, port=args.port).start()
+    if args.action == "airflow":
+        from pipelines.stack.airflow_api import trigger_dag_action
+
+        receiver = WebhookReceiver(
+            secret, action=trigger_dag_action("mura_deploy"), host=args.host, port=args.port
+        )
+    else:
+        receiver = WebhookReceiver(secret, host=args.host, port=args.port)
+    receiver.start()
     emit({"url": receiver.url}, args.json, f"receiving MLflow webhooks at {receiver.url}; Ctrl-C stops it")
     try:
         while True:
@@ -179,5 +187,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument(
+        "--action",
+        choices=("reconcile", "airflow"),
+        default="reconcile",
+        help="reconcile in this process, or trigger the mura_deploy DAG through Airflow's REST API "
+        "(AIRFLOW_URL; MURA_AIRFLOW_USER/MURA_AIRFLOW_PASSWORD, else the embedded stack's admin)",
+    )
     add_json_flag(parser)
     parser.set_defaults(handler=_webhook)

@@ -98,3 +98,25 @@ class AirflowClient:
                 return state
             time.sleep(poll)
         raise AirflowError(f"run {run_id} of {dag_id} did not finish within {int(timeout)} s")
+
+
+def client_from_settings() -> AirflowClient:
+    """A client for AIRFLOW_URL as MURA_AIRFLOW_USER/MURA_AIRFLOW_PASSWORD, else the embedded stack's admin."""
+    import os
+
+    from pipelines.settings import get_settings
+    from pipelines.stack.services import AIRFLOW_ADMIN, admin_password
+
+    settings = get_settings()
+    user = os.environ.get("MURA_AIRFLOW_USER", AIRFLOW_ADMIN)
+    password = os.environ.get("MURA_AIRFLOW_PASSWORD") or admin_password(settings)
+    return AirflowClient(settings.airflow_url, user, password)
+
+
+def trigger_dag_action(dag_id: str) -> Callable[[dict], None]:
+    """A webhook action that triggers `dag_id` with the delivery's payload as conf."""
+
+    def trigger(payload: dict) -> None:
+        client_from_settings().trigger(dag_id, {"webhook": payload})
+
+    return trigger

@@ -146,3 +146,58 @@ def _wait_for_new_run(client: AirflowClient, before: set[str], timeout: float = 
             return new[0]
         time.sleep(1)
     raise AssertionError("the UI's Trigger button created no run")
+
+
+def test_signed_webhook_delivery_triggers_the_deploy_dag(stack, monkeypatch):
+    import time
+    import uuid
+
+    import requests
+
+    from pipelines.registry.webhook import (
+        DELIVERY_HEADER,
+        SIGNATURE_HEADER,
+        TIMESTAMP_HEADER,
+        WebhookReceiver,
+        sign,
+    )
+    from pipelines.stack.airflow_api import trigger_dag_action
+
+    env, report = stack
+    for key in ("AIRFLOW_URL", "MURA_HOME", "MURA_REPO_ROOT"):
+        monkeypatch.setenv(key, env[key])
+    client = _client(report)
+    before = {run["dag_run_id"] for run in client.runs("mura_deploy")}
+    receiver = WebhookReceiver("e2e-secret", action=trigger_dag_action("mura_deploy"), port=0).start()
+    try:
+        body = json.dumps(
+            {
+                "entity": "model_version_alias",
+                "action": "created",
+                "data": {"name": "mura_binary", "alias": "champion", "version": "1"},
+            }
+        ).encode()
+        delivery, stamp = str(uuid.uuid4()), str(int(time.time()))
+        headers = {
+            DELIVERY_HEADER: delivery,
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: sign("e2e-secret", delivery, stamp, body),
+            "Content-Type": "application/json",
+        }
+        assert requests.post(receiver.url, data=body, headers=headers, timeout=10).status_code in (200, 202)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _webhook_runs(client, before):
+            time.sleep(1)
+    finally:
+        receiver.stop()
+    triggered = _webhook_runs(client, before)
+    assert triggered, "no mura_deploy run was triggered by the delivery"
+    assert triggered[0]["conf"]["webhook"]["data"]["alias"] == "champion"
+
+
+def _webhook_runs(client: AirflowClient, before: set[str]) -> list[dict]:
+    return [
+        run
+        for run in client.runs("mura_deploy")
+        if run["dag_run_id"] not in before and "webhook" in (run.get("conf") or {})
+    ]

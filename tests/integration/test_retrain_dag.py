@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.settings import get_settings
+from pipelines.stack.services import serving_command
 from tests.support import platform_env, versioned_synthetic_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -61,21 +63,8 @@ def serving(tmp_path):
     config = Path(env["MURA_MODEL_BASE_PATH"]) / "models.config"
     config.parent.mkdir(parents=True)
     config.write_text("model_config_list {\n}\n")
-    grpc_port, rest_port = (
-        env["MURA_SERVING_GRPC"].rsplit(":", 1)[1],
-        env["MURA_SERVING_REST"].rsplit(":", 1)[1],
-    )
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "serve",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            f"--model_config_file={config}",
-            "--model_config_file_poll_wait_seconds=1",
-        ],
+        serving_command(get_settings(env)),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
