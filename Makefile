@@ -37,7 +37,7 @@ bench: venv
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script --out benchmarks/results || exit 1; done
 
 lock: venv
-	$(BIN)/pip freeze --exclude-editable | grep -v '^mura-platform' > requirements.lock.new
+	{ grep '^#' requirements.lock; $(BIN)/pip freeze --exclude-editable | grep -v '^mura-platform'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 clean:

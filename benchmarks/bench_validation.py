@@ -21,9 +21,10 @@ from pathlib import Path
 
 from pipelines.data.manifest import build_manifest
 from pipelines.data.synth import generate_synthetic
+from pipelines.parallel import worker_count
 from pipelines.settings import get_settings
 from pipelines.validation import validate
-from pipelines.validation.image_checks import check_images, resolve_workers
+from pipelines.validation.image_checks import check_images
 
 # MURA v1.1: 40,005 images of 12,173 patients; the generator averages about 3.5 images per patient,
 # and MURA's valid split holds about 6 % of the patients.
@@ -91,7 +92,7 @@ def run(data: Path, sizes: dict, seed: int, workers: int | None, repeats: int = 
         "benchmark": "validation",
         "images": len(manifest),
         "cpu_count": os.cpu_count(),
-        "workers": resolve_workers(workers),
+        "workers": worker_count(workers),
         "gate_success": report["success"],
         "failed_rules": report["failed_rules"],
         "generate_s": round(generate_seconds, 2),

@@ -37,6 +37,17 @@ def open_repo(root: Path | None = None, remote_url: str | None = None):
         yield repo
 
 
+def _remote_description(repo, remote: str | None) -> str:
+    """`'s3' (s3://bucket/path at http://endpoint)`: what a failed transfer talked to."""
+    name = remote or repo.config["core"].get("remote", "")
+    section = repo.config["remote"].get(name, {})
+    where = section.get("url", "?") + (f" at {section['endpointurl']}" if section.get("endpointurl") else "")
+    hint = ""
+    if str(section.get("url", "")).startswith("s3://"):
+        hint = "; check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or .dvc/config.local) and that the bucket exists"
+    return f"remote '{name}' ({where}){hint}"
+
+
 def _git(root: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -75,7 +86,7 @@ def pull(rev: str | None = None, root: Path | None = None, remote: str | None = 
         try:
             repo.pull(targets=[str(root / DVC_FILE)], remote=remote, force=True)
         except Exception as error:  # DVC raises many types; the message is what the user needs
-            raise DataError(f"dvc pull from remote '{remote or 'local'}' failed: {error}") from error
+            raise DataError(f"dvc pull from {_remote_description(repo, remote)} failed: {error}") from error
     return data_version(root)
 
 
@@ -93,7 +104,7 @@ def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str |
             repo.push(targets=[str(root / DVC_FILE)], remote=remote)
         except Exception as error:  # DVC raises many types; the message is what the user needs
             raise DataError(
-                f"dvc add/push of {data_dir}/ to remote '{remote or 'local'}' failed: {error}"
+                f"dvc add/push of {data_dir}/ to {_remote_description(repo, remote)} failed: {error}"
             ) from error
     return data_version(root)
 

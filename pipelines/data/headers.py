@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
+from pipelines.parallel import map_in_chunks
 
 PARALLEL_FROM = 2000  # below this, starting worker processes costs more than reading serially
 
@@ -42,10 +43,4 @@ def read_headers(
 ) -> list[tuple[int, int, str, int, bool]]:
     """Headers of many images under `root`, in input order, using all cores for large sets."""
     paths = [str(Path(root) / relative) for relative in relative_paths]
-    workers = workers or os.cpu_count() or 1
-    if len(paths) < PARALLEL_FROM or workers == 1:
-        return _read_chunk(paths)
-    chunk = max(256, len(paths) // (workers * 8))
-    chunks = [paths[start : start + chunk] for start in range(0, len(paths), chunk)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [header for part in pool.map(_read_chunk, chunks) for header in part]
+    return map_in_chunks(_read_chunk, paths, workers, serial_below=PARALLEL_FROM)

@@ -7,9 +7,7 @@ the validation gate can be shown to catch it.
 
 from __future__ import annotations
 
-import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from pipelines.data.layout import BODY_PARTS, IMAGE_CSV, MURA_TRAIN_IMAGES, RELE
 from pipelines.data.synth_faults import FAULTS, apply_file_fault, apply_plan_fault
 from pipelines.data.synth_images import render_radiograph
 from pipelines.errors import ConfigError
+from pipelines.parallel import map_in_chunks
 
 __all__ = ["FAULTS", "generate_synthetic"]
 
@@ -72,9 +71,10 @@ def _plan(seed: int, train_patients: int, valid_patients: int) -> list[StudyPlan
     return studies
 
 
-def _write_image(job: tuple[str, str, dict]) -> None:
-    path, body_part, params = job
-    Path(path).write_bytes(render_radiograph(body_part, **params))
+def _write_images(jobs: list[tuple[str, str, dict]]) -> list[None]:
+    for path, body_part, params in jobs:
+        Path(path).write_bytes(render_radiograph(body_part, **params))
+    return [None] * len(jobs)
 
 
 def _write_tree(studies: list[StudyPlan], root: Path, workers: int | None) -> None:
@@ -83,12 +83,7 @@ def _write_tree(studies: list[StudyPlan], root: Path, workers: int | None) -> No
         (root / study.folder).mkdir(parents=True, exist_ok=True)
         for index, params in enumerate(study.images, start=1):
             jobs.append((str(root / study.folder / f"image{index}.png"), study.body_part, params))
-    if len(jobs) < PARALLEL_FROM:
-        for job in jobs:
-            _write_image(job)
-        return
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        list(pool.map(_write_image, jobs, chunksize=64))
+    map_in_chunks(_write_images, jobs, workers, serial_below=PARALLEL_FROM)
 
 
 def _write_csvs(studies: list[StudyPlan], root: Path) -> None:

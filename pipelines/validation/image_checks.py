@@ -8,10 +8,11 @@ one broken file is reported by exactly one rule.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
+from pipelines.parallel import map_in_chunks
 
 # Column names added to the manifest, in the order of the tuple check_image returns.
 IMAGE_COLUMNS = (
@@ -61,22 +62,9 @@ def _check_chunk(paths: list[str]) -> list[ImageFacts]:
     return [check_image(path) for path in paths]
 
 
-def resolve_workers(workers: int | None) -> int:
-    """Worker processes to use: `workers`, or every core when None/0."""
-    return max(1, workers or os.cpu_count() or 1)
-
-
 def check_images(paths: list[str], workers: int | None = None) -> list[ImageFacts]:
-    """check_image for every path, in input order; `workers` > 1 spreads chunks over processes."""
-    workers = resolve_workers(workers)
-    if workers == 1 or len(paths) < 2:
-        return _check_chunk(paths)
-    size = max(1, -(-len(paths) // (workers * CHUNKS_PER_WORKER)))
-    chunks = [paths[start : start + size] for start in range(0, len(paths), size)]
-    # fork (Linux default) starts workers instantly and does not re-import the caller's main module, which
-    # spawn would; the checks run before GX or TF are imported, so no foreign threads are copied.
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-        return [facts for chunk in pool.map(_check_chunk, chunks) for facts in chunk]
+    """check_image for every path, in input order, spread over `workers` processes (all cores by default)."""
+    return map_in_chunks(_check_chunk, paths, workers, chunks_per_worker=CHUNKS_PER_WORKER)
 
 
 def image_columns(data_root: Path, relative_paths: list[str], workers: int | None = None) -> dict[str, list]:

@@ -81,3 +81,18 @@ def test_push_without_data_says_what_to_run(clone):
 def test_data_version_reads_the_committed_pointer():
     version = dvc.data_version()
     assert version["dvc_md5"].endswith(".dir") and len(version["rev"]) == 40
+
+
+def test_an_unreachable_s3_remote_is_named_with_endpoint_and_bucket(clone, monkeypatch):
+    from tests.support import free_ports
+
+    (port,) = free_ports(1)
+    monkeypatch.setenv("MURA_DVC_S3_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    generate_synthetic(clone / "data", seed=1, train_patients=3, valid_patients=1)
+    with pytest.raises(DataError) as raised:
+        dvc.add_and_push(root=clone, remote="s3")
+    message = str(raised.value)
+    assert "s3://mura-dvc/store" in message and f"127.0.0.1:{port}" in message and "AWS_ACCESS_KEY_ID" in message

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One-shot set-up of the compose stack (service airflow-init, run as root): the metadata DB, the DVC
+# pool, the admin password file of the simple auth manager, an empty TF Serving models.config, and
+# ownership of the shared volumes for the Airflow user.
+set -euo pipefail
+
+: "${AIRFLOW_UID:?AIRFLOW_UID is not set}"
+: "${AIRFLOW_ADMIN_PASSWORD:?AIRFLOW_ADMIN_PASSWORD is not set; see .env.example}"
+passwords="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:?}"
+models_config="${MURA_MODEL_BASE_PATH:?}/models.config"
+
+mkdir -p "$(dirname "$passwords")" "$MURA_MODEL_BASE_PATH" "$MURA_HOME" "${AIRFLOW__LOGGING__BASE_LOG_FOLDER:?}"
+airflow db migrate
+airflow pools set mura_dvc 1 "DVC tasks one at a time: the repository lock gives up after a few seconds"
+
+python - "$passwords" <<'PY'
+import json, os, sys
+with open(sys.argv[1], "w", encoding="utf-8") as handle:
+    json.dump({os.environ.get("AIRFLOW_ADMIN_USER", "admin"): os.environ["AIRFLOW_ADMIN_PASSWORD"]}, handle)
+PY
+chmod 600 "$passwords"
+
+# TF Serving starts on this file and polls it; the deploy task (the reconciler) rewrites it.
+if [ ! -f "$models_config" ]; then
+  printf 'model_config_list {\n}\n' > "$models_config"
+fi
+
+chown -R "${AIRFLOW_UID}:0" "$(dirname "$passwords")" "$MURA_MODEL_BASE_PATH" "$MURA_HOME" \
+  "$AIRFLOW__LOGGING__BASE_LOG_FOLDER"
+echo "airflow-init: database migrated, pool mura_dvc set, ${models_config} ready"
