@@ -6,8 +6,11 @@ from pipelines.cli.common import add_json_flag, emit
 
 
 def _describe(report: dict) -> str:
-    lines = [f"{name:24} {'healthy' if entry['healthy'] else ('running' if entry['running'] else 'stopped'):8} "
-             f"pid {entry['pid'] or '-'}" for name, entry in report["services"].items()]
+    lines = [
+        f"{name:24} {'healthy' if entry['healthy'] else ('running' if entry['running'] else 'stopped'):8} "
+        f"pid {entry['pid'] or '-'}"
+        for name, entry in report["services"].items()
+    ]
     urls = report["urls"]
     lines += [
         "",

@@ -1,7 +1,9 @@
 """tf.data input pipeline from the manifest: parallel decode, resize with padding, augmentation, prefetch.
 
-Decoding and resizing go through pipelines.training.preprocessing, the same function the exported
-serving graph uses, so training and serving see identical pixels. Evaluation order is never shuffled.
+Decoding and resizing go through pipelines.training.preprocessing, the same functions the exported
+serving graph uses, so training and serving see identical pixels. The pipeline carries one uint8 grey
+channel (cached that way) through augmentation and makes the model's three float32 channels last.
+Evaluation order is never shuffled.
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ import pandas as pd
 import tensorflow as tf
 
 from pipelines.errors import DataError
-from pipelines.training.augment import augment_batch
-from pipelines.training.preprocessing import decode_and_resize
+from pipelines.training.augment import augment_batch, augment_image
+from pipelines.training.preprocessing import decode_and_resize_grey, decode_grey, grey_to_model_pixels
 from pipelines.training.tasks import Task, targets
+
+# Grey to three float32 channels only at the very end, on whole batches; XLA writes the three copies
+# in one pass, about 2.5x faster than tf.tile on CPU. Same values as decode_and_resize (cast and copy).
+_model_pixels = tf.function(grey_to_model_pixels, jit_compile=True)
+
+
+def _seed_pairs(seed: int) -> tf.data.Dataset:
+    """An endless seeded stream of int64 seed pairs for stateless random ops, new each epoch."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
 def usable_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -88,32 +99,47 @@ def make_dataset(
             columns += (sample_weights(frame, weights),)
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     size = tuple(int(value) for value in image_size)
-
-    def load(path, *rest):
-        pixels = decode_and_resize(tf.io.read_file(path), size)
-        pixels.set_shape([size[0], size[1], 3])
-        return (pixels, *rest)
-
+    augment = training and augment_strength > 0 and bool(augment_ops)
+    strength, ops = float(augment_strength), tuple(augment_ops)
     cached = cache == "memory"
     if training and not cached:
         # Without a cache shuffle the (cheap) paths, not decoded images, to keep memory small.
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    if cached:
-        dataset = dataset.cache()
-        if training:
-            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if training and augment_strength > 0 and augment_ops:
-        # One seed pair per batch from a seeded stream, new each epoch, for stateless random ops.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds))
-        strength, ops = float(augment_strength), tuple(augment_ops)
+    # Evaluation keeps the manifest order; training order is shuffled anyway, so it may be relaxed.
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": not training}
+    if augment and not cached:
+        # Nothing to cache: resize-with-padding and augmentation in one resampling of each decoded
+        # image (one seed pair per image from a seeded stream, new each epoch).
+        dataset = tf.data.Dataset.zip((dataset, _seed_pairs(seed)))
 
-        def augment(batch, seed_pair):
-            return (augment_batch(batch[0], seed_pair, strength, ops), *batch[1:])
+        def load_augmented(row, seed_pair):
+            image = decode_grey(tf.io.read_file(row[0]))
+            return (augment_image(image, seed_pair, strength, ops, size), *row[1:])
 
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+        dataset = dataset.map(load_augmented, **parallel).batch(batch_size)
+        dataset = dataset.map(lambda grey, *rest: (_model_pixels(grey), *rest), **parallel)
+    else:
+        dataset = dataset.map(
+            lambda path, *rest: (decode_and_resize_grey(tf.io.read_file(path), size), *rest), **parallel
+        )
+        if cached:
+            # The decoded, resized grey uint8 images; augmentation comes after, so it differs each epoch.
+            dataset = dataset.cache()
+            if training:
+                dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size)
+        if augment:
+            # One seed pair per batch from a seeded stream, new each epoch, for stateless random ops.
+            dataset = tf.data.Dataset.zip((dataset, _seed_pairs(seed)))
+            dataset = dataset.map(
+                lambda batch, seed_pair: (
+                    _model_pixels(augment_batch(batch[0], seed_pair, strength, ops)),
+                    *batch[1:],
+                ),
+                **parallel,
+            )
+        else:
+            dataset = dataset.map(lambda grey, *rest: (_model_pixels(grey), *rest), **parallel)
     if not with_labels:
         dataset = dataset.map(lambda pixels: pixels)
     return dataset.prefetch(tf.data.AUTOTUNE)

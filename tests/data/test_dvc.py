@@ -95,4 +95,6 @@ def test_an_unreachable_s3_remote_is_named_with_endpoint_and_bucket(clone, monke
     with pytest.raises(DataError) as raised:
         dvc.add_and_push(root=clone, remote="s3")
     message = str(raised.value)
-    assert "s3://mura-dvc/store" in message and f"127.0.0.1:{port}" in message and "AWS_ACCESS_KEY_ID" in message
+    assert (
+        "s3://mura-dvc/store" in message and f"127.0.0.1:{port}" in message and "AWS_ACCESS_KEY_ID" in message
+    )

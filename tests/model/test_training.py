@@ -14,8 +14,13 @@ from pipelines.training.fit import read_state
 
 pytestmark = pytest.mark.slow
 # Small enough for about a minute of CPU per model, large enough to learn the synthetic signal.
-FAST = {"preset": "cpu_smoke", "augment": False, "learning_rate": 0.002, "early_stopping_patience": 4,
-        "reduce_lr_patience": 2}
+FAST = {
+    "preset": "cpu_smoke",
+    "augment": False,
+    "learning_rate": 0.002,
+    "early_stopping_patience": 4,
+    "reduce_lr_patience": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +37,9 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def binary_run(synthetic):
-    result = train({**FAST, "task": "binary", "image_size": 96, "epochs": 10}, synthetic["manifest"],
-                   synthetic["data"])
+    result = train(
+        {**FAST, "task": "binary", "image_size": 96, "epochs": 10}, synthetic["manifest"], synthetic["data"]
+    )
     evaluation = evaluate_run(result.run_id)
     return result, evaluation
 
@@ -53,34 +59,62 @@ def test_run_holds_lineage_metrics_and_artifacts(binary_run, tmp_path):
     assert client.get_experiment(run.info.experiment_id).name == "mura"
     assert run.info.status == "FINISHED"
     tags = run.data.tags
-    for key in ("code.git_sha", "data.dvc_md5", "data.rev", "data.manifest_hash", "pkg.keras", "pkg.tensorflow"):
+    for key in (
+        "code.git_sha",
+        "data.dvc_md5",
+        "data.rev",
+        "data.manifest_hash",
+        "pkg.keras",
+        "pkg.tensorflow",
+    ):
         assert tags.get(key), key
-    assert (tags["train.arch"], tags["train.task"], tags["model_name"]) == ("baseline_cnn", "binary", "mura_binary")
+    assert (tags["train.arch"], tags["train.task"], tags["model_name"]) == (
+        "baseline_cnn",
+        "binary",
+        "mura_binary",
+    )
     assert run.data.params["image_size"] == "[96, 96]" and run.data.params["preset"] == "cpu_smoke"
     history = client.get_metric_history(result.run_id, "train.loss")
     assert len(history) >= 2 and sorted(m.step for m in history) == list(range(len(history)))
     assert client.get_metric_history(result.run_id, "holdout.loss")
     for key in ("eval.study_kappa", "eval.study_auroc", "eval.wrist.study_kappa", "eval.image_auroc"):
         assert key in run.data.metrics, key
-    artifacts = {a.path for folder in ("model", "plots", "config", "environment", "evaluation",
-                                       "evaluation/figures", "data")
-                 for a in client.list_artifacts(result.run_id, folder)}
-    for path in ("model/model.keras", "model/class_map.json", "plots/learning_curves.png",
-                 "config/resolved_config.json", "environment/versions.json", "evaluation/metrics.json",
-                 "evaluation/figures/roc_per_part.png", "evaluation/figures/reliability_study.png",
-                 "evaluation/figures/confusion_study.png", "data/manifest.parquet"):
+    artifacts = {
+        a.path
+        for folder in ("model", "plots", "config", "environment", "evaluation", "evaluation/figures", "data")
+        for a in client.list_artifacts(result.run_id, folder)
+    }
+    for path in (
+        "model/model.keras",
+        "model/class_map.json",
+        "plots/learning_curves.png",
+        "config/resolved_config.json",
+        "environment/versions.json",
+        "evaluation/metrics.json",
+        "evaluation/figures/roc_per_part.png",
+        "evaluation/figures/reliability_study.png",
+        "evaluation/figures/confusion_study.png",
+        "data/manifest.parquet",
+    ):
         assert path in artifacts, path
     local = client.download_artifacts(result.run_id, "model", str(tmp_path))
     class_map = json.loads(open(f"{local}/class_map.json").read())
-    assert class_map == {**class_map, "task": "binary", "model_name": "mura_binary", "arch": "baseline_cnn",
-                         "image_size": [96, 96], "classes": ["normal", "abnormal"]}
+    assert class_map == {
+        **class_map,
+        "task": "binary",
+        "model_name": "mura_binary",
+        "arch": "baseline_cnn",
+        "image_size": [96, 96],
+        "classes": ["normal", "abnormal"],
+    }
     model = keras.saving.load_model(f"{local}/model.keras")
     assert model.output_shape == (None, 1)
 
 
 def test_14cls_learns_the_body_part(synthetic):
-    result = train({**FAST, "task": "14cls", "image_size": 64, "epochs": 6}, synthetic["manifest"],
-                   synthetic["data"])
+    result = train(
+        {**FAST, "task": "14cls", "image_size": 64, "epochs": 6}, synthetic["manifest"], synthetic["data"]
+    )
     evaluation = evaluate_run(result.run_id)
     assert result.model_name == "mura_14cls"
     assert evaluation["report"]["body_part_accuracy"]["study"] >= 0.9, evaluation["table"]
@@ -107,17 +141,29 @@ class EpochRecorder(keras.callbacks.Callback):
 
 def test_interrupted_run_resumes_and_finishes(synthetic):
     work_dir = synthetic["root"] / "work"
-    config = {**FAST, "task": "binary:XR_WRIST", "image_size": 48, "epochs": 3, "augment": True,
-              "early_stopping_patience": 5}
+    config = {
+        **FAST,
+        "task": "binary:XR_WRIST",
+        "image_size": 48,
+        "epochs": 3,
+        "augment": True,
+        "early_stopping_patience": 5,
+    }
     with pytest.raises(SimulatedKill):
-        train(config, synthetic["manifest"], synthetic["data"], work_dir=work_dir,
-              extra_callbacks=(KillAfterFirstEpoch(),))
+        train(
+            config,
+            synthetic["manifest"],
+            synthetic["data"],
+            work_dir=work_dir,
+            extra_callbacks=(KillAfterFirstEpoch(),),
+        )
     state = read_state(work_dir)
     client = MlflowClient()
     assert client.get_run(state["run_id"]).info.status == "FAILED"
     recorder = EpochRecorder()
-    result = train(config, synthetic["manifest"], synthetic["data"], work_dir=work_dir,
-                   extra_callbacks=(recorder,))
+    result = train(
+        config, synthetic["manifest"], synthetic["data"], work_dir=work_dir, extra_callbacks=(recorder,)
+    )
     assert result.run_id == state["run_id"]
     assert recorder.epochs == [1, 2]  # epoch 0 was not trained again
     assert client.get_run(result.run_id).info.status == "FINISHED"
@@ -129,8 +175,18 @@ def test_interrupted_run_resumes_and_finishes(synthetic):
 def test_cli_train_evaluate_and_errors(synthetic, capsys):
     from pipelines.cli import main
 
-    args = ["train", "--preset", "cpu_smoke", "--data", str(synthetic["data"]), "--manifest",
-            str(synthetic["manifest"]), "--epochs", "1", "--json"]
+    args = [
+        "train",
+        "--preset",
+        "cpu_smoke",
+        "--data",
+        str(synthetic["data"]),
+        "--manifest",
+        str(synthetic["manifest"]),
+        "--epochs",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     output = json.loads(capsys.readouterr().out)
     assert output["runs"][0]["arch"] == "baseline_cnn"
@@ -148,12 +204,18 @@ def test_tune_logs_nested_trials_and_writes_a_preset(synthetic):
     from pipelines.training.presets import resolve_config
     from pipelines.training.tuning import tune
 
-    result = tune({"preset": "cpu_smoke", "image_size": 48, "epochs": 1}, synthetic["manifest"],
-                  synthetic["data"], max_trials=2, preset_name="tuned_test")
+    result = tune(
+        {"preset": "cpu_smoke", "image_size": 48, "epochs": 1},
+        synthetic["manifest"],
+        synthetic["data"],
+        max_trials=2,
+        preset_name="tuned_test",
+    )
     client = MlflowClient()
     parent = client.get_run(result["run_id"])
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'"
+    )
     assert len(children) == 2
     assert all("learning_rate" in child.data.params for child in children)
     tuned = resolve_config("tuned_test")

@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from pipelines.errors import ConfigError, DataError
@@ -70,7 +71,8 @@ def test_evaluation_dataset_keeps_order_and_pads(tmp_path):
     assert centres.tolist() == pytest.approx([10, 30, 50, 70, 90, 110])  # manifest order, grey -> RGB
 
 
-def test_training_dataset_has_weights_and_augments(tmp_path):
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_training_dataset_has_weights_and_augments(tmp_path, cache):
     frame = _tiny_tree(tmp_path)
     weights = part_class_weights(frame)
     dataset = make_dataset(
@@ -84,10 +86,16 @@ def test_training_dataset_has_weights_and_augments(tmp_path):
         augment_strength=1.0,
         augment_ops=("flip", "rotate", "zoom", "contrast"),
         seed=3,
+        cache=cache,
     )
     pixels, labels, sample_weights = next(iter(dataset))
     assert pixels.shape == (3, 32, 32, 3) and labels.shape == (3, 1) and sample_weights.shape == (3,)
+    assert pixels.dtype == tf.float32
     assert float(pixels.numpy().min()) >= 0.0 and float(pixels.numpy().max()) <= 255.0
+    np.testing.assert_array_equal(pixels[..., 0], pixels[..., 2])  # grey: three equal channels
+    # Rotation and zoom move pixels: the flat 40x20 images get soft, non-flat edges.
+    plain = next(iter(make_dataset(frame, tmp_path, parse_task("binary"), (32, 32), 6, with_labels=False)))
+    assert len(np.unique(pixels.numpy())) > len(np.unique(plain.numpy()))
 
 
 def test_unusable_rows_are_left_out():
