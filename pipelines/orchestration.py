@@ -54,8 +54,7 @@ def build_manifest(data_version: dict) -> dict:
     from pipelines.data.manifest import write_manifest
 
     settings = get_settings()
-    data = load_params()["data"]
-    result = build(settings.data_dir, data["holdout_fraction"], data["holdout_seed"])
+    result = build(settings.data_dir)
     name = str(data_version.get("dvc_md5", "unversioned")).replace(".dir", "")
     path = write_manifest(result.frame, settings.mura_home / "manifests" / f"{name}.parquet")
     return {

@@ -43,18 +43,10 @@ def _import(args) -> int:
     return 0
 
 
-def build(data_dir: Path):
-    """The manifest of `data_dir` with the holdout settings of params.yaml."""
-    from pipelines.data.manifest import build_manifest
-
-    data = params_section("data")
-    return build_manifest(data_dir, data["holdout_fraction"], data["holdout_seed"])
-
-
 def _manifest(args) -> int:
-    from pipelines.data.manifest import write_manifest
+    from pipelines.data.manifest import build_manifest, write_manifest
 
-    result = build(_data_dir(args))
+    result = build_manifest(_data_dir(args))
     out = Path(args.out) if args.out else get_settings().mura_home / "manifest.parquet"
     write_manifest(result.frame, out)
     counts = result.frame.groupby("split").size().to_dict()
@@ -67,9 +59,10 @@ def _manifest(args) -> int:
 
 
 def _stats(args) -> int:
+    from pipelines.data.manifest import build_manifest
     from pipelines.data.stats import barplot_per_bodypart, summary_table
 
-    result = build(_data_dir(args))
+    result = build_manifest(_data_dir(args))
     table = summary_table(result.frame)
     plot = barplot_per_bodypart(
         result.frame,

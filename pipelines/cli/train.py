@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, emit
-from pipelines.settings import get_settings, params_section
+from pipelines.settings import get_settings
 
 
 def _data_arguments(parser) -> None:
@@ -66,8 +66,7 @@ def manifest_for(args):
         return Path(args.manifest)
     from pipelines.data.manifest import build_manifest
 
-    data = params_section("data")
-    return build_manifest(_data_root(args), data["holdout_fraction"], data["holdout_seed"]).frame
+    return build_manifest(_data_root(args)).frame
 
 
 def _progress_stream(args):

@@ -152,9 +152,21 @@ def assign_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> pd.Series
 
 
 def build_manifest(
-    data_root: Path, holdout_fraction: float = 0.1, seed: int = 1337, workers: int | None = None
+    data_root: Path,
+    holdout_fraction: float | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
 ) -> ManifestResult:
-    """Read the CSVs and the tree under `data_root` (the folder holding MURA-v1.1/) into a manifest."""
+    """Read the CSVs and the tree under `data_root` (the folder holding MURA-v1.1/) into a manifest.
+
+    The holdout share and seed default to params.yaml's `data:` section.
+    """
+    if holdout_fraction is None or seed is None:
+        from pipelines.settings import params_section
+
+        data = params_section("data")
+        holdout_fraction = data["holdout_fraction"] if holdout_fraction is None else holdout_fraction
+        seed = data["holdout_seed"] if seed is None else seed
     data_root = Path(data_root)
     rows, problems = _collect_rows(data_root)
     if not rows:

@@ -79,6 +79,5 @@ def validate_data_dir(data_root: Path, **options) -> dict:
     """Build the manifest of `data_root` (holdout settings of params.yaml) and validate it."""
     from pipelines.data.manifest import build_manifest
 
-    data = params_section("data")
-    manifest = build_manifest(Path(data_root), data["holdout_fraction"], data["holdout_seed"])
+    manifest = build_manifest(Path(data_root))
     return validate(manifest.frame, Path(data_root), **options)
