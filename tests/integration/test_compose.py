@@ -23,15 +23,8 @@ from tests.integration.compose_file import (
     SECRETS,
     SERVICES,
     compose_tool,
-    resolve,
     write_env,
 )
-
-
-@pytest.fixture(scope="module")
-def resolved(tmp_path_factory) -> dict:
-    """The resolved compose file."""
-    return resolve(tmp_path_factory.mktemp("compose"))
 
 
 @pytest.mark.skipif(COMPOSE_TOOL is None, reason=NO_TOOL)

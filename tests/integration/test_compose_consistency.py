@@ -6,8 +6,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from tests.integration.compose_file import (
     AIRFLOW_SERVICES,
     FAKE_ENV,
@@ -17,14 +15,7 @@ from tests.integration.compose_file import (
     lock_pins,
     mount_target,
     published,
-    resolve,
 )
-
-
-@pytest.fixture(scope="module")
-def resolved(tmp_path_factory) -> dict:
-    """The resolved compose file."""
-    return resolve(tmp_path_factory.mktemp("compose"))
 
 
 def test_training_queue_of_the_dag_is_the_gpu_worker_queue(resolved):
