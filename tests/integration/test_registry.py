@@ -33,6 +33,11 @@ WORSE = {
 }
 
 
+# MLflow caches the webhooks of each event for this long: a webhook created within the TTL of an
+# earlier event of the same kind is not seen until the cache entry expires.
+WEBHOOK_CACHE_TTL_S = 1
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A real MLflow server, a local TF-Serving server on models.config, and the env pointing at both."""
@@ -46,7 +51,7 @@ def world(tmp_path_factory):
         environment={
             "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
             "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-            "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+            "MLFLOW_WEBHOOK_CACHE_TTL": str(WEBHOOK_CACHE_TTL_S),
         },
     )
     base = home / "serving" / "models"
@@ -294,6 +299,7 @@ def test_mlflow_down_names_the_tracking_uri(world, capsys, monkeypatch):
 
 def test_mlflow_alias_webhook_reaches_the_receiver(world):
     import threading
+    import time
 
     from mlflow.entities.webhook import WebhookEvent
 
@@ -311,6 +317,7 @@ def test_mlflow_alias_webhook_reaches_the_receiver(world):
             secret="s3cret",
             events=[WebhookEvent("model_version_alias", "created")],
         )
+        time.sleep(WEBHOOK_CACHE_TTL_S + 0.5)  # let the server's cached (empty) webhook list expire
         register_run(make_run(world, "humerus", GOOD, seed=9))  # v1 becomes champion: an alias event
         assert arrived.wait(30), "MLflow did not deliver the alias webhook"
         assert (
