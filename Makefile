@@ -23,6 +23,7 @@ demo: venv
 	$(BIN)/python -m pipelines.demo
 
 test: venv
+	@test -x /usr/bin/chromium || { echo "make: the browser test needs Chromium: run 'apt-get install chromium' (Debian), then 'make test' again"; exit 1; }
 	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 tests
 
 test-fast: venv
