@@ -7,6 +7,7 @@ choices of their trigger form.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -111,17 +112,20 @@ def evaluate_candidate(trained: dict) -> dict:
     """Study-level evaluation of one trained run on `valid`; its eval.* metrics."""
     from pipelines.evaluation import evaluate_run
 
-    metrics = evaluate_run(trained["run_id"])
-    return {**trained, "eval": _eval_metrics(metrics)}
+    metrics = evaluate_run(trained["run_id"])["metrics"]
+    return {**trained, "eval": {key: value for key, value in metrics.items() if key.startswith("eval.")}}
 
 
-def _eval_metrics(metrics: dict) -> dict[str, float]:
-    flat = metrics.get("logged") or metrics
-    return {
-        key: float(value)
-        for key, value in flat.items()
-        if key.startswith("eval.") and isinstance(value, int | float)
-    }
+def best_candidate(evaluated: list[dict]) -> dict:
+    """The candidate with the highest study-level kappa (a missing or undefined kappa ranks last)."""
+    if not evaluated:
+        raise ConfigError("no evaluated candidate to register")
+
+    def kappa(candidate: dict) -> float:
+        value = candidate["eval"].get("eval.study_kappa")
+        return float("-inf") if value is None or math.isnan(value) else float(value)
+
+    return max(evaluated, key=kappa)
 
 
 def select_and_register(evaluated: list[dict], auto_promote: bool = False) -> dict:
@@ -132,9 +136,7 @@ def select_and_register(evaluated: list[dict], auto_promote: bool = False) -> di
     from pipelines.registry.tracking import connect
     from serving.export import export_run
 
-    if not evaluated:
-        raise ConfigError("no evaluated candidate to register")
-    best = max(evaluated, key=lambda candidate: candidate["eval"].get("eval.study_kappa", float("-inf")))
+    best = best_candidate(evaluated)
     client: MlflowClient = connect()
     validation = best.get("validation", {})
     client.set_tag(best["run_id"], "validation.success", str(validation.get("success", "unknown")))

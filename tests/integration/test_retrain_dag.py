@@ -78,6 +78,8 @@ def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     env = serving
     outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke", "epochs": 6})
     assert outcome["state"] == "success", outcome["log"][-5000:]
+    evaluated = outcome["results"]["evaluate[0]"]["eval"]
+    assert 0.0 < evaluated["eval.study_kappa"] <= 1.0 and "eval.study_auroc" in evaluated
     registered = outcome["results"]["select_and_register"]
     assert registered["model"] == "mura_binary" and registered["version"] == 1
     assert registered["gate"]["status"] == "passed" and "champion" in registered["aliases"]

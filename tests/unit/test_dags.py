@@ -121,3 +121,20 @@ def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
     assert candidates[0]["overrides"]["image_size"] == [96, 96] and "epochs" not in candidates[0]["overrides"]
     with pytest.raises(ConfigError, match="unknown architecture"):
         plan_candidates({"preset": "cpu_smoke", "architectures": ["vgg99"]}, {}, {})
+
+
+def test_best_candidate_is_the_highest_study_kappa_and_undefined_ranks_last():
+    from pipelines.errors import ConfigError
+    from pipelines.orchestration import best_candidate
+
+    candidates = [
+        {"arch": "a", "eval": {"eval.study_kappa": 0.4}},
+        {"arch": "b", "eval": {"eval.study_kappa": 0.7}},
+        {"arch": "c", "eval": {"eval.study_kappa": None}},
+        {"arch": "d", "eval": {}},
+        {"arch": "e", "eval": {"eval.study_kappa": float("nan")}},
+    ]
+    assert best_candidate(candidates)["arch"] == "b"
+    assert best_candidate(candidates[2:] + candidates[:1])["arch"] == "a"
+    with pytest.raises(ConfigError):
+        best_candidate([])
