@@ -14,6 +14,7 @@ from pipelines.stack.services import (
     base_environment,
     healthy,
     mlflow_url,
+    password_file,
     services,
 )
 
@@ -41,7 +42,8 @@ def _prepare(settings: Settings, env: dict[str, str]) -> None:
     for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *DVC_POOL]):
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise StackError(f"'{' '.join(command)}' failed: {result.stderr.strip().splitlines()[-1:]}")
+            last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise StackError(f"'{' '.join(command)}' failed: {last_line}")
 
 
 def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict:
@@ -119,12 +121,11 @@ def status(settings: Settings | None = None) -> dict:
         "serving_grpc": settings.serving_grpc,
         "serving_rest": f"http://{rest}" if "://" not in rest else rest,
     }
-    password_file = settings.mura_home / "airflow" / "passwords.json"
     return {
         "services": report,
         "urls": urls,
         "mura_home": str(settings.mura_home),
         "airflow_user": AIRFLOW_ADMIN,
-        "airflow_password": admin_password(settings) if password_file.is_file() else None,
+        "airflow_password": admin_password(settings) if password_file(settings).is_file() else None,
         "healthy": all(entry["healthy"] for entry in report.values()),
     }

@@ -49,9 +49,14 @@ def airflow_home(settings: Settings) -> Path:
     return settings.mura_home / "airflow"
 
 
+def password_file(settings: Settings) -> Path:
+    """The simple auth manager's passwords file of the embedded stack."""
+    return airflow_home(settings) / "passwords.json"
+
+
 def admin_password(settings: Settings) -> str:
     """The Airflow admin password, made once per MURA_HOME and kept in its passwords file."""
-    path = airflow_home(settings) / "passwords.json"
+    path = password_file(settings)
     if path.is_file():
         return json.loads(path.read_text())[AIRFLOW_ADMIN]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +107,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
         "AIRFLOW__API_AUTH__JWT_SECRET": jwt_file.read_text().strip(),
         "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": str(port),

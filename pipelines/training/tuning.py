@@ -109,7 +109,8 @@ def tune(
     """Search the four settings for config.arch; returns the best values, the preset name and the parent run."""
     from mlflow.tracking import MlflowClient
 
-    config = as_config(config).for_arch(as_config(config).arch)
+    config = as_config(config)
+    config = config.for_arch(config.arch)
     settings = get_settings()
     root = Path(data_root) if data_root is not None else settings.data_dir
     rows = prepare_rows(config.task, load_manifest(manifest))

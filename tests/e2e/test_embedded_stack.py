@@ -26,12 +26,13 @@ def stack(tmp_path_factory):
         tmp_path_factory.mktemp("e2e"), train_patients=200, valid_patients=60
     )
     env = platform_env(project, home)
+    pids: list[int] = []
     try:
         report = json.loads(mura(env, "up", "--json", timeout=400).stdout)
+        pids = [entry["pid"] for entry in report["services"].values()]
         yield env, report
     finally:
         down = mura(env, "down", "--json", check=False)
-        pids = [entry["pid"] for entry in report["services"].values()] if "report" in locals() else []
         assert down.returncode == 0, down.stderr
         for pid in pids:
             assert (
