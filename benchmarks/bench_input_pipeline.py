@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from pipelines.contracts import parse_task
 from pipelines.data.manifest import build_manifest
 from pipelines.data.synth import generate_synthetic
 from pipelines.training.inputs import make_dataset, part_class_weights
-from pipelines.training.tasks import parse_task
 from pipelines.training.zoo import build_model
 
 SIZE = (320, 320)

@@ -33,9 +33,9 @@ def free_port() -> int:
 
 def build_export(arch: str, size: int, root: Path, images: list[bytes]) -> Path:
     """Export a randomly initialised zoo model with the serving signatures."""
-    from pipelines.training.tasks import class_map, parse_task
+    from pipelines.contracts import class_map, parse_task
+    from pipelines.export import export_saved_model
     from pipelines.training.zoo import build_model
-    from serving.export import export_saved_model
 
     task = parse_task("binary")
     model = build_model(arch, task, (size, size), weights=None)

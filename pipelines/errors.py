@@ -19,3 +19,7 @@ class DataValidationError(MuraError):
     def __init__(self, message: str, report: dict | None = None):
         super().__init__(message)
         self.report = report or {}
+
+
+class ExportError(MuraError):
+    """A model could not be exported as a TF Serving SavedModel, or the export check failed."""

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pipelines.data.layout import BODY_PARTS
+from pipelines.contracts import BODY_PARTS
 from pipelines.errors import ConfigError
 from pipelines.settings import get_settings, load_params
 
@@ -132,9 +132,9 @@ def select_and_register(evaluated: list[dict], auto_promote: bool = False) -> di
     """Export the candidate with the best study-level kappa, register it, gate it, apply the promotion rule."""
     from mlflow.tracking import MlflowClient
 
+    from pipelines.export import export_run
     from pipelines.registry.registration import register_run
     from pipelines.registry.tracking import connect
-    from serving.export import export_run
 
     best = best_candidate(evaluated)
     client: MlflowClient = connect()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.data.layout import IMAGE_SUFFIXES, is_hidden, part_slug
+from pipelines.contracts import IMAGE_SUFFIXES, is_hidden, part_slug
 from pipelines.errors import DataError
 from serving.client_transport import GrpcTransport, RestTransport
 from serving.errors import ServingClientError

@@ -5,10 +5,6 @@ from __future__ import annotations
 from pipelines.errors import MuraError
 
 
-class ExportError(MuraError):
-    """A model could not be exported as a TF Serving SavedModel, or the export check failed."""
-
-
 class RepositoryError(MuraError):
     """The TF Serving model base path or models.config is not in a usable state."""
 

@@ -12,10 +12,11 @@ import shutil
 import uuid
 from pathlib import Path
 
+from pipelines.contracts import check_model_name
+from pipelines.errors import ConfigError
 from serving.errors import RepositoryError
 
 STAGING_PREFIX = ".staging-"
-LABELS = ("stable", "canary")
 
 
 def _base(base_path: Path | None) -> Path:
@@ -24,6 +25,15 @@ def _base(base_path: Path | None) -> Path:
     from pipelines.settings import get_settings
 
     return get_settings().model_base_path
+
+
+def model_dir(model_name: str, base_path: Path | None = None) -> Path:
+    """`<base>/<model_name>`, after checking the name against the contract (no `..`, no `/`)."""
+    try:
+        check_model_name(model_name)
+    except ConfigError as error:
+        raise RepositoryError(str(error)) from None
+    return _base(base_path) / model_name
 
 
 def _config_path(config_path: Path | None) -> Path:
@@ -36,12 +46,12 @@ def _config_path(config_path: Path | None) -> Path:
 
 def published_versions(model_name: str, base_path: Path | None = None) -> list[int]:
     """Versions of `model_name` on disk (integer folders holding a saved_model.pb), ascending."""
-    model_dir = _base(base_path) / model_name
-    if not model_dir.is_dir():
+    folder = model_dir(model_name, base_path)
+    if not folder.is_dir():
         return []
     return sorted(
         int(entry.name)
-        for entry in model_dir.iterdir()
+        for entry in folder.iterdir()
         if entry.name.isdigit() and (entry / "saved_model.pb").is_file()
     )
 
@@ -53,16 +63,16 @@ def publish_version(
     source = Path(saved_model_dir)
     if not (source / "saved_model.pb").is_file():
         raise RepositoryError(f"{source} has no saved_model.pb: pass a SavedModel folder (serving.export)")
-    model_dir = _base(base_path) / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
+    folder = model_dir(model_name, base_path)
+    folder.mkdir(parents=True, exist_ok=True)
     if version is None:
         version = max(published_versions(model_name, base_path), default=0) + 1
     if int(version) < 1:
         raise RepositoryError(f"version {version} of {model_name}: versions are positive integers")
-    target = model_dir / str(int(version))
+    target = folder / str(int(version))
     if target.exists():
         raise RepositoryError(f"{target} already exists: versions are immutable, publish a new number")
-    staging = model_dir / f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
+    staging = folder / f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
     try:
         shutil.copytree(source, staging)
         os.rename(staging, target)  # atomic on one file system: the server sees all or nothing
@@ -195,6 +205,6 @@ def prune_versions(
     for version in versions:
         if version in protected:
             continue
-        shutil.rmtree(_base(base_path) / model_name / str(version))
+        shutil.rmtree(model_dir(model_name, base_path) / str(version))
         removed.append(version)
     return removed

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data.layout import BODY_PARTS
+from pipelines.contracts import BODY_PARTS
 
 
 def tiny_keras_model(task: str = "binary", image_size: tuple[int, int] = (32, 32), seed: int = 0):
@@ -29,25 +29,6 @@ def tiny_keras_model(task: str = "binary", image_size: tuple[int, int] = (32, 32
     else:
         outputs = keras.layers.Dense(2 * len(BODY_PARTS), activation="softmax", name="classes")(hidden)
     return keras.Model(inputs, outputs, name=f"tiny_{task.replace(':', '_')}")
-
-
-def class_map_for(task: str, image_size: tuple[int, int], arch: str = "tiny") -> dict:
-    """The class map that travels with a model of `task` (same shape as training writes)."""
-    if task == "14cls":
-        name = "mura_14cls"
-        classes = [f"{part}:{state}" for state in ("normal", "abnormal") for part in BODY_PARTS]
-    elif task.startswith("binary:"):
-        name = "mura_binary_" + task.split(":", 1)[1].removeprefix("XR_").lower()
-        classes = ["normal", "abnormal"]
-    else:
-        name, classes = "mura_binary", ["normal", "abnormal"]
-    return {
-        "task": task,
-        "model_name": name,
-        "classes": classes,
-        "image_size": list(image_size),
-        "arch": arch,
-    }
 
 
 def sample_png(width: int, height: int, seed: int = 0, grey: bool = True) -> bytes:

@@ -143,8 +143,8 @@ def handle_predict(args) -> int:
 
 def handle_export(args) -> int:
     """Export RUN_ID's model and log it under the run's tf_serving/ artifacts."""
+    from pipelines.export import export_run
     from serving.client import study_images
-    from serving.export import export_run
 
     samples = None
     if args.samples:

@@ -107,7 +107,7 @@ def _train_one(args, config, manifest) -> dict:
         print(
             f"\n{config.arch} ({result['task']}), run {result['run_id']}\n{evaluation['table']}", flush=True
         )
-    from serving.export import export_run
+    from pipelines.export import export_run
 
     # The TF Serving SavedModel goes under the run's tf_serving/, ready for `mura register RUN_ID`.
     result["export"] = export_run(result["run_id"])

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipelines.data.layout import RELEASE_DIR, is_hidden
+from pipelines.contracts import is_hidden
+from pipelines.data.layout import RELEASE_DIR
 from pipelines.data.release import release_dir
 from pipelines.errors import DataError
 

@@ -1,4 +1,4 @@
-"""Names and path rules of the MURA v1.1 release (DESIGN.md section 3)."""
+"""Names and path rules of the MURA v1.1 release on disk (docs/ARCHITECTURE.md, "Data on disk")."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 RELEASE_DIR = "MURA-v1.1"
 SPLITS = ("train", "valid")
-# The order is the part index used by the 14-class task.
-BODY_PARTS = ("XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "XR_SHOULDER", "XR_WRIST")
 # Images per part in the MURA v1.1 train split: the generator copies these proportions.
 MURA_TRAIN_IMAGES = {
     "XR_ELBOW": 4931,
@@ -34,8 +32,6 @@ MANIFEST_COLUMNS = (
     "mode",
     "file_bytes",
 )
-HIDDEN_PREFIXES = ("._", ".")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 IMAGE_PATH_PATTERN = re.compile(
     r"^MURA-v1\.1/(?P<split>train|valid)/(?P<part>XR_[A-Z]+)/patient(?P<patient>\d{5})/"
@@ -82,18 +78,3 @@ def parse_image_path(path: str) -> ImagePath | None:
         folder_label=1 if match["suffix"] == "positive" else 0,
         image_index=int(match["index"]),
     )
-
-
-def is_hidden(name: str) -> bool:
-    """macOS resource forks (`._x`) and dot files such as `.DS_Store` are not images."""
-    return name.startswith(HIDDEN_PREFIXES)
-
-
-def part_index(body_part: str) -> int:
-    """Index of a body part in BODY_PARTS (the 14-class map uses it)."""
-    return BODY_PARTS.index(body_part)
-
-
-def part_slug(body_part: str) -> str:
-    """`XR_ELBOW` -> `elbow`, as used in model names like `mura_binary_elbow`."""
-    return body_part.removeprefix("XR_").lower()

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.contracts import BODY_PARTS
 from pipelines.data.headers import read_headers
-from pipelines.data.layout import BODY_PARTS, IMAGE_CSV, MANIFEST_COLUMNS, SPLITS, STUDY_CSV, parse_image_path
+from pipelines.data.layout import IMAGE_CSV, MANIFEST_COLUMNS, SPLITS, STUDY_CSV, parse_image_path
 from pipelines.data.release import read_image_csv, read_study_csv, release_dir, scan_images
 from pipelines.errors import DataError
 

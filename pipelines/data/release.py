@@ -6,7 +6,8 @@ import csv
 import os
 from pathlib import Path
 
-from pipelines.data.layout import IMAGE_CSV, IMAGE_SUFFIXES, RELEASE_DIR, SPLITS, STUDY_CSV, is_hidden
+from pipelines.contracts import IMAGE_SUFFIXES, is_hidden
+from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR, SPLITS, STUDY_CSV
 from pipelines.errors import DataError
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data.layout import BODY_PARTS, IMAGE_CSV, MURA_TRAIN_IMAGES, RELEASE_DIR, STUDY_CSV
+from pipelines.contracts import BODY_PARTS
+from pipelines.data.layout import IMAGE_CSV, MURA_TRAIN_IMAGES, RELEASE_DIR, STUDY_CSV
 from pipelines.data.synth_faults import FAULTS, apply_file_fault, apply_plan_fault
 from pipelines.data.synth_images import render_radiograph
 from pipelines.errors import ConfigError

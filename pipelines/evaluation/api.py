@@ -63,8 +63,9 @@ def _manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:
 
 def valid_rows(frame: pd.DataFrame, class_map: dict) -> pd.DataFrame:
     """The usable `valid` rows of the model's task; DataError when there are none."""
+    from pipelines.contracts import parse_task
     from pipelines.training.inputs import usable_rows
-    from pipelines.training.tasks import parse_task, select_rows
+    from pipelines.training.tasks import select_rows
 
     task = parse_task(class_map["task"])
     rows = usable_rows(select_rows(task, frame[frame["split"] == "valid"]))
@@ -85,15 +86,14 @@ def evaluate_run(
     output_dir: Path | None = None,
 ) -> dict:
     """Study- and image-level metrics of the run's model on `valid`; logged as eval.* metrics and artifacts."""
-    import keras
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    import pipelines.training  # noqa: F401  (registers the custom layers for load_model)
     from pipelines.evaluation import plots
     from pipelines.evaluation.metrics import evaluate_predictions, study_scores
     from pipelines.evaluation.predict import score_images
     from pipelines.evaluation.report import flat_metrics, kappa_table
+    from pipelines.training.layers import load_model
     from pipelines.training.tracking import configure_mlflow
 
     settings = params_section("evaluation") or {}
@@ -115,7 +115,7 @@ def evaluate_run(
         if not str(root) or not root.is_dir():
             raise DataError(f"data root {root} not found; pass data_root (the folder holding MURA-v1.1/)")
         rows = valid_rows(frame, class_map)
-        model = keras.saving.load_model(model_path)
+        model = load_model(model_path)
         scored = score_images(model, rows, root, class_map, int(settings.get("batch_size", 32)))
         metrics = evaluate_predictions(scored, threshold, int(settings.get("calibration_bins", 10)))
         studies = study_scores(scored)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from pipelines.data.layout import BODY_PARTS
+from pipelines.contracts import BODY_PARTS
 from pipelines.evaluation.metrics import confusion
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.data.layout import BODY_PARTS
+from pipelines.contracts import BODY_PARTS
 
 
 def abnormal_probability(outputs: np.ndarray, multiclass: bool) -> np.ndarray:
@@ -28,8 +28,8 @@ def score_images(
     model, rows: pd.DataFrame, data_root: Path, class_map: dict, batch_size: int = 32
 ) -> pd.DataFrame:
     """`rows` with a `probability` column (and predicted parts for 14cls); order is kept, never shuffled."""
+    from pipelines.contracts import parse_task
     from pipelines.training.inputs import make_dataset
-    from pipelines.training.tasks import parse_task
 
     task = parse_task(class_map["task"])
     image_size = tuple(class_map["image_size"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines.data.layout import BODY_PARTS
+from pipelines.contracts import BODY_PARTS
 
 
 def _cell(value) -> str:

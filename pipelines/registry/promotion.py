@@ -10,11 +10,10 @@ import getpass
 import json
 from datetime import UTC, datetime
 
+from pipelines.contracts import CHALLENGER, CHAMPION
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.gate import PASSED
 from pipelines.registry.tracking import (
-    CHALLENGER,
-    CHAMPION,
     check_alias_name,
     connect,
     get_registered,

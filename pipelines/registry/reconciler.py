@@ -16,21 +16,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipelines.contracts import CANARY, LABEL_OF_ALIAS, MODEL_NAME_PATTERN, STABLE
 from pipelines.registry.errors import DeployError, RegistryError
 from pipelines.registry.publishing import DeployOptions, ensure_published, version_folder
 from pipelines.registry.serving_ops import ServingTarget, sample_images
-from pipelines.registry.tracking import CHALLENGER, CHAMPION, MODEL_PREFIX, connect, tracking_errors
+from pipelines.registry.tracking import connect, tracking_errors
 
 LOGGER = logging.getLogger(__name__)
-LABEL_OF_ALIAS = {CHAMPION: "stable", CHALLENGER: "canary"}
 
 
 def registered_models(client) -> list:
-    """Every registered model whose name starts with `mura_`."""
+    """Every registered model whose name follows the contract (`^mura_[a-z0-9_]+$`); others are skipped."""
     found, token = [], None
     while True:
         page = client.search_registered_models(max_results=100, page_token=token)
-        found.extend(model for model in page if model.name.startswith(MODEL_PREFIX))
+        found.extend(model for model in page if MODEL_NAME_PATTERN.fullmatch(model.name))
         token = page.token
         if not token:
             return found
@@ -42,8 +42,8 @@ def desired_labels(aliases: dict[str, str]) -> dict[str, int]:
     for alias, label in LABEL_OF_ALIAS.items():
         if aliases.get(alias) is not None:
             labels[label] = int(aliases[alias])
-    if labels.get("canary") is not None and labels.get("canary") == labels.get("stable"):
-        del labels["canary"]
+    if labels.get(CANARY) is not None and labels.get(CANARY) == labels.get(STABLE):
+        del labels[CANARY]
     return labels
 
 
@@ -145,7 +145,7 @@ class Reconciler:
 
         model = registered.name
         labels = desired_labels(registered.aliases)
-        if "stable" not in labels:
+        if STABLE not in labels:
             return {"model": model, "changed": False, "skipped": "no champion alias: nothing to serve"}
         versions = sorted(set(labels.values()))
         old_versions, old_labels = served_versions(model, self.options.config_path)

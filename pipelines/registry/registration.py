@@ -7,18 +7,13 @@ import logging
 import tempfile
 from pathlib import Path
 
+from pipelines.contracts import CHAMPION, check_model_name, model_name_for_task
+from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.gate import GatePolicy, evaluate_gate
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.promotion import apply_promotion_rule
-from pipelines.registry.tracking import (
-    CHAMPION,
-    MODEL_PREFIX,
-    connect,
-    model_name_for_task,
-    tracking_errors,
-    version_metrics,
-)
+from pipelines.registry.tracking import connect, tracking_errors, version_metrics
 
 LOGGER = logging.getLogger(__name__)
 ARTIFACT_PATH = "tf_serving"
@@ -105,11 +100,10 @@ def _model_name(client, run, folder: Path) -> tuple[str, str]:
                 f"run {run.info.run_id} has neither model/class_map.json nor a train.task tag: is it a training run?"
             ) from None
         name = model_name_for_task(task)
-    if not name.startswith(MODEL_PREFIX):
-        raise RegistryError(
-            f"model name {name!r} of run {run.info.run_id} does not start with {MODEL_PREFIX!r}"
-        )
-    return name, task
+    try:
+        return check_model_name(name), task
+    except ConfigError as error:
+        raise RegistryError(f"run {run.info.run_id}: {error}") from None
 
 
 def _ensure_registered_model(client, name: str, task: str) -> None:

@@ -139,7 +139,7 @@ def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:
     if warmup.is_file():
         import tensorflow as tf
 
-        from serving.export import read_warmup_file
+        from pipelines.export import read_warmup_file
 
         for record in read_warmup_file(saved_model_dir):
             tensor = record.predict_log.request.inputs.get("image_bytes")

@@ -1,4 +1,4 @@
-"""Reaching the MLflow tracking server and the registry names of DESIGN.md section 3."""
+"""Reaching the MLflow tracking server; alias-name checks and registry look-ups."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipelines.contracts import CHALLENGER, CHAMPION
 from pipelines.registry.errors import RegistryError, TrackingUnavailableError
 
-MODEL_PREFIX = "mura_"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 # MLflow reserves these alias names for its own version references.
 RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 
@@ -78,17 +76,6 @@ def tracking_errors(client, doing: str) -> Iterator[None]:
                 f"MLflow tracking server {uri} is not reachable while {doing}"
             ) from error
         raise RegistryError(f"{doing} failed on {uri}: {message}") from error
-
-
-def model_name_for_task(task: str) -> str:
-    """`binary` -> mura_binary, `binary:XR_ELBOW` -> mura_binary_elbow, `14cls` -> mura_14cls."""
-    if task == "binary":
-        return "mura_binary"
-    if task == "14cls":
-        return "mura_14cls"
-    if task.startswith("binary:XR_") and len(task) > len("binary:XR_"):
-        return "mura_binary_" + task.removeprefix("binary:XR_").lower()
-    raise RegistryError(f"unknown task {task!r}: expected binary, binary:XR_<PART> or 14cls")
 
 
 def check_alias_name(alias: str) -> str:

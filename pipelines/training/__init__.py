@@ -1,14 +1,12 @@
 """Training: model zoo, tasks, tf.data input, fitting, MLflow tracking and tuning.
 
-Importing the package registers the custom layers, so `keras.saving.load_model` can read a saved
-`model.keras`. The heavier entry points load lazily.
+Importing the package is cheap (no Keras): every entry point loads lazily. Read a saved `model.keras`
+with `pipelines.training.layers.load_model`, which registers the zoo's custom layers first.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from pipelines.training import layers as _layers  # noqa: F401  (registers ImageNormalization)
 
 _LAZY = {
     "train": "pipelines.training.run",
@@ -18,7 +16,7 @@ _LAZY = {
     "resolve_config": "pipelines.training.presets",
     "build_model": "pipelines.training.zoo",
     "ARCHITECTURES": "pipelines.training.zoo",
-    "parse_task": "pipelines.training.tasks",
+    "load_model": "pipelines.training.layers",
     "tune": "pipelines.training.tuning",
 }
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import keras
 
+from pipelines.contracts import Task
 from pipelines.training.presets import TrainConfig
-from pipelines.training.tasks import Task
 from pipelines.training.zoo import set_backbone_trainable
 
 STATE_FILE = "state.json"

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from pipelines.contracts import Task
 from pipelines.errors import DataError
 from pipelines.training.augment import augment_batch, augment_image
 from pipelines.training.preprocessing import decode_and_resize_grey, decode_grey, grey_to_model_pixels
-from pipelines.training.tasks import Task, targets
+from pipelines.training.tasks import targets
 
 # Grey to three float32 channels only at the very end, on whole batches; XLA writes the three copies
 # in one pass, about 2.5x faster than tf.tile on CPU. Same values as decode_and_resize (cast and copy).

@@ -51,3 +51,8 @@ class ImageNormalization(keras.layers.Layer):
         config = super().get_config()
         config["mode"] = self.mode
         return config
+
+
+def load_model(path, compile: bool = True):
+    """`keras.saving.load_model` with the zoo's custom layers registered (importing this module does it)."""
+    return keras.saving.load_model(str(path), compile=compile)

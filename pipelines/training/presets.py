@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
+from pipelines.contracts import parse_task
 from pipelines.errors import ConfigError
 from pipelines.settings import get_settings, params_section
-from pipelines.training.tasks import parse_task
 from pipelines.training.zoo import ARCHITECTURES, check_input_size
 
 AUGMENT_OPS = ("flip", "rotate", "zoom", "contrast")

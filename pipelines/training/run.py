@@ -13,11 +13,12 @@ from typing import Any
 import keras
 import pandas as pd
 
+from pipelines.contracts import class_map, parse_task
 from pipelines.errors import ConfigError, DataError
 from pipelines.settings import get_settings
 from pipelines.training import fit, inputs, tracking
 from pipelines.training.presets import TrainConfig, check_config, resolve_config
-from pipelines.training.tasks import check_task_rows, class_map, parse_task, select_rows
+from pipelines.training.tasks import check_task_rows, select_rows
 from pipelines.training.zoo import build_model, resolve_weights
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import keras_tuner
 import yaml
 
+from pipelines.contracts import parse_task
 from pipelines.settings import get_settings, load_params
 from pipelines.training import fit, tracking
 from pipelines.training.presets import TUNED_PRESETS_FILE, TrainConfig
 from pipelines.training.run import as_config, devices, load_manifest, make_datasets, prepare_rows
-from pipelines.training.tasks import parse_task
 from pipelines.training.zoo import build_model, resolve_weights
 
 DEFAULT_MAX_TRIALS = 4

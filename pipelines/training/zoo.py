@@ -13,9 +13,9 @@ from pathlib import Path
 
 import keras
 
+from pipelines.contracts import Task
 from pipelines.errors import ConfigError
 from pipelines.training.layers import ImageNormalization
-from pipelines.training.tasks import Task
 
 BACKBONE_NAME = "backbone"
 _WEIGHTS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"

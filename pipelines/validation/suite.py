@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from pipelines.data.layout import BODY_PARTS, IMAGE_PATH_PATTERN, STUDY_PATH_PATTERN
+from pipelines.contracts import BODY_PARTS
+from pipelines.data.layout import IMAGE_PATH_PATTERN, STUDY_PATH_PATTERN
 from pipelines.validation.frame import REQUIRED_COLUMNS
 
 SUITE_NAME = "mura_manifest"

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from pipelines.data.layout import BODY_PARTS, MANIFEST_COLUMNS
+from pipelines.contracts import BODY_PARTS
+from pipelines.data.layout import MANIFEST_COLUMNS
 from pipelines.data.manifest import build_manifest, manifest_hash, read_manifest, write_manifest
 from pipelines.data.synth import FAULTS, generate_synthetic
 from pipelines.errors import DataError

@@ -107,8 +107,9 @@ def out_of_range_model(image_size=(16, 16)):
 
 def make_run(world, part: str, metrics: dict, seed: int, model=None) -> str:
     """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/."""
-    from serving.export import export_run
-    from serving.samples import class_map_for, sample_png, tiny_keras_model
+    from pipelines.contracts import class_map
+    from pipelines.export import export_run
+    from serving.samples import sample_png, tiny_keras_model
 
     client, task = world["client"], f"binary:XR_{part.upper()}"
     run_id = client.create_run(
@@ -120,7 +121,7 @@ def make_run(world, part: str, metrics: dict, seed: int, model=None) -> str:
     folder = world["home"] / f"run-{run_id}" / "model"
     folder.mkdir(parents=True)
     (model or tiny_keras_model(task, (16, 16), seed=seed)).save(folder / "model.keras")
-    (folder / "class_map.json").write_text(json.dumps(class_map_for(task, (16, 16))))
+    (folder / "class_map.json").write_text(json.dumps(class_map(task, "tiny", (16, 16))))
     client.log_artifacts(run_id, str(folder), "model")
     export_run(run_id, sample_images=[sample_png(24, 24, seed=seed)])
     client.set_terminated(run_id)

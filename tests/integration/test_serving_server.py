@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import requests
 
+from pipelines import contracts
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 IMAGE_SIZE = (32, 32)
@@ -45,13 +47,14 @@ def images():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, images):
-    from serving import export, samples
+    from pipelines import export
+    from serving import samples
 
     root = tmp_path_factory.mktemp("exports")
     made = {}
     for task, seed in (("binary", 0), ("14cls", 1), ("binary:XR_ELBOW", 2), ("binary:XR_ELBOW", 3)):
         model = samples.tiny_keras_model(task, IMAGE_SIZE, seed=seed)
-        class_map = samples.class_map_for(task, IMAGE_SIZE)
+        class_map = contracts.class_map(task, "tiny", IMAGE_SIZE)
         made[(task, seed)] = export.export_saved_model(model, class_map, root / f"{task}-{seed}", images)
     made["linear"] = samples.write_linear_saved_model(root / "linear")
     return made

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.data.layout import BODY_PARTS
+from pipelines import contracts
+from pipelines.contracts import BODY_PARTS
 
 IMAGE_SIZE = (24, 32)
 
@@ -25,12 +26,13 @@ def images():
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory, images):
-    from serving import export, samples
+    from pipelines import export
+    from serving import samples
 
     made = {}
     for task in ("binary", "14cls"):
         model = samples.tiny_keras_model(task, IMAGE_SIZE, seed=11)
-        class_map = samples.class_map_for(task, IMAGE_SIZE)
+        class_map = contracts.class_map(task, "tiny", IMAGE_SIZE)
         path = export.export_saved_model(model, class_map, tmp_path_factory.mktemp(task) / "saved", images)
         made[task] = (model, class_map, path)
     return made
@@ -82,7 +84,7 @@ def test_14cls_heads(exports, images):
 def test_warmup_file_parses_as_prediction_logs(exports, images):
     import tensorflow as tf
 
-    from serving.export import read_class_map, read_warmup_file
+    from pipelines.export import read_class_map, read_warmup_file
 
     _, class_map, path = exports["14cls"]
     records = read_warmup_file(path)
@@ -96,8 +98,8 @@ def test_warmup_file_parses_as_prediction_logs(exports, images):
 
 
 def test_reload_check_detects_a_different_model(exports, images):
+    from pipelines.export import verify_export
     from serving import samples
-    from serving.export import verify_export
 
     model, class_map, path = exports["binary"]
     assert verify_export(path, model, class_map, images) < 1e-5
@@ -106,8 +108,8 @@ def test_reload_check_detects_a_different_model(exports, images):
 
 
 def test_export_refuses_bad_input(tmp_path, exports, images):
-    from serving.errors import ExportError
-    from serving.export import export_saved_model
+    from pipelines.errors import ExportError
+    from pipelines.export import export_saved_model
 
     model, class_map, path = exports["binary"]
     with pytest.raises(ExportError, match="not empty"):

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from pipelines import contracts
+
 pytestmark = pytest.mark.slow
 
 
@@ -20,7 +22,7 @@ def test_export_run_logs_saved_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model = samples.tiny_keras_model("binary:XR_ELBOW", (24, 24))
-    class_map = samples.class_map_for("binary:XR_ELBOW", (24, 24))
+    class_map = contracts.class_map("binary:XR_ELBOW", "tiny", (24, 24))
     model_file = tmp_path / "model.keras"
     keras.saving.save_model(model, model_file)
     (tmp_path / "class_map.json").write_text(json.dumps(class_map))

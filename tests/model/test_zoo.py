@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-import pipelines.training  # noqa: F401  (registers the custom layers)
-from pipelines.training.tasks import parse_task
+import pipelines.training.layers  # noqa: F401  (registers the custom layers)
+from pipelines.contracts import parse_task
 from pipelines.training.zoo import ARCHITECTURES, build_model, set_backbone_trainable
 
 HEAVY = {"densenet169", "resnet152", "efficientnetv2_s"}

@@ -92,9 +92,9 @@ def test_retrain_params_are_the_design_names(parsed):
 
 
 def test_form_choices_match_the_zoo_tasks_and_presets():
+    from pipelines.contracts import parse_task
     from pipelines.orchestration import ARCHITECTURE_CHOICES, PRESET_CHOICES, TASK_CHOICES
     from pipelines.settings import load_params
-    from pipelines.training.tasks import parse_task
     from pipelines.training.zoo import ARCHITECTURES
 
     assert ARCHITECTURE_CHOICES == list(ARCHITECTURES)

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from pipelines.contracts import parse_task
 from pipelines.training import augment
 from pipelines.training.inputs import make_dataset
 from pipelines.training.preprocessing import decode_and_resize, decode_and_resize_grey
-from pipelines.training.tasks import parse_task
 
 
 def _encoded(pixels: np.ndarray, mode: str, image_format: str = "PNG") -> bytes:

@@ -31,10 +31,10 @@ def test_publish_numbers_versions_and_leaves_no_staging(tmp_path):
 
 def test_half_written_version_is_invisible(tmp_path):
     base = tmp_path / "models"
-    staging = base / "m" / f"{repository.STAGING_PREFIX}3-abc"
+    staging = base / "mura_m" / f"{repository.STAGING_PREFIX}3-abc"
     fake_saved_model(staging)
-    (base / "m" / "4").mkdir()  # a version folder without saved_model.pb yet
-    assert repository.published_versions("m", base) == []
+    (base / "mura_m" / "4").mkdir()  # a version folder without saved_model.pb yet
+    assert repository.published_versions("mura_m", base) == []
 
 
 def test_models_config_round_trip_with_real_protos(tmp_path):
@@ -61,30 +61,30 @@ def test_models_config_round_trip_with_real_protos(tmp_path):
 def test_label_rule_and_unknown_versions(tmp_path):
     base, config = tmp_path / "models", tmp_path / "models.config"
     source = fake_saved_model(tmp_path / "export")
-    repository.publish_version(source, "m", base_path=base)
-    repository.publish_version(source, "m", base_path=base)
-    repository.set_served_versions("m", [1], {"stable": 1}, config, base)
+    repository.publish_version(source, "mura_m", base_path=base)
+    repository.publish_version(source, "mura_m", base_path=base)
+    repository.set_served_versions("mura_m", [1], {"stable": 1}, config, base)
     with pytest.raises(RepositoryError, match="not served"):
-        repository.set_version_label("m", "stable", 2, config, base)
+        repository.set_version_label("mura_m", "stable", 2, config, base)
     with pytest.raises(RepositoryError, match="not published"):
-        repository.set_served_versions("m", [1, 9], {}, config, base)
+        repository.set_served_versions("mura_m", [1, 9], {}, config, base)
     with pytest.raises(RepositoryError, match="not served"):
-        repository.set_served_versions("m", [1], {"canary": 2}, config, base)
-    repository.set_served_versions("m", [1, 2], {"stable": 1}, config, base)
-    repository.set_version_label("m", "stable", 2, config, base)
-    assert repository.served_versions("m", config) == ([1, 2], {"stable": 2})
+        repository.set_served_versions("mura_m", [1], {"canary": 2}, config, base)
+    repository.set_served_versions("mura_m", [1, 2], {"stable": 1}, config, base)
+    repository.set_version_label("mura_m", "stable", 2, config, base)
+    assert repository.served_versions("mura_m", config) == ([1, 2], {"stable": 2})
 
 
 def test_prune_keeps_newest_and_served(tmp_path):
     base, config = tmp_path / "models", tmp_path / "models.config"
     source = fake_saved_model(tmp_path / "export")
     for _ in range(5):
-        repository.publish_version(source, "m", base_path=base)
-    repository.set_served_versions("m", [1], {"stable": 1}, config, base)
-    assert repository.prune_versions("m", keep=2, base_path=base, config_path=config) == [2, 3]
-    assert repository.published_versions("m", base) == [1, 4, 5]
+        repository.publish_version(source, "mura_m", base_path=base)
+    repository.set_served_versions("mura_m", [1], {"stable": 1}, config, base)
+    assert repository.prune_versions("mura_m", keep=2, base_path=base, config_path=config) == [2, 3]
+    assert repository.published_versions("mura_m", base) == [1, 4, 5]
     with pytest.raises(RepositoryError, match="keep at least one"):
-        repository.prune_versions("m", keep=0, base_path=base, config_path=config)
+        repository.prune_versions("mura_m", keep=0, base_path=base, config_path=config)
 
 
 def test_broken_config_file_is_reported(tmp_path):
@@ -92,3 +92,16 @@ def test_broken_config_file_is_reported(tmp_path):
     config.write_text("model_config_list { config { nme: 'x' } }")
     with pytest.raises(RepositoryError, match="not a ModelServerConfig"):
         repository.read_models_config(config)
+
+
+@pytest.mark.parametrize("name", ["../etc", "mura_a/../../x", "mura_binary/1", "MURA_BINARY", "", "mura_", "other"])
+def test_model_names_outside_the_contract_are_refused_before_any_path(tmp_path, name):
+    base = tmp_path / "models"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "saved_model.pb").write_bytes(b"pb")
+    with pytest.raises(repository.RepositoryError, match=r"\^mura_\[a-z0-9_\]\+\$"):
+        repository.publish_version(source, name, base_path=base)
+    with pytest.raises(repository.RepositoryError):
+        repository.published_versions(name, base)
+    assert not base.exists()

@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from pipelines.contracts import class_map, parse_task
 from pipelines.errors import ConfigError, DataError
 from pipelines.training.inputs import make_dataset, part_class_weights, usable_rows
-from pipelines.training.tasks import check_task_rows, class_map, parse_task, targets
+from pipelines.training.tasks import check_task_rows, targets
 from pipelines.training.zoo import resolve_weights
 
 

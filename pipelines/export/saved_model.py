@@ -1,6 +1,6 @@
 """Export a trained Keras model as a SavedModel that TensorFlow Serving loads unchanged.
 
-Signatures (DESIGN.md section 3): `serving_default` takes encoded PNG/JPEG bytes and runs the same
+Signatures (docs/ARCHITECTURE.md, "Contracts"): `serving_default` takes encoded PNG/JPEG bytes and runs the same
 preprocessing as training (pipelines.training.preprocessing) inside the graph; `predict_pixels` takes
 float32 [None, H, W, 3] in 0..255. The warm-up file and the class map go to `assets.extra/`.
 """
@@ -9,32 +9,37 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipelines.data.layout import BODY_PARTS
+from pipelines.contracts import (
+    BODY_PARTS,
+    CLASS_MAP_ASSET,
+    INPUT_IMAGE_BYTES,
+    INPUT_PIXELS,
+    OUTPUT_BODY_PART,
+    OUTPUT_CLASS_PROBABILITIES,
+    OUTPUT_LABEL,
+    OUTPUT_PROBABILITY,
+    PIXELS_SIGNATURE,
+    SERVING_SIGNATURE,
+    parse_task,
+)
+from pipelines.errors import ConfigError, ExportError
+from pipelines.export.warmup import placeholder_image, write_warmup_file
 from pipelines.settings import params_section
-from serving.errors import ExportError
 
 LOGGER = logging.getLogger(__name__)
-SERVING_SIGNATURE = "serving_default"
-PIXELS_SIGNATURE = "predict_pixels"
-CLASS_MAP_ASSET = "mura_class_map.json"
-TASKS = ("binary", "14cls")
 
 
 def task_kind(task: str) -> str:
     """`binary`, `binary:XR_ELBOW` -> `binary`; `14cls` -> `14cls`; anything else is refused."""
-    kind = task.split(":", 1)[0]
-    if kind not in TASKS:
-        raise ExportError(
-            f"unknown task {task!r} in the class map: expected binary, binary:<XR_PART> or 14cls"
-        )
-    return kind
+    try:
+        return parse_task(task).kind
+    except ConfigError as error:
+        raise ExportError(f"class map: {error}") from None
 
 
 def _check_class_map(class_map: dict[str, Any]) -> tuple[int, int]:
@@ -69,19 +74,21 @@ def build_archive(model, class_map: dict[str, Any], threshold: float | None = No
             # class index = 7 * abnormal + part index, so the abnormal mass is the upper half.
             abnormal = tf.reduce_sum(probabilities[:, parts:], axis=1)
             part_scores = probabilities[:, :parts] + probabilities[:, parts:]
-            outputs["body_part"] = tf.gather(part_names, tf.argmax(part_scores, axis=1))
-            outputs["class_probabilities"] = probabilities
+            outputs[OUTPUT_BODY_PART] = tf.gather(part_names, tf.argmax(part_scores, axis=1))
+            outputs[OUTPUT_CLASS_PROBABILITIES] = probabilities
         else:
             abnormal = tf.reshape(probabilities, [-1])
-        outputs["abnormal_probability"] = abnormal
-        outputs["label"] = tf.where(abnormal >= threshold, tf.constant("abnormal"), tf.constant("normal"))
+        outputs[OUTPUT_PROBABILITY] = abnormal
+        outputs[OUTPUT_LABEL] = tf.where(
+            abnormal >= threshold, tf.constant("abnormal"), tf.constant("normal")
+        )
         return outputs
 
-    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")])
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=INPUT_PIXELS)])
     def predict_pixels(pixels):
         return heads(model(pixels, training=False))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_IMAGE_BYTES)])
     def serving_default(image_bytes):
         pixels = tf.map_fn(
             lambda one: decode_and_resize(one, (height, width)),
@@ -95,45 +102,6 @@ def build_archive(model, class_map: dict[str, Any], threshold: float | None = No
     archive.add_endpoint(SERVING_SIGNATURE, serving_default)
     archive.add_endpoint(PIXELS_SIGNATURE, predict_pixels)
     return archive
-
-
-def write_warmup_file(saved_model_dir: Path, model_name: str, sample_images: list[bytes]) -> Path:
-    """Write assets.extra/tf_serving_warmup_requests: one PredictionLog per sample image."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    path = Path(saved_model_dir) / "assets.extra" / "tf_serving_warmup_requests"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for image in sample_images:
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SERVING_SIGNATURE)
-            )
-            request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-    return path
-
-
-def read_warmup_file(saved_model_dir: Path) -> list:
-    """The PredictionLog records of a SavedModel's warm-up file."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    path = Path(saved_model_dir) / "assets.extra" / "tf_serving_warmup_requests"
-    records = []
-    for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        records.append(prediction_log_pb2.PredictionLog.FromString(raw))
-    return records
-
-
-def placeholder_image(size: int = 64) -> bytes:
-    """A small grey gradient PNG, used for warm-up when no sample image is at hand."""
-    import tensorflow as tf
-
-    ramp = np.linspace(0, 255, size, dtype=np.float32)
-    grey = np.outer(ramp, ramp[::-1]) / 255.0
-    return tf.io.encode_png(grey.astype(np.uint8)[:, :, None]).numpy()
 
 
 def verify_export(
@@ -152,11 +120,12 @@ def verify_export(
     pixels = tf.stack([prepare(tf.constant(image)) for image in sample_images])
     expected = np.asarray(model(pixels, training=False), dtype=np.float32)
     if task_kind(class_map["task"]) == "14cls":
-        key = "class_probabilities"
+        key = OUTPUT_CLASS_PROBABILITIES
     else:
-        key, expected = "abnormal_probability", expected.reshape(-1)
-    from_bytes = loaded.signatures[SERVING_SIGNATURE](image_bytes=tf.constant(sample_images))[key].numpy()
-    from_pixels = loaded.signatures[PIXELS_SIGNATURE](pixels=pixels)[key].numpy()
+        key, expected = OUTPUT_PROBABILITY, expected.reshape(-1)
+    by_bytes = loaded.signatures[SERVING_SIGNATURE](**{INPUT_IMAGE_BYTES: tf.constant(sample_images)})
+    by_pixels = loaded.signatures[PIXELS_SIGNATURE](**{INPUT_PIXELS: pixels})
+    from_bytes, from_pixels = by_bytes[key].numpy(), by_pixels[key].numpy()
     return float(max(np.max(np.abs(from_bytes - expected)), np.max(np.abs(from_pixels - expected))))
 
 
@@ -186,40 +155,5 @@ def read_class_map(saved_model_dir: Path) -> dict[str, Any]:
     """The class map stored beside an exported SavedModel."""
     path = Path(saved_model_dir) / "assets.extra" / CLASS_MAP_ASSET
     if not path.is_file():
-        raise ExportError(f"{path} not found: this SavedModel was not exported by serving.export")
+        raise ExportError(f"{path} not found: this SavedModel was not exported by pipelines.export")
     return json.loads(path.read_text())
-
-
-def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[bytes] | None = None) -> dict:
-    """Download a training run's model, export it and log the SavedModel under the run's `tf_serving/`."""
-    import keras
-    import mlflow
-
-    from pipelines.settings import get_settings
-
-    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
-    client = mlflow.MlflowClient()
-    with tempfile.TemporaryDirectory(prefix="mura-export-") as scratch:
-        try:
-            model_file = client.download_artifacts(run_id, "model/model.keras", scratch)
-            map_file = client.download_artifacts(run_id, "model/class_map.json", scratch)
-        except mlflow.exceptions.MlflowException as error:
-            raise ExportError(
-                f"run {run_id}: cannot download model/model.keras and model/class_map.json ({error}); "
-                "is it a finished training run of this tracking server?"
-            ) from error
-        class_map = json.loads(Path(map_file).read_text())
-        import pipelines.training  # noqa: F401  (registers the zoo's custom layers for load_model)
-
-        model = keras.saving.load_model(model_file, compile=False)
-        target = Path(out_dir) if out_dir else Path(scratch) / "tf_serving"
-        export_saved_model(model, class_map, target, sample_images or [])
-        client.log_artifacts(run_id, str(target), artifact_path="tf_serving")
-        if out_dir is None:
-            shutil.rmtree(target, ignore_errors=True)
-    return {
-        "run_id": run_id,
-        "model_name": class_map["model_name"],
-        "artifact_path": "tf_serving",
-        "saved_model_dir": str(out_dir) if out_dir else None,
-    }

@@ -1,0 +1,172 @@
+"""The names every part of the platform agrees on, in one place (docs/ARCHITECTURE.md, "Contracts").
+
+Tasks and the model-name rule, class maps, SavedModel signature and tensor names, registry aliases
+and serving labels, Airflow pool and queue names. Pure Python: importing it costs nothing, so DAG
+files, the CLI's argument checks, the serving client and the server all use it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipelines.errors import ConfigError
+
+# --- MURA study types -------------------------------------------------------------------------
+# The order is the part index used by the 14-class task.
+BODY_PARTS = ("XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "XR_SHOULDER", "XR_WRIST")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+HIDDEN_PREFIXES = ("._", ".")
+
+
+def is_hidden(name: str) -> bool:
+    """macOS resource forks (`._x`) and dot files such as `.DS_Store` are not images."""
+    return name.startswith(HIDDEN_PREFIXES)
+
+
+def part_index(body_part: str) -> int:
+    """Index of a body part in BODY_PARTS (the 14-class map uses it)."""
+    return BODY_PARTS.index(body_part)
+
+
+def part_slug(body_part: str) -> str:
+    """`XR_ELBOW` -> `elbow`, as used in model names like `mura_binary_elbow`."""
+    return body_part.removeprefix("XR_").lower()
+
+
+# --- Tasks and model names ----------------------------------------------------------------------
+BINARY_CLASSES = ("normal", "abnormal")
+TASK_CHOICES = ("binary", "14cls", *(f"binary:{part}" for part in BODY_PARTS))
+MODEL_NAME_PATTERN = re.compile(r"^mura_[a-z0-9_]+$")
+MODEL_PREFIX = "mura_"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prediction task: its name, the served model name and the output head it needs."""
+
+    name: str
+    body_part: str | None = None
+
+    @property
+    def is_multiclass(self) -> bool:
+        """True for the 14-class task (softmax head)."""
+        return self.name == "14cls"
+
+    @property
+    def model_name(self) -> str:
+        """Registered/served model name: mura_binary, mura_binary_<part> or mura_14cls."""
+        if self.is_multiclass:
+            return "mura_14cls"
+        if self.body_part:
+            return f"mura_binary_{part_slug(self.body_part)}"
+        return "mura_binary"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in output order (14cls: `XR_ELBOW/normal` ..., index = 7 * abnormal + part)."""
+        if self.is_multiclass:
+            return tuple(f"{part}/{state}" for state in BINARY_CLASSES for part in BODY_PARTS)
+        return BINARY_CLASSES
+
+    @property
+    def units(self) -> int:
+        """Width of the output layer."""
+        return len(BODY_PARTS) * 2 if self.is_multiclass else 1
+
+    @property
+    def activation(self) -> str:
+        """Activation of the output layer."""
+        return "softmax" if self.is_multiclass else "sigmoid"
+
+    @property
+    def kind(self) -> str:
+        """`binary` or `14cls`: the shape of the model's head and of its serving outputs."""
+        return "14cls" if self.is_multiclass else "binary"
+
+
+def parse_task(name: str) -> Task:
+    """`binary`, `binary:XR_ELBOW` (or `binary:elbow`) or `14cls` -> Task; ConfigError otherwise."""
+    text = str(name).strip()
+    if text in ("binary", "14cls"):
+        return Task(text)
+    if text.startswith("binary:"):
+        part = text.split(":", 1)[1].strip().upper()
+        part = part if part.startswith("XR_") else f"XR_{part}"
+        if part not in BODY_PARTS:
+            raise ConfigError(f"unknown body part in task {name!r}; choose one of: {', '.join(BODY_PARTS)}")
+        return Task(f"binary:{part}", part)
+    raise ConfigError(f"unknown task {name!r}; use binary, binary:<XR_PART> (e.g. binary:XR_ELBOW) or 14cls")
+
+
+def model_name_for_task(task: str) -> str:
+    """`binary` -> mura_binary, `binary:XR_ELBOW` -> mura_binary_elbow, `14cls` -> mura_14cls."""
+    return parse_task(task).model_name
+
+
+def check_model_name(name: str) -> str:
+    """Refuse any model name outside `^mura_[a-z0-9_]+$` before it becomes a path or a query."""
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"model name {name!r} is not allowed: model names match ^mura_[a-z0-9_]+$ "
+            "(e.g. mura_binary, mura_binary_elbow, mura_14cls)"
+        )
+    return name
+
+
+def class_map(task: Task | str, arch: str, image_size: tuple[int, int] | list[int], **extra) -> dict:
+    """The class map stored next to a model and inside its SavedModel (`assets.extra/`)."""
+    task = parse_task(task) if isinstance(task, str) else task
+    return {
+        "task": task.name,
+        "model_name": task.model_name,
+        "classes": list(task.classes),
+        "image_size": [int(image_size[0]), int(image_size[1])],
+        "arch": arch,
+        "body_parts": list(BODY_PARTS),
+        "body_part": task.body_part,
+        **extra,
+    }
+
+
+# --- SavedModel signatures --------------------------------------------------------------------
+SERVING_SIGNATURE = "serving_default"
+PIXELS_SIGNATURE = "predict_pixels"
+INPUT_IMAGE_BYTES = "image_bytes"
+INPUT_PIXELS = "pixels"
+OUTPUT_PROBABILITY = "abnormal_probability"
+OUTPUT_LABEL = "label"
+OUTPUT_BODY_PART = "body_part"
+OUTPUT_CLASS_PROBABILITIES = "class_probabilities"
+CLASS_MAP_ASSET = "mura_class_map.json"
+WARMUP_ASSET = "tf_serving_warmup_requests"
+
+# --- Registry aliases and serving labels --------------------------------------------------------
+EXPERIMENT = "mura"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+STABLE = "stable"
+CANARY = "canary"
+LABEL_OF_ALIAS = {CHAMPION: STABLE, CHALLENGER: CANARY}
+SERVING_LABELS = (STABLE, CANARY)
+
+# --- Airflow ----------------------------------------------------------------------------------
+DVC_POOL = "mura_dvc"  # one slot: DVC's repository lock gives up after a few seconds
+DVC_POOL_DESCRIPTION = "DVC tasks one at a time: the repository lock gives up after a few seconds"
+GPU_QUEUE = "gpu"
+RETRAIN_DAG = "mura_retrain"
+DEPLOY_DAG = "mura_deploy"
+
+# --- Model zoo names (the zoo itself imports Keras; a unit test keeps the two in step) ---------
+ARCHITECTURE_CHOICES = (
+    "baseline_cnn",
+    "densenet121",
+    "densenet169",
+    "resnet50",
+    "resnet152",
+    "inception_v3",
+    "xception",
+    "efficientnetv2_b0",
+    "efficientnetv2_s",
+    "mobilenet_v3_small",
+)

@@ -1,0 +1,45 @@
+"""Export the model of an MLflow training run and log the SavedModel under the run's `tf_serving/`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipelines.errors import ExportError
+from pipelines.export.saved_model import export_saved_model
+
+
+def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[bytes] | None = None) -> dict:
+    """Download a training run's model, export it and log the SavedModel under the run's `tf_serving/`."""
+    import mlflow
+
+    from pipelines.settings import get_settings
+
+    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    with tempfile.TemporaryDirectory(prefix="mura-export-") as scratch:
+        try:
+            model_file = client.download_artifacts(run_id, "model/model.keras", scratch)
+            map_file = client.download_artifacts(run_id, "model/class_map.json", scratch)
+        except mlflow.exceptions.MlflowException as error:
+            raise ExportError(
+                f"run {run_id}: cannot download model/model.keras and model/class_map.json ({error}); "
+                "is it a finished training run of this tracking server?"
+            ) from error
+        class_map = json.loads(Path(map_file).read_text())
+        from pipelines.training.layers import load_model
+
+        model = load_model(model_file, compile=False)
+        target = Path(out_dir) if out_dir else Path(scratch) / "tf_serving"
+        export_saved_model(model, class_map, target, sample_images or [])
+        client.log_artifacts(run_id, str(target), artifact_path="tf_serving")
+        if out_dir is None:
+            shutil.rmtree(target, ignore_errors=True)
+    return {
+        "run_id": run_id,
+        "model_name": class_map["model_name"],
+        "artifact_path": "tf_serving",
+        "saved_model_dir": str(out_dir) if out_dir else None,
+    }
