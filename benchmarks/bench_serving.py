@@ -13,7 +13,6 @@ import argparse
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,12 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_export(arch: str, size: int, root: Path, images: list[bytes]) -> Path:
@@ -97,7 +90,9 @@ def main() -> int:
                 build_export(arch, size, root / "exports", images), arch, base_path=base
             )
             repository.set_served_versions(arch, [1], {}, base / "models.config", base)
-        grpc_port, rest_port = free_port(), free_port()
+        from pipelines.ports import free_ports
+
+        grpc_port, rest_port = free_ports(2)
         command = [sys.executable, "-m", "pipelines.cli", "serve", "--local", "--port", str(grpc_port),
                    "--rest_api_port", str(rest_port), "--model_config_file", str(base / "models.config")]  # fmt: skip
         server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

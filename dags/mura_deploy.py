@@ -13,9 +13,11 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
+from pipelines.contracts import DEPLOY_DAG
+
 
 @dag(
-    dag_id="mura_deploy",
+    dag_id=DEPLOY_DAG,
     schedule="*/5 * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -29,7 +31,7 @@ def mura_deploy():
     def reconcile() -> dict:
         from pipelines import orchestration
 
-        return orchestration.deploy({})
+        return orchestration.reconcile_serving()
 
     reconcile()
 

@@ -13,23 +13,21 @@ of the same names. Every override is optional: the preset in `params.yaml` fills
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
 
-from pipelines.orchestration import ARCHITECTURE_CHOICES, PRESET_CHOICES, TASK_CHOICES
+from pipelines.contracts import DVC_POOL, GPU_QUEUE, RETRAIN_DAG
+from pipelines.orchestration import ARCHITECTURE_CHOICES, TASK_CHOICES, preset_choices
+from pipelines.settings import get_settings
 
 DATA_ASSET = Asset("mura://data/MURA-v1.1")
 MODELS_ALIAS = AssetAlias("mura-registered-models")
-DVC_POOL = "mura_dvc"  # one slot: DVC's repository lock gives up after a few seconds
-GPU_QUEUE = "gpu"
 
 PARAMS = {
     "preset": Param(
-        os.environ.get("MURA_DEFAULT_PRESET", "cpu_smoke"),
+        get_settings().default_preset,
         type="string",
-        enum=PRESET_CHOICES,
+        enum=preset_choices(),
         title="Preset",
         description="Training recipe from params.yaml; the fields below override it.",
     ),
@@ -43,7 +41,7 @@ PARAMS = {
     "architectures": Param(
         None,
         type=["null", "array"],
-        items={"type": "string", "enum": ARCHITECTURE_CHOICES},
+        items={"type": "string", "enum": list(ARCHITECTURE_CHOICES)},
         title="Architectures",
         description="One candidate is trained per architecture.",
     ),
@@ -86,7 +84,7 @@ PARAMS = {
 
 
 @dag(
-    dag_id="mura_retrain",
+    dag_id=RETRAIN_DAG,
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -97,61 +95,74 @@ PARAMS = {
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
 )
 def mura_retrain():
+    # Each task: typed stages in pipelines.orchestration, dicts only here at the XCom boundary.
     @task(pool=DVC_POOL, outlets=[DATA_ASSET])
     def pull_data(params=None) -> dict:
         from pipelines import orchestration
 
-        return orchestration.pull_data(params.get("data_rev"))
+        return orchestration.pull_data(params.get("data_rev")).to_xcom()
 
     @task
     def build_manifest(data_version: dict) -> dict:
         from pipelines import orchestration
+        from pipelines.stages import DataVersion
 
-        return orchestration.build_manifest(data_version)
+        return orchestration.build_manifest(DataVersion.from_xcom(data_version)).to_xcom()
 
     @task(retries=0)
     def validate_data(manifest: dict) -> dict:
         from pipelines import orchestration
+        from pipelines.stages import Manifest
 
-        return orchestration.validate_data(manifest)
+        return orchestration.validate_data(Manifest.from_xcom(manifest)).to_xcom()
 
     @task
     def plan_candidates(manifest: dict, validation: dict, params=None) -> list[dict]:
         from pipelines import orchestration
+        from pipelines.stages import Manifest, Validation
 
-        return orchestration.plan_candidates(dict(params), manifest, validation)
+        planned = orchestration.plan_candidates(
+            dict(params), Manifest.from_xcom(manifest), Validation.from_xcom(validation)
+        )
+        return [candidate.to_xcom() for candidate in planned]
 
     @task(queue=GPU_QUEUE)
     def train(candidate: dict) -> dict:
         from pipelines import orchestration
+        from pipelines.stages import Candidate
 
-        return orchestration.train_candidate(candidate)
+        return orchestration.train_candidate(Candidate.from_xcom(candidate)).to_xcom()
 
     @task
     def evaluate(trained: dict) -> dict:
         from pipelines import orchestration
+        from pipelines.stages import TrainResult
 
-        return orchestration.evaluate_candidate(trained)
+        return orchestration.evaluate_candidate(TrainResult.from_xcom(trained)).to_xcom()
 
     @task(outlets=[MODELS_ALIAS])
-    def select_and_register(evaluated: list[dict], params=None, outlet_events=None) -> dict:
+    def select_and_register(evaluated: list[dict], outlet_events=None) -> dict:
         from pipelines import orchestration
+        from pipelines.stages import Evaluation
 
-        registered = orchestration.select_and_register(list(evaluated), bool(params.get("auto_promote")))
-        outlet_events[MODELS_ALIAS].add(Asset(f"mura://models/{registered['model_name']}"))
-        return registered
+        registered = orchestration.select_and_register([Evaluation.from_xcom(one) for one in evaluated])
+        outlet_events[MODELS_ALIAS].add(Asset(f"mura://models/{registered.model}"))
+        return registered.to_xcom()
 
     @task
-    def gate(registered: dict) -> dict:
+    def gate(registered: dict, params=None) -> dict:
         from pipelines import orchestration
+        from pipelines.stages import Registration
 
-        return orchestration.gate(registered)
+        verdict = orchestration.gate(Registration.from_xcom(registered), bool(params.get("auto_promote")))
+        return verdict.to_xcom()
 
     @task
     def deploy(verdict: dict) -> dict:
         from pipelines import orchestration
+        from pipelines.stages import GateVerdict
 
-        return orchestration.deploy(verdict)
+        return orchestration.deploy(GateVerdict.from_xcom(verdict)).to_xcom()
 
     manifest = build_manifest(pull_data())
     candidates = plan_candidates(manifest, validate_data(manifest))

@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.config import load_config
 from pipelines.errors import MuraError
-from pipelines.settings import get_settings, params_section
+from pipelines.settings import get_settings
 
 STUDIES_TO_PREDICT = 6
 
@@ -48,11 +49,9 @@ def run_demo() -> int:
 
     started = time.monotonic()
     settings = get_settings()
-    synth = params_section("data")["synth"]
-    _step(f"Synthetic MURA into {settings.data_dir} (seed {synth['seed']})")
-    summary = generate_synthetic(
-        settings.data_dir, synth["seed"], synth["train_patients"], synth["valid_patients"]
-    )
+    synth = load_config().data.synth
+    _step(f"Synthetic MURA into {settings.data_dir} (seed {synth.seed})")
+    summary = generate_synthetic(settings.data_dir, synth.seed, synth.train_patients, synth.valid_patients)
     print(f"    {summary['images']} images, {summary['studies']} studies, {summary['patients']} patients")
     _step("Version it with DVC (dvc add + push to the local remote)")
     version = dvc.add_and_push()

@@ -1,35 +1,34 @@
-"""The retrain and deploy DAGs' task bodies: one call each into data, validation, training, registry.
+"""The one place that assembles the pipeline: data -> manifest -> validation -> candidates -> training
+-> evaluation -> selection and registration -> gate -> deployment.
 
-Everything passed between tasks is a small JSON dict (it travels as XCom). Importing this module is
-cheap (no TensorFlow, MLflow, GX or DVC) because DAG files import it at parse time for the
-choices of their trigger form.
+The DAG tasks, the `mura train` command and the demo call these functions; each takes and returns
+the typed results of pipelines.stages (dicts only at the XCom boundary, in the DAG files). Importing
+this module is cheap (no TensorFlow, MLflow, GX or DVC): DAG files import it at parse time.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines.contracts import BODY_PARTS
+from pipelines.contracts import ARCHITECTURE_CHOICES, TASK_CHOICES
 from pipelines.errors import ConfigError
-from pipelines.settings import get_settings, load_params
+from pipelines.logs import configure_logging
+from pipelines.settings import get_settings
+from pipelines.stages import (
+    Candidate,
+    DataVersion,
+    Deployment,
+    Evaluation,
+    GateVerdict,
+    Manifest,
+    Registration,
+    TrainResult,
+    Validation,
+)
 
-# Kept in step with pipelines.training.zoo.ARCHITECTURES by a unit test (the zoo imports Keras).
-ARCHITECTURE_CHOICES = [
-    "baseline_cnn",
-    "densenet121",
-    "densenet169",
-    "resnet50",
-    "resnet152",
-    "inception_v3",
-    "xception",
-    "efficientnetv2_b0",
-    "efficientnetv2_s",
-    "mobilenet_v3_small",
-]
-TASK_CHOICES = ["binary", "14cls", *(f"binary:{part}" for part in BODY_PARTS)]
-PRESET_CHOICES = sorted(load_params().get("presets", {}) or {"cpu_smoke": {}})
+LOGGER = logging.getLogger(__name__)
 OVERRIDE_KEYS = (
     "task",
     "architectures",
@@ -40,43 +39,57 @@ OVERRIDE_KEYS = (
     "fine_tune_layers",
     "augment",
 )
+__all__ = ["ARCHITECTURE_CHOICES", "TASK_CHOICES", "preset_choices"]
 
 
-def pull_data(data_rev: str | None = None) -> dict:
+def preset_choices() -> list[str]:
+    """Preset names of params.yaml (the DAG form's choices)."""
+    from pipelines.config import load_config
+
+    return sorted(load_config().presets)
+
+
+def pull_data(data_rev: str | None = None) -> DataVersion:
     """DVC pull of `data/` (at git revision `data_rev` of data.dvc when given); the data version."""
     from pipelines.data import dvc
 
-    return dvc.pull(rev=data_rev or None)
+    configure_logging()
+    return DataVersion.from_xcom(dvc.pull(rev=data_rev or None))
 
 
-def build_manifest(data_version: dict) -> dict:
-    """Build and store the manifest of the pulled data; its path and counts."""
+def build_manifest(data_version: DataVersion, data_root: Path | None = None) -> Manifest:
+    """Build and store the manifest of the data under `data_root` (default: the settings' data dir)."""
     from pipelines.data.manifest import build_manifest as build
     from pipelines.data.manifest import write_manifest
 
+    configure_logging()
     settings = get_settings()
-    result = build(settings.data_dir)
-    name = str(data_version.get("dvc_md5", "unversioned")).replace(".dir", "")
+    root = Path(data_root) if data_root is not None else settings.data_dir
+    result = build(root)
+    name = data_version.dvc_md5.replace(".dir", "")
     path = write_manifest(result.frame, settings.mura_home / "manifests" / f"{name}.parquet")
-    return {
-        "manifest_path": str(path),
-        "data_root": str(settings.data_dir),
-        "rows": len(result.frame),
-        "problems": result.problem_counts(),
-        "data_version": data_version,
-    }
+    return Manifest(
+        path=str(path),
+        data_root=str(root),
+        rows=len(result.frame),
+        problems=result.problem_counts(),
+        data_version=data_version,
+    )
 
 
-def validate_data(manifest: dict) -> dict:
+def validate_data(manifest: Manifest) -> Validation:
     """The GX gate on the manifest: raises DataValidationError (the summary) when the data is bad."""
     from pipelines.validation import validate_manifest_file
 
-    report = validate_manifest_file(Path(manifest["manifest_path"]), Path(manifest["data_root"]))
-    print(report["summary"])  # the task log shows what was checked
-    return {"success": report["success"], "docs": report.get("data_docs") or ""}
+    configure_logging()
+    report = validate_manifest_file(Path(manifest.path), Path(manifest.data_root))
+    LOGGER.info("%s", report["summary"])
+    return Validation(
+        success=bool(report["success"]), docs=report.get("data_docs") or "", summary=report["summary"]
+    )
 
 
-def plan_candidates(params: dict[str, Any], manifest: dict, validation: dict) -> list[dict]:
+def plan_candidates(params: dict[str, Any], manifest: Manifest, validation: Validation) -> list[Candidate]:
     """One training candidate per architecture, with the resolved config checked before any training."""
     from pipelines.training.presets import resolve_config
 
@@ -88,82 +101,132 @@ def plan_candidates(params: dict[str, Any], manifest: dict, validation: dict) ->
     if not config.architectures:
         raise ConfigError("no architecture to train")
     return [
-        {
-            "preset": preset,
-            "overrides": {**overrides, "architectures": [arch]},
-            "manifest": manifest,
-            "validation": validation,
-        }
+        Candidate(
+            preset=preset,
+            arch=arch,
+            overrides={**overrides, "architectures": [arch]},
+            manifest=manifest,
+            validation=validation,
+        )
         for arch in config.architectures
     ]
 
 
-def train_candidate(candidate: dict) -> dict:
-    """Train one candidate (one MLflow run); the run id and final training metrics."""
+def train_candidate(candidate: Candidate) -> TrainResult:
+    """Train one candidate (one MLflow run) and record its data-validation result on the run."""
     from pipelines.training.run import train
 
-    config = {"preset": candidate["preset"], **candidate["overrides"]}
-    manifest = candidate["manifest"]
-    result = train(config, manifest["manifest_path"], manifest["data_root"])
-    return {**candidate, **result.to_dict()}
+    configure_logging()
+    config = {"preset": candidate.preset, **candidate.overrides}
+    run = train(config, candidate.manifest.path, candidate.manifest.data_root)
+    _tag_validation(run.run_id, candidate.validation)
+    return TrainResult(
+        candidate=candidate, run_id=run.run_id, task=run.task, model_name=run.model_name, metrics=run.metrics
+    )
 
 
-def evaluate_candidate(trained: dict) -> dict:
+def _tag_validation(run_id: str, validation: Validation) -> None:
+    from pipelines.registry.tracking import connect
+
+    client = connect()
+    client.set_tag(run_id, "validation.success", str(validation.success))
+    client.set_tag(run_id, "validation.docs", validation.docs or "unknown")
+
+
+def evaluate_candidate(trained: TrainResult) -> Evaluation:
     """Study-level evaluation of one trained run on `valid`; its eval.* metrics."""
     from pipelines.evaluation import evaluate_run
 
-    metrics = evaluate_run(trained["run_id"])["metrics"]
-    return {**trained, "eval": {key: value for key, value in metrics.items() if key.startswith("eval.")}}
+    configure_logging()
+    manifest = trained.candidate.manifest
+    metrics = evaluate_run(trained.run_id, data_root=manifest.data_root)["metrics"]
+    return Evaluation(
+        trained=trained, metrics={key: value for key, value in metrics.items() if key.startswith("eval.")}
+    )
 
 
-def best_candidate(evaluated: list[dict]) -> dict:
+def best_candidate(evaluated: list[Evaluation]) -> Evaluation:
     """The candidate with the highest study-level kappa (a missing or undefined kappa ranks last)."""
     if not evaluated:
         raise ConfigError("no evaluated candidate to register")
-
-    def kappa(candidate: dict) -> float:
-        value = candidate["eval"].get("eval.study_kappa")
-        return float("-inf") if value is None or math.isnan(value) else float(value)
-
-    return max(evaluated, key=kappa)
+    return max(evaluated, key=lambda candidate: candidate.study_kappa)
 
 
-def select_and_register(evaluated: list[dict], auto_promote: bool = False) -> dict:
-    """Export the candidate with the best study-level kappa, register it, gate it, apply the promotion rule."""
-    from mlflow.tracking import MlflowClient
-
+def export_candidate(evaluation: Evaluation) -> dict:
+    """Export the run's model as a TF Serving SavedModel under the run's `tf_serving/` artifacts."""
     from pipelines.export import export_run
-    from pipelines.registry.registration import register_run
-    from pipelines.registry.tracking import connect
 
+    return export_run(evaluation.trained.run_id)
+
+
+def select_and_register(evaluated: list[Evaluation]) -> Registration:
+    """Export the candidate with the best study-level kappa and register it (no alias yet)."""
+    from pipelines.registry.registration import register_version
+
+    configure_logging()
     best = best_candidate(evaluated)
-    client: MlflowClient = connect()
-    validation = best.get("validation", {})
-    client.set_tag(best["run_id"], "validation.success", str(validation.get("success", "unknown")))
-    client.set_tag(best["run_id"], "validation.docs", validation.get("docs") or "unknown")
-    export_run(best["run_id"])
-    registered = register_run(best["run_id"], auto_promote=auto_promote, client=client)
-    ranking = {candidate["arch"]: candidate["eval"].get("eval.study_kappa") for candidate in evaluated}
-    return {**registered, "model_name": registered["model"], "candidates": ranking}
-
-
-def gate(registered: dict) -> dict:
-    """The gate's verdict on the registered version (recorded as tags by registration); printed for the log."""
-    verdict = registered["gate"]
-    print(
-        f"{registered['model']} v{registered['version']}: gate {verdict['status']} ({verdict['reason']}); "
-        f"aliases {registered.get('aliases') or 'none'}"
-    )
-    return {
-        "model": registered["model"],
-        "version": registered["version"],
-        **verdict,
-        "aliases": registered.get("aliases"),
+    export_candidate(best)
+    registered = register_version(best.trained.run_id)
+    ranking = {
+        candidate.trained.candidate.arch: candidate.metrics.get("eval.study_kappa") for candidate in evaluated
     }
+    return Registration(**registered, candidates=ranking)
 
 
-def deploy(verdict: dict | None = None) -> dict:
-    """Reconcile TF Serving with the registry aliases (champion -> stable, challenger -> canary)."""
+def gate(registration: Registration, auto_promote: bool | None = None) -> GateVerdict:
+    """Decide: judge the version against the floors and the champion, apply the promotion rule."""
+    from pipelines.registry.registration import gate_version
+
+    configure_logging()
+    verdict = gate_version(registration.model, registration.version, auto_promote)
+    return GateVerdict(**verdict)
+
+
+def deploy(verdict: GateVerdict) -> Deployment:
+    """Act on the verdict: a passing version is reconciled into TF Serving; a failing one changes nothing."""
+    configure_logging()
+    if not verdict.passed:
+        LOGGER.info(
+            "%s v%s failed the gate (%s): serving unchanged", verdict.model, verdict.version, verdict.reason
+        )
+        return Deployment(
+            verdict.model, verdict.version, deployed=False, reason=f"gate failed: {verdict.reason}"
+        )
+    report = reconcile_serving([verdict.model])
+    aliases = ", ".join(verdict.aliases) or "no alias"
+    return Deployment(
+        verdict.model, verdict.version, deployed=True, reason=f"gate passed ({aliases})", report=report
+    )
+
+
+def reconcile_serving(models: list[str] | None = None) -> dict:
+    """Make TF Serving equal to the registry aliases (champion -> stable, challenger -> canary)."""
     from pipelines.registry.reconciler import reconcile
 
-    return reconcile()
+    configure_logging()
+    return reconcile(models=models)
+
+
+def train_evaluate_export(
+    preset: str | None, overrides: dict[str, Any], manifest, data_root: Path, evaluate: bool = True
+) -> list[dict]:
+    """`mura train`: every architecture of the resolved config trained, evaluated and exported, in-process.
+
+    The same steps as the DAG's train/evaluate/export, without registration (`mura register RUN_ID`).
+    """
+    from pipelines.evaluation import evaluate_run
+    from pipelines.export import export_run
+    from pipelines.training.presets import resolve_config
+    from pipelines.training.run import train
+
+    config = resolve_config(preset, overrides)  # bad settings fail before data is read
+    runs = []
+    for arch in config.architectures:
+        result = train(config.for_arch(arch), manifest, data_root).to_dict()
+        if evaluate:
+            evaluation = evaluate_run(result["run_id"], manifest, data_root)
+            result["metrics"].update(evaluation["metrics"])
+            result["table"] = evaluation["table"]
+        result["export"] = export_run(result["run_id"])
+        runs.append(result)
+    return runs

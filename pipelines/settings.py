@@ -1,18 +1,21 @@
-"""Typed settings from the environment (names and defaults of DESIGN.md) and params.yaml."""
+"""Typed settings from the environment: where state lives and how the parts reach each other.
+
+params.yaml (training, evaluation, gate and serving parameters) is read by pipelines.config.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import yaml
-
-from pipelines.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The one default of each address (DESIGN ports: gRPC 8500, REST 8501, Airflow 8080, MLflow 5000).
+DEFAULT_SERVING_GRPC = "127.0.0.1:8500"
+DEFAULT_SERVING_REST = "127.0.0.1:8501"
+DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
+EMBEDDED_MLFLOW_URL = "http://127.0.0.1:5000"
+DEFAULT_PRESET = "cpu_smoke"
 
 
 @dataclass(frozen=True)
@@ -55,37 +58,12 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         mura_home=mura_home,
         data_dir=Path(env.get("MURA_DATA_DIR", repo_root / "data")).expanduser().resolve(),
         model_base_path=model_base.resolve(),
-        serving_grpc=env.get("MURA_SERVING_GRPC", "127.0.0.1:8500"),
-        serving_rest=env.get("MURA_SERVING_REST", "127.0.0.1:8501"),
+        serving_grpc=env.get("MURA_SERVING_GRPC", DEFAULT_SERVING_GRPC),
+        serving_rest=env.get("MURA_SERVING_REST", DEFAULT_SERVING_REST),
         mlflow_tracking_uri=tracking,
-        airflow_url=env.get("AIRFLOW_URL", "http://127.0.0.1:8080"),
-        default_preset=env.get("MURA_DEFAULT_PRESET", "cpu_smoke"),
+        airflow_url=env.get("AIRFLOW_URL", DEFAULT_AIRFLOW_URL),
+        default_preset=env.get("MURA_DEFAULT_PRESET", DEFAULT_PRESET),
         params_file=Path(env.get("MURA_PARAMS_FILE", repo_root / "params.yaml")).resolve(),
         dvc_remote=env.get("MURA_DVC_REMOTE") or None,
         dvc_s3_endpoint=env.get("MURA_DVC_S3_ENDPOINT") or None,
     )
-
-
-@lru_cache(maxsize=8)
-def _read_params(path: str, mtime: float) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        loaded = yaml.safe_load(handle) or {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return loaded
-
-
-def load_params(path: Path | None = None) -> dict[str, Any]:
-    """The parsed params.yaml (cached until the file changes)."""
-    path = path or get_settings().params_file
-    if not path.is_file():
-        raise ConfigError(f"{path}: parameters file not found")
-    return _read_params(str(path), path.stat().st_mtime)
-
-
-def params_section(name: str, path: Path | None = None) -> dict[str, Any]:
-    """One top-level section of params.yaml, e.g. `validation` or `gate`."""
-    params = load_params(path)
-    if name not in params:
-        raise ConfigError(f"params.yaml has no '{name}' section")
-    return params[name]

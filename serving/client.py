@@ -45,14 +45,15 @@ class ServingClient:
     """Predictions from a TF Serving endpoint; `target` defaults to MURA_SERVING_GRPC / MURA_SERVING_REST."""
 
     def __init__(self, target: str | None = None, protocol: str = "grpc", timeout: float = 30.0):
-        from pipelines.settings import get_settings, params_section
+        from pipelines.config import load_config
+        from pipelines.settings import get_settings
 
         if protocol not in ("grpc", "rest"):
             raise ServingClientError(f"protocol {protocol!r}: use 'grpc' or 'rest'", "INVALID_ARGUMENT")
         settings = get_settings()
         self.protocol = protocol
         self.target = target or (settings.serving_grpc if protocol == "grpc" else settings.serving_rest)
-        self.threshold = float(params_section("serving")["threshold"])
+        self.threshold = load_config().evaluation.threshold
         transport = GrpcTransport if protocol == "grpc" else RestTransport
         self._transport = transport(self.target, timeout)
 

@@ -193,9 +193,9 @@ def prune_versions(
 ) -> list[int]:
     """Delete all but the newest `keep` versions on disk, never one that models.config serves."""
     if keep is None:
-        from pipelines.settings import params_section
+        from pipelines.config import load_config
 
-        keep = int(params_section("serving")["keep_versions"])
+        keep = load_config().serving.keep_versions
     if keep < 1:
         raise RepositoryError(f"keep={keep}: keep at least one version")
     versions = published_versions(model_name, base_path)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 
+from pipelines.ports import free_ports
 from pipelines.settings import get_settings
 
 GIT_IDENTITY = {
@@ -18,17 +17,6 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "mura-tests",
     "GIT_COMMITTER_EMAIL": "tests@mura.invalid",
 }
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports nothing listens on now (held open together while choosing)."""
-    with ExitStack() as stack:
-        probes = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
 
 
 def project_copy(target: Path) -> Path:

@@ -13,6 +13,7 @@ import sys
 
 from pipelines.cli.common import fail
 from pipelines.errors import MuraError
+from pipelines.logs import configure_logging
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
 COMMAND_MODULES = ("data", "train", "serve", "registry", "stack")
@@ -36,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mura` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the result
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # every flag belongs to the server process, parsed there
+        from pipelines.cli.serve import exec_server
+
+        return exec_server(argv[1:])
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

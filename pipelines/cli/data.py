@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, emit
-from pipelines.settings import get_settings, params_section
+from pipelines.config import load_config
+from pipelines.settings import get_settings
 
 
 def _data_dir(args) -> Path:
@@ -16,13 +17,13 @@ def _data_dir(args) -> Path:
 def _synth(args) -> int:
     from pipelines.data.synth import generate_synthetic
 
-    defaults = params_section("data")["synth"]
+    defaults = load_config().data.synth
     out = Path(args.out) if args.out else get_settings().data_dir
     summary = generate_synthetic(
         out,
-        seed=defaults["seed"] if args.seed is None else args.seed,
-        train_patients=args.train_patients or defaults["train_patients"],
-        valid_patients=args.valid_patients or defaults["valid_patients"],
+        seed=defaults.seed if args.seed is None else args.seed,
+        train_patients=args.train_patients or defaults.train_patients,
+        valid_patients=args.valid_patients or defaults.valid_patients,
         fault=args.fault,
     )
     emit(

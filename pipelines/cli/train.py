@@ -75,12 +75,21 @@ def _progress_stream(args):
 
 
 def _train(args) -> int:
+    from pipelines.orchestration import train_evaluate_export
     from pipelines.training.presets import resolve_config
 
-    config = resolve_config(args.preset, overrides_from(args))  # bad settings fail before data is read
+    overrides = overrides_from(args)
+    resolve_config(args.preset, overrides)  # bad settings fail before data is read
     manifest = manifest_for(args)
     with _progress_stream(args):
-        runs = [_train_one(args, config.for_arch(arch), manifest) for arch in config.architectures]
+        runs = train_evaluate_export(
+            args.preset, overrides, manifest, _data_root(args), evaluate=not args.no_evaluate
+        )
+        for run in runs:
+            if (
+                "table" in run
+            ):  # the MURA-paper table goes to the terminal in both modes (stderr under --json)
+                print(f"\n{run['arch']} ({run['task']}), run {run['run_id']}\n{run['table']}", flush=True)
     emit(
         {"run_id": runs[0]["run_id"], "metrics": runs[0]["metrics"], "runs": runs},
         args.json,
@@ -91,27 +100,6 @@ def _train(args) -> int:
         ),
     )
     return 0
-
-
-def _train_one(args, config, manifest) -> dict:
-    """Train one architecture, then (unless --no-evaluate) evaluate it and print its kappa table."""
-    from pipelines.evaluation import evaluate_run
-    from pipelines.training.run import train
-
-    result = train(config, manifest, _data_root(args)).to_dict()
-    if not args.no_evaluate:
-        evaluation = evaluate_run(result["run_id"], manifest, _data_root(args))
-        result["metrics"].update(evaluation["metrics"])
-        result["table"] = evaluation["table"]
-        # The MURA-paper table goes to the terminal in both modes (stderr under --json).
-        print(
-            f"\n{config.arch} ({result['task']}), run {result['run_id']}\n{evaluation['table']}", flush=True
-        )
-    from pipelines.export import export_run
-
-    # The TF Serving SavedModel goes under the run's tf_serving/, ready for `mura register RUN_ID`.
-    result["export"] = export_run(result["run_id"])
-    return result
 
 
 def _evaluate(args) -> int:

@@ -163,11 +163,11 @@ def build_manifest(
     The holdout share and seed default to params.yaml's `data:` section.
     """
     if holdout_fraction is None or seed is None:
-        from pipelines.settings import params_section
+        from pipelines.config import load_config
 
-        data = params_section("data")
-        holdout_fraction = data["holdout_fraction"] if holdout_fraction is None else holdout_fraction
-        seed = data["holdout_seed"] if seed is None else seed
+        data = load_config().data
+        holdout_fraction = data.holdout_fraction if holdout_fraction is None else holdout_fraction
+        seed = data.holdout_seed if seed is None else seed
     data_root = Path(data_root)
     rows, problems = _collect_rows(data_root)
     if not rows:
@@ -205,6 +205,12 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def manifest_hash(frame: pd.DataFrame) -> str:
-    """A short content hash of the manifest, logged as lineage with every run."""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    """A short content hash of the manifest rows, logged as lineage with every run.
+
+    Order-independent over the columns that decide what a model learns, so the same rows in another
+    order (or with header columns re-read) hash the same.
+    """
+    columns = [name for name in ("image_path", "split", "body_part", "study_id", "label") if name in frame]
+    ordered = frame[columns].sort_values("image_path").reset_index(drop=True).astype(str)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.config import EvaluationParams, load_config
 from pipelines.errors import ConfigError, DataError
-from pipelines.settings import params_section
 
 
 def _clean(value: Any) -> Any:
@@ -84,6 +84,7 @@ def evaluate_run(
     threshold: float | None = None,
     log: bool = True,
     output_dir: Path | None = None,
+    params: EvaluationParams | None = None,
 ) -> dict:
     """Study- and image-level metrics of the run's model on `valid`; logged as eval.* metrics and artifacts."""
     from mlflow.exceptions import MlflowException
@@ -96,8 +97,8 @@ def evaluate_run(
     from pipelines.training.layers import load_model
     from pipelines.training.tracking import configure_mlflow
 
-    settings = params_section("evaluation") or {}
-    threshold = float(settings.get("threshold", 0.5) if threshold is None else threshold)
+    settings: EvaluationParams = params or load_config().evaluation
+    threshold = settings.threshold if threshold is None else float(threshold)
     configure_mlflow()
     client = MlflowClient()
     try:
@@ -116,8 +117,8 @@ def evaluate_run(
             raise DataError(f"data root {root} not found; pass data_root (the folder holding MURA-v1.1/)")
         rows = valid_rows(frame, class_map)
         model = load_model(model_path)
-        scored = score_images(model, rows, root, class_map, int(settings.get("batch_size", 32)))
-        metrics = evaluate_predictions(scored, threshold, int(settings.get("calibration_bins", 10)))
+        scored = score_images(model, rows, root, class_map, settings.batch_size)
+        metrics = evaluate_predictions(scored, threshold, settings.calibration_bins)
         studies = study_scores(scored)
         figures = folder / "figures"
         figures.mkdir(exist_ok=True)

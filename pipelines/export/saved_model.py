@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.config import ServingParams, load_config
 from pipelines.contracts import (
     BODY_PARTS,
     CLASS_MAP_ASSET,
@@ -29,7 +30,6 @@ from pipelines.contracts import (
 )
 from pipelines.errors import ConfigError, ExportError
 from pipelines.export.warmup import placeholder_image, write_warmup_file
-from pipelines.settings import params_section
 
 LOGGER = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_archive(model, class_map: dict[str, Any], threshold: float | None = No
 
     height, width = _check_class_map(class_map)
     kind = task_kind(class_map["task"])
-    threshold = float(params_section("serving")["threshold"] if threshold is None else threshold)
+    threshold = float(load_config().evaluation.threshold if threshold is None else threshold)
     part_names = tf.constant(BODY_PARTS)
     parts = len(BODY_PARTS)
 
@@ -129,19 +129,25 @@ def verify_export(
     return float(max(np.max(np.abs(from_bytes - expected)), np.max(np.abs(from_pixels - expected))))
 
 
-def export_saved_model(model, class_map: dict[str, Any], out_dir: Path, sample_images: list[bytes]) -> Path:
+def export_saved_model(
+    model,
+    class_map: dict[str, Any],
+    out_dir: Path,
+    sample_images: list[bytes],
+    params: ServingParams | None = None,
+) -> Path:
     """Export `model` with its class map to `out_dir` (a new folder), write warm-up, check the reload."""
-    settings = params_section("serving")
+    settings = params or load_config().serving
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir} is not empty: export into a new folder")
-    samples = list(sample_images)[: int(settings["warmup_images"])] or [placeholder_image()]
+    samples = list(sample_images)[: settings.warmup_images] or [placeholder_image()]
     archive = build_archive(model, class_map, threshold=class_map.get("threshold"))
     archive.write_out(str(out_dir), verbose=False)
     write_warmup_file(out_dir, class_map["model_name"], samples)
     (out_dir / "assets.extra" / CLASS_MAP_ASSET).write_text(json.dumps(class_map, indent=2, sort_keys=True))
     difference = verify_export(out_dir, model, class_map, samples)
-    tolerance = float(settings["reload_tolerance"])
+    tolerance = settings.reload_tolerance
     if not difference < tolerance:
         raise ExportError(
             f"reloaded SavedModel differs from the Keras model by {difference:.3g} (limit {tolerance:g}): "

@@ -1,7 +1,7 @@
 """The champion/challenger gate: absolute floors, then no regression against the current champion.
 
 Policy in params.yaml `gate:`. The first version of a model (no champion) is judged on floors only.
-Metric names follow DESIGN.md: `eval.study_kappa`, `eval.study_auroc`, `eval.<part>.study_kappa`.
+Metric names follow the contract (docs/ARCHITECTURE.md): `eval.study_kappa`, `eval.study_auroc`, `eval.<part>.study_kappa`.
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ class GatePolicy:
     min_study_auroc: float
     max_overall_drop: float
     max_part_kappa_drop: float
-    auto_promote: bool = False
+    auto_promote: bool
 
     @classmethod
     def from_params(cls, section: dict[str, Any] | None = None) -> GatePolicy:
         """The policy of params.yaml `gate:` (or of `section`), with its values checked."""
         if section is None:
-            from pipelines.settings import params_section
+            import dataclasses
 
-            section = params_section("gate")
+            from pipelines.config import load_config
+
+            section = dataclasses.asdict(load_config().gate)
         names = ("min_study_kappa", "min_study_auroc", "max_overall_drop", "max_part_kappa_drop")
-        missing = [name for name in names if name not in (section or {})]
+        missing = [name for name in (*names, "auto_promote") if name not in (section or {})]
         if missing:
             raise ConfigError(
                 f"params.yaml gate: lacks {missing}; see the gate section in the repository's params.yaml"
@@ -57,7 +59,7 @@ class GatePolicy:
             raise ConfigError(
                 "params.yaml gate: min_study_kappa must lie in [-1, 1] and min_study_auroc in [0, 1]"
             )
-        return cls(**values, auto_promote=bool(section.get("auto_promote", False)))
+        return cls(**values, auto_promote=bool(section["auto_promote"]))
 
 
 @dataclass

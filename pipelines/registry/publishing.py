@@ -18,31 +18,30 @@ class DeployOptions:
     config_path: Path
     grpc_target: str
     server_base_path: str | None = None  # the base path as the server sees it (e.g. /models in compose)
-    reload: str = "grpc"
-    available_timeout_seconds: float = 120.0
-    smoke_images: int = 2
-    request_timeout_seconds: float = 30.0
+    reload: str
+    available_timeout_seconds: float
+    smoke_images: int
+    request_timeout_seconds: float
 
     @classmethod
     def from_settings(cls, **overrides) -> DeployOptions:
-        """Options from get_settings() and params.yaml `gate.deploy`, then non-None `overrides`."""
+        """Options from get_settings() and params.yaml `deploy`, then non-None `overrides`."""
+        import dataclasses
+
+        from pipelines.config import load_config
         from pipelines.errors import ConfigError
-        from pipelines.settings import get_settings, params_section
+        from pipelines.settings import get_settings
 
         settings = get_settings()
-        deploy = dict(params_section("gate").get("deploy") or {})
         values = {
             "model_base_path": settings.model_base_path,
             "config_path": settings.models_config_path,
             "grpc_target": settings.serving_grpc,
-            "reload": str(deploy.get("reload", "grpc")),
-            "available_timeout_seconds": float(deploy.get("available_timeout_seconds", 120)),
-            "smoke_images": int(deploy.get("smoke_images", 2)),
-            "request_timeout_seconds": float(deploy.get("request_timeout_seconds", 30)),
+            **dataclasses.asdict(load_config().deploy),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         if values["reload"] not in ("grpc", "poll"):
-            raise ConfigError(f"gate.deploy.reload={values['reload']!r}: use grpc or poll")
+            raise ConfigError(f"deploy reload={values['reload']!r}: use grpc or poll")
         return cls(**values)
 
 

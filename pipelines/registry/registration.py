@@ -46,7 +46,7 @@ def describe_signature(saved_model_dir: Path, signature_name: str = "serving_def
     signatures = saved_model.meta_graphs[0].signature_def if saved_model.meta_graphs else {}
     if signature_name not in signatures:
         raise RegistryError(
-            f"{saved_model_dir}: no {signature_name!r} signature (found {sorted(signatures)}); export with serving.export"
+            f"{saved_model_dir}: no {signature_name!r} signature (found {sorted(signatures)}); export with pipelines.export"
         )
 
     def spec(items) -> str:
@@ -61,7 +61,7 @@ def describe_signature(saved_model_dir: Path, signature_name: str = "serving_def
     signature = signatures[signature_name]
     if "image_bytes" not in signature.inputs:
         raise RegistryError(
-            f"{saved_model_dir}: {signature_name} does not take `image_bytes` (DESIGN.md section 3)"
+            f"{saved_model_dir}: {signature_name} does not take `image_bytes` (the signature contract)"
         )
     return f"{signature_name}({spec(signature.inputs.items())}) -> {spec(signature.outputs.items())}"
 
@@ -120,13 +120,12 @@ def _ensure_registered_model(client, name: str, task: str) -> None:
         )
 
 
-def register_run(
-    run_id: str, auto_promote: bool | None = None, client=None, policy: GatePolicy | None = None
-) -> dict:
-    """Register the run's SavedModel, record lineage/metrics/hash tags, run the gate and apply the promotion rule."""
+def register_version(run_id: str, client=None) -> dict:
+    """Register the run's `tf_serving/` SavedModel as a new version with lineage, metric and hash tags.
+
+    The version holds no alias yet: `gate_version` decides what it becomes.
+    """
     client = client or connect()
-    policy = policy or GatePolicy.from_params()
-    auto_promote = policy.auto_promote if auto_promote is None else bool(auto_promote)
     with (
         tracking_errors(client, f"registering run {run_id}"),
         tempfile.TemporaryDirectory(prefix="mura-register-") as scratch,
@@ -152,45 +151,87 @@ def register_run(
                 HASH_TAG: digest,
                 SIGNATURE_TAG: signature,
                 "serving.artifact_path": ARTIFACT_PATH,
+                "gate.status": "pending",
             }
         )
         tags.update({key: repr(float(value)) for key, value in metrics.items()})
         _ensure_registered_model(client, name, task)
-        champion_version = client.get_registered_model(name).aliases.get(CHAMPION)
+        created = client.create_model_version(
+            name,
+            f"runs:/{run_id}/{ARTIFACT_PATH}",
+            run_id=run_id,
+            tags=tags,
+            description=_description(tags, metrics),
+        )
+    LOGGER.info("registered %s v%s from run %s", name, created.version, run_id)
+    return {
+        "model": name,
+        "version": int(created.version),
+        "run_id": run_id,
+        "sha256": digest,
+        "signature": signature,
+    }
+
+
+def _description(tags: dict[str, str], metrics: dict[str, float], gate_reason: str = "pending") -> str:
+    return (
+        f"{tags['train.arch']} for task {tags['train.task']}, run {tags['train.run_id']}; data rev "
+        f"{tags['data.rev']} (dvc md5 {tags['data.dvc_md5']}); study kappa "
+        f"{metrics.get('eval.study_kappa', float('nan')):.4f}, AUROC {metrics.get('eval.study_auroc', float('nan')):.4f}; "
+        f"signature {tags[SIGNATURE_TAG]}; gate {gate_reason}"
+    )[:4000]
+
+
+def gate_version(
+    model: str, version: int, auto_promote: bool | None = None, client=None, policy: GatePolicy | None = None
+) -> dict:
+    """Judge a registered version against the floors and the current champion, record the verdict as
+    tags and apply the promotion rule; the verdict with the aliases the version now holds."""
+    client = client or connect()
+    policy = policy or GatePolicy.from_params()
+    auto_promote = policy.auto_promote if auto_promote is None else bool(auto_promote)
+    with tracking_errors(client, f"gating {model} v{version}"):
+        candidate = client.get_model_version(model, str(version))
+        metrics = version_metrics(candidate)
+        champion_version = client.get_registered_model(model).aliases.get(CHAMPION)
         champion_metrics = None
-        if champion_version is not None:
-            champion_metrics = version_metrics(client.get_model_version(name, champion_version))
+        if champion_version is not None and int(champion_version) != int(version):
+            champion_metrics = version_metrics(client.get_model_version(model, champion_version))
+        else:
+            champion_version = None
         verdict = evaluate_gate(
             metrics, champion_metrics, policy, int(champion_version) if champion_version else None
         )
-        description = (
-            f"{tags['train.arch']} for task {task}, run {run_id}; data rev {tags['data.rev']} "
-            f"(dvc md5 {tags['data.dvc_md5']}); study kappa {metrics.get('eval.study_kappa', float('nan')):.4f}, "
-            f"AUROC {metrics.get('eval.study_auroc', float('nan')):.4f}; signature {signature}; gate {verdict.reason}"
-        )[:4000]
-        tags.update(
-            {
-                "gate.status": verdict.status,
-                "gate.reason": verdict.reason,
-                "gate.champion_version": str(verdict.champion_version or ""),
-            }
+        for key, value in {
+            "gate.status": verdict.status,
+            "gate.reason": verdict.reason,
+            "gate.champion_version": str(verdict.champion_version or ""),
+        }.items():
+            client.set_model_version_tag(model, str(version), key, value)
+        client.update_model_version(
+            model, str(version), description=_description(candidate.tags, metrics, verdict.reason)
         )
-        created = client.create_model_version(
-            name, f"runs:/{run_id}/{ARTIFACT_PATH}", run_id=run_id, tags=tags, description=description
-        )
-        version = int(created.version)
-        aliases = apply_promotion_rule(client, name, version, verdict.passed, auto_promote)
-    LOGGER.info("registered %s v%s: gate %s, aliases %s", name, version, verdict.status, aliases)
+        aliases = apply_promotion_rule(client, model, int(version), verdict.passed, auto_promote)
+    LOGGER.info("%s v%s: gate %s (%s), aliases %s", model, version, verdict.status, verdict.reason, aliases)
     return {
-        "model": name,
-        "version": version,
-        "run_id": run_id,
-        "gate": {
-            "status": verdict.status,
-            "reason": verdict.reason,
-            "champion_version": verdict.champion_version,
-        },
+        "model": model,
+        "version": int(version),
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "champion_version": verdict.champion_version,
         "aliases": aliases,
-        "sha256": digest,
-        "signature": signature,
+    }
+
+
+def register_run(
+    run_id: str, auto_promote: bool | None = None, client=None, policy: GatePolicy | None = None
+) -> dict:
+    """Register the run's SavedModel, then gate it and apply the promotion rule (`mura register`)."""
+    client = client or connect()
+    registered = register_version(run_id, client)
+    verdict = gate_version(registered["model"], registered["version"], auto_promote, client, policy)
+    return {
+        **registered,
+        "gate": {key: verdict[key] for key in ("status", "reason", "champion_version")},
+        "aliases": verdict["aliases"],
     }

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.ports import free_port
 from pipelines.registry.errors import TrackingUnavailableError
 
 LOCAL_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+# The GenAI job runner forks several ~300 MB consumers; the registry needs none of them.
+SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def embedded_store(mura_home: Path) -> tuple[str, str]:
@@ -47,17 +42,27 @@ def allowed_hosts(port: int, extra_hosts: tuple[str, ...] | list[str] = ()) -> s
 def server_command(
     backend_store_uri: str,
     artifacts_destination: str,
-    host: str = "127.0.0.1",
-    port: int = 5000,
+    host: str,
+    port: int,
     extra_hosts: tuple[str, ...] | list[str] = (),
     workers: int = 1,
+    proxy_artifacts: bool = True,
 ) -> list[str]:
-    """The `mlflow server` argument list (artifacts proxied by the server, so clients need no S3 keys)."""
+    """The one `mlflow server` argument list.
+
+    `proxy_artifacts` (production): the server proxies `artifacts_destination`, so clients need no S3
+    keys. Without it (the embedded stack) clients read and write the artifact folder directly, so the
+    CLI on a SQLite store and the server see the same runs.
+    """
+    artifacts = (
+        ["--artifacts-destination", artifacts_destination, "--serve-artifacts"]
+        if proxy_artifacts
+        else ["--default-artifact-root", artifacts_destination, "--no-serve-artifacts"]
+    )
     return [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", backend_store_uri,
-        "--artifacts-destination", artifacts_destination,
-        "--serve-artifacts",
+        *artifacts,
         "--host", host,
         "--port", str(port),
         "--workers", str(workers),
@@ -138,8 +143,7 @@ def start_tracking_server(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"mlflow-server-{port}.log"
     command = server_command(backend_store_uri, artifacts_destination, host, port, extra_hosts)
-    # The GenAI job runner forks several ~300 MB consumers; the registry needs none of them.
-    child_environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(environment or {})}
+    child_environment = {**os.environ, **SERVER_ENVIRONMENT, **(environment or {})}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=child_environment, start_new_session=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION
 from pipelines.settings import Settings, get_settings
 from pipelines.stack import processes
 from pipelines.stack.processes import StackError
@@ -18,7 +19,7 @@ from pipelines.stack.services import (
     services,
 )
 
-DVC_POOL = ("mura_dvc", "1", "DVC tasks one at a time: the repository lock gives up after a few seconds")
+POOL_ARGUMENTS = (DVC_POOL, "1", DVC_POOL_DESCRIPTION)
 START_TIMEOUT = 180.0
 
 
@@ -39,7 +40,7 @@ def _prepare(settings: Settings, env: dict[str, str]) -> None:
     admin_password(settings)
     if not settings.models_config_path.is_file():
         write_models_config(read_models_config(settings.models_config_path), settings.models_config_path)
-    for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *DVC_POOL]):
+    for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *POOL_ARGUMENTS]):
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]

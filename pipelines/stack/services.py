@@ -9,14 +9,13 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
-from pipelines.registry.tracking_server import allowed_hosts
-from pipelines.settings import Settings
+from pipelines.ports import host_port
+from pipelines.registry.tracking_server import SERVER_ENVIRONMENT, embedded_store, server_command
+from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
 
-MLFLOW_PORT = 5000
 AIRFLOW_ADMIN = "admin"
 
 
@@ -32,16 +31,11 @@ class Service:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def _host_port(address: str, default_port: int) -> tuple[str, int]:
-    parsed = urlsplit(address if "://" in address else f"//{address}")
-    return parsed.hostname or "127.0.0.1", parsed.port or default_port
-
-
 def mlflow_url(settings: Settings) -> str:
-    """The tracking server's URL: MLFLOW_TRACKING_URI when it is one, else port 5000 on this machine."""
+    """The tracking server's URL: MLFLOW_TRACKING_URI when it is one, else the embedded server's."""
     if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
         return settings.mlflow_tracking_uri.rstrip("/")
-    return f"http://127.0.0.1:{MLFLOW_PORT}"
+    return EMBEDDED_MLFLOW_URL
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -90,7 +84,7 @@ def base_environment(settings: Settings) -> dict[str, str]:
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Airflow's configuration for one machine: SQLite, LocalExecutor, small parallelism, DAGs unpaused."""
     home = airflow_home(settings)
-    host, port = _host_port(settings.airflow_url, 8080)
+    host, port = host_port(settings.airflow_url)
     cores = os.cpu_count() or 2
     jwt_file = home / "jwt_secret"
     if not jwt_file.is_file():
@@ -121,57 +115,35 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
 
 
 def serving_command(settings: Settings) -> list[str]:
-    """`mura serve` on the model base path (it runs tensorflow_model_server instead where installed)."""
-    _, grpc_port = _host_port(settings.serving_grpc, 8500)
-    _, rest_port = _host_port(settings.serving_rest, 8501)
+    """The server on the model base path (tensorflow_model_server instead where installed); poll
+    intervals from params.yaml `serving`."""
+    _, grpc_port = host_port(settings.serving_grpc)
+    _, rest_port = host_port(settings.serving_rest)
     return [
         sys.executable,
         "-m",
-        "pipelines.cli",
-        "serve",
+        "serving.server",
         f"--port={grpc_port}",
         f"--rest_api_port={rest_port}",
         f"--model_config_file={settings.models_config_path}",
-        "--model_config_file_poll_wait_seconds=5",
-        "--file_system_poll_wait_seconds=2",
     ]
 
 
 def services(settings: Settings) -> list[Service]:
     """The stack's services in start order."""
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
-    mlflow_dir = settings.mura_home / "mlflow"
-    mlflow_host, mlflow_port = _host_port(mlflow_url(settings), MLFLOW_PORT)
-    airflow_host, airflow_port = _host_port(settings.airflow_url, 8080)
-    grpc = _host_port(settings.serving_grpc, 8500)
-    rest = _host_port(settings.serving_rest, 8501)
+    mlflow_host, mlflow_port = host_port(mlflow_url(settings))
+    airflow_host, airflow_port = host_port(settings.airflow_url)
+    grpc = host_port(settings.serving_grpc)
+    rest = host_port(settings.serving_rest)
+    backend_store, artifacts = embedded_store(settings.mura_home)
     return [
         Service(
             "mlflow",
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--host",
-                mlflow_host,
-                "--port",
-                str(mlflow_port),
-                "--backend-store-uri",
-                f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-                # Plain file paths, not proxied artifacts: the CLI (SQLite store) and the server see the same runs.
-                "--default-artifact-root",
-                (mlflow_dir / "artifacts").as_uri(),
-                "--no-serve-artifacts",
-                "--allowed-hosts",
-                allowed_hosts(mlflow_port),
-                "--workers",
-                "1",
-            ],
+            server_command(backend_store, artifacts, mlflow_host, mlflow_port, proxy_artifacts=False),
             ((mlflow_host, mlflow_port),),
             f"{mlflow_url(settings)}/health",
-            # The GenAI job runner forks ~7 consumer processes of ~300 MB each; the registry needs none.
-            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            SERVER_ENVIRONMENT,
         ),
         Service(
             "serving",

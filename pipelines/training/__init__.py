@@ -11,7 +11,7 @@ from typing import Any
 _LAZY = {
     "train": "pipelines.training.run",
     "train_candidates": "pipelines.training.run",
-    "TrainResult": "pipelines.training.run",
+    "TrainedRun": "pipelines.training.run",
     "TrainConfig": "pipelines.training.presets",
     "resolve_config": "pipelines.training.presets",
     "build_model": "pipelines.training.zoo",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pipelines.contracts import Task
 from pipelines.training.presets import TrainConfig
 from pipelines.training.zoo import set_backbone_trainable
 
+LOGGER = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 
 
@@ -119,10 +121,12 @@ def run_phases(
         with scope():
             set_backbone_trainable(model, phase.trainable_layers)
             compile_model(model, task, phase.learning_rate)
-        print(
-            f"phase {phase.name}: {phase.epochs} epoch(s), learning rate {phase.learning_rate:g}, "
-            f"backbone layers training: {'all' if phase.trainable_layers < 0 else phase.trainable_layers}",
-            flush=True,
+        LOGGER.info(
+            "phase %s: %d epoch(s), learning rate %g, backbone layers training: %s",
+            phase.name,
+            phase.epochs,
+            phase.learning_rate,
+            "all" if phase.trainable_layers < 0 else phase.trainable_layers,
         )
         callbacks = [*phase_callbacks(config, phase, work_dir), make_logger(phase), *extra_callbacks]
         history = model.fit(

@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
+from pipelines.config import load_config
 from pipelines.contracts import parse_task
 from pipelines.errors import ConfigError
-from pipelines.settings import get_settings, params_section
+from pipelines.settings import get_settings
 from pipelines.training.zoo import ARCHITECTURES, check_input_size
 
 AUGMENT_OPS = ("flip", "rotate", "zoom", "contrast")
@@ -128,7 +129,7 @@ def _coerce(key: str, value: Any) -> Any:
 
 def available_presets() -> dict[str, dict]:
     """Presets of params.yaml, plus tuned ones from $MURA_HOME/presets.yaml (those win on a name clash)."""
-    presets = dict(params_section("presets") or {})
+    presets = dict(load_config().presets)
     tuned_file = get_settings().mura_home / TUNED_PRESETS_FILE
     if tuned_file.is_file():
         presets.update(yaml.safe_load(tuned_file.read_text(encoding="utf-8")) or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import keras
 import pandas as pd
 
 from pipelines.contracts import class_map, parse_task
+from pipelines.data.manifest import manifest_hash
 from pipelines.errors import ConfigError, DataError
 from pipelines.settings import get_settings
 from pipelines.training import fit, inputs, tracking
@@ -21,9 +23,11 @@ from pipelines.training.presets import TrainConfig, check_config, resolve_config
 from pipelines.training.tasks import check_task_rows, select_rows
 from pipelines.training.zoo import build_model, resolve_weights
 
+LOGGER = logging.getLogger(__name__)
+
 
 @dataclass
-class TrainResult:
+class TrainedRun:
     """What a finished training run produced."""
 
     run_id: str
@@ -122,7 +126,7 @@ def _start_or_resume_run(client, experiment_id: str, work_dir: Path, config: Tra
     state = fit.read_state(work_dir)
     if state.get("run_id"):
         client.update_run(state["run_id"], status="RUNNING")
-        print(f"resuming MLflow run {state['run_id']} from {work_dir}", flush=True)
+        LOGGER.info("resuming MLflow run %s from %s", state["run_id"], work_dir)
         return state["run_id"]
     from mlflow.entities import Param
 
@@ -143,7 +147,7 @@ def train(
     *,
     work_dir: Path | None = None,
     extra_callbacks: tuple = (),
-) -> TrainResult:
+) -> TrainedRun:
     """Train one model (config.arch) on the manifest's train rows, tracked as an MLflow run in `mura`."""
     from mlflow.tracking import MlflowClient
 
@@ -161,7 +165,7 @@ def train(
     train_rows = rows[rows["split"] == "train"]
     train_data, holdout_data = make_datasets(config, rows, root)
 
-    digest = tracking.manifest_hash(rows)
+    digest = manifest_hash(rows)
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config, digest)
     lineage = tracking.data_lineage(settings.repo_root)
     versions = tracking.package_versions()
@@ -224,7 +228,7 @@ def train(
     shutil.rmtree(work_dir, ignore_errors=True)
     final = results[phases[-1].name] if results else {}
     metrics = {tracking.metric_name(key): value for key, value in final.items()}
-    return TrainResult(
+    return TrainedRun(
         run_id=run_id, arch=config.arch, task=task.name, model_name=task.model_name, metrics=metrics
     )
 
@@ -239,7 +243,7 @@ def _log_manifest(client, run_id: str, rows: pd.DataFrame) -> None:
         client.log_artifact(run_id, str(path), artifact_path="data")
 
 
-def train_candidates(config: TrainConfig | dict | None, manifest, data_root=None) -> list[TrainResult]:
+def train_candidates(config: TrainConfig | dict | None, manifest, data_root=None) -> list[TrainedRun]:
     """Train every architecture of `config.architectures` one after the other (one run each)."""
     config = as_config(config)
     return [train(config.for_arch(arch), manifest, data_root) for arch in config.architectures]

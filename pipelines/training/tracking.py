@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
+import logging
 import platform
 import subprocess
 import tempfile
 from pathlib import Path
 
 import keras
-import pandas as pd
 
 from pipelines.errors import MuraError
 from pipelines.settings import get_settings
 
+LOGGER = logging.getLogger(__name__)
 EXPERIMENT = "mura"
 UNKNOWN = "unknown"
 PACKAGES = ("keras", "tensorflow", "mlflow", "numpy", "pandas", "scikit-learn", "keras-tuner", "pillow")
@@ -65,17 +65,9 @@ def data_lineage(repo_root: Path) -> dict[str, str]:
     try:
         version = data_version(repo_root) or {}
     except (MuraError, OSError, ValueError, KeyError) as error:
-        print(f"data version unknown: {error}", flush=True)
+        LOGGER.warning("data version unknown: %s", error)
         return {"dvc_md5": UNKNOWN, "rev": UNKNOWN}
     return {"dvc_md5": str(version.get("dvc_md5") or UNKNOWN), "rev": str(version.get("rev") or UNKNOWN)}
-
-
-def manifest_hash(frame: pd.DataFrame) -> str:
-    """A content hash of the manifest rows used (order-independent over the DESIGN.md columns)."""
-    columns = [name for name in ("image_path", "split", "body_part", "study_id", "label") if name in frame]
-    ordered = frame[columns].sort_values("image_path").reset_index(drop=True).astype(str)
-    digest = hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def package_versions() -> dict[str, str]:

@@ -13,14 +13,14 @@ from pathlib import Path
 import keras_tuner
 import yaml
 
+from pipelines.config import load_config
 from pipelines.contracts import parse_task
-from pipelines.settings import get_settings, load_params
+from pipelines.data.manifest import manifest_hash
+from pipelines.settings import get_settings
 from pipelines.training import fit, tracking
 from pipelines.training.presets import TUNED_PRESETS_FILE, TrainConfig
 from pipelines.training.run import as_config, devices, load_manifest, make_datasets, prepare_rows
 from pipelines.training.zoo import build_model, resolve_weights
-
-DEFAULT_MAX_TRIALS = 4
 
 
 def trial_config(config: TrainConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
@@ -115,7 +115,7 @@ def tune(
     root = Path(data_root) if data_root is not None else settings.data_dir
     rows = prepare_rows(config.task, load_manifest(manifest))
     resolve_weights(config.arch, config.weights)
-    max_trials = max_trials or int(load_params().get("tuning", {}).get("max_trials", DEFAULT_MAX_TRIALS))
+    max_trials = max_trials or load_config().tuning.max_trials
     experiment_id = tracking.configure_mlflow()
     client = MlflowClient()
     parent = client.create_run(
@@ -125,7 +125,7 @@ def tune(
             "tune.parent": "true",
             "train.arch": config.arch,
             "train.task": config.task,
-            "data.manifest_hash": tracking.manifest_hash(rows),
+            "data.manifest_hash": manifest_hash(rows),
             "code.git_sha": tracking.git_sha(settings.repo_root),
         },
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataValidationError
-from pipelines.settings import params_section
 from pipelines.validation.frame import failure_notes, prepare_frame
 from pipelines.validation.report import build_report
 from pipelines.validation.studies import study_frame
@@ -18,7 +18,7 @@ PARAM_KEYS = ("examples", "row_count", "abnormal_ratio", "image")
 
 def gate_params(params: dict | None = None) -> dict:
     """The `validation` section of params.yaml (or `params`), checked for the keys the suite needs."""
-    params = params_section("validation") if params is None else params
+    params = load_config().validation if params is None else params
     missing = [key for key in PARAM_KEYS if key not in (params or {})]
     if missing:
         raise ConfigError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.errors import RepositoryError
@@ -21,26 +21,24 @@ class ServerOptions:
     model_base_path: str = ""
     file_system_poll_wait_seconds: float = 1
     monitoring_config_file: str = ""
-    # Not TF Serving flags: where to listen, and limits for the local server (params.yaml `serving`).
+    # Not TF Serving flags: where to listen, and the local server's limits (params.yaml `serving`,
+    # their one home).
     bind_address: str = "127.0.0.1"
-    max_request_bytes: int = 64 * 1024 * 1024
-    max_image_pixels: int = 16_777_216
-    max_image_side: int = 8192
-    grpc_workers: int = 16
+    max_request_bytes: int = field(default_factory=lambda: _serving_params().max_request_bytes)
+    max_image_pixels: int = field(default_factory=lambda: _serving_params().max_image_pixels)
+    max_image_side: int = field(default_factory=lambda: _serving_params().max_image_side)
+    grpc_workers: int = field(default_factory=lambda: _serving_params().grpc_workers)
+
+
+def _serving_params():
+    from pipelines.config import load_config
+
+    return load_config().serving
 
 
 def options_from_params(**overrides) -> ServerOptions:
-    """ServerOptions with the local-server limits from params.yaml `serving`, then `overrides`."""
-    from pipelines.settings import params_section
-
-    section = params_section("serving")
-    values = {
-        key: section[key]
-        for key in ("max_request_bytes", "max_image_pixels", "max_image_side", "grpc_workers")
-        if key in section
-    }
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    return ServerOptions(**values)
+    """ServerOptions with the local-server limits from params.yaml `serving`, then non-None `overrides`."""
+    return ServerOptions(**{key: value for key, value in overrides.items() if value is not None})
 
 
 def read_model_configs(options: ServerOptions) -> list:

@@ -84,7 +84,7 @@ def test_data_version_reads_the_committed_pointer():
 
 
 def test_an_unreachable_s3_remote_is_named_with_endpoint_and_bucket(clone, monkeypatch):
-    from tests.support import free_ports
+    from pipelines.ports import free_ports
 
     (port,) = free_ports(1)
     monkeypatch.setenv("MURA_DVC_S3_ENDPOINT", f"http://127.0.0.1:{port}")

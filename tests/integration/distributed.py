@@ -14,8 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipelines.ports import free_ports
 from pipelines.stack import processes
-from tests.support import commit, free_ports, project_copy
+from tests.support import commit, project_copy
 
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.ports import free_ports
 from tests.integration import distributed
-from tests.support import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def celery_stack(tmp_path, monkeypatch):
     from pipelines.registry.tracking_server import server_command
     from pipelines.settings import get_settings
     from pipelines.stack import processes
-    from pipelines.stack.control import DVC_POOL
+    from pipelines.stack.control import POOL_ARGUMENTS
     from pipelines.stack.services import admin_password, base_environment, serving_command
     from serving.repository import read_models_config, write_models_config
 
@@ -105,7 +105,9 @@ def celery_stack(tmp_path, monkeypatch):
         mlflow_db = f"mura_test_mlflow_{tag}"
         databases.append(mlflow_db)
         mlflow_url = distributed.create_database(user, mlflow_db).replace("+psycopg2", "")
-        command = server_command(mlflow_url, f"s3://{BUCKETS['mlflow']}/artifacts", port=mlflow_port)
+        command = server_command(
+            mlflow_url, f"s3://{BUCKETS['mlflow']}/artifacts", host="127.0.0.1", port=mlflow_port
+        )
         processes.start(
             "mlflow", command, {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, run_dir, log_dir
         )
@@ -126,7 +128,7 @@ def celery_stack(tmp_path, monkeypatch):
         env = airflow_env(settings, base, distributed.create_database(user, airflow_db), redis_db, user)
         admin_password(settings)
         distributed.run_checked(["airflow", "db", "migrate"], env)
-        distributed.run_checked(["airflow", "pools", "set", *DVC_POOL], env)
+        distributed.run_checked(["airflow", "pools", "set", *POOL_ARGUMENTS], env)
         airflow = [str(Path(base["PATH"].split(":")[0]) / "airflow")]
         for name, command, extra in (
             ("airflow-api-server", ["api-server", "--port", str(airflow_port), "--host", "127.0.0.1"], {}),

@@ -272,10 +272,10 @@ def test_failed_smoke_prediction_restores_the_previous_config(world):
 
 
 def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch):
+    from pipelines.ports import free_port
     from pipelines.registry.errors import DeployError
     from pipelines.registry.reconciler import reconcile
     from pipelines.registry.registration import register_run
-    from pipelines.registry.tracking_server import free_port
 
     register_run(make_run(world, "shoulder", GOOD, seed=12))
     dead = f"127.0.0.1:{free_port()}"
@@ -287,7 +287,7 @@ def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch):
 
 
 def test_mlflow_down_names_the_tracking_uri(world, capsys, monkeypatch):
-    from pipelines.registry.tracking_server import free_port
+    from pipelines.ports import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)

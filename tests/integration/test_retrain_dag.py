@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.settings import get_settings
+from pipelines.stack.control import POOL_ARGUMENTS
 from pipelines.stack.services import serving_command
 from tests.support import platform_env, versioned_synthetic_project
 
@@ -32,7 +33,7 @@ def _airflow_env(project: Path, home: Path) -> dict[str, str]:
 
 def _prepare_airflow(env: dict[str, str]) -> None:
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", "mura_dvc", "1", "dvc"]):
+    for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *POOL_ARGUMENTS]):
         subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
 
 
@@ -78,13 +79,14 @@ def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     env = serving
     outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke", "epochs": 6})
     assert outcome["state"] == "success", outcome["log"][-5000:]
-    evaluated = outcome["results"]["evaluate[0]"]["eval"]
+    evaluated = outcome["results"]["evaluate[0]"]["metrics"]
     assert 0.0 < evaluated["eval.study_kappa"] <= 1.0 and "eval.study_auroc" in evaluated
     registered = outcome["results"]["select_and_register"]
     assert registered["model"] == "mura_binary" and registered["version"] == 1
-    assert registered["gate"]["status"] == "passed" and "champion" in registered["aliases"]
+    verdict = outcome["results"]["gate"]
+    assert verdict["status"] == "passed" and "champion" in verdict["aliases"]
     deployed = outcome["results"]["deploy"]
-    assert deployed["models"][0]["model"] == "mura_binary"
+    assert deployed["deployed"] is True and deployed["report"]["models"][0]["model"] == "mura_binary"
 
     from serving.client import ServingClient
 

@@ -8,7 +8,17 @@ import sys
 
 import pytest
 
+from pipelines.contracts import DVC_POOL
 from pipelines.settings import get_settings
+from pipelines.stages import (
+    Candidate,
+    DataVersion,
+    Evaluation,
+    GateVerdict,
+    Manifest,
+    TrainResult,
+    Validation,
+)
 
 PROBE = r"""
 import json, sys, time
@@ -68,7 +78,7 @@ def test_retrain_shape_queue_pool_and_retries(parsed):
     ]
     assert tasks["train"]["queue"] == "gpu"
     assert all(task["queue"] != "gpu" for name, task in tasks.items() if name != "train")
-    assert tasks["pull_data"]["pool"] == "mura_dvc"
+    assert tasks["pull_data"]["pool"] == DVC_POOL
     assert tasks["validate_data"]["retries"] == 0, "a data failure is not transient: no retry"
     assert all(task["retries"] >= 1 for name, task in tasks.items() if name != "validate_data")
 
@@ -92,18 +102,28 @@ def test_retrain_params_are_the_design_names(parsed):
 
 
 def test_form_choices_match_the_zoo_tasks_and_presets():
+    from pipelines.config import load_config
     from pipelines.contracts import parse_task
-    from pipelines.orchestration import ARCHITECTURE_CHOICES, PRESET_CHOICES, TASK_CHOICES
-    from pipelines.settings import load_params
+    from pipelines.orchestration import ARCHITECTURE_CHOICES, TASK_CHOICES, preset_choices
     from pipelines.training.zoo import ARCHITECTURES
 
-    assert ARCHITECTURE_CHOICES == list(ARCHITECTURES)
-    assert PRESET_CHOICES == sorted(load_params()["presets"])
+    assert list(ARCHITECTURE_CHOICES) == list(ARCHITECTURES)
+    assert preset_choices() == sorted(load_config().presets)
     assert {parse_task(name).model_name for name in TASK_CHOICES} >= {
         "mura_binary",
         "mura_14cls",
         "mura_binary_elbow",
     }
+
+
+MANIFEST = Manifest(
+    path="m.parquet",
+    data_root="data",
+    rows=10,
+    problems={},
+    data_version=DataVersion(dvc_md5="abc.dir", rev="r", data_rev="d", nfiles=10),
+)
+VALIDATION = Validation(success=True, docs="")
 
 
 def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
@@ -116,11 +136,18 @@ def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
         "image_size": 96,
         "epochs": None,
     }
-    candidates = plan_candidates(params, {"manifest_path": "m"}, {"success": True})
-    assert [c["overrides"]["architectures"] for c in candidates] == [["baseline_cnn"], ["densenet121"]]
-    assert candidates[0]["overrides"]["image_size"] == [96, 96] and "epochs" not in candidates[0]["overrides"]
+    candidates = plan_candidates(params, MANIFEST, VALIDATION)
+    assert [c.arch for c in candidates] == ["baseline_cnn", "densenet121"]
+    assert [c.overrides["architectures"] for c in candidates] == [["baseline_cnn"], ["densenet121"]]
+    assert candidates[0].overrides["image_size"] == [96, 96] and "epochs" not in candidates[0].overrides
     with pytest.raises(ConfigError, match="unknown architecture"):
-        plan_candidates({"preset": "cpu_smoke", "architectures": ["vgg99"]}, {}, {})
+        plan_candidates({"preset": "cpu_smoke", "architectures": ["vgg99"]}, MANIFEST, VALIDATION)
+
+
+def _evaluation(arch: str, metrics: dict) -> Evaluation:
+    candidate = Candidate("cpu_smoke", arch, {"architectures": [arch]}, MANIFEST, VALIDATION)
+    trained = TrainResult(candidate, run_id=f"run-{arch}", task="binary", model_name="mura_binary")
+    return Evaluation(trained, metrics)
 
 
 def test_best_candidate_is_the_highest_study_kappa_and_undefined_ranks_last():
@@ -128,13 +155,42 @@ def test_best_candidate_is_the_highest_study_kappa_and_undefined_ranks_last():
     from pipelines.orchestration import best_candidate
 
     candidates = [
-        {"arch": "a", "eval": {"eval.study_kappa": 0.4}},
-        {"arch": "b", "eval": {"eval.study_kappa": 0.7}},
-        {"arch": "c", "eval": {"eval.study_kappa": None}},
-        {"arch": "d", "eval": {}},
-        {"arch": "e", "eval": {"eval.study_kappa": float("nan")}},
+        _evaluation("a", {"eval.study_kappa": 0.4}),
+        _evaluation("b", {"eval.study_kappa": 0.7}),
+        _evaluation("c", {"eval.study_kappa": None}),
+        _evaluation("d", {}),
+        _evaluation("e", {"eval.study_kappa": float("nan")}),
     ]
-    assert best_candidate(candidates)["arch"] == "b"
-    assert best_candidate(candidates[2:] + candidates[:1])["arch"] == "a"
+    assert best_candidate(candidates).trained.candidate.arch == "b"
+    assert best_candidate(candidates[2:] + candidates[:1]).trained.candidate.arch == "a"
     with pytest.raises(ConfigError):
         best_candidate([])
+
+
+def test_stage_results_round_trip_through_xcom_json_and_refuse_unknown_keys():
+    evaluation = _evaluation("b", {"eval.study_kappa": 0.7})
+    wire = json.loads(json.dumps(evaluation.to_xcom()))
+    assert Evaluation.from_xcom(wire) == evaluation
+    assert Evaluation.from_xcom(wire).trained.candidate.manifest.data_version.dvc_md5 == "abc.dir"
+    wire["trained"]["candidate"]["manifest"]["path_typo"] = "x"
+    with pytest.raises(TypeError, match="path_typo"):
+        Evaluation.from_xcom(wire)
+
+
+def test_deploy_acts_on_the_verdict_it_receives(monkeypatch):
+    from pipelines import orchestration
+
+    reconciled = []
+    monkeypatch.setattr(
+        orchestration, "reconcile_serving", lambda models=None: reconciled.append(models) or {}
+    )
+    failed = GateVerdict("mura_binary", 3, "failed", "kappa below floor", None, [])
+    assert orchestration.deploy(failed).deployed is False and reconciled == []
+    passed = GateVerdict("mura_binary", 4, "passed", "ok", 3, ["challenger"])
+    result = orchestration.deploy(passed)
+    assert result.deployed is True and reconciled == [["mura_binary"]]
+
+
+def test_the_compose_init_script_creates_the_contract_pool():
+    script = (get_settings().repo_root / "infra" / "airflow" / "init.sh").read_text()
+    assert f"airflow pools set {DVC_POOL} 1" in script

@@ -7,7 +7,13 @@ import pytest
 from pipelines.errors import ConfigError
 from pipelines.registry.gate import GatePolicy, evaluate_gate
 
-POLICY = GatePolicy(min_study_kappa=0.3, min_study_auroc=0.7, max_overall_drop=0.02, max_part_kappa_drop=0.05)
+POLICY = GatePolicy(
+    min_study_kappa=0.3,
+    min_study_auroc=0.7,
+    max_overall_drop=0.02,
+    max_part_kappa_drop=0.05,
+    auto_promote=False,
+)
 CHAMPION = {
     "eval.study_kappa": 0.60,
     "eval.study_auroc": 0.80,
@@ -93,6 +99,7 @@ def test_policy_from_the_repository_params():
                 "min_study_auroc": 0.6,
                 "max_overall_drop": 0.02,
                 "max_part_kappa_drop": 0.1,
+                "auto_promote": False,
             },
             "number",
         ),
@@ -102,6 +109,7 @@ def test_policy_from_the_repository_params():
                 "min_study_auroc": 0.6,
                 "max_overall_drop": -0.1,
                 "max_part_kappa_drop": 0.1,
+                "auto_promote": False,
             },
             "negative",
         ),
@@ -111,6 +119,7 @@ def test_policy_from_the_repository_params():
                 "min_study_auroc": 1.6,
                 "max_overall_drop": 0.1,
                 "max_part_kappa_drop": 0.1,
+                "auto_promote": False,
             },
             "[0, 1]",
         ),

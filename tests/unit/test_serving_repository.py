@@ -94,7 +94,9 @@ def test_broken_config_file_is_reported(tmp_path):
         repository.read_models_config(config)
 
 
-@pytest.mark.parametrize("name", ["../etc", "mura_a/../../x", "mura_binary/1", "MURA_BINARY", "", "mura_", "other"])
+@pytest.mark.parametrize(
+    "name", ["../etc", "mura_a/../../x", "mura_binary/1", "MURA_BINARY", "", "mura_", "other"]
+)
 def test_model_names_outside_the_contract_are_refused_before_any_path(tmp_path, name):
     base = tmp_path / "models"
     source = tmp_path / "src"

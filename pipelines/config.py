@@ -1,0 +1,177 @@
+"""One typed config: params.yaml read once into frozen dataclasses, each setting with one default.
+
+The defaults live in the repository's params.yaml and nowhere else: a section or key missing there
+is a ConfigError naming it, and an unknown key is one too (a typo must not fall back silently).
+Runners (CLI, DAG tasks, the server) call `load_config()` once and pass the sections they use;
+library functions take the section as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """The default synthetic sample (`mura data synth`, `make demo`)."""
+
+    seed: int
+    train_patients: int
+    valid_patients: int
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Manifest building: the patient-level holdout carved out of MURA train."""
+
+    holdout_fraction: float
+    holdout_seed: int
+    synth: SynthParams
+
+
+@dataclass(frozen=True)
+class EvaluationParams:
+    """Study-level evaluation; `threshold` is the one decision threshold (evaluation and served label)."""
+
+    threshold: float
+    calibration_bins: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """Floors and allowed drops of the champion/challenger gate."""
+
+    min_study_kappa: float
+    min_study_auroc: float
+    max_overall_drop: float
+    max_part_kappa_drop: float
+    auto_promote: bool
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    """The reconciler (`mura deploy`, DAG mura_deploy)."""
+
+    available_timeout_seconds: float
+    reload: str
+    smoke_images: int
+    request_timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class ServingParams:
+    """Export checks, version keeping and the local server's limits and poll intervals."""
+
+    max_image_pixels: int
+    max_image_side: int
+    max_request_bytes: int
+    warmup_images: int
+    reload_tolerance: float
+    keep_versions: int
+    grpc_workers: int
+    file_system_poll_wait_seconds: float
+    model_config_file_poll_wait_seconds: float
+
+
+@dataclass(frozen=True)
+class TuningParams:
+    """Keras Tuner search (`mura tune`)."""
+
+    max_trials: int
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Every section of params.yaml. `validation` and `presets` stay mappings: the GX suite and the
+    preset resolver check their own keys (each has one home there)."""
+
+    data: DataParams
+    validation: dict
+    presets: dict
+    evaluation: EvaluationParams
+    gate: GateParams
+    deploy: DeployParams
+    serving: ServingParams
+    tuning: TuningParams
+    source: str = ""
+
+
+def _convert(value: Any, kind: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, where)
+    origin = typing.get_origin(kind)
+    if kind is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"params.yaml {where}: expected a mapping, got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"params.yaml {where}={value!r}: expected true or false")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(f"params.yaml {where}: unsupported type {kind}")  # pragma: no cover
+    if kind in (int, float, str):
+        if isinstance(value, bool) or value is None:
+            raise ConfigError(f"params.yaml {where}={value!r}: expected a {kind.__name__}")
+        try:
+            converted = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"params.yaml {where}={value!r}: expected a {kind.__name__}") from None
+        if kind is int and converted != value:
+            raise ConfigError(f"params.yaml {where}={value!r}: expected a whole number")
+        return converted
+    return value
+
+
+def _build(cls, mapping: Any, where: str):
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"params.yaml {where}: expected a mapping, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls) if field.name != "source"}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(f"params.yaml {where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    missing = sorted(name for name in fields if name not in mapping)
+    if missing:
+        raise ConfigError(f"params.yaml {where}: missing key(s) {missing}")
+    return cls(**{name: _convert(mapping[name], hints[name], f"{where}.{name}") for name in fields})
+
+
+def parse_config(params: dict, source: str = "") -> PlatformConfig:
+    """A checked PlatformConfig from the parsed params.yaml mapping."""
+    config = _build(PlatformConfig, params, "(top level)")
+    if config.deploy.reload not in ("grpc", "poll"):
+        raise ConfigError(f"params.yaml deploy.reload={config.deploy.reload!r}: use grpc or poll")
+    if not 0.0 < config.evaluation.threshold < 1.0:
+        raise ConfigError(f"params.yaml evaluation.threshold={config.evaluation.threshold}: use (0, 1)")
+    return dataclasses.replace(config, source=source)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> PlatformConfig:
+    with open(path, encoding="utf-8") as handle:
+        loaded = yaml.safe_load(handle) or {}
+    return parse_config(loaded, source=path)
+
+
+def load_config(path: Path | None = None) -> PlatformConfig:
+    """The platform config from params.yaml (MURA_PARAMS_FILE; cached until the file changes)."""
+    if path is None:
+        from pipelines.settings import get_settings
+
+        path = get_settings().params_file
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameters file not found (set MURA_PARAMS_FILE or restore params.yaml)")
+    return _load(str(path), path.stat().st_mtime)

@@ -1,0 +1,148 @@
+"""Typed results of the pipeline's stages; turned into JSON dicts only at the XCom boundary.
+
+Each stage takes the previous stage's dataclass, so a misspelt key is an AttributeError where it is
+written, not a silently missing value three tasks later. `to_xcom()` / `from_xcom()` are the only
+places where they become or stop being plain dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="Stage")
+
+
+class Stage:
+    """Mixin: JSON-friendly round trip of a (nested) stage dataclass."""
+
+    def to_xcom(self) -> dict[str, Any]:
+        """A plain dict (nested stages become dicts) for XCom or `--json`."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_xcom(cls: type[T], values: dict[str, Any] | T) -> T:
+        """The stage from the dict `to_xcom()` made; unknown or missing keys are a TypeError."""
+        if isinstance(values, cls):
+            return values
+        hints = typing.get_type_hints(cls)
+        converted = {}
+        for name, value in dict(values).items():
+            kind = hints.get(name)
+            if isinstance(kind, type) and issubclass(kind, Stage) and isinstance(value, dict):
+                value = kind.from_xcom(value)
+            elif typing.get_origin(kind) is list:
+                (item,) = typing.get_args(kind)
+                if isinstance(item, type) and issubclass(item, Stage):
+                    value = [item.from_xcom(one) for one in value]
+            converted[name] = value
+        return cls(**converted)  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class DataVersion(Stage):
+    """The data a run reads: its DVC hash and the git revisions of the repo and of data.dvc."""
+
+    dvc_md5: str
+    rev: str
+    data_rev: str
+    nfiles: int | None = None
+
+
+@dataclass(frozen=True)
+class Manifest(Stage):
+    """The stored manifest of one data version."""
+
+    path: str
+    data_root: str
+    rows: int
+    problems: dict[str, int]
+    data_version: DataVersion
+
+
+@dataclass(frozen=True)
+class Validation(Stage):
+    """The GX data gate's result (a failed gate raises instead)."""
+
+    success: bool
+    docs: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate(Stage):
+    """One architecture to train on one manifest with the resolved preset and overrides."""
+
+    preset: str
+    arch: str
+    overrides: dict[str, Any]
+    manifest: Manifest
+    validation: Validation
+
+
+@dataclass(frozen=True)
+class TrainResult(Stage):
+    """A finished training run of a candidate."""
+
+    candidate: Candidate
+    run_id: str
+    task: str
+    model_name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation(Stage):
+    """Study-level metrics (`eval.*`) of a trained run on `valid`."""
+
+    trained: TrainResult
+    metrics: dict[str, float]
+
+    @property
+    def study_kappa(self) -> float:
+        """Study-level Cohen's kappa; -inf when missing or undefined, so it ranks last."""
+        value = self.metrics.get("eval.study_kappa")
+        return float("-inf") if value is None or math.isnan(value) else float(value)
+
+
+@dataclass(frozen=True)
+class Registration(Stage):
+    """A new model version in the MLflow registry, before the gate."""
+
+    model: str
+    version: int
+    run_id: str
+    sha256: str
+    signature: str
+    candidates: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateVerdict(Stage):
+    """The gate's decision on a registered version and the aliases it then holds."""
+
+    model: str
+    version: int
+    status: str
+    reason: str
+    champion_version: int | None
+    aliases: list[str]
+
+    @property
+    def passed(self) -> bool:
+        """True when the version may serve (as champion or challenger)."""
+        return self.status == "passed"
+
+
+@dataclass(frozen=True)
+class Deployment(Stage):
+    """What the reconciler did after a verdict (skipped when the gate failed)."""
+
+    model: str
+    version: int
+    deployed: bool
+    reason: str
+    report: dict[str, Any] = field(default_factory=dict)
