@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv demo test test-fast lint bench clean lock
+.PHONY: venv demo test test-unit test-fast check lint typecheck bench clean lock
 
 venv: $(VENV)/.installed
 
@@ -26,12 +26,22 @@ test: venv
 	@test -x /usr/bin/chromium || { echo "make: the browser test needs Chromium: run 'apt-get install chromium' (Debian), then 'make test' again"; exit 1; }
 	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 tests
 
+# The inner loop: pure code only (no TensorFlow, MLflow, GX, DVC or Airflow in the test process).
+test-unit: venv
+	MURA_CHECK_LIGHT_IMPORTS=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/unit
+
 test-fast: venv
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow and not integration and not e2e" tests
+
+# What to run before a commit: lint, format, types of the typed core, unit tests.
+check: lint typecheck test-unit
 
 lint: venv
 	$(BIN)/ruff check pipelines serving dags tests benchmarks
 	$(BIN)/ruff format --check pipelines serving dags tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
 
 bench: venv
 	mkdir -p benchmarks/results

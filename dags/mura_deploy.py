@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from pipelines.contracts import DEPLOY_DAG
+from pipelines.orchestration import DEPLOY_DAG
 
 
 @dag(

@@ -16,16 +16,22 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
 
-from pipelines.contracts import DVC_POOL, GPU_QUEUE, RETRAIN_DAG
-from pipelines.orchestration import ARCHITECTURE_CHOICES, TASK_CHOICES, preset_choices
-from pipelines.settings import get_settings
+from pipelines.orchestration import (
+    ARCHITECTURE_CHOICES,
+    DVC_POOL,
+    GPU_QUEUE,
+    RETRAIN_DAG,
+    TASK_CHOICES,
+    default_preset,
+    preset_choices,
+)
 
 DATA_ASSET = Asset("mura://data/MURA-v1.1")
 MODELS_ALIAS = AssetAlias("mura-registered-models")
 
 PARAMS = {
     "preset": Param(
-        get_settings().default_preset,
+        default_preset(),
         type="string",
         enum=preset_choices(),
         title="Preset",
@@ -105,64 +111,62 @@ def mura_retrain():
     @task
     def build_manifest(data_version: dict) -> dict:
         from pipelines import orchestration
-        from pipelines.stages import DataVersion
 
-        return orchestration.build_manifest(DataVersion.from_xcom(data_version)).to_xcom()
+        return orchestration.build_manifest(orchestration.DataVersion.from_xcom(data_version)).to_xcom()
 
     @task(retries=0)
     def validate_data(manifest: dict) -> dict:
         from pipelines import orchestration
-        from pipelines.stages import Manifest
 
-        return orchestration.validate_data(Manifest.from_xcom(manifest)).to_xcom()
+        return orchestration.validate_data(orchestration.Manifest.from_xcom(manifest)).to_xcom()
 
     @task
     def plan_candidates(manifest: dict, validation: dict, params=None) -> list[dict]:
         from pipelines import orchestration
-        from pipelines.stages import Manifest, Validation
 
         planned = orchestration.plan_candidates(
-            dict(params), Manifest.from_xcom(manifest), Validation.from_xcom(validation)
+            dict(params),
+            orchestration.Manifest.from_xcom(manifest),
+            orchestration.Validation.from_xcom(validation),
         )
         return [candidate.to_xcom() for candidate in planned]
 
     @task(queue=GPU_QUEUE)
     def train(candidate: dict) -> dict:
         from pipelines import orchestration
-        from pipelines.stages import Candidate
 
-        return orchestration.train_candidate(Candidate.from_xcom(candidate)).to_xcom()
+        return orchestration.train_candidate(orchestration.Candidate.from_xcom(candidate)).to_xcom()
 
     @task
     def evaluate(trained: dict) -> dict:
         from pipelines import orchestration
-        from pipelines.stages import TrainResult
 
-        return orchestration.evaluate_candidate(TrainResult.from_xcom(trained)).to_xcom()
+        return orchestration.evaluate_candidate(orchestration.TrainResult.from_xcom(trained)).to_xcom()
 
     @task(outlets=[MODELS_ALIAS])
     def select_and_register(evaluated: list[dict], outlet_events=None) -> dict:
         from pipelines import orchestration
-        from pipelines.stages import Evaluation
 
-        registered = orchestration.select_and_register([Evaluation.from_xcom(one) for one in evaluated])
+        registered = orchestration.select_and_register(
+            [orchestration.Evaluation.from_xcom(one) for one in evaluated]
+        )
         outlet_events[MODELS_ALIAS].add(Asset(f"mura://models/{registered.model}"))
         return registered.to_xcom()
 
     @task
     def gate(registered: dict, params=None) -> dict:
         from pipelines import orchestration
-        from pipelines.stages import Registration
 
-        verdict = orchestration.gate(Registration.from_xcom(registered), bool(params.get("auto_promote")))
+        verdict = orchestration.gate(
+            orchestration.Registration.from_xcom(registered), bool(params.get("auto_promote"))
+        )
         return verdict.to_xcom()
 
     @task
     def deploy(verdict: dict) -> dict:
         from pipelines import orchestration
-        from pipelines.stages import GateVerdict
 
-        return orchestration.deploy(GateVerdict.from_xcom(verdict)).to_xcom()
+        return orchestration.deploy(orchestration.GateVerdict.from_xcom(verdict)).to_xcom()
 
     manifest = build_manifest(pull_data())
     candidates = plan_candidates(manifest, validate_data(manifest))

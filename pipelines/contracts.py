@@ -156,17 +156,3 @@ DVC_POOL_DESCRIPTION = "DVC tasks one at a time: the repository lock gives up af
 GPU_QUEUE = "gpu"
 RETRAIN_DAG = "mura_retrain"
 DEPLOY_DAG = "mura_deploy"
-
-# --- Model zoo names (the zoo itself imports Keras; a unit test keeps the two in step) ---------
-ARCHITECTURE_CHOICES = (
-    "baseline_cnn",
-    "densenet121",
-    "densenet169",
-    "resnet50",
-    "resnet152",
-    "inception_v3",
-    "xception",
-    "efficientnetv2_b0",
-    "efficientnetv2_s",
-    "mobilenet_v3_small",
-)

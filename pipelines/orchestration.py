@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines.contracts import ARCHITECTURE_CHOICES, TASK_CHOICES
+from pipelines.contracts import DEPLOY_DAG, DVC_POOL, GPU_QUEUE, RETRAIN_DAG, TASK_CHOICES
 from pipelines.errors import ConfigError
 from pipelines.logs import configure_logging
 from pipelines.settings import get_settings
@@ -27,6 +27,7 @@ from pipelines.stages import (
     TrainResult,
     Validation,
 )
+from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
 LOGGER = logging.getLogger(__name__)
 OVERRIDE_KEYS = (
@@ -39,7 +40,30 @@ OVERRIDE_KEYS = (
     "fine_tune_layers",
     "augment",
 )
-__all__ = ["ARCHITECTURE_CHOICES", "TASK_CHOICES", "preset_choices"]
+# What the DAG files use: they import this module and nothing else of the platform.
+__all__ = [
+    "ARCHITECTURE_CHOICES",
+    "DEPLOY_DAG",
+    "DVC_POOL",
+    "GPU_QUEUE",
+    "RETRAIN_DAG",
+    "TASK_CHOICES",
+    "Candidate",
+    "DataVersion",
+    "Evaluation",
+    "GateVerdict",
+    "Manifest",
+    "Registration",
+    "TrainResult",
+    "Validation",
+    "default_preset",
+    "preset_choices",
+]
+
+
+def default_preset() -> str:
+    """MURA_DEFAULT_PRESET (the DAG form's default preset)."""
+    return get_settings().default_preset
 
 
 def preset_choices() -> list[str]:

@@ -30,7 +30,7 @@ class Stage:
             return values
         hints = typing.get_type_hints(cls)
         converted = {}
-        for name, value in dict(values).items():
+        for name, value in typing.cast(dict[str, Any], values).items():
             kind = hints.get(name)
             if isinstance(kind, type) and issubclass(kind, Stage) and isinstance(value, dict):
                 value = kind.from_xcom(value)
@@ -39,7 +39,7 @@ class Stage:
                 if isinstance(item, type) and issubclass(item, Stage):
                     value = [item.from_xcom(one) for one in value]
             converted[name] = value
-        return cls(**converted)  # type: ignore[call-arg]
+        return cls(**converted)
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,13 @@ def mura_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("MURA_MODEL_BASE_PATH", str(home / "serving" / "models"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     return home
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers tell the truth: everything under tests/integration is `integration`, under tests/e2e `e2e`."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        elif "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)

@@ -57,8 +57,9 @@ def _git(root: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def checkout_data_rev(root: Path, rev: str) -> str:
-    """Put `data.dvc` as it was at git revision `rev` into the work tree; return the full commit sha."""
+def pointer_at(root: Path, rev: str) -> tuple[str, dict]:
+    """(full commit sha, the `outs` entry of data.dvc) as committed at git revision `rev`; the work
+    tree's data.dvc is not touched."""
     try:
         sha = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except DataError:
@@ -71,23 +72,55 @@ def checkout_data_rev(root: Path, rev: str) -> str:
         raise DataError(
             f"data rev '{rev}' has no {DVC_FILE}: data was not versioned at that commit"
         ) from None
-    (root / DVC_FILE).write_text(content + "\n")
-    return sha
+    outs = (yaml.safe_load(content) or {}).get("outs") or [{}]
+    if not str(outs[0].get("md5", "")).endswith(".dir"):
+        raise DataError(f"{DVC_FILE} at {sha[:12]} does not describe a folder (no md5 ending in .dir)")
+    return sha, outs[0]
+
+
+def _materialize(repo, dir_md5: str, target: Path) -> int:
+    """Write the folder `dir_md5` from the DVC cache to `target` (staged, then renamed into place)."""
+    import json
+    import shutil
+    import uuid
+
+    cache = repo.cache.local
+    listing = json.loads(Path(cache.oid_to_path(dir_md5)).read_text())
+    staging = target.parent / f".{target.name}-pull-{uuid.uuid4().hex[:8]}"
+    try:
+        for entry in listing:
+            destination = staging / entry["relpath"]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache.oid_to_path(entry["md5"]), destination)
+        if target.exists():
+            retired = target.parent / f".{target.name}-old-{uuid.uuid4().hex[:8]}"
+            os.rename(target, retired)
+            shutil.rmtree(retired, ignore_errors=True)
+        os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(listing)
 
 
 def pull(rev: str | None = None, root: Path | None = None, remote: str | None = None) -> dict:
-    """Fetch `data/` from the DVC remote (at git revision `rev` of data.dvc when given)."""
+    """Fetch `data/` from the DVC remote: as data.dvc describes it, or as data.dvc did at git revision
+    `rev` (read with git; the work tree's data.dvc stays as it is)."""
     root = Path(root or get_settings().repo_root)
     if not (root / DVC_FILE).is_file():
         raise DataError(f"{root / DVC_FILE}: missing; version the data first with 'mura data push'")
-    if rev:
-        checkout_data_rev(root, rev)
     with open_repo(root) as repo:
         try:
-            repo.pull(targets=[str(root / DVC_FILE)], remote=remote, force=True)
+            if not rev:
+                repo.pull(targets=[str(root / DVC_FILE)], remote=remote, force=True)
+                return data_version(root)
+            sha, out = pointer_at(root, rev)
+            repo.fetch(targets=[DVC_FILE], revs=[sha], workspace=False, remote=remote)
+            files = _materialize(repo, str(out["md5"]), root / str(out.get("path", "data")))
+        except DataError:
+            raise
         except Exception as error:  # DVC raises many types; the message is what the user needs
             raise DataError(f"dvc pull from {_remote_description(repo, remote)} failed: {error}") from error
-    return data_version(root)
+    return {**data_version(root), "dvc_md5": str(out["md5"]), "nfiles": files, "data_rev": sha}
 
 
 def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str | None = None) -> dict:

@@ -17,11 +17,11 @@ class DeployOptions:
     model_base_path: Path
     config_path: Path
     grpc_target: str
-    server_base_path: str | None = None  # the base path as the server sees it (e.g. /models in compose)
     reload: str
     available_timeout_seconds: float
     smoke_images: int
     request_timeout_seconds: float
+    server_base_path: str | None = None  # the base path as the server sees it (e.g. /models in compose)
 
     @classmethod
     def from_settings(cls, **overrides) -> DeployOptions:

@@ -14,7 +14,7 @@ from pipelines.config import load_config
 from pipelines.contracts import parse_task
 from pipelines.errors import ConfigError
 from pipelines.settings import get_settings
-from pipelines.training.zoo import ARCHITECTURES, check_input_size
+from pipelines.training.architectures import ARCHITECTURES, check_input_size
 
 AUGMENT_OPS = ("flip", "rotate", "zoom", "contrast")
 CACHE_MODES = ("memory", "none")

@@ -1,12 +1,18 @@
 """The GX 1.x file project of the gate: idempotent get-or-add of datasource, suite, definition, checkpoint.
 
-The committed `great_expectations/` folder is what this module writes with the default params; it
-rewrites a file only when its content would change, so a run leaves the git tree clean.
+The committed `great_expectations/` folder is the template: what this module writes with the
+default params. Runs never touch it: they work in a copy under `$MURA_HOME/gx/`, made from the
+template (and made again when the template changes), where changed thresholds rewrite the suites
+and Data Docs land.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +50,48 @@ GATES = {
 BATCH_DEFINITION_NAME = "whole_frame"
 
 
-def default_project_dir() -> Path:
-    """`<repo>/great_expectations` (passed explicitly: a task's cwd is not the repo)."""
+TEMPLATE_MARKER = ".template-sha256"
+
+
+def template_project_dir() -> Path:
+    """`<repo>/great_expectations`: the committed template (passed explicitly: a task's cwd is not the repo)."""
     return get_settings().repo_root / "great_expectations"
+
+
+def _template_digest(template: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(template.rglob("*")):
+        relative = path.relative_to(template)
+        if path.is_file() and relative.parts[0] != "uncommitted":
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def default_project_dir(template: Path | None = None, home: Path | None = None) -> Path:
+    """The runtime GX project `$MURA_HOME/gx`, copied from the template when absent or out of date.
+
+    The copy is made beside it and renamed into place, so a concurrent task sees the old project or
+    the new one, never half of one.
+    """
+    template = Path(template or template_project_dir())
+    runtime = Path(home or get_settings().mura_home) / "gx"
+    wanted = _template_digest(template)
+    marker = runtime / TEMPLATE_MARKER
+    if marker.is_file() and marker.read_text() == wanted:
+        return runtime
+    runtime.parent.mkdir(parents=True, exist_ok=True)
+    staging = runtime.parent / f".gx-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(template, staging, ignore=shutil.ignore_patterns("uncommitted"))
+    (staging / TEMPLATE_MARKER).write_text(wanted)
+    if runtime.exists():
+        retired = runtime.parent / f".gx-old-{uuid.uuid4().hex[:8]}"
+        os.rename(runtime, retired)
+        shutil.rmtree(retired, ignore_errors=True)
+    try:
+        os.rename(staging, runtime)
+    except OSError:  # another task put its copy in place first: use that one
+        shutil.rmtree(staging, ignore_errors=True)
+    return runtime
 
 
 def open_context(project_dir: Path):

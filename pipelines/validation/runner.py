@@ -39,7 +39,8 @@ def validate(
     """Validate a manifest against the gate; return the report, raise DataValidationError on failure.
 
     `data_root` is the folder holding MURA-v1.1/ (image paths are relative to it); `project_dir` is the
-    GX project (default: <repo>/great_expectations), whose uncommitted/ receives the Data Docs.
+    GX project (default: the runtime copy `$MURA_HOME/gx` of the committed template), whose
+    uncommitted/ receives the Data Docs.
     """
     from pipelines.validation.project import default_project_dir, docs_index, ensure_gate
 

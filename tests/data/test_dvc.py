@@ -60,12 +60,23 @@ def test_add_push_delete_pull_restores_identical_bytes_and_revisions(clone, mura
     assert second["dvc_md5"] != pushed["dvc_md5"]
     _commit(clone, "data v2")
 
+    pointer = (clone / "data.dvc").read_bytes()
     shutil.rmtree(clone / "data")
     shutil.rmtree(clone / ".dvc" / "cache", ignore_errors=True)
     restored = dvc.pull(rev=first_rev, root=clone)
-    assert restored["dvc_md5"] == pushed["dvc_md5"]
+    assert restored["dvc_md5"] == pushed["dvc_md5"] and restored["data_rev"] == first_rev
     assert _tree_digest(clone / "data") == first_digest
-    assert dvc.status(root=clone)["workspace_clean"]
+    # Pulling an older revision reads its pointer with git: the work tree's data.dvc is untouched.
+    assert (clone / "data.dvc").read_bytes() == pointer
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain", "data.dvc"], cwd=clone, capture_output=True, text=True
+        ).stdout
+        == ""
+    )
+    assert not dvc.status(root=clone)["workspace_clean"]  # data/ now differs from the current pointer
+    latest = dvc.pull(root=clone)
+    assert latest["dvc_md5"] == second["dvc_md5"] and dvc.status(root=clone)["workspace_clean"]
 
 
 def test_pull_of_a_rev_that_does_not_exist_says_so(clone):

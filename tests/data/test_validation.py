@@ -172,3 +172,30 @@ def test_cli_exits_0_on_clean_data_and_1_on_a_fault(synthetic_root, fault_roots,
     assert main(["data", "validate", "--data", str(root), "--project", str(project), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["failed_rules"] == ["image_path_unique"] and report["failures"][0]["unexpected_count"] == 2
+
+
+def test_runs_use_a_runtime_copy_under_mura_home_and_never_write_the_template(
+    synthetic_manifest, synthetic_root, tmp_path, monkeypatch
+):
+    from pipelines.validation.project import TEMPLATE_MARKER, default_project_dir
+
+    template = tmp_path / "template"
+    shutil.copytree(COMMITTED_PROJECT, template, ignore=shutil.ignore_patterns("uncommitted"))
+    monkeypatch.setenv("MURA_HOME", str(tmp_path / "home"))
+    before = _committed_files(template)
+    params = json.loads(json.dumps(gate_params()))
+    params["image"]["max_width"] = 4000  # a changed threshold rewrites the runtime suite only
+    runtime = default_project_dir(template)
+    assert runtime == tmp_path / "home" / "gx" and (runtime / TEMPLATE_MARKER).is_file()
+    report = validate(synthetic_manifest, synthetic_root, project_dir=runtime, params=params, workers=2)
+    assert report["success"] and report["data_docs"].startswith(runtime.as_uri())
+    assert _committed_files(template) == before
+    suite = "expectations/mura_manifest.json"
+    assert _committed_files(runtime)[suite] != before[suite]  # the runtime suite took the threshold
+    marker = (runtime / TEMPLATE_MARKER).read_text()
+    assert default_project_dir(template) == runtime and _committed_files(runtime)[suite] != before[suite]
+    (template / "great_expectations.yml").write_text((template / "great_expectations.yml").read_text() + "\n")
+    assert (
+        default_project_dir(template) / TEMPLATE_MARKER
+    ).read_text() != marker  # template changed: new copy
+    assert _committed_files(runtime)[suite] == before[suite]

@@ -6,7 +6,8 @@ import pytest
 
 import pipelines.training.layers  # noqa: F401  (registers the custom layers)
 from pipelines.contracts import parse_task
-from pipelines.training.zoo import ARCHITECTURES, build_model, set_backbone_trainable
+from pipelines.training.architectures import ARCHITECTURES
+from pipelines.training.zoo import build_model, set_backbone_trainable
 
 HEAVY = {"densenet169", "resnet152", "efficientnetv2_s"}
 PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in ARCHITECTURES]

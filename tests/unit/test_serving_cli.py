@@ -38,7 +38,14 @@ def test_server_execs_tensorflow_model_server_with_same_flags(tmp_path, monkeypa
     config.write_text("model_config_list {}")
     calls = _stub_execv(monkeypatch, server_main)
     monkeypatch.setattr(server_main.shutil, "which", lambda name: "/usr/bin/tensorflow_model_server")
-    argv = ["--port", "9000", "--model_config_file", str(config), "--model_config_file_poll_wait_seconds", "5"]
+    argv = [
+        "--port",
+        "9000",
+        "--model_config_file",
+        str(config),
+        "--model_config_file_poll_wait_seconds",
+        "5",
+    ]
     with pytest.raises(Replaced):
         server_main.main(argv)
     flags = calls[0]

@@ -10,9 +10,9 @@ from PIL import Image
 
 from pipelines.contracts import class_map, parse_task
 from pipelines.errors import ConfigError, DataError
+from pipelines.training.architectures import resolve_weights
 from pipelines.training.inputs import make_dataset, part_class_weights, usable_rows
 from pipelines.training.tasks import check_task_rows, targets
-from pipelines.training.zoo import resolve_weights
 
 
 def test_mura_paper_class_weights():

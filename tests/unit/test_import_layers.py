@@ -1,0 +1,128 @@
+"""The import graph has no back-edge: each layer imports only itself and the layers below it.
+
+Read from the source with `ast` (imports inside functions count too), so it fails the moment a module
+reaches upwards, e.g. serving importing pipelines.training, or data importing the registry.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from pipelines.settings import get_settings
+
+ROOT = get_settings().repo_root
+# Lowest first. `serving` (client, repository, server) needs only the foundation, so the registry and
+# runners above may use it; export is the last training-side step.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "foundation",
+        (
+            "pipelines.errors",
+            "pipelines.contracts",
+            "pipelines.settings",
+            "pipelines.config",
+            "pipelines.ports",
+            "pipelines.logs",
+            "pipelines.parallel",
+            "pipelines.stages",
+        ),
+    ),
+    ("serving", ("serving",)),
+    ("data", ("pipelines.data",)),
+    ("validation", ("pipelines.validation",)),
+    ("training", ("pipelines.training",)),
+    ("evaluation", ("pipelines.evaluation",)),
+    ("export", ("pipelines.export",)),
+    ("registry", ("pipelines.registry",)),
+    ("orchestration", ("pipelines.orchestration", "pipelines.stack")),
+    ("runners", ("pipelines.cli", "pipelines.demo")),
+]
+OWN_PACKAGES = ("pipelines", "serving")
+
+
+def layer_of(module: str) -> int:
+    """Index in LAYERS of the longest matching prefix; ValueError for a module no layer claims."""
+    best, found = -1, None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), index
+    if found is None:
+        raise ValueError(f"{module} belongs to no layer: add it to LAYERS")
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every project module imported anywhere in the file (absolute imports; the code uses no others)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} & _all_modules()
+            found.update(submodules or {node.module})
+    return {name for name in found if name.split(".")[0] in OWN_PACKAGES and _exists(name)}
+
+
+def _all_modules() -> set[str]:
+    return {module_name(path) for path in (*ROOT.glob("pipelines/**/*.py"), *ROOT.glob("serving/**/*.py"))}
+
+
+def _exists(module: str) -> bool:
+    relative = Path(*module.split("."))
+    return (ROOT / relative).with_suffix(".py").is_file() or (ROOT / relative / "__init__.py").is_file()
+
+
+def graph() -> dict[str, set[str]]:
+    """module -> project modules it imports, for pipelines/, serving/ and dags/."""
+    files = [*ROOT.glob("pipelines/**/*.py"), *ROOT.glob("serving/**/*.py"), *ROOT.glob("dags/*.py")]
+    return {module_name(path): imports_of(path) for path in files}
+
+
+def test_no_module_imports_a_higher_layer():
+    back_edges = []
+    for module, imported in graph().items():
+        if module.startswith("dags."):
+            continue
+        for target in imported:
+            if layer_of(target) > layer_of(module):
+                back_edges.append(
+                    f"{module} ({LAYERS[layer_of(module)][0]}) -> {target} ({LAYERS[layer_of(target)][0]})"
+                )
+    assert not back_edges, "imports against the layer order:\n" + "\n".join(sorted(back_edges))
+
+
+def test_serving_needs_only_the_foundation_and_nothing_in_pipelines_imports_the_server():
+    edges = graph()
+    for module, imported in edges.items():
+        if module.startswith("serving"):
+            assert all(layer_of(target) <= layer_of("serving") for target in imported), (module, imported)
+        if module.startswith("pipelines"):
+            assert not [target for target in imported if target.startswith("serving.server")], module
+
+
+def test_dags_import_only_the_orchestration_layer():
+    for module, imported in graph().items():
+        if module.startswith("dags."):
+            assert imported and all(name.startswith("pipelines.orchestration") for name in imported), (
+                module,
+                imported,
+            )
+
+
+@pytest.mark.parametrize(
+    ("module", "target"),
+    [("serving.client", "pipelines.training.tasks"), ("pipelines.data.manifest", "pipelines.registry.gate")],
+)
+def test_a_back_edge_would_be_caught(module, target):
+    assert layer_of(target) > layer_of(module)
