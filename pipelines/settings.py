@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The one default of each address (DESIGN ports: gRPC 8500, REST 8501, Airflow 8080, MLflow 5000).
+# The one default of each address (docs/ARCHITECTURE.md, "Ports, state and settings").
 DEFAULT_SERVING_GRPC = "127.0.0.1:8500"
 DEFAULT_SERVING_REST = "127.0.0.1:8501"
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"

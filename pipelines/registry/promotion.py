@@ -64,7 +64,7 @@ def _make_champion(client, model_name: str, version: int) -> None:
 def apply_promotion_rule(
     client, model_name: str, version: int, passed: bool, auto_promote: bool
 ) -> list[str]:
-    """DESIGN.md's rule: first passing version -> champion; later ones -> challenger (+ champion if auto)."""
+    """The promotion rule: first passing version -> champion; later ones -> challenger (+ champion if auto)."""
     if not passed:
         return []
     if client.get_registered_model(model_name).aliases.get(CHAMPION) is None:

@@ -9,6 +9,14 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.ports import host_port
+from pipelines.settings import (
+    DEFAULT_AIRFLOW_URL,
+    DEFAULT_SERVING_GRPC,
+    DEFAULT_SERVING_REST,
+    EMBEDDED_MLFLOW_URL,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 SECRETS = (
@@ -39,7 +47,14 @@ SERVICES = (
     "prometheus",
 )
 AIRFLOW_SERVICES = [name for name in SERVICES if name.startswith("airflow-")]
-PORTS = {"airflow": 8080, "mlflow": 5000, "grpc": 8500, "rest": 8501, "minio": 9000}  # DESIGN.md section 3
+# The settings' defaults are the one home of the ports; MinIO exists only in compose.
+PORTS = {
+    "airflow": host_port(DEFAULT_AIRFLOW_URL)[1],
+    "mlflow": host_port(EMBEDDED_MLFLOW_URL)[1],
+    "grpc": host_port(DEFAULT_SERVING_GRPC)[1],
+    "rest": host_port(DEFAULT_SERVING_REST)[1],
+    "minio": 9000,
+}
 COMPOSE_TOOL = shutil.which("docker-compose")
 NO_TOOL = "docker-compose is not installed (Debian package docker-compose; .ci/run installs it)"
 

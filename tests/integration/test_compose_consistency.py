@@ -6,6 +6,7 @@ import ast
 import re
 from pathlib import Path
 
+from pipelines.contracts import GPU_QUEUE
 from tests.integration.compose_file import (
     AIRFLOW_SERVICES,
     FAKE_ENV,
@@ -20,13 +21,6 @@ from tests.integration.compose_file import (
 
 def test_training_queue_of_the_dag_is_the_gpu_worker_queue(resolved):
     tree = ast.parse((REPO / "dags" / "mura_retrain.py").read_text())
-    constants = {
-        target.id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)
-    }
     queue_of_train = [
         keyword.value.id
         for node in ast.walk(tree)
@@ -38,7 +32,7 @@ def test_training_queue_of_the_dag_is_the_gpu_worker_queue(resolved):
     ]
     assert queue_of_train == ["GPU_QUEUE"], "the DAG's train task must use queue=GPU_QUEUE"
     services = resolved["services"]
-    assert flag(services["airflow-worker-gpu"]["command"], "-q") == constants["GPU_QUEUE"]
+    assert flag(services["airflow-worker-gpu"]["command"], "-q") == GPU_QUEUE
     assert flag(services["airflow-worker"]["command"], "-q") == "default"  # [operators] default_queue
     devices = services["airflow-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices and devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
@@ -85,13 +79,12 @@ def test_ports_match_the_design(resolved):
     assert int(flag(services["tfserving"]["command"], "--port")) == PORTS["grpc"]
     assert int(flag(services["tfserving"]["command"], "--rest_api_port")) == PORTS["rest"]
     assert PORTS["minio"] in published(services["minio"])
-    for design in (REPO / "DESIGN.md", Path("/work/shared/DESIGN.md")):
-        if design.is_file():  # the design may live beside the checkout; where it is readable, it must agree
-            stated = re.search(
-                r"Airflow API/UI (\d+), MLflow (\d+), TF Serving gRPC (\d+) and REST (\d+),\s+MinIO (\d+)",
-                design.read_text(),
-            )
-            assert stated and tuple(map(int, stated.groups())) == tuple(PORTS.values()), design
+    architecture = REPO / "docs" / "ARCHITECTURE.md"  # the repository's own design document must agree
+    stated = re.search(
+        r"Airflow API/UI (\d+), MLflow (\d+), TF Serving gRPC (\d+) and REST (\d+),\s+MinIO (\d+)",
+        architecture.read_text(),
+    )
+    assert stated and tuple(map(int, stated.groups())) == tuple(PORTS.values()), architecture
 
 
 def test_mlflow_allows_the_compose_host_name(resolved):
