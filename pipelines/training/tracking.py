@@ -12,11 +12,12 @@ from pathlib import Path
 
 import keras
 
+from pipelines.contracts import EXPERIMENT
 from pipelines.errors import MuraError
 from pipelines.settings import get_settings
 
 LOGGER = logging.getLogger(__name__)
-EXPERIMENT = "mura"
+
 UNKNOWN = "unknown"
 PACKAGES = ("keras", "tensorflow", "mlflow", "numpy", "pandas", "scikit-learn", "keras-tuner", "pillow")
 # Keras history keys -> MLflow metric prefixes ("val_" is the holdout split).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import threading
 import zlib
 
@@ -67,9 +68,17 @@ def server(tmp_path_factory, exported):
 
     base = tmp_path_factory.mktemp("model_base")
     config = base / "models.config"
-    for name, key in (("mura_binary", ("binary", 0)), ("mura_14cls", ("14cls", 1)), ("linear", "linear")):
+    for name, key in (("mura_binary", ("binary", 0)), ("mura_14cls", ("14cls", 1))):
         repository.publish_version(exported[key], name, base_path=base)
         repository.set_served_versions(name, [1], {"stable": 1}, config_path=config, base_path=base)
+    # A generic TF Serving model outside the platform's naming rule: the server serves any name, the
+    # platform's repository would refuse it, so it is laid out by hand as any TF Serving user would.
+    shutil.copytree(exported["linear"], base / "linear" / "1")
+    models = repository.read_models_config(config)
+    linear = repository.ensure_model(models, "linear", base / "linear")
+    linear.model_version_policy.specific.versions.append(1)
+    linear.version_labels["stable"] = 1
+    repository.write_models_config(models, config)
     monitoring = base / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
     options = ServerOptions(
