@@ -121,13 +121,14 @@ def mura_retrain():
         return orchestration.validate_data(orchestration.Manifest.from_xcom(manifest)).to_xcom()
 
     @task
-    def plan_candidates(manifest: dict, validation: dict, params=None) -> list[dict]:
+    def plan_candidates(manifest: dict, validation: dict, params=None, run_id=None) -> list[dict]:
         from pipelines import orchestration
 
         planned = orchestration.plan_candidates(
             dict(params),
             orchestration.Manifest.from_xcom(manifest),
             orchestration.Validation.from_xcom(validation),
+            dag_run_id=run_id,
         )
         return [candidate.to_xcom() for candidate in planned]
 

@@ -28,6 +28,7 @@ class SynthParams:
     seed: int
     train_patients: int
     valid_patients: int
+    md5: str  # the sample's DVC hash (the committed data.dvc)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,9 @@ def validate_data(manifest: Manifest) -> Validation:
     )
 
 
-def plan_candidates(params: dict[str, Any], manifest: Manifest, validation: Validation) -> list[Candidate]:
+def plan_candidates(
+    params: dict[str, Any], manifest: Manifest, validation: Validation, dag_run_id: str | None = None
+) -> list[Candidate]:
     """One training candidate per architecture, with the resolved config checked before any training."""
     from pipelines.training.presets import resolve_config
 
@@ -131,6 +133,7 @@ def plan_candidates(params: dict[str, Any], manifest: Manifest, validation: Vali
             overrides={**overrides, "architectures": [arch]},
             manifest=manifest,
             validation=validation,
+            dag_run_id=dag_run_id,
         )
         for arch in config.architectures
     ]
@@ -142,7 +145,8 @@ def train_candidate(candidate: Candidate) -> TrainResult:
 
     configure_logging()
     config = {"preset": candidate.preset, **candidate.overrides}
-    run = train(config, candidate.manifest.path, candidate.manifest.data_root)
+    tags = {"airflow.dag_run_id": candidate.dag_run_id} if candidate.dag_run_id else {}
+    run = train(config, candidate.manifest.path, candidate.manifest.data_root, extra_tags=tags)
     _tag_validation(run.run_id, candidate.validation)
     return TrainResult(
         candidate=candidate, run_id=run.run_id, task=run.task, model_name=run.model_name, metrics=run.metrics

@@ -81,6 +81,7 @@ class Candidate(Stage):
     overrides: dict[str, Any]
     manifest: Manifest
     validation: Validation
+    dag_run_id: str | None = None  # the Airflow run that trains it (recorded on the run and the version)
 
 
 @dataclass(frozen=True)

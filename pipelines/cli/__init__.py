@@ -16,7 +16,7 @@ from pipelines.errors import MuraError
 from pipelines.logs import configure_logging
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
-COMMAND_MODULES = ("data", "train", "serve", "registry", "stack")
+COMMAND_MODULES = ("data", "train", "serve", "registry", "lineage", "stack")
 
 
 def build_parser() -> argparse.ArgumentParser:

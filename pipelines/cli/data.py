@@ -26,20 +26,38 @@ def _synth(args) -> int:
         valid_patients=args.valid_patients or defaults.valid_patients,
         fault=args.fault,
     )
+    summary["matches_data_dvc"] = _matches_pointer(out)
     emit(
         summary,
         args.json,
         f"wrote {summary['images']} images in {summary['studies']} studies "
         f"({summary['patients']} patients) to {summary['root']}"
-        + (f" with fault {args.fault}" if args.fault else ""),
+        + (f" with fault {args.fault}" if args.fault else "")
+        + {True: "; identical to data.dvc", False: "; differs from data.dvc", None: ""}[
+            summary["matches_data_dvc"]
+        ],
     )
     return 0
+
+
+def _matches_pointer(out: Path) -> bool | None:
+    """Whether the folder now equals the committed data.dvc (None when out is not the versioned data/)."""
+    from pipelines.data.dvc import pointer_md5
+    from pipelines.data.versioning import folder_md5
+
+    settings = get_settings()
+    if out.resolve() != (settings.repo_root / "data").resolve():
+        return None
+    pointer = pointer_md5(settings.repo_root)
+    return None if pointer is None else folder_md5(out)[0] == pointer
 
 
 def _import(args) -> int:
     from pipelines.data.importer import import_release
 
-    result = import_release(Path(args.source), _data_dir(args))
+    result = import_release(
+        Path(args.source), _data_dir(args), force=args.force, repo_root=get_settings().repo_root
+    )
     emit(result, args.json, f"imported {result['files']} files into {result['root']}")
     return 0
 
@@ -103,13 +121,33 @@ def _push(args) -> int:
 def _status(args) -> int:
     from pipelines.data import dvc
 
-    result = dvc.status()
-    emit(
-        result,
-        args.json,
+    result = dvc.status(remote=args.remote)
+    remote = "holds it" if result["remote_in_sync"] else f"lacks {result['missing_count']} file(s)"
+    summary = (
         f"data {result['dvc_md5']}: workspace {'clean' if result['workspace_clean'] else 'modified'}, "
-        f"remote {'in sync' if result['remote_in_sync'] else 'missing files'}",
+        f"remote {remote}, "
+        f"data.dvc {'committed' if result['pointer_committed'] else 'not committed'}"
     )
+    emit(result, args.json, "\n".join([summary, *(f"  - {line}" for line in result["advice"])]))
+    return 0 if result["in_sync"] else 1
+
+
+def _diff(args) -> int:
+    from pipelines.data.diff import diff_revisions
+
+    result = diff_revisions(args.rev_a, args.rev_b, remote=args.remote)
+    lines = [
+        f"{result['a']['md5']} ({args.rev_a}) -> {result['b']['md5']} ({args.rev_b})",
+        f"images: {len(result['added'])} added, {len(result['removed'])} removed, {len(result['changed'])} changed; "
+        f"studies: {len(result['label_flipped'])} label(s) flipped, {len(result['studies_added'])} added, "
+        f"{len(result['studies_removed'])} removed",
+        *(f"  {group:<20} {counts}" for group, counts in result["counts"].items()),
+        *(
+            f"  flipped {item['study']} {item['from']} -> {item['to']}"
+            for item in result["label_flipped"][:50]
+        ),
+    ]
+    emit(result, args.json, "\n".join(lines))
     return 0
 
 
@@ -135,6 +173,11 @@ def register(subparsers) -> None:
     imported = _add(commands, "import", _import, "import a MURA-v1.1 folder or the official zip into data/")
     imported.add_argument("source", metavar="SRC")
     imported.add_argument("--data", help="target data folder (default: data/)")
+    imported.add_argument(
+        "--force",
+        action="store_true",
+        help="replace data no remote holds (it is pushed first, so it stays pullable)",
+    )
     manifest = _add(commands, "manifest", _manifest, "build the manifest parquet of a MURA tree")
     manifest.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
     manifest.add_argument("--out", help="parquet path (default: $MURA_HOME/manifest.parquet)")
@@ -148,7 +191,19 @@ def register(subparsers) -> None:
     pull.add_argument("--remote", help="DVC remote name (default: the configured default, 'local')")
     push = _add(commands, "push", _push, "dvc add data/ (updates data.dvc) and push to the remote")
     push.add_argument("--remote", help="DVC remote name (default: 'local')")
-    _add(commands, "status", _status, "whether data/ matches data.dvc and the remote holds it")
+    status = _add(
+        commands,
+        "status",
+        _status,
+        "whether data/ matches data.dvc, data.dvc is committed and the remote holds it",
+    )
+    status.add_argument("--remote", help="DVC remote name (default: 'local')")
+    diff = _add(
+        commands, "diff", _diff, "images added/removed/changed and labels flipped between two data versions"
+    )
+    diff.add_argument("rev_a", metavar="REV_A", help="git revision of data.dvc (commit, tag, branch)")
+    diff.add_argument("rev_b", metavar="REV_B")
+    diff.add_argument("--remote", help="DVC remote name (default: 'local')")
     try:
         from pipelines.cli.data_validate import add_validate_command
     except ModuleNotFoundError:

@@ -25,7 +25,7 @@ def _register(args) -> int:
 def _promote(args) -> int:
     from pipelines.registry.promotion import promote
 
-    result = promote(args.model, args.version, alias=args.alias, force=args.force)
+    result = promote(args.model, args.version, alias=args.alias, force=args.force, reason=args.reason)
     if not result["changed"]:
         text = f"{args.model} v{args.version} is already {args.alias}; nothing changed"
     else:
@@ -143,6 +143,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--force", action="store_true", help="promote a version that failed the gate (recorded)"
     )
+    parser.add_argument("--reason", help="why a failed version is forced (recorded with who and when)")
     add_json_flag(parser)
     parser.set_defaults(handler=_promote)
 

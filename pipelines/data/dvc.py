@@ -102,6 +102,25 @@ def _materialize(repo, dir_md5: str, target: Path) -> int:
     return len(listing)
 
 
+def _check_remote_holds(repo, dir_md5: str | None, remote: str | None, what: str) -> None:
+    """DataError saying what to do when the remote does not hold the folder `dir_md5` at all."""
+    from pipelines.config import load_config
+
+    if not dir_md5 or remote_listing(repo, dir_md5, remote) is not None:
+        return
+    message = f"{what} names data {dir_md5}, which {_remote_description(repo, remote)} does not hold"
+    synth = load_config().data.synth
+    if dir_md5 == synth.md5:
+        message += (
+            f". It is the synthetic sample: recreate it byte for byte with 'mura data synth' (seed {synth.seed}, "
+            f"{synth.train_patients} train + {synth.valid_patients} valid patients), which checks the hash "
+            "against data.dvc; then 'mura data push' fills this remote"
+        )
+    else:
+        message += ": push it from a machine that has it ('mura data push'), or point MURA_DVC_REMOTE at a remote that does"
+    raise DataError(message)
+
+
 def pull(rev: str | None = None, root: Path | None = None, remote: str | None = None) -> dict:
     """Fetch `data/` from the DVC remote: as data.dvc describes it, or as data.dvc did at git revision
     `rev` (read with git; the work tree's data.dvc stays as it is)."""
@@ -111,9 +130,11 @@ def pull(rev: str | None = None, root: Path | None = None, remote: str | None = 
     with open_repo(root) as repo:
         try:
             if not rev:
+                _check_remote_holds(repo, pointer_md5(root), remote, "data.dvc")
                 repo.pull(targets=[str(root / DVC_FILE)], remote=remote, force=True)
                 return data_version(root)
             sha, out = pointer_at(root, rev)
+            _check_remote_holds(repo, str(out["md5"]), remote, f"data.dvc at {rev}")
             repo.fetch(targets=[DVC_FILE], revs=[sha], workspace=False, remote=remote)
             files = _materialize(repo, str(out["md5"]), root / str(out.get("path", "data")))
         except DataError:
@@ -142,17 +163,92 @@ def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str |
     return data_version(root)
 
 
-def status(root: Path | None = None) -> dict:
-    """Whether `data/` matches data.dvc and whether the remote holds it."""
+def pointer_md5(root: Path | None = None) -> str | None:
+    """The md5 that the work tree's data.dvc names (None without data.dvc)."""
+    dvc_file = Path(root or get_settings().repo_root) / DVC_FILE
+    if not dvc_file.is_file():
+        return None
+    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+    return str(outs[0].get("md5")) if outs[0].get("md5") else None
+
+
+def remote_listing(repo, dir_md5: str, remote: str | None = None) -> list[dict] | None:
+    """The folder listing of `dir_md5` as the remote holds it; None when the remote lacks it."""
+    import json
+
+    odb = repo.cloud.get_remote_odb(remote, hash_name="md5")
+    if not odb.exists(dir_md5):
+        return None
+    return json.loads(odb.fs.cat_file(odb.oid_to_path(dir_md5)))
+
+
+def missing_in_remote(
+    root: Path | None = None, dir_md5: str | None = None, remote: str | None = None
+) -> list[str]:
+    """Paths (relative to data/) of `dir_md5` (default: data.dvc's) that the DVC remote does not hold.
+
+    Asks the remote itself: DVC's own cloud status reports "in sync" when neither the cache nor the
+    remote has the folder listing.
+    """
     root = Path(root or get_settings().repo_root)
+    dir_md5 = dir_md5 or pointer_md5(root)
+    if not dir_md5:
+        raise DataError(f"{root / DVC_FILE}: missing; version the data first with 'mura data push'")
     with open_repo(root) as repo:
-        local = repo.status(targets=[str(root / DVC_FILE)])
-        remote = repo.status(targets=[str(root / DVC_FILE)], cloud=True)
+        try:
+            listing = remote_listing(repo, dir_md5, remote)
+            if listing is None:
+                return [f"(the whole folder {dir_md5})"]
+            odb = repo.cloud.get_remote_odb(remote, hash_name="md5")
+            present = set(odb.oids_exist([entry["md5"] for entry in listing]))
+        except DataError:
+            raise
+        except Exception as error:  # DVC raises many types; the message is what the user needs
+            raise DataError(f"cannot read {_remote_description(repo, remote)}: {error}") from error
+    return [entry["relpath"] for entry in listing if entry["md5"] not in present]
+
+
+def status(root: Path | None = None, remote: str | None = None) -> dict:
+    """The truth about data/: does it match data.dvc, is data.dvc committed, does the remote hold it.
+
+    `in_sync` is true only when all three hold; `advice` says what to run otherwise.
+    """
+    from pipelines.data.versioning import folder_md5
+
+    root = Path(root or get_settings().repo_root)
+    pointer = pointer_md5(root)
+    if pointer is None:
+        raise DataError(f"{root / DVC_FILE}: missing; version the data first with 'mura data push'")
+    data_dir = root / "data"
+    workspace_md5 = folder_md5(data_dir)[0] if data_dir.is_dir() else None
+    missing = missing_in_remote(root, pointer, remote)
+    committed = (
+        subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", DVC_FILE], cwd=root, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    advice = []
+    if workspace_md5 is None:
+        advice.append("data/ is absent: run 'mura data pull'")
+    elif workspace_md5 != pointer:
+        advice.append(
+            f"data/ ({workspace_md5}) differs from data.dvc: run 'mura data push' to version it, "
+            "or 'mura data pull' to restore the committed version"
+        )
+    if missing:
+        advice.append(f"the remote lacks {len(missing)} file(s) of {pointer}: run 'mura data push'")
+    if not committed:
+        advice.append("data.dvc has uncommitted changes: commit it ('git add data.dvc && git commit')")
     return {
-        "workspace_clean": not local,
-        "workspace": local,
-        "remote_in_sync": not remote,
-        "remote": remote,
+        "in_sync": not advice,
+        "workspace_clean": workspace_md5 == pointer,
+        "workspace_md5": workspace_md5,
+        "remote_in_sync": not missing,
+        "missing_in_remote": missing[:20],
+        "missing_count": len(missing),
+        "pointer_committed": committed,
+        "advice": advice,
         **data_version(root),
     }
 

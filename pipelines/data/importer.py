@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import zipfile
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipelines.contracts import is_hidden
-from pipelines.data.layout import RELEASE_DIR
-from pipelines.data.release import release_dir
+from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR
+from pipelines.data.release import read_image_csv, release_dir, scan_images
 from pipelines.errors import DataError
+
+LOGGER = logging.getLogger(__name__)
 
 
 def _copy_folder(source: Path, target: Path) -> int:
@@ -51,8 +54,53 @@ def _extract_zip(source: Path, target: Path) -> int:
     return len(members)
 
 
-def import_release(source: Path, data_dir: Path) -> dict:
-    """Copy or extract a MURA-v1.1 release into `data_dir`; nothing is left half-written on failure."""
+def check_complete(staged_root: Path) -> int:
+    """Refuse an empty or partial release: every image the CSVs list must be there; the count of them."""
+    release = release_dir(staged_root)
+    listed = [path for name in IMAGE_CSV.values() for path in read_image_csv(release / name)]
+    if not listed or not scan_images(staged_root):
+        raise DataError(f"the release holds no images (its CSVs list {len(listed)}): nothing to import")
+    on_disk = set(scan_images(staged_root))
+    missing = [path for path in listed if path not in on_disk]
+    if missing:
+        raise DataError(
+            f"partial release: {len(missing)} of {len(listed)} listed images are missing, e.g. {missing[0]}; "
+            "import the complete MURA-v1.1 folder or zip"
+        )
+    return len(listed)
+
+
+def _protect_existing(data_dir: Path, repo_root: Path | None, force: bool) -> dict | None:
+    """Refuse to replace data that no DVC remote holds; with `force`, push it first so it stays pullable."""
+    if not (data_dir / RELEASE_DIR).exists():
+        return None
+    from pipelines.data import dvc
+    from pipelines.data.versioning import folder_md5
+
+    md5 = folder_md5(data_dir)[0]
+    root = Path(repo_root) if repo_root else data_dir.parent
+    versioned = (root / dvc.DVC_FILE).is_file() and data_dir.resolve() == (root / "data").resolve()
+    if versioned and dvc.pointer_md5(root) == md5 and not dvc.missing_in_remote(root, md5):
+        return None  # the remote holds it: `mura data pull` brings it back
+    if not force:
+        raise DataError(
+            f"{data_dir} already holds data {md5} that no DVC remote holds; 'mura data push' it first, "
+            "or pass --force (it is pushed before being replaced)"
+        )
+    if not versioned:
+        raise DataError(
+            f"--force keeps the old data by pushing it, but {data_dir} is not the project's data/"
+        )
+    pushed = dvc.add_and_push(root)
+    LOGGER.warning(
+        "pushed the previous data as %s before replacing it (pull it with that data.dvc)", pushed["dvc_md5"]
+    )
+    return pushed
+
+
+def import_release(source: Path, data_dir: Path, force: bool = False, repo_root: Path | None = None) -> dict:
+    """Copy or extract a complete MURA-v1.1 release into `data_dir`; nothing is left half-written on
+    failure, and data that no remote holds is not replaced (`force` pushes it first)."""
     source, data_dir = Path(source), Path(data_dir)
     if not source.exists():
         raise DataError(f"{source}: no such file or folder; pass a MURA-v1.1 folder or MURA-v1.1.zip")
@@ -66,11 +114,18 @@ def import_release(source: Path, data_dir: Path) -> dict:
             count = _copy_folder(folder, staging / RELEASE_DIR)
         else:
             count = _extract_zip(source, staging)
-        release_dir(staging)
+        images = check_complete(staging)
+        previous = _protect_existing(data_dir, repo_root, force)
         target = data_dir / RELEASE_DIR
         data_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
         (staging / RELEASE_DIR).rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"source": str(source), "files": count, "root": str(data_dir / RELEASE_DIR)}
+    return {
+        "source": str(source),
+        "files": count,
+        "images": images,
+        "root": str(data_dir / RELEASE_DIR),
+        "previous_pushed": previous["dvc_md5"] if previous else None,
+    }

@@ -132,15 +132,36 @@ def _against_champion(
         notes.append(f"worst part {worst[0]} {worst[1]:+.4f}")
 
 
+def lineage_failures(tags: dict[str, str]) -> list[str]:
+    """Why a version's lineage forbids it to serve: data not versioned and pushed, or uncommitted code.
+
+    A tag that is absent counts as a failure: a version whose origin cannot be shown does not go live.
+    """
+    failures = []
+    if tags.get("data.versioned") != "true":
+        failures.append(
+            f"lineage: data {tags.get('data.md5', 'of unknown hash')} is not a pushed DVC version "
+            "(run 'mura data push', commit data.dvc, retrain)"
+        )
+    if tags.get("code.dirty") != "false":
+        failures.append(
+            f"lineage: code {tags.get('code.git_sha', 'unknown')[:12]} had uncommitted changes "
+            f"(code.dirty={tags.get('code.dirty', 'unknown')}; commit and retrain)"
+        )
+    return failures
+
+
 def evaluate_gate(
     candidate: dict[str, float],
     champion: dict[str, float] | None,
     policy: GatePolicy,
     champion_version: int | None = None,
+    lineage: list[str] | None = None,
 ) -> GateVerdict:
-    """Judge `candidate` metrics: floors always; against `champion` metrics when there is a champion."""
+    """Judge `candidate` metrics: floors always; against `champion` metrics when there is a champion;
+    `lineage` failures (lineage_failures) fail it whatever its metrics."""
     notes: list[str] = []
-    failures: list[str] = []
+    failures: list[str] = list(lineage or [])
     _floors(candidate, policy, notes, failures)
     if champion is not None:
         _against_champion(candidate, champion, policy, notes, failures)

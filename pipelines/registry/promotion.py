@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 from datetime import UTC, datetime
 
 from pipelines.contracts import CHALLENGER, CHAMPION
@@ -22,6 +23,30 @@ from pipelines.registry.tracking import (
 )
 
 HISTORY_TAG = "champion.history"
+EVENTS_TAG = "alias.events"  # JSON list of {alias, version, action, by, at}, newest last
+MAX_EVENTS = 40  # MLflow caps tag values; older events fall off the front
+
+
+def actor() -> str:
+    """Who is acting: the MLflow account when one is configured, else the operating-system user."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
+def alias_events(client, model_name: str) -> list[dict]:
+    """The recorded alias moves of a model (who moved which alias to which version, when), oldest first."""
+    raw = client.get_registered_model(model_name).tags.get(EVENTS_TAG, "[]")
+    try:
+        events = json.loads(raw)
+    except ValueError:
+        return []
+    return events if isinstance(events, list) else []
+
+
+def record_alias_event(client, model_name: str, alias: str, version: int, action: str) -> None:
+    """Append one alias move to the model's event log."""
+    events = alias_events(client, model_name)
+    events.append({"alias": alias, "version": int(version), "action": action, "by": actor(), "at": now_utc()})
+    client.set_registered_model_tag(model_name, EVENTS_TAG, json.dumps(events[-MAX_EVENTS:]))
 
 
 def now_utc() -> str:
@@ -50,7 +75,7 @@ def sync_history(client, model_name: str) -> list[int]:
     return history
 
 
-def _make_champion(client, model_name: str, version: int) -> None:
+def _make_champion(client, model_name: str, version: int, action: str = "promote") -> None:
     sync_history(client, model_name)
     client.set_registered_model_alias(model_name, CHAMPION, str(version))
     aliases = client.get_registered_model(model_name).aliases
@@ -59,6 +84,7 @@ def _make_champion(client, model_name: str, version: int) -> None:
         client.delete_registered_model_alias(model_name, CHALLENGER)
     sync_history(client, model_name)
     client.set_model_version_tag(model_name, str(version), "promotion.champion_at", now_utc())
+    record_alias_event(client, model_name, CHAMPION, version, action)
 
 
 def apply_promotion_rule(
@@ -68,16 +94,24 @@ def apply_promotion_rule(
     if not passed:
         return []
     if client.get_registered_model(model_name).aliases.get(CHAMPION) is None:
-        _make_champion(client, model_name, version)
+        _make_champion(client, model_name, version, "gate: first passing version")
         return [CHAMPION]
     if auto_promote:
-        _make_champion(client, model_name, version)
+        _make_champion(client, model_name, version, "gate: auto-promote")
         return [CHAMPION]
     client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+    record_alias_event(client, model_name, CHALLENGER, version, "gate: passing challenger")
     return [CHALLENGER]
 
 
-def promote(model_name: str, version: int, alias: str = CHAMPION, force: bool = False, client=None) -> dict:
+def promote(
+    model_name: str,
+    version: int,
+    alias: str = CHAMPION,
+    force: bool = False,
+    client=None,
+    reason: str | None = None,
+) -> dict:
     """Point `alias` (default champion) at `version`; a version that failed the gate needs `force`."""
     check_alias_name(alias)
     client = client or connect()
@@ -104,14 +138,17 @@ def promote(model_name: str, version: int, alias: str = CHAMPION, force: bool = 
             for key, value in (
                 ("promotion.forced", "true"),
                 ("promotion.forced_at", now_utc()),
-                ("promotion.forced_by", getpass.getuser()),
+                ("promotion.forced_by", actor()),
                 ("promotion.forced_alias", alias),
+                ("promotion.forced_reason", reason or "none given"),
             ):
                 client.set_model_version_tag(model_name, str(version), key, value)
+        action = "promote --force" if status != PASSED else "promote"
         if alias == CHAMPION:
-            _make_champion(client, model_name, int(version))
+            _make_champion(client, model_name, int(version), action)
         else:
             client.set_registered_model_alias(model_name, alias, str(version))
+            record_alias_event(client, model_name, alias, int(version), action)
     return {
         "model": model_name,
         "version": int(version),
@@ -140,4 +177,5 @@ def rollback(model_name: str, client=None) -> dict:
         client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history))
         client.set_model_version_tag(model_name, str(current), "promotion.rolled_back_at", now_utc())
         client.set_model_version_tag(model_name, str(previous), "promotion.champion_at", now_utc())
+        record_alias_event(client, model_name, CHAMPION, previous, f"rollback from v{current}")
     return {"model": model_name, "champion": previous, "rolled_back_from": int(current), "history": history}

@@ -10,7 +10,7 @@ from pathlib import Path
 from pipelines.contracts import CHAMPION, check_model_name, model_name_for_task
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
-from pipelines.registry.gate import GatePolicy, evaluate_gate
+from pipelines.registry.gate import GatePolicy, evaluate_gate, lineage_failures
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.promotion import apply_promotion_rule
 from pipelines.registry.tracking import connect, tracking_errors, version_metrics
@@ -19,8 +19,14 @@ LOGGER = logging.getLogger(__name__)
 ARTIFACT_PATH = "tf_serving"
 LINEAGE_TAGS = (
     "code.git_sha",
+    "code.dirty",
+    "data.md5",
+    "data.versioned",
     "data.dvc_md5",
     "data.rev",
+    "data.manifest_hash",
+    "train.preset",
+    "airflow.dag_run_id",
     "validation.success",
     "validation.docs",
     "train.arch",
@@ -200,7 +206,11 @@ def gate_version(
         else:
             champion_version = None
         verdict = evaluate_gate(
-            metrics, champion_metrics, policy, int(champion_version) if champion_version else None
+            metrics,
+            champion_metrics,
+            policy,
+            int(champion_version) if champion_version else None,
+            lineage=lineage_failures(candidate.tags),
         )
         for key, value in {
             "gate.status": verdict.status,

@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipelines.contracts import class_map, parse_task
 from pipelines.data.manifest import manifest_hash
+from pipelines.data.versioning import code_state, data_lineage
 from pipelines.errors import ConfigError, DataError
 from pipelines.settings import get_settings
 from pipelines.training import fit, inputs, tracking
@@ -147,6 +148,7 @@ def train(
     *,
     work_dir: Path | None = None,
     extra_callbacks: tuple = (),
+    extra_tags: dict[str, str] | None = None,
 ) -> TrainedRun:
     """Train one model (config.arch) on the manifest's train rows, tracked as an MLflow run in `mura`."""
     from mlflow.tracking import MlflowClient
@@ -167,12 +169,10 @@ def train(
 
     digest = manifest_hash(rows)
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config, digest)
-    lineage = tracking.data_lineage(settings.repo_root)
+    lineage = {**data_lineage(root, settings.repo_root), **code_state(settings.repo_root)}
     versions = tracking.package_versions()
     tags = {
-        "code.git_sha": tracking.git_sha(settings.repo_root),
-        "data.dvc_md5": lineage["dvc_md5"],
-        "data.rev": lineage["rev"],
+        **lineage,
         "data.manifest_hash": digest,
         "data.root": str(root.resolve()),
         "data.train_images": str(len(train_rows)),
@@ -181,6 +181,7 @@ def train(
         "train.preset": config.preset,
         "model_name": task.model_name,
         **{f"pkg.{name}": version for name, version in versions.items()},
+        **(extra_tags or {}),
     }
     if isinstance(manifest, str | Path):
         tags["data.manifest_path"] = str(Path(manifest).resolve())

@@ -6,14 +6,12 @@ import importlib.metadata
 import json
 import logging
 import platform
-import subprocess
 import tempfile
 from pathlib import Path
 
 import keras
 
 from pipelines.contracts import EXPERIMENT
-from pipelines.errors import MuraError
 from pipelines.settings import get_settings
 
 LOGGER = logging.getLogger(__name__)
@@ -40,35 +38,6 @@ def configure_mlflow() -> str:
         # Without this MLflow puts artifacts under the current directory of whoever created the experiment.
         artifact_location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
     return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
-
-
-def git_sha(repo_root: Path) -> str:
-    """The commit of the code that trains (`unknown` outside a git checkout)."""
-    try:
-        completed = subprocess.run(
-            ["git", "-C", str(repo_root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return UNKNOWN
-    return completed.stdout.strip() or UNKNOWN
-
-
-def data_lineage(repo_root: Path) -> dict[str, str]:
-    """DVC md5 and rev of the data (`unknown` when the DVC helper or data.dvc is not there)."""
-    try:
-        from pipelines.data.dvc import data_version
-    except ImportError:
-        return {"dvc_md5": UNKNOWN, "rev": UNKNOWN}
-    try:
-        version = data_version(repo_root) or {}
-    except (MuraError, OSError, ValueError, KeyError) as error:
-        LOGGER.warning("data version unknown: %s", error)
-        return {"dvc_md5": UNKNOWN, "rev": UNKNOWN}
-    return {"dvc_md5": str(version.get("dvc_md5") or UNKNOWN), "rev": str(version.get("rev") or UNKNOWN)}
 
 
 def package_versions() -> dict[str, str]:

@@ -16,6 +16,7 @@ import yaml
 from pipelines.config import load_config
 from pipelines.contracts import parse_task
 from pipelines.data.manifest import manifest_hash
+from pipelines.data.versioning import code_state
 from pipelines.settings import get_settings
 from pipelines.training import fit, tracking
 from pipelines.training.presets import TUNED_PRESETS_FILE, TrainConfig
@@ -126,7 +127,7 @@ def tune(
             "train.arch": config.arch,
             "train.task": config.task,
             "data.manifest_hash": manifest_hash(rows),
-            "code.git_sha": tracking.git_sha(settings.repo_root),
+            **code_state(settings.repo_root),
         },
     )
     parent_id = parent.info.run_id

@@ -30,7 +30,12 @@ def main(dag_id: str, conf: dict) -> int:
     print(
         "DAG-RESULT "
         + json.dumps(
-            {"state": str(run.state), "tasks": {k: str(v) for k, v in tasks.items()}, "results": results},
+            {
+                "state": str(run.state),
+                "run_id": run.run_id,
+                "tasks": {k: str(v) for k, v in tasks.items()},
+                "results": results,
+            },
             default=str,
         )
     )

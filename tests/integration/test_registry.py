@@ -105,16 +105,28 @@ def out_of_range_model(image_size=(16, 16)):
     return keras.Model(inputs, outputs)
 
 
-def make_run(world, part: str, metrics: dict, seed: int, model=None) -> str:
+VERSIONED = {
+    "data.md5": "abc123.dir",
+    "data.versioned": "true",
+    "data.dvc_md5": "abc123.dir",
+    "data.rev": "v1",
+    "code.git_sha": "0123456789abcdef",
+    "code.dirty": "false",
+}
+
+
+def make_run(
+    world, part: str | None, metrics: dict, seed: int, model=None, lineage: dict | None = None
+) -> str:
     """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/."""
     from pipelines.contracts import class_map
     from pipelines.export import export_run
     from serving.samples import sample_png, tiny_keras_model
 
-    client, task = world["client"], f"binary:XR_{part.upper()}"
+    client, task = world["client"], f"binary:XR_{part.upper()}" if part else "binary"
     run_id = client.create_run(
         world["experiment"],
-        tags={"train.arch": "tiny", "train.task": task, "data.dvc_md5": "abc123.dir", "data.rev": "v1"},
+        tags={"train.arch": "tiny", "train.task": task, **VERSIONED, **(lineage or {})},
     ).info.run_id
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
@@ -328,3 +340,47 @@ def test_mlflow_alias_webhook_reaches_the_receiver(world):
         world["client"].delete_webhook(webhook.webhook_id)
     finally:
         receiver.stop()
+
+
+def test_unversioned_data_fails_the_gate_forcing_is_recorded_and_lineage_tells_it_all(
+    world, capsys, monkeypatch
+):
+    from pipelines.registry.registration import register_run
+
+    model = "mura_binary"
+    first = register_run(make_run(world, None, GOOD, seed=11))
+    unversioned = {"data.md5": "def456.dir", "data.versioned": "false", "data.dvc_md5": "unversioned"}
+    second = register_run(make_run(world, None, BETTER, seed=12, lineage=unversioned))
+    assert first["aliases"] == ["champion"] and second["aliases"] == []
+    assert (
+        second["gate"]["status"] == "failed"
+        and "def456.dir is not a pushed DVC version" in second["gate"]["reason"]
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "reviewer-ann")
+    code, result = run_cli(["promote", model, "2", "--force", "--reason", "hotfix", "--json"], capsys)
+    assert code == 0 and result["forced"] is True
+    assert run_cli(["deploy", "--model", model, "--json"], capsys)[0] == 0
+
+    code, report = run_cli(["lineage", f"{model}@champion", "--json"], capsys)
+    assert code == 0 and report["version"] == 2 and report["aliases"] == ["champion"]
+    assert report["data"]["md5"] == "def456.dir" and report["data"]["versioned"] == "false"
+    assert report["gate"]["status"] == "failed" and report["gate"]["forced_by"] == "reviewer-ann"
+    assert report["gate"]["forced_reason"] == "hotfix"
+    assert [(event["alias"], event["by"], event["action"]) for event in report["alias_history"]] == [
+        ("champion", "reviewer-ann", "promote --force")
+    ]
+    assert report["serving"]["labels"] == ["stable"] and report["serving"]["hash_matches"] is True
+    assert report["evaluation"]["per_part"]["elbow"]["study_kappa"] == pytest.approx(0.60)
+    served = Path(report["serving"]["path"]) / "assets.extra" / "mura_class_map.json"
+    served.write_text(served.read_text() + " ")  # someone edits a served file by hand
+    assert run_cli(["lineage", f"{model}/2", "--json"], capsys)[1]["serving"]["hash_matches"] is False
+    code, text = run_cli(["lineage", f"{model}/1"], capsys)
+    assert code == 0 and "gate: first passing version" in text and "not served" in text
+
+    code, reverse = run_cli(["lineage", "--data", "def456.dir", "--json"], capsys)
+    assert code == 0 and [(item["model"], item["version"]) for item in reverse["versions"]] == [(model, 2)]
+    assert reverse["served"] is True
+    code, error = run_cli(["lineage", "mura_binary@nosuch"], capsys)
+    assert code == 1 and "has no alias 'nosuch'" in error
+    code, error = run_cli(["lineage", "Mura..x@champion"], capsys)
+    assert code == 1 and "^mura_[a-z0-9_]+$" in error

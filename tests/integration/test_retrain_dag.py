@@ -12,7 +12,7 @@ import pytest
 from pipelines.settings import get_settings
 from pipelines.stack.control import POOL_ARGUMENTS
 from pipelines.stack.services import serving_command
-from tests.support import platform_env, versioned_synthetic_project
+from tests.support import mura, platform_env, versioned_synthetic_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUNNER = Path(__file__).with_name("run_dag.py")
@@ -94,6 +94,21 @@ def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     with ServingClient(env["MURA_SERVING_GRPC"], protocol="grpc") as client:
         answer = client.predict_study(study, model="mura_binary", label="stable")
     assert answer["version"] == 1 and 0.0 <= answer["abnormal_probability"] <= 1.0
+
+    # One lineage query names the DAG run, the GX result, the data version and the served files' hash.
+    lineage = json.loads(mura(env, "lineage", "mura_binary@champion", "--json").stdout)
+    assert lineage["airflow"]["dag_run_id"] == outcome["run_id"]
+    assert lineage["validation"]["success"] == "True" and lineage["validation"]["docs"].startswith("file://")
+    assert lineage["data"]["versioned"] == "true" and lineage["training"]["code_dirty"] == "false"
+    data_dvc = Path(env["MURA_REPO_ROOT"]) / "data.dvc"
+    assert (
+        lineage["data"]["md5"] == lineage["data"]["dvc_md5"]
+        and lineage["data"]["md5"] in data_dvc.read_text()
+    )
+    assert lineage["serving"]["labels"] == ["stable"] and lineage["serving"]["hash_matches"] is True
+    reverse = json.loads(mura(env, "lineage", "--data", "HEAD", "--json").stdout)
+    assert [(item["model"], item["version"]) for item in reverse["versions"]] == [("mura_binary", 1)]
+    assert reverse["served"] is True
 
     config = Path(env["MURA_MODEL_BASE_PATH"]) / "models.config"
     before = (config.read_bytes(), config.stat().st_mtime_ns)

@@ -52,6 +52,19 @@ def test_baseline_learns_abnormality_at_study_level(binary_run):
     assert "Overall" in evaluation["table"]
 
 
+def test_lineage_is_the_hash_of_the_data_read_and_never_claims_an_unpushed_version(binary_run, synthetic):
+    from pipelines.data.dvc import pointer_md5
+    from pipelines.data.versioning import folder_md5
+
+    tags = MlflowClient().get_run(binary_run[0].run_id).data.tags
+    assert tags["data.md5"] == folder_md5(synthetic["data"])[0]
+    # The same bytes as the committed sample (generation is deterministic), but this MURA_HOME's DVC
+    # remote holds none of it: not versioned, and data.dvc_md5 does not pretend otherwise.
+    assert tags["data.md5"] == pointer_md5()
+    assert tags["data.versioned"] == "false" and tags["data.dvc_md5"] == tags["data.rev"] == "unversioned"
+    assert tags["code.dirty"] in ("true", "false") and len(tags["code.git_sha"]) == 40
+
+
 def test_run_holds_lineage_metrics_and_artifacts(binary_run, tmp_path):
     result, evaluation = binary_run
     client = MlflowClient()

@@ -128,3 +128,16 @@ def test_policy_from_the_repository_params():
 def test_bad_policy_is_a_config_error(section, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         GatePolicy.from_params(section)
+
+
+def test_lineage_that_cannot_be_shown_fails_the_gate_whatever_the_metrics():
+    from pipelines.registry.gate import lineage_failures
+
+    clean = {"data.versioned": "true", "code.dirty": "false", "data.md5": "a.dir", "code.git_sha": "abc"}
+    assert lineage_failures(clean) == []
+    unversioned = lineage_failures({**clean, "data.versioned": "false"})
+    assert len(unversioned) == 1 and "a.dir is not a pushed DVC version" in unversioned[0]
+    assert "uncommitted changes" in lineage_failures({**clean, "code.dirty": "true"})[0]
+    assert len(lineage_failures({})) == 2  # no lineage recorded at all
+    verdict = evaluate_gate(candidate(), None, POLICY, lineage=unversioned)
+    assert not verdict.passed and "lineage" in verdict.reason

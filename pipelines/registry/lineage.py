@@ -1,0 +1,167 @@
+"""`mura lineage`: one answer across MLflow, DVC, GX and Airflow to "where does this model come from,
+and where is it now?", and the reverse: which versions were trained on a data revision.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipelines.contracts import CHAMPION, MODEL_NAME_PATTERN, check_model_name
+from pipelines.errors import ConfigError
+from pipelines.registry.errors import RegistryError
+from pipelines.registry.hashing import HASH_TAG, saved_model_digest
+from pipelines.registry.promotion import alias_events
+from pipelines.registry.tracking import connect, get_registered, get_version, tracking_errors
+
+SPEC = re.compile(r"^(?P<model>[^@/]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))?$")
+PART_METRIC = re.compile(r"^eval\.(?P<part>[a-z]+)\.study_(?P<metric>kappa|auroc)$")
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
+    """`MODEL`, `MODEL@alias` or `MODEL/version` -> (model, alias, version); MODEL alone means @champion."""
+    match = SPEC.match(spec or "")
+    if match is None:
+        raise ConfigError(f"{spec!r}: write MODEL, MODEL@alias or MODEL/VERSION (e.g. mura_binary@champion)")
+    model = check_model_name(match["model"])
+    version = int(match["version"]) if match["version"] else None
+    alias = match["alias"] or (None if version is not None else CHAMPION)
+    return model, alias, version
+
+
+def _served(model: str, version: int, expected_hash: str | None) -> dict:
+    """Labels of `version` in models.config and whether the files served hash to the registered hash."""
+    from pipelines.settings import get_settings
+    from serving.repository import served_versions
+
+    settings = get_settings()
+    versions, labels = served_versions(model, settings.models_config_path)
+    folder = settings.model_base_path / model / str(version)
+    served = {
+        "in_models_config": version in versions,
+        "labels": sorted(label for label, number in labels.items() if number == version),
+        "path": str(folder),
+        "hash_matches": None,
+    }
+    if (folder / "saved_model.pb").is_file():
+        served["hash_matches"] = saved_model_digest(folder) == expected_hash
+    return served
+
+
+def _per_part(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        match = PART_METRIC.match(key)
+        if match:
+            table.setdefault(match["part"], {})[f"study_{match['metric']}"] = value
+    return dict(sorted(table.items()))
+
+
+def version_lineage(spec: str, client=None) -> dict:
+    """Everything recorded about one model version, from the data it read to where it serves now."""
+    from pipelines.settings import get_settings
+
+    model, alias, version = parse_spec(spec)
+    client = client or connect()
+    with tracking_errors(client, f"reading the lineage of {spec}"):
+        registered = get_registered(client, model)
+        if version is None:
+            if alias not in registered.aliases:
+                raise RegistryError(
+                    f"{model} has no alias {alias!r} (aliases: {dict(registered.aliases) or 'none'})"
+                )
+            version = int(registered.aliases[alias])
+        found = get_version(client, model, version)
+        tags, run = found.tags, client.get_run(found.run_id)
+        run_tags, metrics = run.data.tags, run.data.metrics
+        events = [event for event in alias_events(client, model) if event.get("version") == version]
+    airflow_run = tags.get("airflow.dag_run_id") or run_tags.get("airflow.dag_run_id")
+    settings = get_settings()
+    return {
+        "model": model,
+        "version": version,
+        "aliases": sorted(name for name, number in registered.aliases.items() if int(number) == version),
+        "data": {
+            "md5": tags.get("data.md5", "unknown"),
+            "versioned": tags.get("data.versioned", "unknown"),
+            "dvc_md5": tags.get("data.dvc_md5", "unknown"),
+            "data_dvc_commit": tags.get("data.rev", "unknown"),
+            "manifest_hash": tags.get("data.manifest_hash", "unknown"),
+            "root": run_tags.get("data.root", "unknown"),
+        },
+        "validation": {
+            "success": tags.get("validation.success", "unknown"),
+            "docs": tags.get("validation.docs"),
+        },
+        "airflow": {
+            "dag_run_id": airflow_run,
+            "url": f"{settings.airflow_url.rstrip('/')}/dags/mura_retrain/runs/{airflow_run}"
+            if airflow_run
+            else None,
+        },
+        "training": {
+            "run_id": found.run_id,
+            "arch": tags.get("train.arch"),
+            "task": tags.get("train.task"),
+            "preset": run_tags.get("train.preset"),
+            "config": dict(run.data.params),
+            "code_sha": tags.get("code.git_sha"),
+            "code_dirty": tags.get("code.dirty", "unknown"),
+        },
+        "evaluation": {
+            "study_kappa": metrics.get("eval.study_kappa"),
+            "study_auroc": metrics.get("eval.study_auroc"),
+            "per_part": _per_part(metrics),
+        },
+        "gate": {
+            "status": tags.get("gate.status"),
+            "reason": tags.get("gate.reason"),
+            "champion_version": tags.get("gate.champion_version") or None,
+            "forced_by": tags.get("promotion.forced_by"),
+            "forced_reason": tags.get("promotion.forced_reason"),
+        },
+        "alias_history": events,
+        "serving": {
+            "label": tags.get("serving.label"),
+            "deployed_at": tags.get("serving.deployed_at"),
+            "registered_hash": tags.get(HASH_TAG),
+            **_served(model, version, tags.get(HASH_TAG)),
+        },
+    }
+
+
+def data_md5_of(rev_or_md5: str, repo_root: Path | None = None) -> str:
+    """A DVC folder md5 as given (`...dir`), or the one data.dvc named at git revision `rev`."""
+    if rev_or_md5.endswith(".dir"):
+        return rev_or_md5
+    from pipelines.data.dvc import pointer_at
+    from pipelines.settings import get_settings
+
+    return str(pointer_at(Path(repo_root or get_settings().repo_root), rev_or_md5)[1]["md5"])
+
+
+def versions_trained_on(rev_or_md5: str, client=None) -> dict:
+    """Every registered `mura_*` version whose run read the data of `rev_or_md5`, and where each serves."""
+    md5 = data_md5_of(rev_or_md5)
+    client = client or connect()
+    found = []
+    with tracking_errors(client, f"searching versions trained on {md5}"):
+        for registered in client.search_registered_models(max_results=1000):
+            if not MODEL_NAME_PATTERN.fullmatch(registered.name):
+                continue
+            for version in client.search_model_versions(f"name='{registered.name}'"):
+                if version.tags.get("data.md5") != md5:
+                    continue
+                number = int(version.version)
+                found.append(
+                    {
+                        "model": registered.name,
+                        "version": number,
+                        "aliases": sorted(a for a, v in registered.aliases.items() if int(v) == number),
+                        "served_label": version.tags.get("serving.label"),
+                        "gate": version.tags.get("gate.status"),
+                        "run_id": version.run_id,
+                    }
+                )
+    found.sort(key=lambda item: (item["model"], item["version"]))
+    return {"data_md5": md5, "versions": found, "served": any(item["served_label"] for item in found)}
