@@ -8,6 +8,7 @@ this module is cheap (no TensorFlow, MLflow, GX or DVC): DAG files import it at 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,9 @@ def train_candidate(candidate: Candidate) -> TrainResult:
 
     configure_logging()
     config = {"preset": candidate.preset, **candidate.overrides}
-    tags = {"airflow.dag_run_id": candidate.dag_run_id} if candidate.dag_run_id else {}
+    tags = {"train.overrides": json.dumps(candidate.overrides, sort_keys=True)}
+    if candidate.dag_run_id:
+        tags["airflow.dag_run_id"] = candidate.dag_run_id
     run = train(config, candidate.manifest.path, candidate.manifest.data_root, extra_tags=tags)
     _tag_validation(run.run_id, candidate.validation)
     return TrainResult(
@@ -250,7 +253,10 @@ def train_evaluate_export(
     config = resolve_config(preset, overrides)  # bad settings fail before data is read
     runs = []
     for arch in config.architectures:
-        result = train(config.for_arch(arch), manifest, data_root).to_dict()
+        tags = {
+            "train.overrides": json.dumps({**overrides, "architectures": [arch]}, sort_keys=True, default=str)
+        }
+        result = train(config.for_arch(arch), manifest, data_root, extra_tags=tags).to_dict()
         if evaluate:
             evaluation = evaluate_run(result["run_id"], manifest, data_root)
             result["metrics"].update(evaluation["metrics"])

@@ -21,7 +21,8 @@ def _text(report: dict) -> str:
         f"  validation  success {report['validation']['success']}; Data Docs {report['validation']['docs']}",
         f"  airflow     {report['airflow']['dag_run_id'] or 'not from a DAG run'}"
         + (f"  {report['airflow']['url']}" if report["airflow"]["url"] else ""),
-        f"  training    run {training['run_id']}: {training['arch']} {training['task']}, preset {training['preset']}; "
+        f"  training    run {training['run_id']}: {training['arch']} {training['task']}, preset {training['preset']} "
+        f"with {training['overrides'] or 'no overrides'}; "
         f"code {str(training['code_sha'])[:12]} (dirty: {training['code_dirty']})",
         f"  evaluation  study kappa {_number(evaluation['study_kappa'])}, AUROC {_number(evaluation['study_auroc'])}",
     ]

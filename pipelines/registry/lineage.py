@@ -104,6 +104,7 @@ def version_lineage(spec: str, client=None) -> dict:
             "arch": tags.get("train.arch"),
             "task": tags.get("train.task"),
             "preset": run_tags.get("train.preset"),
+            "overrides": run_tags.get("train.overrides"),
             "config": dict(run.data.params),
             "code_sha": tags.get("code.git_sha"),
             "code_dirty": tags.get("code.dirty", "unknown"),

@@ -100,6 +100,7 @@ def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     assert lineage["airflow"]["dag_run_id"] == outcome["run_id"]
     assert lineage["validation"]["success"] == "True" and lineage["validation"]["docs"].startswith("file://")
     assert lineage["data"]["versioned"] == "true" and lineage["training"]["code_dirty"] == "false"
+    assert json.loads(lineage["training"]["overrides"]) == {"architectures": ["baseline_cnn"], "epochs": 6}
     data_dvc = Path(env["MURA_REPO_ROOT"]) / "data.dvc"
     assert (
         lineage["data"]["md5"] == lineage["data"]["dvc_md5"]
