@@ -77,6 +77,7 @@ class ServingParams:
     max_image_pixels: int
     max_image_side: int
     max_request_bytes: int
+    max_request_batch_size: int
     warmup_images: int
     reload_tolerance: float
     keep_versions: int

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pipelines.registry.errors import WebhookRejected
+from pipelines.wire import content_length
 
 LOGGER = logging.getLogger(__name__)
 # The header names and version of mlflow.webhooks.constants (not imported: that would load mlflow).
@@ -199,9 +200,12 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's method name
-                length = int(self.headers.get("Content-Length") or 0)
+                length = content_length(self.headers.get("Content-Length"))
                 if self.path.split("?")[0] != PATH:
                     status, answer = 404, {"error": f"POST webhooks to {PATH}"}
+                elif length is None:
+                    self.close_connection = True  # the body's end is unknown
+                    status, answer = 400, {"error": "Invalid Content-Length header: expected a byte count"}
                 elif length > MAX_BODY_BYTES:
                     status, answer = 413, {"error": "body too large"}
                 else:

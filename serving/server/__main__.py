@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--monitoring_config_file", help="MonitoringConfig text file (Prometheus metrics)")
     parser.add_argument("--bind_address", default="127.0.0.1", help="local server only: address to listen on")
     parser.add_argument(
+        "--max_request_batch_size",
+        type=int,
+        help="local server only: most items in one request (default params.yaml serving.max_request_batch_size)",
+    )
+    parser.add_argument(
         "--local", action="store_true", help="use the local server even if tensorflow_model_server exists"
     )
     return parser
@@ -103,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     from serving.server import options_from_params, start_server
 
     try:
-        handle = start_server(options_from_params(bind_address=args.bind_address, **options))
+        handle = start_server(
+            options_from_params(
+                bind_address=args.bind_address, max_request_batch_size=args.max_request_batch_size, **options
+            )
+        )
     except MuraError as error:
         print(f"mura serve: {error}", file=sys.stderr)
         return 1

@@ -28,6 +28,7 @@ class ServerOptions:
     max_image_pixels: int = field(default_factory=lambda: _serving_params().max_image_pixels)
     max_image_side: int = field(default_factory=lambda: _serving_params().max_image_side)
     grpc_workers: int = field(default_factory=lambda: _serving_params().grpc_workers)
+    max_request_batch_size: int = field(default_factory=lambda: _serving_params().max_request_batch_size)
 
 
 def _serving_params():

@@ -38,12 +38,7 @@ def build_servicers(core: ServingCore, reload_config):
         def Predict(self, request, context):  # noqa: N802 - gRPC method name
             name, version, label = _spec(request.model_spec)
             try:
-                inputs = {}
-                for alias, proto in request.inputs.items():
-                    try:
-                        inputs[alias] = tf.make_ndarray(proto)
-                    except (TypeError, ValueError) as error:
-                        raise ServingError("INVALID_ARGUMENT", f"tensor parsing error: {alias}") from error
+                inputs = {alias: _to_array(tf, core, alias, proto) for alias, proto in request.inputs.items()}
                 servable, outputs = core.predict(
                     name,
                     version,
@@ -55,6 +50,9 @@ def build_servicers(core: ServingCore, reload_config):
                 )
             except ServingError as error:
                 return abort(context, error)
+            except Exception as error:  # noqa: BLE001 - never UNKNOWN, never an object address
+                LOGGER.exception("Predict on %s failed", name)
+                return abort(context, ServingError("INTERNAL", f"Predict failed: {type(error).__name__}"))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = servable.name
             response.model_spec.version.value = servable.version
@@ -113,6 +111,32 @@ def build_servicers(core: ServingCore, reload_config):
     return PredictionService(), ModelService(), prediction_service_pb2_grpc, model_service_pb2_grpc
 
 
+# Types a request tensor cannot carry (handles to server-side state, or no type at all).
+UNSUPPORTED_DTYPES = ("DT_INVALID", "DT_RESOURCE", "DT_VARIANT")
+
+
+def _to_array(tf, core: ServingCore, alias: str, proto):
+    """A request TensorProto as numpy, after checking its dtype and declared batch size."""
+    from tensorflow.core.framework import types_pb2
+
+    dtype_name = (
+        types_pb2.DataType.Name(proto.dtype)
+        if proto.dtype in types_pb2.DataType.values()
+        else str(proto.dtype)
+    )
+    if dtype_name.removesuffix("_REF") in UNSUPPORTED_DTYPES:
+        raise ServingError(
+            "INVALID_ARGUMENT", f"tensor parsing error: {alias} has unsupported dtype {dtype_name}"
+        )
+    core.check_batch(alias, [dim.size for dim in proto.tensor_shape.dim])
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as error:  # noqa: BLE001 - TensorFlow raises several types for a malformed proto
+        raise ServingError(
+            "INVALID_ARGUMENT", f"tensor parsing error: {alias} ({type(error).__name__})"
+        ) from error
+
+
 def _code_number(code: str) -> int:
     from serving.server.status import CODE_BY_NUMBER
 
@@ -129,12 +153,20 @@ def start_grpc_server(core: ServingCore, reload_config, address: str, workers: i
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # Without this a second server binds the same port and the kernel splits clients between them.
+            ("grpc.so_reuseport", 0),
         ],
     )
     prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_grpc.add_ModelServiceServicer_to_server(models, server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # newer grpcio raises where older ones return 0
+        port = 0
     if port == 0:
-        raise ServingError("UNAVAILABLE", f"cannot listen on {address} for gRPC (port in use?)")
+        raise ServingError(
+            "UNAVAILABLE",
+            f"cannot listen on {address} for gRPC: the port is in use (or the address is not local)",
+        )
     server.start()
     return server, port

@@ -27,6 +27,17 @@ class VersionStatus:
     error_message: str = ""
 
 
+def version_fingerprint(path: Path) -> tuple:
+    """Every file of a version folder with its size and mtime: any change to any of them counts."""
+    return tuple(
+        sorted(
+            (str(file.relative_to(path)), stat.st_size, stat.st_mtime_ns)
+            for file in path.rglob("*")
+            if file.is_file() and (stat := file.stat())
+        )
+    )
+
+
 def versions_on_disk(base_path: str) -> list[int]:
     """Integer version folders under a model's base path that hold a saved_model.pb."""
     root = Path(base_path)
@@ -62,7 +73,7 @@ class ModelManager:
         self._servables: dict[str, dict[int, Servable]] = {}
         self._labels: dict[str, dict[str, int]] = {}
         self._status: dict[str, dict[int, VersionStatus]] = {}
-        self._failed: dict[tuple[str, int], float] = {}
+        self._failed: dict[tuple[str, int], tuple] = {}  # (model, version) -> files when it failed
 
     def apply_config(self, model_configs: list) -> None:
         """Serve exactly these ModelConfigs: load, relabel, then unload; FAILED_PRECONDITION on a bad label."""
@@ -91,6 +102,11 @@ class ModelManager:
             protected = {(name, v) for name, labels in self._labels.items() for v in labels.values()}
             for name in list(self._servables):
                 keep = set(wanted.get(name, []))
+                loaded = set(self._servables[name])
+                if keep - loaded and loaded - keep:
+                    # Availability first (TF Serving's default policy): a wanted version that failed to
+                    # load does not take the last good one down with it.
+                    keep.add(max(loaded - keep))
                 for version in list(self._servables[name]):
                     if version not in keep and (name, version) not in protected:
                         del self._servables[name][version]  # in-flight requests keep their reference
@@ -102,9 +118,9 @@ class ModelManager:
             raise label_error
 
     def _load(self, name: str, version: int, path: Path) -> None:
-        stamp = (path / "saved_model.pb").stat().st_mtime
+        stamp = version_fingerprint(path)
         if self._failed.get((name, version)) == stamp:
-            return  # failed before and unchanged since: do not retry every poll
+            return  # failed before and no file changed since: do not retry every poll
         with self._lock:
             self._status.setdefault(name, {})[version] = VersionStatus("LOADING")
         try:
@@ -177,6 +193,10 @@ class ModelManager:
                 raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
             return {version: known[version]}
         return known
+
+    def is_configured(self, name: str) -> bool:
+        """Whether `name` is a model of the current config (metrics label only those)."""
+        return name in self._configs
 
     def labels(self, name: str) -> dict[str, int]:
         """The current label -> version map of a model."""

@@ -8,6 +8,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from pipelines.wire import content_length, shown
 from serving.server.core import ServingCore, parse_version
 from serving.server.rest_json import parse_body, request_tensors, response_json
 from serving.server.status import ServingError
@@ -19,11 +20,17 @@ ROUTE = re.compile(
 )
 
 
+# A connection that sends nothing for this long is closed, so stalled clients do not hold threads forever.
+IDLE_TIMEOUT_SECONDS = 30
+LISTEN_BACKLOG = 1024
+
+
 class RestServer(ThreadingHTTPServer):
     """A threaded HTTP/1.1 server holding the serving core, limits and the metrics path."""
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG  # http.server's default 5 makes connects wait for SYN retries
 
     def __init__(self, address, core: ServingCore, max_request_bytes: int, metrics_path: str | None):
         super().__init__(address, RestHandler)
@@ -37,6 +44,7 @@ class RestHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid the 40 ms ACK delay
+    timeout = IDLE_TIMEOUT_SECONDS
     server: RestServer
 
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
@@ -60,7 +68,13 @@ class RestHandler(BaseHTTPRequestHandler):
         self._route("GET", path, b"")
 
     def do_POST(self):  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
+        raw_length = self.headers.get("Content-Length")
+        length = content_length(raw_length)
+        if length is None:
+            self.close_connection = True  # the body's end is unknown: the connection cannot be reused
+            return self._send(
+                400, {"error": f"Invalid Content-Length header '{shown(raw_length)}': expected a byte count"}
+            )
         if length > self.server.max_request_bytes:
             self.close_connection = True  # the body is not read, so the connection cannot be reused
             return self._send(
@@ -100,6 +114,9 @@ class RestHandler(BaseHTTPRequestHandler):
                 )
         except ServingError as error:
             self._error(error)
+        except Exception as error:  # noqa: BLE001 - answer, never drop the connection
+            LOGGER.exception("%s %s failed", method, path)
+            self._error(ServingError("INTERNAL", f"{method} {path} failed: {type(error).__name__}"))
 
     def _status(self, name, version, label) -> dict:
         statuses = self.server.core.manager.model_status(name, version, label)

@@ -23,6 +23,8 @@ def parse_body(body: bytes) -> dict:
         raise invalid_argument(
             f"JSON Parse error: Invalid encoding in string at offset: {error.start}"
         ) from error
+    except RecursionError:
+        raise invalid_argument("JSON Parse error: the document is nested too deeply") from None
     if not isinstance(document, dict):
         raise invalid_argument(f"JSON Value: {_short(document)} Is not object")
     signature = document.get("signature_name", "")
@@ -71,7 +73,10 @@ def _walk(value, dtype_name: str):
 
 def to_array(value, dtype_name: str, where: str) -> np.ndarray:
     """A JSON value (scalar or nested lists) as a numpy array of `dtype_name` (a tf dtype name)."""
-    converted = _walk(value, dtype_name)
+    try:
+        converted = _walk(value, dtype_name)
+    except RecursionError:
+        raise invalid_argument(f"{where}: nested too deeply for a tensor") from None
     try:
         if dtype_name == "string":
             return np.array(converted, dtype=object)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from serving.server.config import ServerOptions, read_model_configs, read_monitoring_path
 from serving.server.core import ServingCore
@@ -61,13 +59,6 @@ class ServerHandle:
             pass
 
 
-def _fingerprint(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""
-
-
 def start_server(options: ServerOptions) -> ServerHandle:
     """Load the configured models, open the gRPC and REST ports and start polling; returns a handle."""
     metrics = Metrics()
@@ -77,7 +68,7 @@ def start_server(options: ServerOptions) -> ServerHandle:
         manager.apply_config(read_model_configs(options))
     except ServingError as error:  # a bad label at start-up: serve the rest, say what is wrong
         LOGGER.error("model config: %s", error.message)
-    core = ServingCore(manager, metrics)
+    core = ServingCore(manager, metrics, options.max_request_batch_size)
     metrics_path = read_monitoring_path(options.monitoring_config_file)
     host = options.bind_address
     grpc_server, grpc_port = start_grpc_server(
@@ -110,7 +101,6 @@ def _poll(handle: ServerHandle, options: ServerOptions) -> None:
     if not waits:
         return  # TF Serving: 0 means "load once at start-up"
     tick = min(waits)
-    fingerprint = _fingerprint(options.model_config_file) if config_wait else ""
     since_config = since_files = 0.0
     while not handle._stop_event.wait(tick):
         since_config += tick
@@ -118,11 +108,10 @@ def _poll(handle: ServerHandle, options: ServerOptions) -> None:
         try:
             if config_wait and since_config >= config_wait:
                 since_config = 0.0
-                current = _fingerprint(options.model_config_file)
-                if current and current != fingerprint:
-                    fingerprint = current
-                    handle.manager.apply_config(read_model_configs(options))
-                    continue
+                # Re-applied on every tick, changed or not (TF Serving does the same): a model that a
+                # ReloadConfig request dropped comes back from the file.
+                handle.manager.apply_config(read_model_configs(options))
+                continue
             if file_wait and since_files >= file_wait:
                 since_files = 0.0
                 handle.manager.poll()

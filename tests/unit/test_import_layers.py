@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pipelines.logs",
             "pipelines.parallel",
             "pipelines.stages",
+            "pipelines.wire",
         ),
     ),
     ("serving", ("serving",)),

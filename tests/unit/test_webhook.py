@@ -92,3 +92,11 @@ def test_receiver_without_secret_refuses_everything():
     with pytest.raises(WebhookRejected, match="no webhook secret") as caught:
         verify_delivery("", delivery(), BODY, ReplayGuard(300))
     assert caught.value.status == 503
+
+
+@pytest.mark.parametrize("raw", ["-1", "abc", " 12 3", "1_0", "1e3", "\u00b2"])
+def test_content_length_is_a_plain_byte_count_or_refused(raw):
+    from pipelines.wire import content_length
+
+    assert content_length(raw) is None
+    assert content_length("42") == 42 and content_length(None) == 0
