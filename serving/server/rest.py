@@ -1,14 +1,21 @@
-"""TF Serving's REST API: `/v1/models/{name}[/versions/{n}|/labels/{l}][/metadata|:predict]` and metrics."""
+"""TF Serving's REST API: `/v1/models/{name}[/versions/{n}|/labels/{l}][/metadata|:predict]` and metrics.
+
+An ASGI app served by uvicorn (a maintained HTTP server: strict HTTP/1.1 framing, keep-alive timeouts,
+a real listen backlog, stalled connections cost no thread). The body limit counts the bytes actually
+read, and the TensorFlow work runs in a bounded thread pool.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 
-from pipelines.wire import content_length, shown
+from pipelines.wire import content_length
 from serving.server.core import ServingCore, parse_version
 from serving.server.rest_json import parse_body, request_tensors, response_json
 from serving.server.status import ServingError
@@ -18,108 +25,91 @@ ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<suffix>/metadata|:predict|:classify|:regress)?/?$"
 )
-
-
-# A connection that sends nothing for this long is closed, so stalled clients do not hold threads forever.
-IDLE_TIMEOUT_SECONDS = 30
+ALLOWED_METHOD = {
+    None: "GET",
+    "/metadata": "GET",
+    ":predict": "POST",
+    ":classify": "POST",
+    ":regress": "POST",
+}
 LISTEN_BACKLOG = 1024
+IDLE_TIMEOUT_SECONDS = 30  # keep-alive connections with nothing to say are closed after this
+MAX_CONNECTIONS = 1000  # beyond this uvicorn answers 503 instead of queueing without end
 
 
-class RestServer(ThreadingHTTPServer):
-    """A threaded HTTP/1.1 server holding the serving core, limits and the metrics path."""
+class RestApp:
+    """The ASGI application: route, read the body within the limit, run the request in a worker thread."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = LISTEN_BACKLOG  # http.server's default 5 makes connects wait for SYN retries
-
-    def __init__(self, address, core: ServingCore, max_request_bytes: int, metrics_path: str | None):
-        super().__init__(address, RestHandler)
+    def __init__(self, core: ServingCore, max_request_bytes: int, metrics_path: str | None):
         self.core = core
         self.max_request_bytes = max_request_bytes
         self.metrics_path = metrics_path
 
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if method == "GET" and self.metrics_path and path == self.metrics_path:
+            return await _send(send, 200, self.core.metrics.render(), "text/plain; version=0.0.4")
+        body = b""
+        if method == "POST":
+            body = await self._read_body(scope, receive, send)
+            if body is None:
+                return
+        from starlette.concurrency import run_in_threadpool
 
-class RestHandler(BaseHTTPRequestHandler):
-    """One connection; keep-alive like TF Serving's HTTP server."""
+        status, payload = await run_in_threadpool(self.handle, method, path, body)
+        await _send(send, status, payload)
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid the 40 ms ACK delay
-    timeout = IDLE_TIMEOUT_SECONDS
-    server: RestServer
+    async def _read_body(self, scope, receive, send) -> bytes | None:
+        """The request body, or None after answering 413 when it grows past the limit."""
+        declared = content_length(dict(scope["headers"]).get(b"content-length", b"0").decode("latin-1"))
+        if declared is not None and declared > self.max_request_bytes:  # refused before reading a byte
+            await self._too_large(send, declared)
+            return None
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_request_bytes:  # chunked bodies declare no length: count what arrives
+                await self._too_large(send, size)
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
-    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
-        LOGGER.debug("%s %s", self.address_string(), format % args)
+    async def _too_large(self, send, size: int) -> None:
+        message = (
+            f"Request body of {size} bytes is over the limit of {self.max_request_bytes} bytes "
+            "(serving.max_request_bytes); send fewer or smaller images per request"
+        )
+        await _send(send, 413, {"error": message}, close=True)
 
-    def _send(self, status: int, payload: dict | str, content_type: str = "application/json") -> None:
-        body = (payload if isinstance(payload, str) else json.dumps(payload)).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _error(self, error: ServingError) -> None:
-        self._send(error.http_status, {"error": error.message})
-
-    def do_GET(self):  # noqa: N802 - http.server naming
-        path = self.path.split("?", 1)[0]
-        if self.server.metrics_path and path == self.server.metrics_path:
-            return self._send(200, self.server.core.metrics.render(), "text/plain; version=0.0.4")
-        self._route("GET", path, b"")
-
-    def do_POST(self):  # noqa: N802
-        raw_length = self.headers.get("Content-Length")
-        length = content_length(raw_length)
-        if length is None:
-            self.close_connection = True  # the body's end is unknown: the connection cannot be reused
-            return self._send(
-                400, {"error": f"Invalid Content-Length header '{shown(raw_length)}': expected a byte count"}
-            )
-        if length > self.server.max_request_bytes:
-            self.close_connection = True  # the body is not read, so the connection cannot be reused
-            return self._send(
-                413,
-                {
-                    "error": f"Request body of {length} bytes is over the limit of {self.server.max_request_bytes} "
-                    "bytes (serving.max_request_bytes); send fewer or smaller images per request"
-                },
-            )
-        body = self.rfile.read(length) if length else b""
-        self._route("POST", self.path.split("?", 1)[0], body)
-
-    def _route(self, method: str, path: str, body: bytes) -> None:
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
+        """(HTTP status, JSON payload) of one request; every failure in TF Serving's error shape."""
         match = ROUTE.match(path)
         suffix = match["suffix"] if match else None
-        allowed = {
-            None: "GET",
-            "/metadata": "GET",
-            ":predict": "POST",
-            ":classify": "POST",
-            ":regress": "POST",
-        }
-        if match is None or allowed[suffix] != method:
-            return self._error(ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}"))
+        if match is None or ALLOWED_METHOD[suffix] != method:
+            return 400, {"error": f"Malformed request: {method} {_printable(path)}"}
         try:
             version = parse_version(match["version"]) if match["version"] else None
             name, label = match["name"], match["label"]
             if suffix is None:
-                self._send(200, self._status(name, version, label))
-            elif suffix == "/metadata":
-                self._send(200, self._metadata(name, version, label))
-            elif suffix == ":predict":
-                self._send(200, self._predict(name, version, label, body))
-            else:
-                raise ServingError(
-                    "UNIMPLEMENTED", f"{suffix[1:]} is not supported by this server; use :predict"
-                )
+                return 200, self._status(name, version, label)
+            if suffix == "/metadata":
+                return 200, self._metadata(name, version, label)
+            if suffix == ":predict":
+                return 200, self._predict(name, version, label, body)
+            raise ServingError("UNIMPLEMENTED", f"{suffix[1:]} is not supported by this server; use :predict")
         except ServingError as error:
-            self._error(error)
+            return error.http_status, {"error": error.message}
         except Exception as error:  # noqa: BLE001 - answer, never drop the connection
-            LOGGER.exception("%s %s failed", method, path)
-            self._error(ServingError("INTERNAL", f"{method} {path} failed: {type(error).__name__}"))
+            LOGGER.exception("%s %s failed", method, _printable(path))
+            return 500, {"error": f"{method} {_printable(path)} failed: {type(error).__name__}"}
 
     def _status(self, name, version, label) -> dict:
-        statuses = self.server.core.manager.model_status(name, version, label)
+        statuses = self.core.manager.model_status(name, version, label)
         return {
             "model_version_status": [
                 {
@@ -134,7 +124,7 @@ class RestHandler(BaseHTTPRequestHandler):
     def _metadata(self, name, version, label) -> dict:
         from google.protobuf import json_format
 
-        servable = self.server.core.metadata(name, version, label)
+        servable = self.core.metadata(name, version, label)
         return {
             "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
             "metadata": {
@@ -147,20 +137,84 @@ class RestHandler(BaseHTTPRequestHandler):
     def _predict(self, name, version, label, body: bytes) -> dict:
         document = parse_body(body)  # TF Serving parses the JSON before looking up the model
         signature = document.get("signature_name", "")
-        specs = self.server.core.input_specs(name, version, label, signature)
+        specs = self.core.input_specs(name, version, label, signature)
         dtypes = {
             key: "string" if spec.dtype.name == "string" else spec.dtype.name for key, spec in specs.items()
         }
         inputs, row_format = request_tensors(document, dtypes)
-        _, outputs = self.server.core.predict(name, version, label, signature, inputs, None, "REST")
+        _, outputs = self.core.predict(name, version, label, signature, inputs, None, "REST")
         return response_json(outputs, row_format)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    return text[:limit].encode("ascii", "backslashreplace").decode()
+
+
+async def _send(
+    send, status: int, payload, content_type: str = "application/json", close: bool = False
+) -> None:
+    body = (payload if isinstance(payload, str) else json.dumps(payload)).encode("utf-8")
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    if close:  # the rest of the body is not read: this connection cannot carry another request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RestServer:
+    """uvicorn running the app on a socket bound beforehand (port 0 picks a free one), in a thread."""
+
+    def __init__(self, app: RestApp, sock: socket.socket):
+        import uvicorn
+
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            backlog=LISTEN_BACKLOG,
+            timeout_keep_alive=IDLE_TIMEOUT_SECONDS,
+            limit_concurrency=MAX_CONNECTIONS,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+        self._server = uvicorn.Server(config)
+        self._socket = sock
+        self._thread = threading.Thread(target=self._run, name="mura-rest", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._socket]))
+
+    def start(self, timeout_seconds: float = 10.0) -> None:
+        """Start serving and wait until uvicorn accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout_seconds
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ServingError("UNAVAILABLE", "the REST server did not start")
+            time.sleep(0.02)
+
+    def shutdown(self) -> None:
+        """Stop accepting, finish in-flight requests, close the socket."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def server_close(self) -> None:
+        """Close the listening socket (already closed by uvicorn on a clean shutdown)."""
+        self._socket.close()
 
 
 def start_rest_server(
     core: ServingCore, host: str, port: int, max_request_bytes: int, metrics_path: str | None
 ):
-    """Start the REST server in a thread; returns (server, bound port)."""
-    server = RestServer((host, port), core, max_request_bytes, metrics_path)
-    thread = threading.Thread(target=server.serve_forever, name="mura-rest", daemon=True)
-    thread.start()
-    return server, server.server_address[1]
+    """Start the REST server in a thread; returns (server, bound port). OSError when the port is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    server = RestServer(RestApp(core, max_request_bytes, metrics_path), sock)
+    server.start()
+    return server, sock.getsockname()[1]

@@ -77,32 +77,29 @@ def test_a_broken_new_version_keeps_the_last_good_one_serving_and_loads_once_com
     assert _wait_for(lambda: _status(served)[1]["state"] == "END")  # then the old one goes
 
 
-def _raw(handle, request: bytes, then: bytes = b"", timeout: float = 5.0) -> bytes:
+def _raw(handle, request: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes to the REST port; the response head and body read until the server answers."""
     with socket.create_connection(("127.0.0.1", handle.rest_port), timeout=timeout) as connection:
         connection.sendall(request)
-        if then:
-            connection.sendall(then)
         chunks = []
         try:
-            while True:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
+            while chunk := connection.recv(65536):
                 chunks.append(chunk)
-                if b"\r\n\r\n" in b"".join(chunks) and b"}" in chunk:
+                if b"\r\n\r\n" in b"".join(chunks) and chunk.rstrip().endswith((b"}", b".")):
                     break
-        except TimeoutError:
+        except (TimeoutError, ConnectionResetError):
             pass
     return b"".join(chunks)
 
 
 @pytest.mark.parametrize("length", [b"-1", b"abc", b"1e3", b" 12 3"])
 def test_a_bad_content_length_is_answered_400_without_reading_on(served, length):
+    # Answered from the head alone (the body's end is unknown), then the connection is closed; a
+    # server that trusted `-1` would read until EOF, past every limit, and answer nothing.
     head = b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n"
-    answer = _raw(served, head, then=b"x" * 1_000_000)
+    answer = _raw(served, head)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
-    assert b"Content-Length" in answer
+    assert b"connection: close" in answer.lower()
     assert _predict(served).status_code == 200
 
 
@@ -110,8 +107,10 @@ def test_a_bad_content_length_is_answered_400_without_reading_on(served, length)
 def test_odd_version_segments_are_a_clean_error(served, segment):
     # Raw bytes on the wire: the server reads the request line as latin-1, where b"\xb2" is a digit ("²").
     answer = _raw(served, b"GET /v1/models/linear/versions/" + segment + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    # A JSON error, or the HTTP layer's own 400 for a request line that is not valid HTTP.
     assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 404")), answer[:200]
-    assert b'"error"' in answer
+    assert b'"error"' in answer or b"Invalid HTTP request" in answer
+    assert _predict(served).status_code == 200
 
 
 @pytest.mark.parametrize("depth", [70, 100, 5000])
