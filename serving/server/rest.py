@@ -34,7 +34,8 @@ ALLOWED_METHOD = {
 }
 LISTEN_BACKLOG = 1024
 IDLE_TIMEOUT_SECONDS = 30  # keep-alive connections with nothing to say are closed after this
-MAX_CONNECTIONS = 1000  # beyond this uvicorn answers 503 instead of queueing without end
+MAX_CONNECTIONS = 1000
+DRAIN_FACTOR = 2  # after a 413, read at most this many times the limit before closing  # beyond this uvicorn answers 503 instead of queueing without end
 
 
 class RestApp:
@@ -64,8 +65,8 @@ class RestApp:
     async def _read_body(self, scope, receive, send) -> bytes | None:
         """The request body, or None after answering 413 when it grows past the limit."""
         declared = content_length(dict(scope["headers"]).get(b"content-length", b"0").decode("latin-1"))
-        if declared is not None and declared > self.max_request_bytes:  # refused before reading a byte
-            await self._too_large(send, declared)
+        if declared is not None and declared > self.max_request_bytes:  # refused before it is stored
+            await self._too_large(send, receive, declared)
             return None
         chunks, size, more = [], 0, True
         while more:
@@ -73,18 +74,25 @@ class RestApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_request_bytes:  # chunked bodies declare no length: count what arrives
-                await self._too_large(send, size)
+                await self._too_large(send, receive, size)
                 return None
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    async def _too_large(self, send, size: int) -> None:
+    async def _too_large(self, send, receive, size: int) -> None:
         message = (
             f"Request body of {size} bytes is over the limit of {self.max_request_bytes} bytes "
             "(serving.max_request_bytes); send fewer or smaller images per request"
         )
         await _send(send, 413, {"error": message}, close=True)
+        # Read and drop a bounded part of the rest, so that a client still sending sees the answer
+        # instead of a reset; a body far over the limit is cut off.
+        drained, more = 0, True
+        while more and drained < DRAIN_FACTOR * self.max_request_bytes:
+            message = await receive()
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False) and message["type"] == "http.request"
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
         """(HTTP status, JSON payload) of one request; every failure in TF Serving's error shape."""
