@@ -24,6 +24,11 @@ from pathlib import Path
 import numpy as np
 
 
+def served_name(arch: str) -> str:
+    """The model name the benchmark serves `arch` under (the platform's naming rule)."""
+    return f"mura_bench_{arch}"
+
+
 def build_export(arch: str, size: int, root: Path, images: list[bytes]) -> Path:
     """Export a randomly initialised zoo model with the serving signatures."""
     from pipelines.contracts import class_map, parse_task
@@ -87,9 +92,9 @@ def main() -> int:
         base = root / "models"
         for arch in archs:
             repository.publish_version(
-                build_export(arch, size, root / "exports", images), arch, base_path=base
+                build_export(arch, size, root / "exports", images), served_name(arch), base_path=base
             )
-            repository.set_served_versions(arch, [1], {}, base / "models.config", base)
+            repository.set_served_versions(served_name(arch), [1], {}, base / "models.config", base)
         from pipelines.ports import free_ports
 
         grpc_port, rest_port = free_ports(2)
@@ -104,7 +109,7 @@ def main() -> int:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             local = threading.local()
             for arch in archs:
-                loaded = tf.saved_model.load(str(base / arch / "1"))
+                loaded = tf.saved_model.load(str(base / served_name(arch) / "1"))
                 function = loaded.signatures["serving_default"]
 
                 def in_process(batch, function=function):
@@ -112,7 +117,7 @@ def main() -> int:
 
                 def over_grpc(batch, arch=arch):
                     request = predict_pb2.PredictRequest()
-                    request.model_spec.name = arch
+                    request.model_spec.name = served_name(arch)
                     request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
                     return stub.Predict(request, timeout=600)
 
@@ -121,7 +126,7 @@ def main() -> int:
                     local.session = session
                     body = {"instances": [{"b64": base64.b64encode(image).decode()} for image in batch]}
                     response = session.post(
-                        f"http://127.0.0.1:{rest_port}/v1/models/{arch}:predict", json=body, timeout=600
+                        f"http://127.0.0.1:{rest_port}/v1/models/{served_name(arch)}:predict", json=body, timeout=600
                     )
                     response.raise_for_status()
 
