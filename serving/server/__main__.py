@@ -16,7 +16,8 @@ from pathlib import Path
 # Flags handed unchanged to tensorflow_model_server when it is installed.
 TF_SERVING_FLAGS = (
     "port", "rest_api_port", "model_config_file", "model_config_file_poll_wait_seconds", "model_name",
-    "model_base_path", "file_system_poll_wait_seconds", "monitoring_config_file",
+    "model_base_path", "file_system_poll_wait_seconds", "monitoring_config_file", "enable_batching",
+    "batching_parameters_file",
 )  # fmt: skip
 
 
@@ -45,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="look for new versions every N s (default params.yaml serving)",
     )
     parser.add_argument("--monitoring_config_file", help="MonitoringConfig text file (Prometheus metrics)")
+    parser.add_argument(
+        "--enable_batching",
+        nargs="?",
+        const="true",
+        default="false",
+        choices=("true", "false"),
+        help="batch concurrent Predicts of one model (TF Serving's flag)",
+    )
+    parser.add_argument(
+        "--batching_parameters_file", help="BatchingParameters text file (TF Serving's format)"
+    )
     parser.add_argument("--bind_address", default="127.0.0.1", help="local server only: address to listen on")
     parser.add_argument(
         "--max_request_batch_size",
@@ -86,6 +98,8 @@ def resolve_options(args) -> dict:
         if file_wait is None
         else file_wait,
         "monitoring_config_file": args.monitoring_config_file or "",
+        "enable_batching": args.enable_batching == "true",
+        "batching_parameters_file": args.batching_parameters_file or "",
     }
 
 
@@ -103,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     binary = shutil.which("tensorflow_model_server")
     if binary and not args.local:
-        flags = [f"--{name}={options[name]}" for name in TF_SERVING_FLAGS if options[name] not in ("", None)]
+        flags = [
+            f"--{name}={str(options[name]).lower() if isinstance(options[name], bool) else options[name]}"
+            for name in TF_SERVING_FLAGS
+            if options[name] not in ("", None, False)
+        ]
         os.execv(binary, [binary, *flags])
     from serving.server import options_from_params, start_server
 

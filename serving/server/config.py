@@ -21,6 +21,8 @@ class ServerOptions:
     model_base_path: str = ""
     file_system_poll_wait_seconds: float = 1
     monitoring_config_file: str = ""
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
     # Not TF Serving flags: where to listen, and the local server's limits (params.yaml `serving`,
     # their one home).
     bind_address: str = "127.0.0.1"

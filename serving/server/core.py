@@ -16,10 +16,11 @@ from serving.server.status import ServingError
 class ServingCore:
     """Entry points of the PredictionService independent of the wire protocol."""
 
-    def __init__(self, manager: ModelManager, metrics: Metrics, max_batch_size: int):
+    def __init__(self, manager: ModelManager, metrics: Metrics, max_batch_size: int, batcher=None):
         self.manager = manager
         self.metrics = metrics
         self.max_batch_size = max_batch_size
+        self.batcher = batcher  # serving.server.batching.Batcher with --enable_batching, else None
 
     def check_batch(self, name: str, shape) -> None:
         """INVALID_ARGUMENT when an input holds more items (first dimension) than the server accepts.
@@ -50,6 +51,8 @@ class ServingCore:
             for name, value in inputs.items():
                 self.check_batch(name, np.shape(value))
             servable = self.manager.resolve(model, version, label)
+            if self.batcher is not None:
+                return servable, self.batcher.predict(servable, signature_name, inputs, output_filter)
             return servable, servable.predict(signature_name, inputs, output_filter)
         except ServingError as error:
             status = error.code

@@ -31,6 +31,7 @@ class ServerHandle:
     _rest_server: object = None
     _stop_event: threading.Event = field(default_factory=threading.Event)
     _poller: threading.Thread | None = None
+    batcher: object = None  # the Batcher with --enable_batching (its counters: batches, items)
 
     @property
     def grpc_target(self) -> str:
@@ -68,7 +69,18 @@ def start_server(options: ServerOptions) -> ServerHandle:
         manager.apply_config(read_model_configs(options))
     except ServingError as error:  # a bad label at start-up: serve the rest, say what is wrong
         LOGGER.error("model config: %s", error.message)
-    core = ServingCore(manager, metrics, options.max_request_batch_size)
+    batcher = None
+    if options.enable_batching:
+        from serving.server.batching import Batcher, BatchingParameters, read_batching_parameters
+
+        parameters = (
+            read_batching_parameters(options.batching_parameters_file)
+            if options.batching_parameters_file
+            else BatchingParameters()
+        )
+        batcher = Batcher(parameters)
+        LOGGER.info("request batching on: %s", parameters)
+    core = ServingCore(manager, metrics, options.max_request_batch_size, batcher)
     metrics_path = read_monitoring_path(options.monitoring_config_file)
     host = options.bind_address
     grpc_server, grpc_port = start_grpc_server(
@@ -86,7 +98,7 @@ def start_server(options: ServerOptions) -> ServerHandle:
     handle = ServerHandle(
         grpc_port, rest_port, "127.0.0.1" if host in ("0.0.0.0", "") else host, manager, metrics
     )
-    handle._grpc_server, handle._rest_server = grpc_server, rest_server
+    handle._grpc_server, handle._rest_server, handle.batcher = grpc_server, rest_server, batcher
     handle._poller = threading.Thread(target=_poll, args=(handle, options), name="mura-poll", daemon=True)
     handle._poller.start()
     LOGGER.info("serving gRPC on %s:%s and REST on %s:%s", host, grpc_port, host, rest_port)

@@ -46,16 +46,15 @@ class Servable:
         """name -> tf.TensorSpec of a signature's inputs."""
         return dict(self.signature(signature_name).structured_input_signature[1])
 
-    def predict(
+    def prepare(
         self, signature_name: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        """Validate `inputs` against the signature, run it and return the (filtered) outputs."""
+    ):
+        """Check `inputs` (names, dtypes, shapes, image headers) and the filter; the tensors to run."""
         import tensorflow as tf
 
-        function = self.signature(signature_name)
         specs = self.input_specs(signature_name)
         _check_names(set(inputs), set(specs))
-        outputs = function.structured_outputs
+        outputs = self.signature(signature_name).structured_outputs
         for alias in output_filter or []:
             if alias not in outputs:
                 raise invalid_argument(
@@ -70,12 +69,26 @@ class Servable:
                 for index, item in enumerate(value.reshape(-1)):
                     check_image(bytes(item), f"{name}[{index}]", self.limits.max_pixels, self.limits.max_side)
             tensors[name] = tf.constant(value, dtype=spec.dtype)
+        return tensors
+
+    def run(
+        self, signature_name: str, tensors: dict, output_filter: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run the signature on prepared tensors; the (filtered) outputs as numpy arrays."""
+        import tensorflow as tf
+
         try:
-            result = function(**tensors)
+            result = self.signature(signature_name)(**tensors)
         except tf.errors.OpError as error:
             raise from_tensorflow_error(error) from error
         wanted = output_filter or list(result)
         return {alias: result[alias].numpy() for alias in wanted}
+
+    def predict(
+        self, signature_name: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Validate `inputs` against the signature, run it and return the (filtered) outputs."""
+        return self.run(signature_name, self.prepare(signature_name, inputs, output_filter), output_filter)
 
 
 def _check_names(sent: set[str], expected: set[str]) -> None:
