@@ -126,7 +126,9 @@ def main() -> int:
                     local.session = session
                     body = {"instances": [{"b64": base64.b64encode(image).decode()} for image in batch]}
                     response = session.post(
-                        f"http://127.0.0.1:{rest_port}/v1/models/{served_name(arch)}:predict", json=body, timeout=600
+                        f"http://127.0.0.1:{rest_port}/v1/models/{served_name(arch)}:predict",
+                        json=body,
+                        timeout=600,
                     )
                     response.raise_for_status()
 
