@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from pipelines.config import load_config
+from pipelines.contracts import CHAMPION
 from pipelines.errors import MuraError
 from pipelines.settings import get_settings
 
@@ -38,6 +39,20 @@ def _valid_studies(data_root: Path, count: int) -> list[Path]:
         if studies and len(chosen) < count:
             chosen.append(studies[index // len(parts) % len(studies)])
     return chosen
+
+
+def _require_champion(model: str) -> None:
+    """MuraError with the gate's reason when the run left no champion to serve (e.g. uncommitted code)."""
+    from pipelines.registry.tracking import connect
+
+    client = connect()
+    if client.get_registered_model(model).aliases.get(CHAMPION) is not None:
+        return
+    versions = client.search_model_versions(f"name='{model}'")
+    latest = max(versions, key=lambda version: int(version.version))
+    raise MuraError(
+        f"{model} v{latest.version} did not become champion: {latest.tags.get('gate.reason', 'no gate verdict')}"
+    )
 
 
 def run_demo() -> int:
@@ -69,6 +84,7 @@ def run_demo() -> int:
             f"mura_retrain run {run_id} ended {state}; open {settings.airflow_url}/dags/mura_retrain "
             f"for the task logs"
         )
+    _require_champion("mura_binary")
     _step("Reconcile serving with the registry (mura deploy)")
     from pipelines.registry.reconciler import reconcile
 
