@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipelines.contracts import IMAGE_SUFFIXES
-from pipelines.data.dvc import open_repo, pointer_at, remote_listing
+from pipelines.data.dvc import open_repo, pointer_at
 from pipelines.data.layout import RELEASE_DIR, STUDY_CSV
 from pipelines.errors import DataError
 from pipelines.settings import get_settings
@@ -35,13 +35,7 @@ def _object(repo, md5: str, remote: str | None) -> bytes:
 def _listing(repo, dir_md5: str, remote: str | None) -> dict[str, str]:
     import json
 
-    cached = Path(repo.cache.local.oid_to_path(dir_md5))
-    entries = json.loads(cached.read_text()) if cached.is_file() else remote_listing(repo, dir_md5, remote)
-    if entries is None:
-        raise DataError(
-            f"data {dir_md5} is neither in the DVC cache nor in the remote: push that version first"
-        )
-    return {entry["relpath"]: entry["md5"] for entry in entries}
+    return {entry["relpath"]: entry["md5"] for entry in json.loads(_object(repo, dir_md5, remote))}
 
 
 def _labels(repo, listing: dict[str, str], remote: str | None) -> dict[str, int]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.contracts import CHAMPION, MODEL_NAME_PATTERN, check_model_name
+from pipelines.contracts import CHAMPION, check_model_name
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.promotion import alias_events
+from pipelines.registry.reconciler import registered_models
 from pipelines.registry.tracking import connect, get_registered, get_version, tracking_errors
 
 SPEC = re.compile(r"^(?P<model>[^@/]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))?$")
@@ -147,9 +148,7 @@ def versions_trained_on(rev_or_md5: str, client=None) -> dict:
     client = client or connect()
     found = []
     with tracking_errors(client, f"searching versions trained on {md5}"):
-        for registered in client.search_registered_models(max_results=1000):
-            if not MODEL_NAME_PATTERN.fullmatch(registered.name):
-                continue
+        for registered in registered_models(client):  # every page, platform names only
             for version in client.search_model_versions(f"name='{registered.name}'"):
                 if version.tags.get("data.md5") != md5:
                     continue
