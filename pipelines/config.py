@@ -42,10 +42,15 @@ class DataParams:
 
 @dataclass(frozen=True)
 class EvaluationParams:
-    """Study-level evaluation; `threshold` is the one decision threshold (evaluation and served label)."""
+    """Study-level evaluation: the operating point (fitted on holdout, or the fixed `threshold`) and
+    the bootstrap intervals."""
 
     threshold: float
+    operating_point: str
     calibration_bins: int
+    bootstrap_replicates: int
+    confidence: float
+    bootstrap_seed: int
     batch_size: int
 
 
@@ -58,6 +63,8 @@ class GateParams:
     max_overall_drop: float
     max_part_kappa_drop: float
     auto_promote: bool
+    paired_replicates: int
+    confidence: float
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,14 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
         raise ConfigError(f"params.yaml deploy.reload={config.deploy.reload!r}: use grpc or poll")
     if not 0.0 < config.evaluation.threshold < 1.0:
         raise ConfigError(f"params.yaml evaluation.threshold={config.evaluation.threshold}: use (0, 1)")
+    if config.evaluation.operating_point not in ("fitted", "fixed"):
+        raise ConfigError(
+            f"params.yaml evaluation.operating_point={config.evaluation.operating_point!r}: use fitted or fixed"
+        )
+    if not 0.5 <= config.evaluation.confidence < 1.0 or config.evaluation.bootstrap_replicates < 0:
+        raise ConfigError(
+            "params.yaml evaluation: confidence must lie in [0.5, 1) and bootstrap_replicates >= 0"
+        )
     return dataclasses.replace(config, source=source)
 
 

@@ -172,15 +172,16 @@ def evaluate_candidate(trained: TrainResult) -> Evaluation:
     manifest = trained.candidate.manifest
     metrics = evaluate_run(trained.run_id, data_root=manifest.data_root)["metrics"]
     return Evaluation(
-        trained=trained, metrics={key: value for key, value in metrics.items() if key.startswith("eval.")}
+        trained=trained,
+        metrics={key: value for key, value in metrics.items() if key.startswith(("eval.", "holdout.study_"))},
     )
 
 
 def best_candidate(evaluated: list[Evaluation]) -> Evaluation:
-    """The candidate with the highest study-level kappa (a missing or undefined kappa ranks last)."""
+    """The candidate with the highest holdout study kappa (a missing or undefined kappa ranks last)."""
     if not evaluated:
         raise ConfigError("no evaluated candidate to register")
-    return max(evaluated, key=lambda candidate: candidate.study_kappa)
+    return max(evaluated, key=lambda candidate: candidate.selection_kappa)
 
 
 def export_candidate(evaluation: Evaluation) -> dict:
@@ -198,8 +199,11 @@ def select_and_register(evaluated: list[Evaluation]) -> Registration:
     best = best_candidate(evaluated)
     export_candidate(best)
     registered = register_version(best.trained.run_id)
-    ranking = {
-        candidate.trained.candidate.arch: candidate.metrics.get("eval.study_kappa") for candidate in evaluated
+    ranking = {  # holdout study kappa per architecture; None where undefined (XCom is JSON)
+        candidate.trained.candidate.arch: candidate.selection_kappa
+        if candidate.selection_kappa > float("-inf")
+        else None
+        for candidate in evaluated
     }
     return Registration(**registered, candidates=ranking)
 

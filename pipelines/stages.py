@@ -97,15 +97,17 @@ class TrainResult(Stage):
 
 @dataclass(frozen=True)
 class Evaluation(Stage):
-    """Study-level metrics (`eval.*`) of a trained run on `valid`."""
+    """Study-level metrics of a trained run: `eval.*` on `valid` (reported) and `holdout.study_*` at
+    the operating point fitted there (what selection uses)."""
 
     trained: TrainResult
     metrics: dict[str, float]
 
     @property
-    def study_kappa(self) -> float:
-        """Study-level Cohen's kappa; -inf when missing or undefined, so it ranks last."""
-        value = self.metrics.get("eval.study_kappa")
+    def selection_kappa(self) -> float:
+        """Holdout study kappa (valid only reports: choosing by it would make the valid score optimistic);
+        a run without one falls back to valid's; -inf when missing or undefined, so it ranks last."""
+        value = self.metrics.get("holdout.study_kappa", self.metrics.get("eval.study_kappa"))
         return float("-inf") if value is None or math.isnan(value) else float(value)
 
 

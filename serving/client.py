@@ -132,12 +132,14 @@ class ServingClient:
         version: int | None = None,
         label: str | None = None,
     ) -> dict[str, Any]:
-        """A study's prediction: mean of its images' abnormal probabilities, thresholded (params serving)."""
+        """A study's prediction: mean of its images' abnormal probabilities, cut at the model's own
+        threshold (its `threshold` output; params.yaml's for a model exported without one)."""
         paths = study_images(Path(folder))
         per_image = self.predict_images([p.read_bytes() for p in paths], model, version, label)
         for path, result in zip(paths, per_image, strict=True):
             result["path"] = str(path)
         probability = float(np.mean([result["abnormal_probability"] for result in per_image]))
+        threshold = float(per_image[0].get("threshold", self.threshold))
         parts = [result["body_part"] for result in per_image if "body_part" in result]
         return {
             "study": str(folder),
@@ -145,7 +147,8 @@ class ServingClient:
             "version": per_image[0]["version"],
             "body_part": max(set(parts), key=parts.count) if parts else body_part_from_path(Path(folder)),
             "abnormal_probability": probability,
-            "label": "abnormal" if probability >= self.threshold else "normal",
+            "label": "abnormal" if probability >= threshold else "normal",
+            "threshold": threshold,
             "images": per_image,
         }
 

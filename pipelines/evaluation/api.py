@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from pipelines.config import EvaluationParams, load_config
 from pipelines.errors import ConfigError, DataError
+from pipelines.evaluation.artifacts import download_model, run_manifest, split_rows
+from pipelines.evaluation.holdout import HOLDOUT_STUDY_PREFIX, operating_point_of
 
 
 def _clean(value: Any) -> Any:
@@ -25,57 +25,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _download(run_id: str, folder: Path) -> tuple[Path, dict]:
-    """Fetch model/model.keras and model/class_map.json of the run."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(folder))
-        )
-    except (MlflowException, OSError) as error:
-        raise ConfigError(
-            f"run {run_id} has no model/ artifacts ({error}); train it with `mura train` first"
-        ) from None
-    class_map = json.loads((local / "class_map.json").read_text(encoding="utf-8"))
-    return local / "model.keras", class_map
-
-
-def _manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:
-    if manifest is not None:
-        from pipelines.training.run import load_manifest
-
-        return load_manifest(manifest)
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="data/manifest.parquet", dst_path=str(folder)
-        )
-    except (MlflowException, OSError):
-        raise DataError(
-            f"run {run_id} holds no data/manifest.parquet; pass the manifest explicitly"
-        ) from None
-    return pd.read_parquet(path)
-
-
-def valid_rows(frame: pd.DataFrame, class_map: dict) -> pd.DataFrame:
-    """The usable `valid` rows of the model's task; DataError when there are none."""
-    from pipelines.contracts import parse_task
-    from pipelines.training.inputs import usable_rows
-    from pipelines.training.tasks import select_rows
-
-    task = parse_task(class_map["task"])
-    rows = usable_rows(select_rows(task, frame[frame["split"] == "valid"]))
-    if rows.empty:
-        raise DataError(
-            f"the manifest has no usable 'valid' rows for task {task.name}; nothing to evaluate on"
-        )
-    return rows.reset_index(drop=True)
-
-
 def evaluate_run(
     run_id: str,
     manifest=None,
@@ -86,19 +35,19 @@ def evaluate_run(
     output_dir: Path | None = None,
     params: EvaluationParams | None = None,
 ) -> dict:
-    """Study- and image-level metrics of the run's model on `valid`; logged as eval.* metrics and artifacts."""
+    """Study- and image-level metrics of the run's model on `valid`, at the operating point fitted on
+    holdout (`threshold` overrides its threshold), with bootstrap intervals; logged as eval.* metrics."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from pipelines.evaluation import plots
-    from pipelines.evaluation.metrics import evaluate_predictions, study_scores
+    from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
     from pipelines.evaluation.predict import score_images
     from pipelines.evaluation.report import flat_metrics, kappa_table
     from pipelines.training.layers import load_model
     from pipelines.training.tracking import configure_mlflow
 
     settings: EvaluationParams = params or load_config().evaluation
-    threshold = settings.threshold if threshold is None else float(threshold)
     configure_mlflow()
     client = MlflowClient()
     try:
@@ -107,18 +56,25 @@ def evaluate_run(
         raise ConfigError(
             f"MLflow run {run_id!r} not found; list runs in the MLflow UI (experiment mura)"
         ) from None
-    with tempfile.TemporaryDirectory() as scratch:
+    # The download stays out of the folder that is logged: one copy of the model per run.
+    with tempfile.TemporaryDirectory() as download, tempfile.TemporaryDirectory() as scratch:
         folder = Path(output_dir) if output_dir is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        model_path, class_map = _download(run_id, Path(scratch) / "download")
-        frame = _manifest(run_id, manifest, Path(scratch) / "download")
+        model_path, class_map, stored = download_model(run_id, Path(download))
+        frame = run_manifest(run_id, manifest, Path(download))
         root = Path(data_root) if data_root is not None else Path(run.data.tags.get("data.root", ""))
         if not str(root) or not root.is_dir():
             raise DataError(f"data root {root} not found; pass data_root (the folder holding MURA-v1.1/)")
-        rows = valid_rows(frame, class_map)
+        rows = split_rows(frame, class_map, "valid")
         model = load_model(model_path)
+        point = operating_point_of(client, run_id, model, frame, root, class_map, settings, stored, store=log)
+        threshold = point.threshold if threshold is None else float(threshold)
         scored = score_images(model, rows, root, class_map, settings.batch_size)
-        metrics = evaluate_predictions(scored, threshold, settings.calibration_bins)
+        scored["raw_probability"] = scored["probability"]
+        scored["probability"] = point.apply(scored["raw_probability"])
+        uncertainty = Uncertainty(settings.bootstrap_replicates, settings.confidence, settings.bootstrap_seed)
+        metrics = evaluate_predictions(scored, threshold, settings.calibration_bins, uncertainty)
+        metrics["operating_point"] = {**point.to_dict(), "threshold": threshold}
         studies = study_scores(scored)
         figures = folder / "figures"
         figures.mkdir(exist_ok=True)
@@ -143,7 +99,12 @@ def evaluate_run(
             client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in sorted(flat.items())])
             client.log_artifacts(run_id, str(folder), artifact_path="evaluation")
             client.log_text(run_id, table, "evaluation/kappa_table.txt")
-    return {"run_id": run_id, "metrics": flat, "report": metrics, "table": table}
+    holdout = {
+        key: value
+        for key, value in client.get_run(run_id).data.metrics.items()
+        if key.startswith(HOLDOUT_STUDY_PREFIX)
+    }
+    return {"run_id": run_id, "metrics": {**flat, **holdout}, "report": metrics, "table": table}
 
 
 def _nan_back(value: Any) -> Any:

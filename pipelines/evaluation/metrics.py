@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
 from pipelines.contracts import BODY_PARTS
+from pipelines.evaluation.bootstrap import study_intervals
+from pipelines.evaluation.calibration import check_probabilities, kappa_rows
 
 
 def study_scores(images: pd.DataFrame) -> pd.DataFrame:
@@ -59,12 +62,11 @@ def binary_metrics(labels, probabilities, threshold: float = 0.5) -> dict[str, f
 
 
 def _kappa(labels: np.ndarray, predicted: np.ndarray) -> float:
-    """Cohen's kappa; 1.0 when both raters agree completely on a single class (sklearn gives NaN)."""
+    """Cohen's kappa; NaN where it is undefined (no studies, or labels and predictions one same class:
+    chance agreement is then 1, and a 1.0 would claim skill that a constant rater also has)."""
     if len(labels) == 0:
         return math.nan
-    if len(np.unique(np.concatenate([labels, predicted]))) == 1:
-        return 1.0
-    return _safe(skm.cohen_kappa_score, labels, predicted)
+    return float(kappa_rows(labels, predicted))
 
 
 def calibration(labels, probabilities, bins: int = 10) -> dict:
@@ -99,19 +101,57 @@ def body_part_accuracy(actual, predicted) -> float:
     return float((actual == predicted).mean()) if len(actual) else math.nan
 
 
-def evaluate_predictions(images: pd.DataFrame, threshold: float = 0.5, bins: int = 10) -> dict:
-    """All metrics for scored images (columns probability, label, study_id, body_part[, predicted_part])."""
+@dataclass(frozen=True)
+class Uncertainty:
+    """Bootstrap settings of the study-level intervals (0 replicates: no intervals)."""
+
+    replicates: int = 0
+    confidence: float = 0.95
+    seed: int = 0
+
+
+def _study_metrics(studies: pd.DataFrame, threshold: float, uncertainty: Uncertainty) -> dict:
+    result = binary_metrics(studies["label"], studies["probability"], threshold)
+    if uncertainty.replicates > 0 and len(studies):
+        intervals = study_intervals(
+            studies["label"],
+            studies["probability"],
+            threshold,
+            studies["body_part"],
+            uncertainty.replicates,
+            uncertainty.confidence,
+            uncertainty.seed,
+        )
+        for name, (low, high) in intervals.items():
+            result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
+    return result
+
+
+def evaluate_predictions(
+    images: pd.DataFrame, threshold: float = 0.5, bins: int = 10, uncertainty: Uncertainty | None = None
+) -> dict:
+    """All metrics for scored images (columns probability, label, study_id, body_part[, predicted_part]
+    and, when calibrated, raw_probability); study kappa/AUROC intervals when `uncertainty` asks."""
+    uncertainty = uncertainty or Uncertainty()
+    check_probabilities(images["probability"], "probabilities to evaluate")
     studies = study_scores(images)
     result: dict = {
         "threshold": threshold,
         "image": binary_metrics(images["label"], images["probability"], threshold),
-        "study": binary_metrics(studies["label"], studies["probability"], threshold),
+        "study": _study_metrics(studies, threshold, uncertainty),
         "calibration": {
             "image": calibration(images["label"], images["probability"], bins),
             "study": calibration(studies["label"], studies["probability"], bins),
         },
         "per_part": {},
     }
+    if "raw_probability" in images:
+        raw_studies = images.groupby("study_id", sort=True).agg(
+            probability=("raw_probability", "mean"), label=("label", "first")
+        )
+        result["calibration"]["study_raw"] = calibration(
+            raw_studies["label"], raw_studies["probability"], bins
+        )
     if "predicted_part" in images:
         result["body_part_accuracy"] = {
             "image": body_part_accuracy(images["body_part"], images["predicted_part"]),
@@ -124,7 +164,7 @@ def evaluate_predictions(images: pd.DataFrame, threshold: float = 0.5, bins: int
         part_studies = studies[studies["body_part"] == part]
         result["per_part"][part] = {
             "image": binary_metrics(part_images["label"], part_images["probability"], threshold),
-            "study": binary_metrics(part_studies["label"], part_studies["probability"], threshold),
+            "study": _study_metrics(part_studies, threshold, uncertainty),
         }
     return result
 

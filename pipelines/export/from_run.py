@@ -29,6 +29,7 @@ def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[byt
                 "is it a finished training run of this tracking server?"
             ) from error
         class_map = json.loads(Path(map_file).read_text())
+        class_map["operating_point"] = _operating_point(client, run_id, scratch)
         from pipelines.training.layers import load_model
 
         model = load_model(model_file, compile=False)
@@ -43,3 +44,17 @@ def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[byt
         "artifact_path": "tf_serving",
         "saved_model_dir": str(out_dir) if out_dir else None,
     }
+
+
+def _operating_point(client, run_id: str, scratch: str) -> dict | None:
+    """The operating point fitted on holdout by `evaluate_run` (None: the run was not evaluated yet,
+    so the served model keeps params.yaml's fixed threshold and uncalibrated probabilities)."""
+    import mlflow
+
+    from pipelines.evaluation.artifacts import OPERATING_POINT_FILE
+
+    try:
+        path = client.download_artifacts(run_id, f"model/{OPERATING_POINT_FILE}", scratch)
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+    return json.loads(Path(path).read_text())

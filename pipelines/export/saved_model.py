@@ -24,11 +24,15 @@ from pipelines.contracts import (
     OUTPUT_CLASS_PROBABILITIES,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITY,
+    OUTPUT_RAW_PROBABILITY,
+    OUTPUT_THRESHOLD,
     PIXELS_SIGNATURE,
     SERVING_SIGNATURE,
     parse_task,
 )
 from pipelines.errors import ConfigError, ExportError
+from pipelines.evaluation.calibration import EPSILON, OperatingPoint
+from pipelines.export.precision import float32_model
 from pipelines.export.warmup import placeholder_image, write_warmup_file
 
 LOGGER = logging.getLogger(__name__)
@@ -54,7 +58,12 @@ def _check_class_map(class_map: dict[str, Any]) -> tuple[int, int]:
     return height, width
 
 
-def build_archive(model, class_map: dict[str, Any], threshold: float | None = None):
+def operating_point(class_map: dict[str, Any]) -> OperatingPoint:
+    """The class map's operating point; a model without one keeps params.yaml's fixed threshold."""
+    return OperatingPoint.from_dict(class_map.get("operating_point"), load_config().evaluation.threshold)
+
+
+def build_archive(model, class_map: dict[str, Any]):
     """A keras.export.ExportArchive with the `serving_default` and `predict_pixels` endpoints."""
     import keras
     import tensorflow as tf
@@ -63,7 +72,7 @@ def build_archive(model, class_map: dict[str, Any], threshold: float | None = No
 
     height, width = _check_class_map(class_map)
     kind = task_kind(class_map["task"])
-    threshold = float(load_config().evaluation.threshold if threshold is None else threshold)
+    point = operating_point(class_map)
     part_names = tf.constant(BODY_PARTS)
     parts = len(BODY_PARTS)
 
@@ -78,9 +87,15 @@ def build_archive(model, class_map: dict[str, Any], threshold: float | None = No
             outputs[OUTPUT_CLASS_PROBABILITIES] = probabilities
         else:
             abnormal = tf.reshape(probabilities, [-1])
+        outputs[OUTPUT_RAW_PROBABILITY] = abnormal
+        if point.method == "fitted":  # the formula of pipelines.evaluation.calibration.calibrate
+            clipped = tf.clip_by_value(abnormal, EPSILON, 1.0 - EPSILON)
+            logits = tf.math.log(clipped) - tf.math.log1p(-clipped)
+            abnormal = tf.sigmoid((logits - point.shift) / point.temperature)
         outputs[OUTPUT_PROBABILITY] = abnormal
+        outputs[OUTPUT_THRESHOLD] = tf.fill(tf.shape(abnormal), tf.constant(point.threshold, tf.float32))
         outputs[OUTPUT_LABEL] = tf.where(
-            abnormal >= threshold, tf.constant("abnormal"), tf.constant("normal")
+            abnormal >= point.threshold, tf.constant("abnormal"), tf.constant("normal")
         )
         return outputs
 
@@ -107,7 +122,8 @@ def build_archive(model, class_map: dict[str, Any], threshold: float | None = No
 def verify_export(
     saved_model_dir: Path, model, class_map: dict[str, Any], sample_images: list[bytes]
 ) -> float:
-    """Reload the SavedModel and return the max abs diff of both signatures vs the Keras model."""
+    """Reload the SavedModel and return the max abs diff of both signatures vs the Keras model (the raw
+    output, and the calibrated probability vs pipelines.evaluation.calibration on the raw one)."""
     import tensorflow as tf
 
     from pipelines.training.preprocessing import decode_and_resize
@@ -121,12 +137,19 @@ def verify_export(
     expected = np.asarray(model(pixels, training=False), dtype=np.float32)
     if task_kind(class_map["task"]) == "14cls":
         key = OUTPUT_CLASS_PROBABILITIES
+        raw = expected[:, len(BODY_PARTS) :].sum(axis=1)
     else:
-        key, expected = OUTPUT_PROBABILITY, expected.reshape(-1)
+        key, expected = OUTPUT_RAW_PROBABILITY, expected.reshape(-1)
+        raw = expected
+    calibrated = operating_point(class_map).apply(raw)
     by_bytes = loaded.signatures[SERVING_SIGNATURE](**{INPUT_IMAGE_BYTES: tf.constant(sample_images)})
     by_pixels = loaded.signatures[PIXELS_SIGNATURE](**{INPUT_PIXELS: pixels})
-    from_bytes, from_pixels = by_bytes[key].numpy(), by_pixels[key].numpy()
-    return float(max(np.max(np.abs(from_bytes - expected)), np.max(np.abs(from_pixels - expected))))
+    differences = [
+        np.max(np.abs(outputs[name].numpy() - wanted))
+        for outputs in (by_bytes, by_pixels)
+        for name, wanted in ((key, expected), (OUTPUT_PROBABILITY, calibrated))
+    ]
+    return float(max(differences))
 
 
 def export_saved_model(
@@ -142,7 +165,8 @@ def export_saved_model(
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir} is not empty: export into a new folder")
     samples = list(sample_images)[: settings.warmup_images] or [placeholder_image()]
-    archive = build_archive(model, class_map, threshold=class_map.get("threshold"))
+    model = float32_model(model)
+    archive = build_archive(model, class_map)
     archive.write_out(str(out_dir), verbose=False)
     write_warmup_file(out_dir, class_map["model_name"], samples)
     (out_dir / "assets.extra" / CLASS_MAP_ASSET).write_text(json.dumps(class_map, indent=2, sort_keys=True))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.errors import ConfigError
+from pipelines.registry.paired import PairedPolicy, PairedStudies, compare_paired
 
 KAPPA = "eval.study_kappa"
 AUROC = "eval.study_auroc"
@@ -30,6 +31,15 @@ class GatePolicy:
     max_overall_drop: float
     max_part_kappa_drop: float
     auto_promote: bool
+    paired_replicates: int = 1000
+    confidence: float = 0.95
+
+    @property
+    def paired(self) -> PairedPolicy:
+        """The paired-bootstrap part of the policy."""
+        return PairedPolicy(
+            self.max_overall_drop, self.max_part_kappa_drop, self.paired_replicates, self.confidence
+        )
 
     @classmethod
     def from_params(cls, section: dict[str, Any] | None = None) -> GatePolicy:
@@ -59,7 +69,16 @@ class GatePolicy:
             raise ConfigError(
                 "params.yaml gate: min_study_kappa must lie in [-1, 1] and min_study_auroc in [0, 1]"
             )
-        return cls(**values, auto_promote=bool(section["auto_promote"]))
+        replicates = int(section.get("paired_replicates", 1000))
+        confidence = float(section.get("confidence", 0.95))
+        if replicates < 100 or not 0.5 <= confidence < 1.0:
+            raise ConfigError("params.yaml gate: paired_replicates must be >= 100 and confidence in [0.5, 1)")
+        return cls(
+            **values,
+            auto_promote=bool(section["auto_promote"]),
+            paired_replicates=replicates,
+            confidence=confidence,
+        )
 
 
 @dataclass
@@ -157,13 +176,20 @@ def evaluate_gate(
     policy: GatePolicy,
     champion_version: int | None = None,
     lineage: list[str] | None = None,
+    paired: PairedStudies | None = None,
 ) -> GateVerdict:
-    """Judge `candidate` metrics: floors always; against `champion` metrics when there is a champion;
+    """Judge `candidate` metrics: floors always; against the champion when there is one, by a paired
+    bootstrap on the same holdout studies when `paired` is given, else by single numbers;
     `lineage` failures (lineage_failures) fail it whatever its metrics."""
     notes: list[str] = []
     failures: list[str] = list(lineage or [])
     _floors(candidate, policy, notes, failures)
-    if champion is not None:
+    if champion is not None and paired is not None:
+        paired_notes, paired_failures = compare_paired(paired, policy.paired)
+        notes += paired_notes
+        failures += paired_failures
+    elif champion is not None:
+        notes.append("no paired holdout predictions: single numbers compared")
         _against_champion(candidate, champion, policy, notes, failures)
     against = f" vs champion v{champion_version}" if champion is not None and champion_version else ""
     if champion is None:

@@ -12,6 +12,7 @@ from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.gate import GatePolicy, evaluate_gate, lineage_failures
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
+from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule
 from pipelines.registry.tracking import connect, tracking_errors, version_metrics
 
@@ -200,9 +201,11 @@ def gate_version(
         candidate = client.get_model_version(model, str(version))
         metrics = version_metrics(candidate)
         champion_version = client.get_registered_model(model).aliases.get(CHAMPION)
-        champion_metrics = None
+        champion_metrics, paired = None, None
         if champion_version is not None and int(champion_version) != int(version):
-            champion_metrics = version_metrics(client.get_model_version(model, champion_version))
+            champion = client.get_model_version(model, champion_version)
+            champion_metrics = version_metrics(champion)
+            paired = paired_holdout(client, candidate.run_id, champion.run_id)
         else:
             champion_version = None
         verdict = evaluate_gate(
@@ -211,6 +214,7 @@ def gate_version(
             policy,
             int(champion_version) if champion_version else None,
             lineage=lineage_failures(candidate.tags),
+            paired=paired,
         )
         for key, value in {
             "gate.status": verdict.status,

@@ -56,10 +56,18 @@ def test_binary_signatures_match_keras(exports, images):
     loaded = tf.saved_model.load(str(path))
     serving = loaded.signatures["serving_default"]
     assert serving.structured_input_signature[1]["image_bytes"].dtype == tf.string
-    assert set(serving.structured_outputs) == {"abnormal_probability", "label"}
+    assert set(serving.structured_outputs) == {
+        "abnormal_probability",
+        "raw_probability",
+        "threshold",
+        "label",
+    }
     pixels, expected = keras_on_images(model, images)
     outputs = serving(image_bytes=tf.constant(images))
+    # No fitted operating point: the probability is the network's own, cut at params.yaml's 0.5.
     np.testing.assert_allclose(outputs["abnormal_probability"].numpy(), expected[:, 0], atol=1e-5)
+    np.testing.assert_allclose(outputs["raw_probability"].numpy(), expected[:, 0], atol=1e-5)
+    assert outputs["threshold"].numpy().tolist() == [0.5] * len(images)
     labels = [value.decode() for value in outputs["label"].numpy()]
     assert labels == ["abnormal" if p >= 0.5 else "normal" for p in expected[:, 0]]
     from_pixels = loaded.signatures["predict_pixels"](pixels=pixels)
@@ -120,3 +128,56 @@ def test_export_refuses_bad_input(tmp_path, exports, images):
         export_saved_model(
             model, {k: v for k, v in class_map.items() if k != "image_size"}, tmp_path / "b", images
         )
+
+
+def test_fitted_operating_point_is_baked_into_the_graph(tmp_path, images):
+    import tensorflow as tf
+
+    from pipelines.evaluation.calibration import OperatingPoint
+    from pipelines.export import export_saved_model
+    from serving import samples
+
+    model = samples.tiny_keras_model("binary", IMAGE_SIZE, seed=11)
+    point = OperatingPoint(temperature=0.4, shift=0.3, threshold=0.42, method="fitted", studies=50)
+    class_map = {**contracts.class_map("binary", "tiny", IMAGE_SIZE), "operating_point": point.to_dict()}
+    path = export_saved_model(model, class_map, tmp_path / "saved", images)
+    outputs = tf.saved_model.load(str(path)).signatures["serving_default"](image_bytes=tf.constant(images))
+    _, expected = keras_on_images(model, images)
+    raw = outputs["raw_probability"].numpy()
+    np.testing.assert_allclose(raw, expected[:, 0], atol=1e-5)
+    calibrated = outputs["abnormal_probability"].numpy()
+    np.testing.assert_allclose(calibrated, point.apply(raw), atol=1e-5)
+    assert np.max(np.abs(calibrated - raw)) > 1e-3  # the calibration did something
+    assert outputs["threshold"].numpy().tolist() == pytest.approx([0.42] * len(images))
+    labels = [value.decode() for value in outputs["label"].numpy()]
+    assert labels == ["abnormal" if p >= 0.42 else "normal" for p in calibrated]
+
+
+def test_mixed_precision_model_exports_in_float32_within_the_reload_check(tmp_path, images):
+    import keras
+
+    from pipelines.contracts import parse_task
+    from pipelines.export import export_saved_model
+    from pipelines.export.precision import float32_model, uses_mixed_precision
+    from pipelines.training.fit import compile_model
+    from pipelines.training.zoo import build_model
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(5)
+        model = build_model("baseline_cnn", parse_task("binary"), (32, 32), None, 0.1)
+        compile_model(model, parse_task("binary"), 1e-3)
+        pixels = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+        model.fit(pixels, np.arange(16) % 2, epochs=2, batch_size=8, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert uses_mixed_precision(model)
+    rebuilt = float32_model(model)
+    assert not uses_mixed_precision(rebuilt)
+    for before, after in zip(model.get_weights(), rebuilt.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    # float16 compute vs float32 compute of the same weights: close, not equal (why export rebuilds).
+    np.testing.assert_allclose(np.asarray(rebuilt(pixels)), np.asarray(model(pixels)), atol=5e-2)
+    class_map = contracts.class_map("binary", "baseline_cnn", (32, 32))
+    export_saved_model(model, class_map, tmp_path / "saved", images)  # raises ExportError above 1e-5

@@ -148,6 +148,16 @@ def _evaluation(arch: str, metrics: dict) -> Evaluation:
     return Evaluation(trained, metrics)
 
 
+def test_best_candidate_is_the_highest_holdout_kappa_not_valid():
+    from pipelines.orchestration import best_candidate
+
+    candidates = [
+        _evaluation("valid_best", {"eval.study_kappa": 0.9, "holdout.study_kappa": 0.5}),
+        _evaluation("holdout_best", {"eval.study_kappa": 0.6, "holdout.study_kappa": 0.7}),
+    ]
+    assert best_candidate(candidates).trained.candidate.arch == "holdout_best"
+
+
 def test_best_candidate_is_the_highest_study_kappa_and_undefined_ranks_last():
     from pipelines.errors import ConfigError
     from pipelines.orchestration import best_candidate

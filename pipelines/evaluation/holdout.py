@@ -1,0 +1,122 @@
+"""The holdout studies: where the operating point is fitted, candidates are selected and the gate
+compares a challenger with the champion (`valid` is only reported)."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import EvaluationParams, load_config
+from pipelines.evaluation.artifacts import OPERATING_POINT_FILE, download_model, split_rows
+from pipelines.evaluation.calibration import OperatingPoint, fit_operating_point
+
+HOLDOUT_STUDIES_FILE = "holdout_studies.csv"  # evaluation/: the gate's paired comparison reads it
+HOLDOUT_STUDY_PREFIX = "holdout.study_"  # study metrics at the fitted operating point: selection uses them
+
+
+def operating_point_of(
+    client,
+    run_id: str,
+    model,
+    frame: pd.DataFrame,
+    root: Path,
+    class_map: dict,
+    settings: EvaluationParams,
+    stored: dict | None,
+    store: bool = True,
+) -> OperatingPoint:
+    """The run's operating point: `stored` (model/operating_point.json), else fitted on holdout now and
+    (with `store`) stored there with the holdout study metrics it reaches, so export and later
+    evaluations reuse it."""
+    if settings.operating_point == "fixed":
+        return OperatingPoint(threshold=settings.threshold)
+    if stored is not None:
+        return OperatingPoint.from_dict(stored)
+    from pipelines.evaluation.metrics import evaluate_predictions
+    from pipelines.evaluation.predict import score_images
+
+    holdout = score_images(
+        model, split_rows(frame, class_map, "holdout"), root, class_map, settings.batch_size
+    )
+    point = fit_operating_point(holdout, seed=settings.bootstrap_seed)
+    holdout["raw_probability"] = holdout["probability"]
+    holdout["probability"] = point.apply(holdout["raw_probability"])
+    if not store:
+        return point
+    reached = evaluate_predictions(holdout, point.threshold, settings.calibration_bins)
+    from mlflow.entities import Metric
+
+    stamp = client.get_run(run_id).info.start_time or 0
+    values = {
+        "holdout.study_kappa": reached["study"]["kappa"],
+        "holdout.study_auroc": reached["study"]["auroc"],
+        "holdout.study_ece": reached["calibration"]["study"]["ece"],
+        "holdout.study_ece_raw": reached["calibration"]["study_raw"]["ece"],
+        "calibration.temperature": point.temperature,
+        "calibration.shift": point.shift,
+        "calibration.threshold": point.threshold,
+    }
+    client.log_batch(
+        run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items() if not math.isnan(v)]
+    )
+    client.log_dict(run_id, point.to_dict(), f"model/{OPERATING_POINT_FILE}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / HOLDOUT_STUDIES_FILE
+        study_table(holdout).to_csv(path, index=False)
+        client.log_artifact(run_id, str(path), artifact_path="evaluation")
+    return point
+
+
+def study_table(images: pd.DataFrame) -> pd.DataFrame:
+    """Study rows (study_id, body_part, label, probability, raw_probability): means of scored images."""
+    columns = ["study_id", "body_part", "label", "probability", "raw_probability"]
+    return images[columns].groupby(["study_id", "body_part", "label"], as_index=False).mean()
+
+
+def stored_holdout_studies(client, run_id: str) -> tuple[pd.DataFrame, float] | None:
+    """(holdout study table, threshold) saved by the run's evaluation; None when it has none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            table = client.download_artifacts(run_id, f"evaluation/{HOLDOUT_STUDIES_FILE}", folder)
+            stored = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"model/{OPERATING_POINT_FILE}", dst_path=folder
+            )
+        except (MlflowException, OSError):
+            return None
+        point = OperatingPoint.from_dict(json.loads(Path(stored).read_text(encoding="utf-8")))
+        return pd.read_csv(table), point.threshold
+
+
+def scored_holdout_studies(
+    run_id: str, frame: pd.DataFrame, root: Path, params: EvaluationParams | None = None
+) -> tuple[pd.DataFrame, float]:
+    """(study table, threshold) of the run's model, at its operating point, on the holdout rows of
+    `frame` (another run's data: the gate pairs a champion with a challenger trained on new data)."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.evaluation.predict import score_images
+    from pipelines.training.layers import load_model
+    from pipelines.training.tracking import configure_mlflow
+
+    settings = params or load_config().evaluation
+    configure_mlflow()
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as download:
+        model_path, class_map, stored = download_model(run_id, Path(download))
+        model = load_model(model_path)
+        point = operating_point_of(
+            client, run_id, model, frame, root, class_map, settings, stored, store=False
+        )
+        images = score_images(
+            model, split_rows(frame, class_map, "holdout"), root, class_map, settings.batch_size
+        )
+    images["raw_probability"] = images["probability"]
+    images["probability"] = point.apply(images["raw_probability"])
+    return study_table(images), point.threshold

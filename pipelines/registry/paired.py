@@ -1,0 +1,106 @@
+"""The champion comparison as a paired bootstrap on the same holdout studies.
+
+Two retrains of one config differ by several kappa points on 100-150 studies, so comparing two single
+numbers flip-flops on noise. Both models' study predictions on the same studies are resampled together
+(stratified by study type); a regression blocks only when the interval of challenger minus champion
+lies wholly below minus the allowed drop (with a drop of 0: when the interval excludes zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipelines.evaluation.bootstrap import interval, paired_differences
+
+MIN_PAIRED_STUDIES = 20  # fewer paired studies than this cannot show a regression
+
+
+@dataclass(frozen=True)
+class PairedStudies:
+    """Study predictions of challenger and champion on the same studies (calibrated probabilities)."""
+
+    frame: pd.DataFrame  # study_id, body_part, label, challenger, champion
+    thresholds: tuple[float, float]  # (challenger's, champion's)
+
+    @classmethod
+    def join(
+        cls, challenger: pd.DataFrame, champion: pd.DataFrame, thresholds: tuple[float, float]
+    ) -> PairedStudies:
+        """Pair two study tables (study_id, body_part, label, probability) on their common studies."""
+        merged = challenger[["study_id", "body_part", "label", "probability"]].merge(
+            champion[["study_id", "probability"]], on="study_id", suffixes=("_challenger", "_champion")
+        )
+        frame = merged.rename(
+            columns={"probability_challenger": "challenger", "probability_champion": "champion"}
+        )
+        return cls(frame.sort_values("study_id").reset_index(drop=True), thresholds)
+
+
+@dataclass(frozen=True)
+class PairedPolicy:
+    """How the paired comparison decides (params.yaml gate:)."""
+
+    max_overall_drop: float
+    max_part_kappa_drop: float
+    replicates: int
+    confidence: float
+    seed: int = 0
+
+
+def _describe(label: str, differences: np.ndarray, confidence: float) -> tuple[str, float]:
+    low, high = interval(differences, confidence)
+    centre = float(np.nanmedian(differences)) if np.isfinite(differences).any() else float("nan")
+    return f"{label} {centre:+.3f} [{low:+.3f}, {high:+.3f}]", high
+
+
+def compare_paired(paired: PairedStudies, policy: PairedPolicy) -> tuple[list[str], list[str]]:
+    """(notes, failures) of the challenger against the champion on the paired studies."""
+    frame = paired.frame
+    count = len(frame)
+    percent = f"{policy.confidence:.0%}"
+    if count < MIN_PAIRED_STUDIES:
+        return [f"only {count} paired holdout studies: too few to compare, no regression shown"], []
+    notes: list[str] = []
+    failures: list[str] = []
+    overall = paired_differences(
+        frame["label"],
+        frame["challenger"].to_numpy(),
+        frame["champion"].to_numpy(),
+        paired.thresholds,
+        frame["body_part"],
+        policy.replicates,
+        policy.seed,
+    )
+    for metric, label in (("kappa", "study kappa"), ("auroc", "study AUROC")):
+        text, high = _describe(f"{label} change", overall[metric], policy.confidence)
+        if high < -policy.max_overall_drop:
+            failures.append(
+                f"{text}: a regression larger than {policy.max_overall_drop:.3f} at {percent} "
+                f"({count} paired holdout studies)"
+            )
+        else:
+            notes.append(text)
+    for part, rows in frame.groupby("body_part", sort=True):
+        if rows["label"].nunique() < 2 or len(rows) < MIN_PAIRED_STUDIES // 2:
+            continue  # kappa is undefined or meaningless on a handful of one-class studies
+        slug = str(part).removeprefix("XR_").lower()
+        differences = paired_differences(
+            rows["label"],
+            rows["challenger"].to_numpy(),
+            rows["champion"].to_numpy(),
+            paired.thresholds,
+            np.zeros(len(rows)),
+            policy.replicates,
+            policy.seed,
+        )["kappa"]
+        text, high = _describe(f"{slug} study kappa change", differences, policy.confidence)
+        if high < -policy.max_part_kappa_drop:
+            failures.append(
+                f"{text}: a regression larger than {policy.max_part_kappa_drop:.3f} at {percent} "
+                f"({len(rows)} paired {slug} studies)"
+            )
+    notes.append(f"{count} paired holdout studies, {percent} paired bootstrap")
+    return notes, failures

@@ -1,0 +1,158 @@
+"""The operating point fitted on holdout, bootstrap intervals and the paired champion comparison."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.errors import DataError
+from pipelines.evaluation.bootstrap import paired_differences, study_intervals
+from pipelines.evaluation.calibration import (
+    OperatingPoint,
+    calibrate,
+    check_probabilities,
+    fit_calibration,
+    fit_operating_point,
+    fit_threshold,
+    kappa_rows,
+)
+from pipelines.evaluation.metrics import Uncertainty, binary_metrics, evaluate_predictions
+from pipelines.evaluation.report import flat_metrics, kappa_table
+from pipelines.registry.gate import GatePolicy, evaluate_gate
+from pipelines.registry.paired import PairedStudies
+
+PARTS = ("XR_ELBOW", "XR_HAND", "XR_WRIST")
+
+
+def _studies(count: int, seed: int) -> pd.DataFrame:
+    """One image per study with a calibrated probability: each label is drawn from it."""
+    rng = np.random.default_rng(seed)
+    probability = 1 / (1 + np.exp(-rng.normal(0, 2.5, count)))
+    return pd.DataFrame(
+        {
+            "study_id": [f"s{index:04d}" for index in range(count)],
+            "body_part": [PARTS[index % len(PARTS)] for index in range(count)],
+            "label": (rng.random(count) < probability).astype(int),
+            "probability": probability,
+        }
+    )
+
+
+def test_calibration_recovers_a_known_distortion_and_lowers_the_ece():
+    studies = _studies(4000, seed=1)
+    # The model's output: true probabilities pushed towards abnormal and made overconfident, i.e.
+    # logit(distorted) = 2.5 * (logit(p) + 1), which calibrate(temperature=2.5, shift=2.5) undoes.
+    distorted = calibrate(studies["probability"], temperature=1 / 2.5, shift=-1.0)
+    temperature, shift = fit_calibration(distorted, studies["study_id"], studies["label"])
+    assert temperature == pytest.approx(2.5, rel=0.1)
+    assert shift == pytest.approx(2.5, rel=0.1)
+    from pipelines.evaluation.metrics import calibration
+
+    before = calibration(studies["label"], distorted)["ece"]
+    after = calibration(studies["label"], calibrate(distorted, temperature, shift))["ece"]
+    assert before > 0.1 and after < 0.03
+
+
+def test_threshold_maximises_kappa_where_the_classes_separate():
+    labels = np.array([0] * 30 + [1] * 30)
+    probabilities = np.concatenate([np.linspace(0.6, 0.75, 30), np.linspace(0.8, 0.95, 30)])
+    threshold = fit_threshold(probabilities, labels)
+    assert 0.75 < threshold < 0.8  # at 0.5 every study is called abnormal (kappa 0)
+    assert kappa_rows(labels, probabilities >= threshold) == pytest.approx(1.0)
+    assert fit_threshold(probabilities, np.ones(60, dtype=int)) == 0.5  # one class: nothing to fit
+
+
+def test_operating_point_fits_on_image_rows_and_round_trips():
+    studies = _studies(300, seed=2)
+    images = pd.concat([studies, studies.assign(probability=studies["probability"] ** 0.8)])
+    images["probability"] = calibrate(images["probability"], 0.5, -0.5)
+    point = fit_operating_point(images)
+    assert point.method == "fitted" and point.studies == 300
+    assert OperatingPoint.from_dict(point.to_dict()) == point
+    assert OperatingPoint.from_dict(None, default_threshold=0.4) == OperatingPoint(threshold=0.4)
+    with pytest.raises(DataError, match="no holdout images"):
+        fit_operating_point(images.iloc[:0])
+
+
+def test_nan_probabilities_are_an_error_naming_the_count():
+    with pytest.raises(DataError, match="2 of 4 probabilities are NaN, infinite or outside"):
+        check_probabilities([0.1, math.nan, 0.3, 1.5])
+    frame = _studies(20, seed=3)
+    frame.loc[3, "probability"] = math.nan
+    with pytest.raises(DataError, match="retrain"):
+        evaluate_predictions(frame)
+
+
+def test_kappa_is_undefined_not_perfect_when_one_class_only():
+    assert math.isnan(binary_metrics([1, 1, 1], [0.9, 0.8, 0.7])["kappa"])
+    assert binary_metrics([0, 1, 1], [0.1, 0.8, 0.7])["kappa"] == pytest.approx(1.0)
+
+
+def test_intervals_cover_the_estimate_and_narrow_with_more_studies():
+    small, large = _studies(80, seed=4), _studies(2000, seed=4)
+    widths = []
+    for studies in (small, large):
+        intervals = study_intervals(
+            studies["label"], studies["probability"], 0.5, studies["body_part"], 500, 0.95
+        )
+        kappa = binary_metrics(studies["label"], studies["probability"])["kappa"]
+        low, high = intervals["kappa"]
+        assert low < kappa < high
+        assert intervals["auroc"][0] < intervals["auroc"][1] <= 1.0
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 3
+
+
+def test_evaluation_reports_intervals_in_metrics_and_table():
+    images = _studies(150, seed=5)
+    images["raw_probability"] = calibrate(images["probability"], 0.5, -1.0)
+    result = evaluate_predictions(images, 0.5, 10, Uncertainty(200, 0.95))
+    result["operating_point"] = OperatingPoint(0.5, -1.0, 0.5, "fitted", 60).to_dict()
+    flat = flat_metrics(result)
+    assert flat["eval.study_kappa_ci_low"] < flat["eval.study_kappa"] < flat["eval.study_kappa_ci_high"]
+    assert "eval.elbow.study_auroc_ci_high" in flat and "eval.study_ece_raw" in flat
+    table = kappa_table(result)
+    assert "95% interval" in table and "fitted on 60 holdout studies" in table
+    overall = next(line for line in table.splitlines() if line.startswith("Overall"))
+    assert f"[{flat['eval.study_kappa_ci_low']:5.2f}," in overall
+
+
+POLICY = GatePolicy(0.05, 0.55, 0.0, 0.0, False, paired_replicates=500)
+FLOOR_METRICS = {"eval.study_kappa": 0.6, "eval.study_auroc": 0.9}
+
+
+def _paired(challenger: np.ndarray, champion: pd.DataFrame) -> PairedStudies:
+    return PairedStudies.join(champion.assign(probability=challenger), champion, (0.5, 0.5))
+
+
+def test_paired_gate_passes_noise_and_blocks_a_real_regression():
+    champion = _studies(150, seed=6)
+    rng = np.random.default_rng(7)
+    retrain = np.clip(champion["probability"] + rng.normal(0, 0.05, 150), 0, 1)
+    verdict = evaluate_gate(FLOOR_METRICS, FLOOR_METRICS, POLICY, 2, paired=_paired(retrain, champion))
+    assert verdict.passed, verdict.reason
+    assert "study kappa change" in verdict.reason and "150 paired holdout studies" in verdict.reason
+    # Half of the abnormal studies now called normal: a regression whose interval excludes zero.
+    worse = champion["probability"].to_numpy().copy()
+    abnormal = np.flatnonzero(champion["label"].to_numpy() == 1)
+    worse[abnormal[::2]] = 0.05
+    verdict = evaluate_gate(FLOOR_METRICS, FLOOR_METRICS, POLICY, 2, paired=_paired(worse, champion))
+    assert not verdict.passed
+    assert "study kappa change -0." in verdict.reason and "a regression larger than 0.000" in verdict.reason
+
+
+def test_paired_differences_of_a_model_with_itself_are_zero():
+    studies = _studies(60, seed=8)
+    differences = paired_differences(
+        studies["label"], studies["probability"], studies["probability"], (0.5, 0.5), studies["body_part"], 50
+    )
+    assert np.allclose(differences["kappa"], 0) and np.allclose(differences["auroc"], 0)
+
+
+def test_too_few_paired_studies_show_no_regression():
+    champion = _studies(10, seed=9)
+    verdict = evaluate_gate(FLOOR_METRICS, FLOOR_METRICS, POLICY, 2, paired=_paired(np.zeros(10), champion))
+    assert verdict.passed and "too few to compare" in verdict.reason
