@@ -1,0 +1,186 @@
+"""Model quality across fresh synthetic releases, and whether the gate's verdict survives a retrain.
+
+1. Quality: for each data seed (none used by the tests), `mura data synth --seed S` (400 + 100
+   patients), train the preset, evaluate on valid at the operating point fitted on holdout. Targets
+   (cpu_smoke): study kappa median >= 0.75 and min >= 0.65, study ECE after calibration <= 0.08.
+2. Gate stability: on one release, R retrains of the same config (training seeds 1..R). A trial takes a
+   champion and two challengers; it is stable when both challengers get the same verdict (they are
+   the same model up to noise). Target: >= 9 of 10 trials stable. The baseline, measured in the same
+   run on the same models, is the single-number gate it replaces (valid kappa/AUROC, 0.02 / 0.05 drops).
+
+    python benchmarks/bench_model_quality.py --out benchmarks/results [--seeds 101,202,303,404,505]
+        [--retrains 6] [--trials 10] [--preset cpu_smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+TARGETS = {"kappa_median": 0.75, "kappa_min": 0.65, "ece_max": 0.08, "stable_trials": 9}
+KEYS = (
+    "eval.study_kappa",
+    "eval.study_kappa_ci_low",
+    "eval.study_kappa_ci_high",
+    "eval.study_auroc",
+    "eval.study_ece",
+    "eval.study_ece_raw",
+    "eval.study_sensitivity",
+    "eval.study_specificity",
+    "eval.threshold",
+    "holdout.study_kappa",
+)
+
+
+def _release(folder: Path, seed: int) -> tuple[Path, Path]:
+    from pipelines.data.manifest import build_manifest, write_manifest
+    from pipelines.data.synth import generate_synthetic
+
+    generate_synthetic(folder / "data", seed=seed, train_patients=400, valid_patients=100)
+    manifest = write_manifest(build_manifest(folder / "data").frame, folder / "manifest.parquet")
+    return folder / "data", manifest
+
+
+def _train_and_evaluate(preset: str, manifest: Path, data: Path, overrides: dict) -> dict:
+    from pipelines.evaluation import evaluate_run
+    from pipelines.training import train
+
+    started = time.perf_counter()
+    run = train({"preset": preset, **overrides}, manifest, data)
+    metrics = evaluate_run(run.run_id)["metrics"]
+    return {
+        "run_id": run.run_id,
+        "seconds": round(time.perf_counter() - started, 1),
+        **{key: metrics.get(key) for key in KEYS},
+        "all_metrics": metrics,
+    }
+
+
+def _summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def quality(preset: str, seeds: list[int], scratch: Path) -> dict:
+    """Per data seed: valid metrics at the fitted operating point."""
+    runs = []
+    for seed in seeds:
+        data, manifest = _release(scratch / f"release_{seed}", seed)
+        result = _train_and_evaluate(preset, manifest, data, {})
+        result.pop("all_metrics")
+        runs.append({"data_seed": seed, **result})
+        print(
+            f"seed {seed}: kappa {result['eval.study_kappa']:.3f} ECE {result['eval.study_ece']:.3f}",
+            flush=True,
+        )
+    kappas = [run["eval.study_kappa"] for run in runs]
+    eces = [run["eval.study_ece"] for run in runs]
+    return {
+        "runs": runs,
+        "study_kappa": _summary(kappas),
+        "study_ece_calibrated": _summary(eces),
+        "study_ece_raw": _summary([run["eval.study_ece_raw"] for run in runs]),
+        "study_auroc": _summary([run["eval.study_auroc"] for run in runs]),
+    }
+
+
+def gate_stability(preset: str, seed: int, retrains: int, trials: int, scratch: Path) -> dict:
+    """Verdicts of the paired gate vs the single-number gate on triples of retrains of one config."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.evaluation.holdout import stored_holdout_studies
+    from pipelines.registry.gate import GatePolicy, evaluate_gate
+    from pipelines.registry.paired import PairedStudies
+
+    data, manifest = _release(scratch / "gate_release", seed)
+    models = [_train_and_evaluate(preset, manifest, data, {"seed": index + 1}) for index in range(retrains)]
+    client = MlflowClient()
+    holdout = [stored_holdout_studies(client, model["run_id"]) for model in models]
+    paired_policy = GatePolicy.from_params()
+    single_policy = GatePolicy(
+        paired_policy.min_study_kappa, paired_policy.min_study_auroc, 0.02, 0.05, False
+    )
+
+    def verdicts(champion: int, challenger: int) -> tuple[bool, bool]:
+        metrics, reference = models[challenger]["all_metrics"], models[champion]["all_metrics"]
+        (table, threshold), (champion_table, champion_threshold) = holdout[challenger], holdout[champion]
+        paired = PairedStudies.join(table, champion_table, (threshold, champion_threshold))
+        return (
+            evaluate_gate(metrics, reference, paired_policy, 1, paired=paired).passed,
+            evaluate_gate(metrics, reference, single_policy, 1).passed,
+        )
+
+    rows = []
+    for champion, first, second in itertools.islice(itertools.permutations(range(retrains), 3), 0, None):
+        if first > second:
+            continue  # (a, b) and (b, a) are the same trial
+        a, b = verdicts(champion, first), verdicts(champion, second)
+        rows.append(
+            {
+                "champion": champion,
+                "challengers": [first, second],
+                "paired": [a[0], b[0]],
+                "single_number": [a[1], b[1]],
+            }
+        )
+        if len(rows) == trials:
+            break
+    return {
+        "data_seed": seed,
+        "retrains": [
+            {key: model[key] for key in ("run_id", "seconds", "eval.study_kappa", "holdout.study_kappa")}
+            for model in models
+        ],
+        "trials": rows,
+        "paired_stable": sum(row["paired"][0] == row["paired"][1] for row in rows),
+        "paired_passed": sum(sum(row["paired"]) for row in rows),
+        "single_number_stable": sum(row["single_number"][0] == row["single_number"][1] for row in rows),
+        "single_number_passed": sum(sum(row["single_number"]) for row in rows),
+        "verdicts": 2 * len(rows),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--preset", default="cpu_smoke")
+    parser.add_argument("--seeds", default="101,202,303,404,505")
+    parser.add_argument("--retrains", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--skip-gate", action="store_true")
+    args = parser.parse_args()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    with tempfile.TemporaryDirectory(prefix="mura-quality-") as folder:
+        scratch = Path(folder)
+        os.environ["MURA_HOME"] = str(scratch / "home")
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'home' / 'mlflow.db'}"
+        result: dict = {
+            "preset": args.preset,
+            "targets": TARGETS,
+            "quality": quality(args.preset, seeds, scratch),
+        }
+        if not args.skip_gate:
+            result["gate"] = gate_stability(args.preset, seeds[0], args.retrains, args.trials, scratch)
+    summary = result["quality"]
+    met = {
+        "kappa_median": summary["study_kappa"]["median"] >= TARGETS["kappa_median"],
+        "kappa_min": summary["study_kappa"]["min"] >= TARGETS["kappa_min"],
+        "ece_max": summary["study_ece_calibrated"]["max"] <= TARGETS["ece_max"],
+    }
+    if "gate" in result:
+        met["stable_trials"] = result["gate"]["paired_stable"] >= TARGETS["stable_trials"]
+    result["met"] = met
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "model_quality.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(json.dumps({"quality": {k: v for k, v in summary.items() if k != "runs"}, "met": met}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
