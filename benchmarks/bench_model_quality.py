@@ -66,12 +66,12 @@ def _summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def quality(preset: str, seeds: list[int], scratch: Path) -> dict:
+def quality(preset: str, seeds: list[int], scratch: Path, overrides: dict) -> dict:
     """Per data seed: valid metrics at the fitted operating point."""
     runs = []
     for seed in seeds:
         data, manifest = _release(scratch / f"release_{seed}", seed)
-        result = _train_and_evaluate(preset, manifest, data, {})
+        result = _train_and_evaluate(preset, manifest, data, overrides)
         result.pop("all_metrics")
         runs.append({"data_seed": seed, **result})
         print(
@@ -89,7 +89,9 @@ def quality(preset: str, seeds: list[int], scratch: Path) -> dict:
     }
 
 
-def gate_stability(preset: str, seed: int, retrains: int, trials: int, scratch: Path) -> dict:
+def gate_stability(
+    preset: str, seed: int, retrains: int, trials: int, scratch: Path, overrides: dict
+) -> dict:
     """Verdicts of the paired gate vs the single-number gate on triples of retrains of one config."""
     from mlflow.tracking import MlflowClient
 
@@ -98,7 +100,10 @@ def gate_stability(preset: str, seed: int, retrains: int, trials: int, scratch: 
     from pipelines.registry.paired import PairedStudies
 
     data, manifest = _release(scratch / "gate_release", seed)
-    models = [_train_and_evaluate(preset, manifest, data, {"seed": index + 1}) for index in range(retrains)]
+    models = [
+        _train_and_evaluate(preset, manifest, data, {**overrides, "seed": index + 1})
+        for index in range(retrains)
+    ]
     client = MlflowClient()
     holdout = [stored_holdout_studies(client, model["run_id"]) for model in models]
     paired_policy = GatePolicy.from_params()
@@ -153,8 +158,10 @@ def main() -> None:
     parser.add_argument("--retrains", type=int, default=6)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--skip-gate", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="preset override")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    overrides = dict(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory(prefix="mura-quality-") as folder:
         scratch = Path(folder)
         os.environ["MURA_HOME"] = str(scratch / "home")
@@ -162,10 +169,13 @@ def main() -> None:
         result: dict = {
             "preset": args.preset,
             "targets": TARGETS,
-            "quality": quality(args.preset, seeds, scratch),
+            "overrides": overrides,
+            "quality": quality(args.preset, seeds, scratch, overrides),
         }
         if not args.skip_gate:
-            result["gate"] = gate_stability(args.preset, seeds[0], args.retrains, args.trials, scratch)
+            result["gate"] = gate_stability(
+                args.preset, seeds[0], args.retrains, args.trials, scratch, overrides
+            )
     summary = result["quality"]
     met = {
         "kappa_median": summary["study_kappa"]["median"] >= TARGETS["kappa_median"],

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from pipelines.contracts import Task
 from pipelines.training.presets import TrainConfig
@@ -32,21 +33,32 @@ class Phase:
     learning_rate: float
     trainable_layers: int  # backbone layers unfrozen from the top; -1 = all, 0 = frozen
     first_step: int  # global epoch index of this phase's first epoch (for metric steps)
+    train_batch_norm: bool = True  # False: a pretrained backbone's BatchNorm statistics stay as loaded
 
 
 def plan_phases(config: TrainConfig, pretrained: bool) -> list[Phase]:
-    """The MURA recipe: head on a frozen pretrained backbone, then fine-tune its top layers.
+    """Head on a frozen pretrained backbone, then fine-tune its top layers; or, without `head_warmup`
+    (the MURA paper: end to end from the first step), the whole network in one phase.
 
     A backbone without pretrained weights has nothing worth freezing, so it trains whole in one phase.
     """
+    epochs = config.epochs + config.fine_tune_epochs
     if not pretrained:
-        return [Phase("full", config.epochs + config.fine_tune_epochs, config.learning_rate, -1, 0)]
-    phases = [Phase("head", config.epochs, config.learning_rate, 0, 0)]
+        return [Phase("full", epochs, config.learning_rate, -1, 0)]
+    batch_norm = config.train_batch_norm
+    if not config.head_warmup:
+        return [Phase("full", epochs, config.learning_rate, -1, 0, batch_norm)]
+    phases = [Phase("head", config.epochs, config.learning_rate, 0, 0, batch_norm)]
     if config.fine_tune_epochs > 0 and config.fine_tune_layers != 0:
         fine_tune_rate = config.fine_tune_learning_rate or config.learning_rate / 10
         phases.append(
             Phase(
-                "fine_tune", config.fine_tune_epochs, fine_tune_rate, config.fine_tune_layers, config.epochs
+                "fine_tune",
+                config.fine_tune_epochs,
+                fine_tune_rate,
+                config.fine_tune_layers,
+                config.epochs,
+                batch_norm,
             )
         )
     return phases
@@ -79,20 +91,76 @@ def write_state(work_dir: Path, state: dict) -> None:
     temporary.replace(work_dir / STATE_FILE)
 
 
+class CallbackState(keras.callbacks.Callback):
+    """Keeps EarlyStopping's best weights and counters and ReduceLROnPlateau's counters across a kill.
+
+    BackupAndRestore brings back the weights, the optimizer and the epoch, but the other callbacks
+    start afresh: a resumed run would forget its best epoch (and restore a worse one at the end) and
+    wait anew before lowering the learning rate. This callback saves their state after every epoch
+    and puts it back after their own on_train_begin has reset it (it comes after them in the list).
+    """
+
+    def __init__(self, folder: Path, stopping, scheduler):
+        super().__init__()
+        self.folder, self.stopping, self.scheduler = Path(folder), stopping, scheduler
+        self.state_file = self.folder / "callbacks.json"
+        self.weights_file = self.folder / "best_weights.npz"
+
+    def on_train_begin(self, logs=None):
+        """Restore the saved state, if a killed attempt left one."""
+        if not self.state_file.is_file():
+            return
+        state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        for name, value in state["stopping"].items():
+            setattr(self.stopping, name, value)
+        for name, value in state["scheduler"].items():
+            setattr(self.scheduler, name, value)
+        if self.weights_file.is_file():
+            with np.load(self.weights_file) as saved:
+                self.stopping.best_weights = [saved[f"w{index}"] for index in range(len(saved.files))]
+        LOGGER.info("resumed callback state: best val_loss %s at epoch %s", self.stopping.best, self.stopping.best_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Save both callbacks' state (atomically, so a kill mid-write keeps the previous one)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.stopping.best_weights is not None and self.stopping.best_epoch == epoch:
+            temporary = self.folder / "best_weights.tmp.npz"
+            np.savez(temporary, **{f"w{i}": np.asarray(w) for i, w in enumerate(self.stopping.best_weights)})
+            temporary.replace(self.weights_file)
+        state = {
+            "stopping": {name: _plain(getattr(self.stopping, name)) for name in ("wait", "best", "best_epoch")},
+            "scheduler": {name: _plain(getattr(self.scheduler, name)) for name in ("wait", "best", "cooldown_counter")},
+        }
+        temporary = self.folder / "callbacks.json.tmp"
+        temporary.write_text(json.dumps(state), encoding="utf-8")
+        temporary.replace(self.state_file)
+
+
+def _plain(value):
+    """A JSON-ready number (None stays: EarlyStopping has no best before its first epoch)."""
+    if value is None:
+        return None
+    return float(value) if isinstance(value, float | np.floating) else int(value)
+
+
 def phase_callbacks(config: TrainConfig, phase: Phase, work_dir: Path) -> list[keras.callbacks.Callback]:
-    """BackupAndRestore first (so a later callback that stops the run finds the epoch saved), then the rest."""
+    """BackupAndRestore first (so a later callback that stops the run finds the epoch saved), then the
+    rest, then the keeper of their state (after them: it restores what their on_train_begin resets)."""
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True, verbose=1
+    )
+    scheduler = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss",
+        factor=config.reduce_lr_factor,
+        patience=config.reduce_lr_patience,
+        min_lr=1e-7,
+        verbose=1,
+    )
     return [
         keras.callbacks.BackupAndRestore(str(work_dir / f"backup_{phase.name}")),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True, verbose=1
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=config.reduce_lr_factor,
-            patience=config.reduce_lr_patience,
-            min_lr=1e-7,
-            verbose=1,
-        ),
+        stopping,
+        scheduler,
+        CallbackState(work_dir / f"callbacks_{phase.name}", stopping, scheduler),
     ]
 
 
@@ -119,7 +187,7 @@ def run_phases(
             results[phase.name] = done[phase.name]
             continue
         with scope():
-            set_backbone_trainable(model, phase.trainable_layers)
+            set_backbone_trainable(model, phase.trainable_layers, phase.train_batch_norm)
             compile_model(model, task, phase.learning_rate)
         LOGGER.info(
             "phase %s: %d epoch(s), learning rate %g, backbone layers training: %s",

@@ -34,6 +34,8 @@ class TrainConfig:
     epochs: int = 4  # first phase: the head (frozen pretrained backbone) or the whole net from scratch
     fine_tune_epochs: int = 0  # second phase: top `fine_tune_layers` of a pretrained backbone unfrozen
     fine_tune_layers: int = 0  # -1 = every backbone layer
+    head_warmup: bool = True  # pretrained backbone: train the head on the frozen backbone first
+    train_batch_norm: bool = False  # pretrained backbone: BatchNorm statistics adapt (paper) or stay frozen
     learning_rate: float = 1e-4
     fine_tune_learning_rate: float | None = None  # None = learning_rate / 10
     dropout: float = 0.2

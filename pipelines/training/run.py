@@ -195,7 +195,9 @@ def train(
         if mixed:
             keras.config.set_dtype_policy("mixed_float16")
         with scope():
-            model = build_model(config.arch, task, config.image_size, config.weights, config.dropout)
+            model = build_model(
+                config.arch, task, config.image_size, config.weights, config.dropout, config.train_batch_norm
+            )
         phases = fit.plan_phases(config, pretrained)
         results = fit.run_phases(
             model,

@@ -70,7 +70,9 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
         train_data, holdout_data = make_datasets(config, self.rows, self.root)
         _, scope = devices(config)
         with scope():
-            model = build_model(config.arch, task, config.image_size, config.weights, config.dropout)
+            model = build_model(
+                config.arch, task, config.image_size, config.weights, config.dropout, config.train_batch_norm
+            )
         phases = fit.plan_phases(config, resolve_weights(config.arch, config.weights) is not None)
         with tempfile.TemporaryDirectory() as work_dir:
             fit.run_phases(

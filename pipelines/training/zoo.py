@@ -53,16 +53,29 @@ def build_backbone(arch_name: str, image_size: tuple[int, int], weights: str | N
 
 
 def build_model(
-    arch_name: str, task: Task, image_size: tuple[int, int], weights: str | None = None, dropout: float = 0.2
+    arch_name: str,
+    task: Task,
+    image_size: tuple[int, int],
+    weights: str | None = None,
+    dropout: float = 0.2,
+    train_batch_norm: bool = False,
 ) -> keras.Model:
-    """Input 0..255 pixels -> backbone normalisation -> backbone -> dropout -> float32 head for `task`."""
+    """Input 0..255 pixels -> backbone normalisation -> backbone -> dropout -> float32 head for `task`.
+
+    A pretrained backbone keeps its BatchNorm statistics unless `train_batch_norm` (the MURA paper
+    fine-tunes DenseNet-169 end to end, statistics included): its BatchNorm layers are made
+    non-trainable, which in Keras 3 also runs them in inference mode. (Calling the backbone with
+    `training=False` while building the functional model does not: fit() still updates the statistics.)
+    """
     arch = get_architecture(arch_name)
     backbone = build_backbone(arch_name, image_size, weights)
     pretrained = resolve_weights(arch_name, weights) is not None
     inputs = keras.Input(shape=(*image_size, 3), name="image", dtype="float32")
     normalized = ImageNormalization(arch.normalization, name="normalization")(inputs)
-    # A pretrained backbone keeps its BatchNorm statistics (inference mode) even when unfrozen.
-    features = backbone(normalized, training=False) if pretrained else backbone(normalized)
+    if pretrained and not train_batch_norm:
+        for layer in _batch_norms(backbone):
+            layer.trainable = False
+    features = backbone(normalized)
     features = keras.layers.Dropout(dropout, name="dropout")(features)
     outputs = keras.layers.Dense(task.units, activation=task.activation, dtype="float32", name="prediction")(
         features
@@ -70,12 +83,20 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"{task.model_name}_{arch_name}")
 
 
-def set_backbone_trainable(model: keras.Model, fine_tune_layers: int) -> int:
-    """Freeze the backbone except its top `fine_tune_layers` layers (-1 = all); returns how many train."""
+def _batch_norms(backbone: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def set_backbone_trainable(model: keras.Model, fine_tune_layers: int, train_batch_norm: bool = True) -> int:
+    """Freeze the backbone except its top `fine_tune_layers` layers (-1 = all); returns how many train.
+
+    Without `train_batch_norm` the BatchNorm layers stay frozen (inference mode) even when unfrozen.
+    """
     backbone = model.get_layer(BACKBONE_NAME)
     layers = [layer for layer in backbone.layers if layer.weights]
     count = len(layers) if fine_tune_layers < 0 else min(fine_tune_layers, len(layers))
     backbone.trainable = count > 0
     for position, layer in enumerate(layers):
-        layer.trainable = position >= len(layers) - count
+        is_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = position >= len(layers) - count and (train_batch_norm or not is_norm)
     return count

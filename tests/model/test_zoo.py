@@ -60,3 +60,32 @@ def test_fine_tune_depth_unfreezes_the_top_layers():
     assert set_backbone_trainable(model, 5) == 5
     assert [layer.trainable for layer in weighted[-6:]] == [False] + [True] * 5
     assert set_backbone_trainable(model, -1) == len(weighted)
+
+
+@pytest.mark.parametrize("train_batch_norm", [True, False])
+def test_pretrained_batch_norm_statistics_adapt_only_when_asked(tmp_path, train_batch_norm):
+    from pipelines.training.fit import compile_model, plan_phases
+    from pipelines.training.presets import resolve_config
+    from pipelines.training.zoo import build_backbone
+
+    weights = tmp_path / "backbone.weights.h5"  # stands for ImageNet weights (offline here)
+    build_backbone("mobilenet_v3_small", (32, 32), None).save_weights(weights)
+    task = parse_task("binary")
+    model = build_model("mobilenet_v3_small", task, (32, 32), str(weights), 0.0, train_batch_norm)
+    set_backbone_trainable(model, -1, train_batch_norm)  # the fine-tuning phase unfreezes everything
+    compile_model(model, task, 1e-3)
+    norm = next(
+        layer for layer in model.get_layer("backbone").layers if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    before = np.asarray(norm.moving_mean).copy()
+    pixels = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    model.fit(pixels, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    moved = not np.allclose(np.asarray(norm.moving_mean), before)
+    assert moved == train_batch_norm
+    # The paper preset: one end-to-end phase, no frozen warm-up, LR / 10 on a plateau.
+    paper = resolve_config("mura_paper", {"weights": str(weights), "arch": "mobilenet_v3_small", "image_size": 32})
+    phases = plan_phases(paper, pretrained=True)
+    assert [(p.name, p.epochs, p.trainable_layers, p.train_batch_norm) for p in phases] == [
+        ("full", 30, -1, True)
+    ]
+    assert paper.train_batch_norm and paper.reduce_lr_factor == 0.1 and paper.learning_rate == 1e-4

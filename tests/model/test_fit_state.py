@@ -1,0 +1,64 @@
+"""Resuming a killed fit keeps EarlyStopping's best epoch and weights and the LR scheduler's counters."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from pipelines.training.fit import Phase, phase_callbacks
+from pipelines.training.presets import TrainConfig
+
+
+class Kill(Exception):
+    """Stands for a worker killed after an epoch."""
+
+
+class KillAfter(keras.callbacks.Callback):
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise Kill
+
+
+def _model() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    return model
+
+
+def test_resumed_fit_restores_best_weights_and_counters(tmp_path):
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(64, 4)).astype("float32")
+    labels = (features[:, 0] > 0).astype("float32")
+    # Holdout labels that fight the training signal: holdout loss is best early, then gets worse.
+    holdout = (features[:16], 1.0 - labels[:16])
+    config = TrainConfig(early_stopping_patience=10, reduce_lr_patience=10)
+    phase = Phase("full", 6, 0.05, -1, 0)
+
+    first = _model()
+    callbacks = phase_callbacks(config, phase, tmp_path)
+    try:
+        first.fit(features, labels, validation_data=holdout, epochs=6, callbacks=[*callbacks, KillAfter(3)], verbose=0)
+    except Kill:
+        pass
+    stopping, scheduler = callbacks[1], callbacks[2]
+    saved = (stopping.best, stopping.best_epoch, stopping.wait, scheduler.wait, scheduler.best)
+    assert saved[2] > 0  # holdout loss got worse after the best epoch: patience is being spent
+
+    second = _model()
+    resumed = phase_callbacks(config, phase, tmp_path)
+    recorder = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: seen.append(
+            (resumed[1].best, resumed[1].best_epoch, resumed[1].wait, resumed[2].wait, resumed[2].best)
+        )
+    )
+    seen: list = []
+    second.fit(features, labels, validation_data=holdout, epochs=3, callbacks=[*resumed, recorder], verbose=0)
+    assert seen == [saved]
+    for restored, best in zip(resumed[1].best_weights, stopping.best_weights, strict=True):
+        np.testing.assert_array_equal(restored, best)
