@@ -118,7 +118,11 @@ class CallbackState(keras.callbacks.Callback):
         if self.weights_file.is_file():
             with np.load(self.weights_file) as saved:
                 self.stopping.best_weights = [saved[f"w{index}"] for index in range(len(saved.files))]
-        LOGGER.info("resumed callback state: best val_loss %s at epoch %s", self.stopping.best, self.stopping.best_epoch)
+        LOGGER.info(
+            "resumed callback state: best val_loss %s at epoch %s",
+            self.stopping.best,
+            self.stopping.best_epoch,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         """Save both callbacks' state (atomically, so a kill mid-write keeps the previous one)."""
@@ -128,8 +132,12 @@ class CallbackState(keras.callbacks.Callback):
             np.savez(temporary, **{f"w{i}": np.asarray(w) for i, w in enumerate(self.stopping.best_weights)})
             temporary.replace(self.weights_file)
         state = {
-            "stopping": {name: _plain(getattr(self.stopping, name)) for name in ("wait", "best", "best_epoch")},
-            "scheduler": {name: _plain(getattr(self.scheduler, name)) for name in ("wait", "best", "cooldown_counter")},
+            "stopping": {
+                name: _plain(getattr(self.stopping, name)) for name in ("wait", "best", "best_epoch")
+            },
+            "scheduler": {
+                name: _plain(getattr(self.scheduler, name)) for name in ("wait", "best", "cooldown_counter")
+            },
         }
         temporary = self.folder / "callbacks.json.tmp"
         temporary.write_text(json.dumps(state), encoding="utf-8")

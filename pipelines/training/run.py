@@ -80,8 +80,28 @@ def prepare_rows(task_name: str, frame: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def devices(config: TrainConfig) -> tuple[bool, Any]:
-    """(mixed precision on?, strategy scope factory): GPUs get float16 compute and MirroredStrategy."""
+@dataclass(frozen=True)
+class Devices:
+    """Where and how a run computes: float16 compute on GPUs, MirroredStrategy over several."""
+
+    mixed: bool
+    scope: Any  # context manager factory: variables created inside are mirrored
+    replicas: int
+
+    @contextlib.contextmanager
+    def precision(self):
+        """The mixed_float16 policy while building and fitting (when on), the previous one after."""
+        previous = keras.config.dtype_policy()
+        try:
+            if self.mixed:
+                keras.config.set_dtype_policy("mixed_float16")
+            yield
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+
+def devices(config: TrainConfig) -> Devices:
+    """The run's devices: mixed precision per `config.mixed_precision`, a strategy over every GPU."""
     gpus = []
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -92,19 +112,23 @@ def devices(config: TrainConfig) -> tuple[bool, Any]:
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
-        return mixed, strategy.scope
-    return mixed, contextlib.nullcontext
+        return Devices(mixed, strategy.scope, strategy.num_replicas_in_sync)
+    return Devices(mixed, contextlib.nullcontext, 1)
 
 
-def make_datasets(config: TrainConfig, rows: pd.DataFrame, root: Path):
-    """(train, holdout) tf.data datasets of the checked rows, with the MURA per-part loss weights."""
+def make_datasets(config: TrainConfig, rows: pd.DataFrame, root: Path, replicas: int = 1):
+    """(train, holdout) tf.data datasets of the checked rows, with the MURA per-part loss weights.
+
+    `batch_size` is per replica (the paper's 8 per GPU): the global batch grows with the replicas,
+    so each GPU keeps the batch the recipe was tuned for.
+    """
     task = parse_task(config.task)
     train_rows = rows[rows["split"] == "train"]
     weights = inputs.part_class_weights(train_rows) if config.class_weighting else None
     common = {
         "task": task,
         "image_size": config.image_size,
-        "batch_size": config.batch_size,
+        "batch_size": config.batch_size * replicas,
         "weights": weights,
         "seed": config.seed,
         "cache": config.cache,
@@ -165,7 +189,8 @@ def train(
     rows = prepare_rows(config.task, load_manifest(manifest))
     pretrained = resolve_weights(config.arch, config.weights) is not None  # weights errors before any work
     train_rows = rows[rows["split"] == "train"]
-    train_data, holdout_data = make_datasets(config, rows, root)
+    hardware = devices(config)
+    train_data, holdout_data = make_datasets(config, rows, root, hardware.replicas)
 
     digest = manifest_hash(rows)
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config, digest)
@@ -188,45 +213,49 @@ def train(
     experiment_id = tracking.configure_mlflow()
     client = MlflowClient()
     run_id = _start_or_resume_run(client, experiment_id, work_dir, config, tags)
-    mixed, scope = devices(config)
-    previous_policy = keras.config.dtype_policy()
     try:
-        keras.utils.set_random_seed(config.seed)
-        if mixed:
-            keras.config.set_dtype_policy("mixed_float16")
-        with scope():
-            model = build_model(
-                config.arch, task, config.image_size, config.weights, config.dropout, config.train_batch_norm
+        with hardware.precision():
+            keras.utils.set_random_seed(config.seed)
+            with hardware.scope():
+                model = build_model(
+                    config.arch,
+                    task,
+                    config.image_size,
+                    config.weights,
+                    config.dropout,
+                    config.train_batch_norm,
+                )
+            phases = fit.plan_phases(config, pretrained)
+            results = fit.run_phases(
+                model,
+                task,
+                config,
+                phases,
+                train_data,
+                holdout_data,
+                work_dir,
+                make_logger=lambda phase: tracking.EpochLogger(run_id, phase.first_step),
+                extra_callbacks=extra_callbacks,
+                scope=hardware.scope,
             )
-        phases = fit.plan_phases(config, pretrained)
-        results = fit.run_phases(
-            model,
-            task,
-            config,
-            phases,
-            train_data,
-            holdout_data,
-            work_dir,
-            make_logger=lambda phase: tracking.EpochLogger(run_id, phase.first_step),
-            extra_callbacks=extra_callbacks,
-            scope=scope,
-        )
-        the_class_map = class_map(task, config.arch, config.image_size)
-        tracking.log_model(run_id, model, the_class_map)
-        tracking.log_json(run_id, config.to_dict(), "config/resolved_config.json")
-        tracking.log_json(run_id, versions, "environment/versions.json")
-        tracking.log_json(
-            run_id,
-            {"phases": [phase.__dict__ for phase in phases], "results": results, "mixed_precision": mixed},
-            "training/phases.json",
-        )
-        _log_manifest(client, run_id, rows)
-        tracking.log_learning_curves(run_id)
+            the_class_map = class_map(task, config.arch, config.image_size)
+            tracking.log_model(run_id, model, the_class_map)
+            tracking.log_json(run_id, config.to_dict(), "config/resolved_config.json")
+            tracking.log_json(run_id, versions, "environment/versions.json")
+            tracking.log_json(
+                run_id,
+                {
+                    "phases": [phase.__dict__ for phase in phases],
+                    "results": results,
+                    "mixed_precision": hardware.mixed,
+                },
+                "training/phases.json",
+            )
+            _log_manifest(client, run_id, rows)
+            tracking.log_learning_curves(run_id)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
     client.set_terminated(run_id, status="FINISHED")
     shutil.rmtree(work_dir, ignore_errors=True)
     final = results[phases[-1].name] if results else {}

@@ -67,14 +67,19 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
         run_id = child.info.run_id
         for key, value in trial.hyperparameters.values.items():
             client.log_param(run_id, key, value)
-        train_data, holdout_data = make_datasets(config, self.rows, self.root)
-        _, scope = devices(config)
-        with scope():
-            model = build_model(
-                config.arch, task, config.image_size, config.weights, config.dropout, config.train_batch_norm
-            )
+        hardware = devices(config)  # the trial honours the precision policy and the replicas, as train() does
+        train_data, holdout_data = make_datasets(config, self.rows, self.root, hardware.replicas)
         phases = fit.plan_phases(config, resolve_weights(config.arch, config.weights) is not None)
-        with tempfile.TemporaryDirectory() as work_dir:
+        with hardware.precision(), tempfile.TemporaryDirectory() as work_dir:
+            with hardware.scope():
+                model = build_model(
+                    config.arch,
+                    task,
+                    config.image_size,
+                    config.weights,
+                    config.dropout,
+                    config.train_batch_norm,
+                )
             fit.run_phases(
                 model,
                 task,
@@ -84,7 +89,7 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
                 holdout_data,
                 Path(work_dir),
                 make_logger=lambda phase: tracking.EpochLogger(run_id, phase.first_step),
-                scope=scope,
+                scope=hardware.scope,
             )
         score = float(model.evaluate(holdout_data, verbose=0, return_dict=True)["loss"])
         client.log_metric(run_id, "tune.holdout_loss", score)

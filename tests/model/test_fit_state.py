@@ -43,7 +43,14 @@ def test_resumed_fit_restores_best_weights_and_counters(tmp_path):
     first = _model()
     callbacks = phase_callbacks(config, phase, tmp_path)
     try:
-        first.fit(features, labels, validation_data=holdout, epochs=6, callbacks=[*callbacks, KillAfter(3)], verbose=0)
+        first.fit(
+            features,
+            labels,
+            validation_data=holdout,
+            epochs=6,
+            callbacks=[*callbacks, KillAfter(3)],
+            verbose=0,
+        )
     except Kill:
         pass
     stopping, scheduler = callbacks[1], callbacks[2]

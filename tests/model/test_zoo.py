@@ -75,7 +75,9 @@ def test_pretrained_batch_norm_statistics_adapt_only_when_asked(tmp_path, train_
     set_backbone_trainable(model, -1, train_batch_norm)  # the fine-tuning phase unfreezes everything
     compile_model(model, task, 1e-3)
     norm = next(
-        layer for layer in model.get_layer("backbone").layers if isinstance(layer, keras.layers.BatchNormalization)
+        layer
+        for layer in model.get_layer("backbone").layers
+        if isinstance(layer, keras.layers.BatchNormalization)
     )
     before = np.asarray(norm.moving_mean).copy()
     pixels = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
@@ -83,7 +85,9 @@ def test_pretrained_batch_norm_statistics_adapt_only_when_asked(tmp_path, train_
     moved = not np.allclose(np.asarray(norm.moving_mean), before)
     assert moved == train_batch_norm
     # The paper preset: one end-to-end phase, no frozen warm-up, LR / 10 on a plateau.
-    paper = resolve_config("mura_paper", {"weights": str(weights), "arch": "mobilenet_v3_small", "image_size": 32})
+    paper = resolve_config(
+        "mura_paper", {"weights": str(weights), "arch": "mobilenet_v3_small", "image_size": 32}
+    )
     phases = plan_phases(paper, pretrained=True)
     assert [(p.name, p.epochs, p.trainable_layers, p.train_batch_norm) for p in phases] == [
         ("full", 30, -1, True)
