@@ -3,9 +3,11 @@
 
 Retrain MURA abnormality models end to end: pull the DVC-versioned data, build the manifest,
 validate it with Great Expectations (a failure stops the run and nothing is registered), train
-one candidate per requested architecture on the `gpu` queue, evaluate each at study level the way
-the MURA paper does, register the best by study-level Cohen's kappa in MLflow, gate it against the
-current champion, and reconcile TF Serving with the registry.
+one candidate per requested architecture on the `gpu` queue (an ensemble: one mapped task per
+member, then one model averaging them), fit each one's operating point on the holdout studies and
+evaluate it on valid at study level the way the MURA paper does (kappa and AUROC with bootstrap
+intervals), register the best by holdout study kappa in MLflow, gate it against the current
+champion (paired bootstrap on the same holdout studies), and reconcile TF Serving with the registry.
 
 Trigger it from the UI with the form (**Trigger** on this page) or over the REST API with a `conf`
 of the same names. Every override is optional: the preset in `params.yaml` fills the rest.
@@ -74,6 +76,14 @@ PARAMS = {
     "augment": Param(
         None, type=["null", "boolean"], title="Augment", description="Flips, rotations, zoom, contrast."
     ),
+    "ensemble": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=20,
+        title="Ensemble members",
+        description="Members per architecture (seeds seed, seed+1, ...), trained in parallel and averaged in one model.",
+    ),
     "data_rev": Param(
         None,
         type=["null", "string"],
@@ -139,6 +149,13 @@ def mura_retrain():
         return orchestration.train_candidate(orchestration.Candidate.from_xcom(candidate)).to_xcom()
 
     @task
+    def combine_members(trained: list[dict]) -> list[dict]:
+        from pipelines import orchestration
+
+        results = [orchestration.TrainResult.from_xcom(one) for one in trained]
+        return [result.to_xcom() for result in orchestration.combine_members(results)]
+
+    @task
     def evaluate(trained: dict) -> dict:
         from pipelines import orchestration
 
@@ -171,7 +188,8 @@ def mura_retrain():
 
     manifest = build_manifest(pull_data())
     candidates = plan_candidates(manifest, validate_data(manifest))
-    evaluated = evaluate.expand(trained=train.expand(candidate=candidates))
+    trained = combine_members(train.expand(candidate=candidates))
+    evaluated = evaluate.expand(trained=trained)
     deploy(gate(select_and_register(evaluated)))
 
 

@@ -8,6 +8,7 @@ this module is cheap (no TensorFlow, MLflow, GX or DVC): DAG files import it at 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -40,6 +41,7 @@ OVERRIDE_KEYS = (
     "learning_rate",
     "fine_tune_layers",
     "augment",
+    "ensemble",
 )
 # What the DAG files use: they import this module and nothing else of the platform.
 __all__ = [
@@ -131,13 +133,42 @@ def plan_candidates(
         Candidate(
             preset=preset,
             arch=arch,
-            overrides={**overrides, "architectures": [arch]},
+            overrides=member_overrides(overrides, arch, config.seed, member, config.ensemble),
             manifest=manifest,
             validation=validation,
             dag_run_id=dag_run_id,
+            member=member,
+            ensemble=config.ensemble,
         )
         for arch in config.architectures
+        for member in range(config.ensemble)
     ]
+
+
+def member_overrides(overrides: dict[str, Any], arch: str, seed: int, member: int, members: int) -> dict:
+    """The overrides training one architecture; an ensemble member gets its own seed (seed + member)."""
+    if members == 1:
+        return {**overrides, "architectures": [arch]}
+    return {**overrides, "architectures": [arch], "seed": seed + member, "ensemble": 1}
+
+
+def combine_members(trained: list[TrainResult]) -> list[TrainResult]:
+    """One result per architecture: an ensemble's members averaged into one model (its own run)."""
+    from pipelines.training.ensemble import combine_runs
+    from pipelines.training.presets import resolve_config
+
+    configure_logging()
+    combined = []
+    for arch in dict.fromkeys(result.candidate.arch for result in trained):
+        members = sorted((r for r in trained if r.candidate.arch == arch), key=lambda r: r.candidate.member)
+        if len(members) == 1:
+            combined.extend(members)
+            continue
+        first = members[0].candidate
+        config = resolve_config(first.preset, {k: v for k, v in first.overrides.items() if k != "seed"})
+        run_id = combine_runs([member.run_id for member in members], config.flip_tta)
+        combined.append(dataclasses.replace(members[0], run_id=run_id, metrics={}))
+    return combined
 
 
 def train_candidate(candidate: Candidate) -> TrainResult:
@@ -257,10 +288,18 @@ def train_evaluate_export(
     config = resolve_config(preset, overrides)  # bad settings fail before data is read
     runs = []
     for arch in config.architectures:
-        tags = {
-            "train.overrides": json.dumps({**overrides, "architectures": [arch]}, sort_keys=True, default=str)
-        }
-        result = train(config.for_arch(arch), manifest, data_root, extra_tags=tags).to_dict()
+        members = []
+        for member in range(config.ensemble):
+            member_config = member_overrides(overrides, arch, config.seed, member, config.ensemble)
+            tags = {"train.overrides": json.dumps(member_config, sort_keys=True, default=str)}
+            members.append(train(resolve_config(preset, member_config), manifest, data_root, extra_tags=tags))
+        result = members[0].to_dict()
+        if len(members) > 1:
+            from pipelines.training.ensemble import combine_runs
+
+            result["members"] = [member.run_id for member in members]
+            result["run_id"] = combine_runs(result["members"], config.flip_tta)
+            result["metrics"] = {}
         if evaluate:
             evaluation = evaluate_run(result["run_id"], manifest, data_root)
             result["metrics"].update(evaluation["metrics"])

@@ -82,6 +82,8 @@ class Candidate(Stage):
     manifest: Manifest
     validation: Validation
     dag_run_id: str | None = None  # the Airflow run that trains it (recorded on the run and the version)
+    member: int = 0  # index within an ensemble of `ensemble` members (its seed is seed + member)
+    ensemble: int = 1
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,19 @@ class ImageNormalization(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="mura")
+class HorizontalFlip(keras.layers.Layer):
+    """Mirrors a batch [N, H, W, C] left to right (flip test-time augmentation of an ensemble)."""
+
+    def call(self, inputs):
+        """The mirrored batch."""
+        return ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        """Same shape as the input."""
+        return input_shape
+
+
 def load_model(path, compile: bool = True):
     """`keras.saving.load_model` with the zoo's custom layers registered (importing this module does it)."""
     return keras.saving.load_model(str(path), compile=compile)

@@ -49,6 +49,8 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto = on when a GPU is present
     cache: str = "memory"
     seed: int = 42
+    ensemble: int = 1  # members (seeds seed, seed+1, ...) whose probabilities one model averages
+    flip_tta: bool = False  # an ensemble also averages each member's output on the mirrored image
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -178,6 +180,8 @@ def check_config(config: TrainConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
+    if not 1 <= config.ensemble <= 20:
+        raise ConfigError(f"ensemble must be between 1 and 20 members, got {config.ensemble}")
     if config.epochs < 1 or config.fine_tune_epochs < 0:
         raise ConfigError("epochs must be >= 1 and fine_tune_epochs >= 0")
     if not 0.0 <= config.dropout < 1.0:

@@ -233,3 +233,38 @@ def test_tune_logs_nested_trials_and_writes_a_preset(synthetic):
     assert all("learning_rate" in child.data.params for child in children)
     tuned = resolve_config("tuned_test")
     assert tuned.learning_rate == pytest.approx(result["best"]["learning_rate"])
+
+
+def test_ensemble_run_is_one_model_averaging_its_members(synthetic, tmp_path):
+    """Two members (seeds 1, 2) combined into one run; its export serves the mean of the members."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pipelines.export import export_run
+    from pipelines.orchestration import train_evaluate_export
+    from pipelines.training.layers import load_model
+    from serving import samples
+
+    overrides = {**FAST, "image_size": 48, "epochs": 1, "ensemble": 2, "seed": 1}
+    preset = overrides.pop("preset")
+    (result,) = train_evaluate_export(preset, overrides, synthetic["manifest"], synthetic["data"])
+    client = MlflowClient()
+    run = client.get_run(result["run_id"])
+    assert json.loads(run.data.tags["ensemble.members"]) == result["members"] and len(result["members"]) == 2
+    seeds = [client.get_run(member).data.params["seed"] for member in result["members"]]
+    assert seeds == ["1", "2"]
+    assert "eval.study_kappa_ci_low" in result["metrics"] and "holdout.study_kappa" in result["metrics"]
+    members = [
+        load_model(client.download_artifacts(member, "model/model.keras", str(tmp_path / member)))
+        for member in result["members"]
+    ]
+    saved = tmp_path / "saved"
+    images = [samples.sample_png(90, 70, seed=index) for index in range(3)]
+    export_run(result["run_id"], out_dir=saved, sample_images=images)
+    from pipelines.training.preprocessing import decode_and_resize
+
+    prepare = tf.function(lambda image: decode_and_resize(image, (48, 48)))
+    pixels = tf.stack([prepare(tf.constant(image)) for image in images])
+    expected = np.mean([np.asarray(member(pixels))[:, 0] for member in members], axis=0)
+    served = tf.saved_model.load(str(saved)).signatures["serving_default"](image_bytes=tf.constant(images))
+    np.testing.assert_allclose(served["raw_probability"].numpy(), expected, atol=1e-5)

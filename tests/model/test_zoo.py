@@ -93,3 +93,24 @@ def test_pretrained_batch_norm_statistics_adapt_only_when_asked(tmp_path, train_
         ("full", 30, -1, True)
     ]
     assert paper.train_batch_norm and paper.reduce_lr_factor == 0.1 and paper.learning_rate == 1e-4
+
+
+@pytest.mark.parametrize("flip_tta", [False, True])
+def test_ensemble_averages_members_and_reloads(tmp_path, flip_tta):
+    from pipelines.training.ensemble import average_model
+
+    members = [build_model("baseline_cnn", parse_task("binary"), (32, 32), None, 0.0) for _ in range(2)]
+    pixels = np.random.default_rng(2).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    mirrored = pixels[:, :, ::-1, :]
+    outputs = [
+        np.asarray(member(batch))
+        for member in members
+        for batch in ([pixels, mirrored] if flip_tta else [pixels])
+    ]
+    ensemble = average_model(members, flip_tta)
+    expected = np.mean(outputs, axis=0)
+    np.testing.assert_allclose(np.asarray(ensemble(pixels)), expected, atol=1e-6)
+    assert not np.allclose(outputs[0], outputs[-1])  # the members (or views) really differ
+    ensemble.save(tmp_path / "ensemble.keras")
+    reloaded = keras.saving.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(np.asarray(reloaded(pixels)), expected, atol=1e-6)

@@ -71,6 +71,7 @@ def test_retrain_shape_queue_pool_and_retries(parsed):
         "validate_data",
         "plan_candidates",
         "train",
+        "combine_members",
         "evaluate",
         "select_and_register",
         "gate",
@@ -95,6 +96,7 @@ def test_retrain_params_are_the_design_names(parsed):
         "learning_rate",
         "fine_tune_layers",
         "augment",
+        "ensemble",
         "data_rev",
         "auto_promote",
     }
@@ -138,6 +140,13 @@ def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
     assert [c.arch for c in candidates] == ["baseline_cnn", "densenet121"]
     assert [c.overrides["architectures"] for c in candidates] == [["baseline_cnn"], ["densenet121"]]
     assert candidates[0].overrides["image_size"] == [96, 96] and "epochs" not in candidates[0].overrides
+    members = plan_candidates({"preset": "cpu_smoke", "ensemble": 3}, MANIFEST, VALIDATION)
+    assert [(c.arch, c.member, c.ensemble, c.overrides["seed"]) for c in members] == [
+        ("baseline_cnn", 0, 3, 42),
+        ("baseline_cnn", 1, 3, 43),
+        ("baseline_cnn", 2, 3, 44),
+    ]
+    assert all(c.overrides["ensemble"] == 1 for c in members)  # each member trains one model
     with pytest.raises(ConfigError, match="unknown architecture"):
         plan_candidates({"preset": "cpu_smoke", "architectures": ["vgg99"]}, MANIFEST, VALIDATION)
 
