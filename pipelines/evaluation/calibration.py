@@ -47,11 +47,21 @@ class OperatingPoint:
         """The operating point stored in a class map; an older model without one keeps the fixed threshold."""
         if not values:
             return cls(threshold=default_threshold)
-        known = {key: values[key] for key in ("temperature", "shift", "threshold", "method", "studies")}
-        return cls(**known)
+        names = ("temperature", "shift", "threshold", "method", "studies")
+        point = cls(**{key: values[key] for key in names if key in values})
+        if not (
+            0.0 < point.threshold < 1.0 and point.temperature > 0 and point.method in ("fixed", "fitted")
+        ):
+            raise DataError(
+                f"operating point {values!r} is not usable (threshold in (0, 1), temperature > 0, "
+                "method fixed or fitted); evaluate the run again to refit it"
+            )
+        return point
 
     def apply(self, probabilities) -> np.ndarray:
-        """Calibrated probabilities of raw ones (identity for the fixed point)."""
+        """Calibrated probabilities of raw ones; the fixed point leaves them as they are (as the graph does)."""
+        if self.method == "fixed":
+            return np.asarray(probabilities, dtype=np.float64)
         return calibrate(probabilities, self.temperature, self.shift)
 
 

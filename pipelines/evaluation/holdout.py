@@ -32,17 +32,24 @@ def operating_point_of(
     """The run's operating point: `stored` (model/operating_point.json), else fitted on holdout now and
     (with `store`) stored there with the holdout study metrics it reaches, so export and later
     evaluations reuse it."""
-    if settings.operating_point == "fixed":
-        return OperatingPoint(threshold=settings.threshold)
-    if stored is not None:
+    fixed = settings.operating_point == "fixed"
+    if stored is not None and stored.get("method") == settings.operating_point:
         return OperatingPoint.from_dict(stored)
+    if fixed and not store:
+        return OperatingPoint(threshold=settings.threshold)
     from pipelines.evaluation.metrics import evaluate_predictions
     from pipelines.evaluation.predict import score_images
 
     holdout = score_images(
         model, split_rows(frame, class_map, "holdout"), root, class_map, settings.batch_size
     )
-    point = fit_operating_point(holdout, seed=settings.bootstrap_seed)
+    # Fixed: no calibration, the configured threshold; the holdout predictions are stored all the same
+    # (the gate pairs them with the champion's).
+    point = (
+        OperatingPoint(threshold=settings.threshold)
+        if fixed
+        else fit_operating_point(holdout, settings.bootstrap_seed)
+    )
     holdout["raw_probability"] = holdout["probability"]
     holdout["probability"] = point.apply(holdout["raw_probability"])
     if not store:

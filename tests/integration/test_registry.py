@@ -116,14 +116,23 @@ VERSIONED = {
 
 
 def make_run(
-    world, part: str | None, metrics: dict, seed: int, model=None, lineage: dict | None = None
+    world,
+    part: str | None,
+    metrics: dict,
+    seed: int,
+    model=None,
+    lineage: dict | None = None,
+    holdout=None,
+    task: str | None = None,
 ) -> str:
-    """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/."""
+    """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/
+    (with `holdout`, a study table: the holdout predictions and operating point an evaluation stores)."""
     from pipelines.contracts import class_map
     from pipelines.export import export_run
     from serving.samples import sample_png, tiny_keras_model
 
-    client, task = world["client"], f"binary:XR_{part.upper()}" if part else "binary"
+    client = world["client"]
+    task = task or (f"binary:XR_{part.upper()}" if part else "binary")
     run_id = client.create_run(
         world["experiment"],
         tags={"train.arch": "tiny", "train.task": task, **VERSIONED, **(lineage or {})},
@@ -134,6 +143,16 @@ def make_run(
     folder.mkdir(parents=True)
     (model or tiny_keras_model(task, (16, 16), seed=seed)).save(folder / "model.keras")
     (folder / "class_map.json").write_text(json.dumps(class_map(task, "tiny", (16, 16))))
+    if holdout is not None:
+        (folder / "operating_point.json").write_text(
+            json.dumps(
+                {"temperature": 1.0, "shift": 0.0, "threshold": 0.5, "method": "fitted", "studies": 120}
+            )
+        )
+        holdout.to_csv(world["home"] / f"run-{run_id}" / "holdout_studies.csv", index=False)
+        client.log_artifact(
+            run_id, str(world["home"] / f"run-{run_id}" / "holdout_studies.csv"), "evaluation"
+        )
     client.log_artifacts(run_id, str(folder), "model")
     export_run(run_id, sample_images=[sample_png(24, 24, seed=seed)])
     client.set_terminated(run_id)
@@ -184,6 +203,42 @@ def test_register_gate_pass_champion_then_challenger(world):
         "champion": "1",
         "challenger": "2",
     }
+
+
+def _holdout(seed: int, missed: float = 0.0):
+    """120 holdout wrist studies of a good model; `missed`: share of abnormal ones now called normal."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(120) % 2
+    probability = np.clip(0.15 + 0.7 * labels + rng.normal(0, 0.12, 120), 0.01, 0.99)
+    abnormal = np.flatnonzero(labels == 1)
+    probability[abnormal[: int(missed * len(abnormal))]] = 0.05
+    return pd.DataFrame(
+        {
+            "study_id": [f"XR_WRIST/patient{i:05d}/study1" for i in range(120)],
+            "body_part": "XR_WRIST",
+            "label": labels,
+            "probability": probability,
+            "raw_probability": probability,
+        }
+    )
+
+
+def test_gate_compares_paired_holdout_predictions_with_intervals(world):
+    from pipelines.registry.registration import register_run
+
+    register_run(make_run(world, None, GOOD, seed=11, holdout=_holdout(1), task="14cls"))
+    # Lower valid numbers but retrain noise on the same holdout studies: passes, with the interval.
+    noisy = register_run(make_run(world, None, WORSE, seed=12, holdout=_holdout(2), task="14cls"))
+    assert noisy["gate"]["status"] == "passed", noisy["gate"]["reason"]
+    assert "120 paired holdout studies" in noisy["gate"]["reason"]
+    assert "study kappa change" in noisy["gate"]["reason"] and "[" in noisy["gate"]["reason"]
+    # A third of the abnormal studies missed: a regression whose interval lies below zero.
+    worse = register_run(make_run(world, None, GOOD, seed=13, holdout=_holdout(3, missed=0.35), task="14cls"))
+    assert worse["gate"]["status"] == "failed"
+    assert "a regression larger than 0.000 at 95%" in worse["gate"]["reason"]
 
 
 def test_worse_model_fails_gate_and_is_not_promoted(world, capsys):

@@ -108,8 +108,26 @@ def test_run_holds_lineage_metrics_and_artifacts(binary_run, tmp_path):
         "evaluation/figures/reliability_study.png",
         "evaluation/figures/confusion_study.png",
         "data/manifest.parquet",
+        "model/operating_point.json",
+        "evaluation/holdout_studies.csv",
     ):
         assert path in artifacts, path
+    for key in (
+        "holdout.study_kappa",
+        "eval.study_kappa_ci_low",
+        "eval.study_ece_raw",
+        "calibration.threshold",
+    ):
+        assert key in run.data.metrics, key
+
+    def files(folder: str) -> list[str]:
+        found = []
+        for item in client.list_artifacts(result.run_id, folder):
+            found += files(item.path) if item.is_dir else [item.path]
+        return found
+
+    # One copy of the model per run: the evaluation does not log the model it downloaded.
+    assert [path for path in files("") if path.endswith("model.keras")] == ["model/model.keras"]
     local = client.download_artifacts(result.run_id, "model", str(tmp_path))
     class_map = json.loads(open(f"{local}/class_map.json").read())
     assert class_map == {
@@ -122,6 +140,21 @@ def test_run_holds_lineage_metrics_and_artifacts(binary_run, tmp_path):
     }
     model = keras.saving.load_model(f"{local}/model.keras")
     assert model.output_shape == (None, 1)
+
+
+def test_champion_rescored_on_the_same_holdout_matches_its_stored_predictions(binary_run, synthetic):
+    """The gate's fallback (score the champion on a new holdout) gives what evaluation stored."""
+    import pandas as pd
+
+    from pipelines.evaluation.holdout import scored_holdout_studies, stored_holdout_studies
+
+    run_id = binary_run[0].run_id
+    stored, threshold = stored_holdout_studies(MlflowClient(), run_id)
+    rescored, rescored_threshold = scored_holdout_studies(
+        run_id, pd.read_parquet(synthetic["manifest"]), synthetic["data"]
+    )
+    assert rescored_threshold == threshold and list(rescored["study_id"]) == list(stored["study_id"])
+    assert (rescored["probability"] - stored["probability"]).abs().max() < 1e-5
 
 
 def test_14cls_learns_the_body_part(synthetic):

@@ -73,6 +73,8 @@ def test_operating_point_fits_on_image_rows_and_round_trips():
     assert point.method == "fitted" and point.studies == 300
     assert OperatingPoint.from_dict(point.to_dict()) == point
     assert OperatingPoint.from_dict(None, default_threshold=0.4) == OperatingPoint(threshold=0.4)
+    with pytest.raises(DataError, match="not usable"):
+        OperatingPoint.from_dict({"threshold": 1.5, "method": "fitted"})
     with pytest.raises(DataError, match="no holdout images"):
         fit_operating_point(images.iloc[:0])
 
