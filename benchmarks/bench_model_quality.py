@@ -47,13 +47,20 @@ def _release(folder: Path, seed: int) -> tuple[Path, Path]:
     return folder / "data", manifest
 
 
-def _train_and_evaluate(preset: str, manifest: Path, data: Path, overrides: dict) -> dict:
+def _train_and_evaluate(
+    preset: str, manifest: Path, data: Path, overrides: dict, keep: Path | None = None
+) -> dict:
+    """Train and evaluate one model; with `keep`, its evaluation files (predictions, figures) stay there."""
+    from mlflow.tracking import MlflowClient
+
     from pipelines.evaluation import evaluate_run
     from pipelines.training import train
 
     started = time.perf_counter()
     run = train({"preset": preset, **overrides}, manifest, data)
-    metrics = evaluate_run(run.run_id)["metrics"]
+    metrics = evaluate_run(run.run_id, output_dir=keep)["metrics"]
+    if keep is not None:
+        MlflowClient().download_artifacts(run.run_id, "evaluation/holdout_studies.csv", str(keep))
     return {
         "run_id": run.run_id,
         "seconds": round(time.perf_counter() - started, 1),
@@ -62,17 +69,41 @@ def _train_and_evaluate(preset: str, manifest: Path, data: Path, overrides: dict
     }
 
 
+def ece_noise_floor(folder: Path, draws: int = 500) -> float:
+    """Median study ECE of a perfectly calibrated model with these probabilities on these many studies:
+    labels drawn from the probabilities themselves. An ECE near this is as good as the sample allows."""
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.evaluation.metrics import calibration
+
+    images = pd.read_csv(folder / "predictions.csv")
+    probabilities = images.groupby("study_id")["probability"].mean().to_numpy()
+    rng = np.random.default_rng(0)
+    return float(
+        np.median(
+            [
+                calibration((rng.random(len(probabilities)) < probabilities).astype(int), probabilities)[
+                    "ece"
+                ]
+                for _ in range(draws)
+            ]
+        )
+    )
+
+
 def _summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def quality(preset: str, seeds: list[int], scratch: Path, overrides: dict) -> dict:
-    """Per data seed: valid metrics at the fitted operating point."""
+def quality(preset: str, seeds: list[int], scratch: Path, overrides: dict, out: Path) -> dict:
+    """Per data seed: valid metrics at the fitted operating point (evaluation files under out/)."""
     runs = []
     for seed in seeds:
         data, manifest = _release(scratch / f"release_{seed}", seed)
-        result = _train_and_evaluate(preset, manifest, data, overrides)
+        result = _train_and_evaluate(preset, manifest, data, overrides, out / f"model_quality_seed{seed}")
         result.pop("all_metrics")
+        result["study_ece_noise_floor"] = ece_noise_floor(out / f"model_quality_seed{seed}")
         runs.append({"data_seed": seed, **result})
         print(
             f"seed {seed}: kappa {result['eval.study_kappa']:.3f} ECE {result['eval.study_ece']:.3f}",
@@ -85,6 +116,7 @@ def quality(preset: str, seeds: list[int], scratch: Path, overrides: dict) -> di
         "study_kappa": _summary(kappas),
         "study_ece_calibrated": _summary(eces),
         "study_ece_raw": _summary([run["eval.study_ece_raw"] for run in runs]),
+        "study_ece_noise_floor": _summary([run["study_ece_noise_floor"] for run in runs]),
         "study_auroc": _summary([run["eval.study_auroc"] for run in runs]),
     }
 
@@ -170,7 +202,7 @@ def main() -> None:
             "preset": args.preset,
             "targets": TARGETS,
             "overrides": overrides,
-            "quality": quality(args.preset, seeds, scratch, overrides),
+            "quality": quality(args.preset, seeds, scratch, overrides, args.out),
         }
         if not args.skip_gate:
             result["gate"] = gate_stability(

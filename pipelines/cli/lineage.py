@@ -24,7 +24,10 @@ def _text(report: dict) -> str:
         f"  training    run {training['run_id']}: {training['arch']} {training['task']}, preset {training['preset']} "
         f"with {training['overrides'] or 'no overrides'}; "
         f"code {str(training['code_sha'])[:12]} (dirty: {training['code_dirty']})",
-        f"  evaluation  study kappa {_number(evaluation['study_kappa'])}, AUROC {_number(evaluation['study_auroc'])}",
+        f"  evaluation  study kappa {_number(evaluation['study_kappa'])}{_interval(evaluation.get('study_kappa_ci'))}, "
+        f"AUROC {_number(evaluation['study_auroc'])}{_interval(evaluation.get('study_auroc_ci'))} (valid, 95 % bootstrap)",
+        f"              threshold {_number(evaluation.get('threshold'))}, ECE {_number(evaluation.get('study_ece'))}; "
+        f"holdout study kappa {_number(evaluation.get('holdout_study_kappa'))}",
     ]
     for part, values in evaluation["per_part"].items():
         lines.append(
@@ -47,6 +50,12 @@ def _text(report: dict) -> str:
         f"  serving     {where}; deployed {serving['deployed_at'] or 'never'}; {check[serving['hash_matches']]}"
     )
     return "\n".join(lines)
+
+
+def _interval(bounds) -> str:
+    if not bounds or None in bounds:
+        return ""
+    return f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def _number(value) -> str:

@@ -109,6 +109,11 @@ def fit_calibration(image_probabilities, study_ids, study_labels) -> tuple[float
     raw = check_probabilities(image_probabilities, "holdout probabilities")
     codes, studies = _study_index(study_ids)
     labels = np.asarray(study_labels, dtype=np.float64)
+    # Platt's targets instead of 0/1: a good model separates a few dozen holdout studies perfectly,
+    # and plain log loss then drives the temperature to zero: certainty that valid punishes.
+    positives = labels.sum()
+    negatives = len(labels) - positives
+    labels = np.where(labels > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     logits = logit(raw)
 
     def loss(parameters: np.ndarray) -> float:

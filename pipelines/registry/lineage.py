@@ -112,7 +112,18 @@ def version_lineage(spec: str, client=None) -> dict:
         },
         "evaluation": {
             "study_kappa": metrics.get("eval.study_kappa"),
+            "study_kappa_ci": [
+                metrics.get("eval.study_kappa_ci_low"),
+                metrics.get("eval.study_kappa_ci_high"),
+            ],
             "study_auroc": metrics.get("eval.study_auroc"),
+            "study_auroc_ci": [
+                metrics.get("eval.study_auroc_ci_low"),
+                metrics.get("eval.study_auroc_ci_high"),
+            ],
+            "threshold": metrics.get("eval.threshold"),
+            "study_ece": metrics.get("eval.study_ece"),
+            "holdout_study_kappa": metrics.get("holdout.study_kappa"),
             "per_part": _per_part(metrics),
         },
         "gate": {
