@@ -20,6 +20,11 @@ def test_cpu_smoke_and_mura_paper_presets():
     assert paper.weights == "imagenet" and paper.class_weighting
     assert set(paper.augment_ops) == {"flip", "rotate"}
     assert paper.learning_rate == pytest.approx(1e-4)
+    # End to end from the first step, BatchNorm statistics adapting, LR / 10 on a plateau, 5 members.
+    assert not paper.head_warmup and paper.train_batch_norm and paper.reduce_lr_factor == 0.1
+    assert paper.ensemble == 5
+    with pytest.raises(ConfigError, match="ensemble must be between 1 and 20"):
+        resolve_config("cpu_smoke", {"ensemble": 0})
 
 
 def test_overrides_are_coerced():
