@@ -154,7 +154,6 @@ def member_overrides(overrides: dict[str, Any], arch: str, seed: int, member: in
 
 def combine_members(trained: list[TrainResult]) -> list[TrainResult]:
     """One result per architecture: an ensemble's members averaged into one model (its own run)."""
-    from pipelines.training.ensemble import combine_runs
     from pipelines.training.presets import resolve_config
 
     configure_logging()
@@ -164,6 +163,8 @@ def combine_members(trained: list[TrainResult]) -> list[TrainResult]:
         if len(members) == 1:
             combined.extend(members)
             continue
+        from pipelines.training.ensemble import combine_runs
+
         first = members[0].candidate
         config = resolve_config(first.preset, {k: v for k, v in first.overrides.items() if k != "seed"})
         run_id = combine_runs([member.run_id for member in members], config.flip_tta)

@@ -56,6 +56,11 @@ def overrides_from(args) -> dict:
     return {key: value for key, value in overrides.items() if value is not None}
 
 
+def _interval(metrics: dict) -> str:
+    low, high = metrics.get("eval.study_kappa_ci_low"), metrics.get("eval.study_kappa_ci_high")
+    return f" [{low:.3f}, {high:.3f}] (95 % bootstrap, valid)" if low is not None and high is not None else ""
+
+
 def _data_root(args) -> Path:
     return Path(args.data).resolve() if args.data else get_settings().data_dir
 
@@ -89,13 +94,17 @@ def _train(args) -> int:
             if (
                 "table" in run
             ):  # the MURA-paper table goes to the terminal in both modes (stderr under --json)
-                print(f"\n{run['arch']} ({run['task']}), run {run['run_id']}\n{run['table']}", flush=True)
+                members = f", ensemble of runs {', '.join(run['members'])}" if run.get("members") else ""
+                print(
+                    f"\n{run['arch']} ({run['task']}), run {run['run_id']}{members}\n{run['table']}",
+                    flush=True,
+                )
     emit(
         {"run_id": runs[0]["run_id"], "metrics": runs[0]["metrics"], "runs": runs},
         args.json,
         "\n".join(
             f"run {run['run_id']}: {run['arch']} {run['task']} study kappa "
-            f"{run['metrics'].get('eval.study_kappa', float('nan')):.3f}"
+            f"{run['metrics'].get('eval.study_kappa', float('nan')):.3f}" + _interval(run["metrics"])
             for run in runs
         ),
     )

@@ -235,6 +235,8 @@ def test_status_metadata_and_metrics(server, stubs):
     assert set(signatures.signature_def) == {"serving_default", "predict_pixels"}
     assert set(signatures.signature_def["serving_default"].outputs) == {
         "abnormal_probability",
+        "raw_probability",
+        "threshold",
         "label",
         "body_part",
         "class_probabilities",

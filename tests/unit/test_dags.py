@@ -157,6 +157,13 @@ def _evaluation(arch: str, metrics: dict) -> Evaluation:
     return Evaluation(trained, metrics)
 
 
+def test_single_members_pass_through_combine_unchanged():
+    from pipelines.orchestration import combine_members
+
+    trained = [_evaluation(arch, {}).trained for arch in ("baseline_cnn", "densenet121")]
+    assert combine_members(trained) == trained
+
+
 def test_best_candidate_is_the_highest_holdout_kappa_not_valid():
     from pipelines.orchestration import best_candidate
 
