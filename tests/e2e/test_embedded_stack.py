@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.stack.airflow_api import AirflowClient
-from tests.support import mura, platform_env, versioned_synthetic_project
+from tests.support import mura, platform_env, shorten_smoke_preset, versioned_synthetic_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
@@ -25,6 +25,7 @@ def stack(tmp_path_factory):
     project, home = versioned_synthetic_project(
         tmp_path_factory.mktemp("e2e"), train_patients=200, valid_patients=60
     )
+    shorten_smoke_preset(project)
     env = platform_env(project, home)
     pids: list[int] = []
     try:

@@ -77,7 +77,7 @@ def serving(tmp_path):
 
 def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     env = serving
-    outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke", "epochs": 6})
+    outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke", "epochs": 6, "image_size": 64})
     assert outcome["state"] == "success", outcome["log"][-5000:]
     evaluated = outcome["results"]["evaluate[0]"]["metrics"]
     assert 0.0 < evaluated["eval.study_kappa"] <= 1.0 and "eval.study_auroc" in evaluated
@@ -100,7 +100,11 @@ def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     assert lineage["airflow"]["dag_run_id"] == outcome["run_id"]
     assert lineage["validation"]["success"] == "True" and lineage["validation"]["docs"].startswith("file://")
     assert lineage["data"]["versioned"] == "true" and lineage["training"]["code_dirty"] == "false"
-    assert json.loads(lineage["training"]["overrides"]) == {"architectures": ["baseline_cnn"], "epochs": 6}
+    assert json.loads(lineage["training"]["overrides"]) == {
+        "architectures": ["baseline_cnn"],
+        "epochs": 6,
+        "image_size": [64, 64],
+    }
     data_dvc = Path(env["MURA_REPO_ROOT"]) / "data.dvc"
     assert (
         lineage["data"]["md5"] == lineage["data"]["dvc_md5"]
