@@ -1,4 +1,4 @@
-"""Wire protocols of ServingClient: gRPC with the official tensorflow-serving-api stubs, and REST."""
+"""Wire protocols of ServingClient: gRPC with TF Serving's own messages (serving.protos), and REST."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import base64
 import numpy as np
 
 from serving.errors import ServingClientError
+from serving.protos import (
+    MODEL_SERVICE,
+    PREDICTION_SERVICE,
+    enum_name,
+    make_ndarray,
+    make_tensor_proto,
+    message,
+)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CODE_BY_HTTP = {
@@ -32,7 +40,6 @@ class GrpcTransport:
 
     def __init__(self, target: str, timeout: float):
         import grpc
-        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         self.target, self.timeout = target, timeout
         self._channel = grpc.insecure_channel(
@@ -42,8 +49,14 @@ class GrpcTransport:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def _method(self, path: str, request_type: str, response_type: str):
+        """A unary call of the official service, its messages from serving.protos (no TensorFlow import)."""
+        return self._channel.unary_unary(
+            path,
+            request_serializer=message(request_type).SerializeToString,
+            response_deserializer=message(response_type).FromString,
+        )
 
     def close(self) -> None:
         """Close the channel."""
@@ -69,27 +82,34 @@ class GrpcTransport:
 
     def predict(self, arrays, model, version, label, signature_name):
         """(outputs, served version) of one Predict call."""
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
-        request = predict_pb2.PredictRequest()
+        request = message("tensorflow.serving.PredictRequest")()
         self._spec(request.model_spec, model, version, label)
         request.model_spec.signature_name = signature_name
         for name, array in arrays.items():
-            dtype = tf.string if array.dtype == object else None
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(array, dtype=dtype))
-        response = self._call(self._prediction.Predict, request, model)
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+            request.inputs[name].CopyFrom(make_tensor_proto(array))
+        predict = self._method(
+            PREDICTION_SERVICE + "Predict",
+            "tensorflow.serving.PredictRequest",
+            "tensorflow.serving.PredictResponse",
+        )
+        response = self._call(predict, request, model)
+        outputs = {name: make_ndarray(proto) for name, proto in response.outputs.items()}
         return outputs, response.model_spec.version.value or None
 
     def model_status(self, model, version, label):
         """Version states from GetModelStatus."""
-        from tensorflow_serving.apis import get_model_status_pb2
-
-        request = get_model_status_pb2.GetModelStatusRequest()
+        request = message("tensorflow.serving.GetModelStatusRequest")()
         self._spec(request.model_spec, model, version, label)
-        response = self._call(self._models.GetModelStatus, request, model)
-        state_name = get_model_status_pb2.ModelVersionStatus.State.Name
+        status_call = self._method(
+            MODEL_SERVICE + "GetModelStatus",
+            "tensorflow.serving.GetModelStatusRequest",
+            "tensorflow.serving.GetModelStatusResponse",
+        )
+        response = self._call(status_call, request, model)
+
+        def state_name(number: int) -> str:
+            return enum_name("tensorflow.serving.ModelVersionStatus.State", number)
+
         return [
             {
                 "version": status.version,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import zlib
 
@@ -428,6 +430,42 @@ def test_cli_predict(server, images, tmp_path, capsys):
     assert main(["predict", str(study), "--target", "127.0.0.1:9"]) == 1
     assert "no TF Serving answers at 127.0.0.1:9" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.png"), "--target", server.grpc_target]) == 1
+
+
+TF_FREE_CLIENT = """
+import json, sys
+from serving.client import ServingClient
+with ServingClient(sys.argv[1], protocol="grpc") as client:
+    images = [open(path, "rb").read() for path in sys.argv[2:]]
+    answers = client.predict_images(images, model="mura_binary", label="stable")
+    states = client.model_status("mura_binary")
+print(json.dumps({"answers": answers, "states": states, "tensorflow": sorted(
+    name for name in sys.modules if name == "tensorflow" or name.startswith("tensorflow.")
+)}))
+"""
+
+
+def test_grpc_client_runs_without_tensorflow_and_equals_in_process(server, exported, images, tmp_path):
+    paths = []
+    for index, image in enumerate(images):
+        paths.append(tmp_path / f"image{index}")
+        paths[-1].write_bytes(image)
+    done = subprocess.run(
+        [sys.executable, "-c", TF_FREE_CLIENT, server.grpc_target, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert result["tensorflow"] == []  # not one TensorFlow module was imported
+    assert result["states"] == [{"version": 1, "state": "AVAILABLE", "error_message": ""}]
+    expected = in_process(exported[("binary", 0)], images)
+    served = np.array([answer["abnormal_probability"] for answer in result["answers"]])
+    np.testing.assert_allclose(served, expected["abnormal_probability"].reshape(-1), rtol=0, atol=1e-6)
+    assert [answer["label"] for answer in result["answers"]] == [
+        label.decode() for label in expected["label"].reshape(-1)
+    ]
 
 
 # ---- load: concurrent requests, and a version swap while requests flow ----
