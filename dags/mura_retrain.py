@@ -19,83 +19,21 @@ import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
 
 from pipelines.orchestration import (
-    ARCHITECTURE_CHOICES,
     DVC_POOL,
     GPU_QUEUE,
     RETRAIN_DAG,
-    TASK_CHOICES,
     default_preset,
     preset_choices,
+    retrain_form,
 )
 
 DATA_ASSET = Asset("mura://data/MURA-v1.1")
 MODELS_ALIAS = AssetAlias("mura-registered-models")
 
+# The trigger form; `mura retrain` is built from the same fields and checks them the same way.
 PARAMS = {
-    "preset": Param(
-        default_preset(),
-        type="string",
-        enum=preset_choices(),
-        title="Preset",
-        description="Training recipe from params.yaml; the fields below override it.",
-    ),
-    "task": Param(
-        None,
-        type=["null", "string"],
-        enum=[None, *TASK_CHOICES],
-        title="Task",
-        description="binary (all parts), binary:<XR_PART> (one study type) or 14cls.",
-    ),
-    "architectures": Param(
-        None,
-        type=["null", "array"],
-        items={"type": "string", "enum": list(ARCHITECTURE_CHOICES)},
-        title="Architectures",
-        description="One candidate is trained per architecture.",
-    ),
-    "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=500, title="Epochs"),
-    "image_size": Param(
-        None,
-        type=["null", "integer"],
-        minimum=32,
-        maximum=1024,
-        title="Image size",
-        description="Square input size in pixels.",
-    ),
-    "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=512, title="Batch size"),
-    "learning_rate": Param(
-        None, type=["null", "number"], exclusiveMinimum=0, maximum=1, title="Learning rate"
-    ),
-    "fine_tune_layers": Param(
-        None,
-        type=["null", "integer"],
-        minimum=-1,
-        title="Fine-tune layers",
-        description="Top layers unfrozen in phase two (-1: all, 0: head only).",
-    ),
-    "augment": Param(
-        None, type=["null", "boolean"], title="Augment", description="Flips, rotations, zoom, contrast."
-    ),
-    "ensemble": Param(
-        None,
-        type=["null", "integer"],
-        minimum=1,
-        maximum=20,
-        title="Ensemble members",
-        description="Members per architecture (seeds seed, seed+1, ...), trained in parallel and averaged in one model.",
-    ),
-    "data_rev": Param(
-        None,
-        type=["null", "string"],
-        title="Data revision",
-        description="Git revision of data.dvc to pull; empty for the current one.",
-    ),
-    "auto_promote": Param(
-        False,
-        type="boolean",
-        title="Auto-promote",
-        description="Make a version that passes the gate champion at once.",
-    ),
+    field.name: Param(field.default, **field.schema)
+    for field in retrain_form(default_preset(), preset_choices())
 }
 
 

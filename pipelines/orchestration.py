@@ -17,6 +17,7 @@ from typing import Any
 from pipelines.contracts import DEPLOY_DAG, DVC_POOL, GPU_QUEUE, RETRAIN_DAG, TASK_CHOICES
 from pipelines.errors import ConfigError
 from pipelines.logs import configure_logging
+from pipelines.retrain_form import retrain_form  # the DAG's form, for dags/
 from pipelines.settings import get_settings
 from pipelines.stages import (
     Candidate,
@@ -61,6 +62,7 @@ __all__ = [
     "Validation",
     "default_preset",
     "preset_choices",
+    "retrain_form",
 ]
 
 

@@ -28,18 +28,35 @@ def map_in_chunks(
     workers: int | None = None,
     serial_below: int = 2,
     chunks_per_worker: int = 8,
+    description: str | None = None,
 ) -> list[Result]:
-    """`function` over chunks of `items` in worker processes; results in input order.
+    """`function` over chunks of `items` in worker processes; results in input order. With a
+    `description`, a progress bar counts the items done (pipelines.progress: terminals only).
 
     Runs in this process when there is one worker, fewer than `serial_below` items (starting processes
     would cost more than it saves) or when this process may not have children.
     """
+    from pipelines.progress import bar
+
     workers = worker_count(workers)
-    if workers == 1 or len(items) < serial_below or not can_fork_workers():
-        return function(list(items))
+    serial = workers == 1 or len(items) < serial_below or not can_fork_workers()
     size = max(1, -(-len(items) // (workers * chunks_per_worker)))
     chunks = [list(items[start : start + size]) for start in range(0, len(items), size)]
-    # fork (Linux default) starts workers at once and does not re-import the caller's main module; callers
-    # run this before TensorFlow or GX start threads, so no foreign threads are copied.
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-        return [result for chunk in pool.map(function, chunks) for result in chunk]
+    results: list[Result] = []
+    with bar(len(items), description or "", disable=description is None) as progress:
+        if serial:
+            done = map(function, chunks)
+        else:
+            # fork (Linux default) starts workers at once and does not re-import the caller's main
+            # module; callers run this before TensorFlow or GX start threads, so no foreign threads
+            # are copied.
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+            done = pool.map(function, chunks)
+        try:
+            for chunk, result in zip(chunks, done, strict=True):
+                results.extend(result)
+                progress.update(len(chunk))
+        finally:
+            if not serial:
+                pool.shutdown()
+    return results

@@ -41,6 +41,33 @@ def study_images(folder: Path) -> list[Path]:
     return images
 
 
+def study_folders(root: Path) -> list[Path]:
+    """The study folders at or under `root`: itself when it holds images, else every folder below that
+    does (a patient or a study-type folder), in name order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: pass an image, a study, a patient or a study-type folder")
+
+    def holds_images(folder: Path) -> bool:
+        return any(p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p.name) for p in folder.iterdir())
+
+    if holds_images(root):
+        return [root]
+    found = sorted(
+        folder
+        for folder in root.rglob("*")
+        if folder.is_dir()
+        and not any(is_hidden(part) for part in folder.relative_to(root).parts)
+        and holds_images(folder)
+    )
+    if not found:
+        raise DataError(
+            f"{root} holds no PNG or JPEG image in it or in any folder below it: pass an image, a study "
+            "folder (.../patient00001/study1_positive/), a patient folder or a study-type folder (XR_WRIST/)"
+        )
+    return found
+
+
 class ServingClient:
     """Predictions from a TF Serving endpoint; `target` defaults to MURA_SERVING_GRPC / MURA_SERVING_REST."""
 

@@ -1,37 +1,78 @@
 """The `mura` command: a thin runner over `pipelines` and `serving`.
 
 Each command group lives in its own module with a `register(subparsers)` function; handlers import
-their heavy dependencies lazily so `mura --help` stays fast.
+their heavy dependencies lazily, so help and usage errors come back at once (checked before any
+TensorFlow, MLflow or Airflow import).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
 
 from pipelines.cli.common import fail
+from pipelines.cli.parsing import MuraParser
 from pipelines.errors import MuraError
 from pipelines.logs import configure_logging
+from pipelines.progress import silence as silence_progress
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
-COMMAND_MODULES = ("data", "train", "serve", "registry", "lineage", "stack")
+COMMAND_MODULES = ("data", "train", "retrain", "serve", "registry", "lineage", "stack", "shell")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def package_version() -> str:
+    """The installed platform's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mura-platform")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed: make venv)"
+
+
+def build_parser() -> MuraParser:
     """The full argument parser with every command group registered."""
-    parser = argparse.ArgumentParser(prog="mura", description="MURA MLOps platform")
+    import importlib
+
+    parser = MuraParser(
+        prog="mura",
+        description="MURA MLOps platform: data, training, registry and serving of MURA X-ray models.",
+        epilog="`mura COMMAND --help` shows a command's options. Research use only: not a medical device.",
+    )
+    parser.add_argument("--version", action="version", version=f"mura {package_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the full traceback of an unexpected error"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"pipelines.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"pipelines.cli.{name}":
-                raise
-            continue  # a command group that is not built yet
-        module.register(subparsers)
+        importlib.import_module(f"pipelines.cli.{name}").register(subparsers)
     return parser
+
+
+def error_log() -> Path:
+    """Where unexpected errors leave their traceback: $MURA_HOME/logs/cli.log."""
+    from pipelines.settings import get_settings
+
+    return get_settings().mura_home / "logs" / "cli.log"
+
+
+def _unexpected(error: BaseException, argv: list[str], debug: bool) -> int:
+    """One line naming the error and the log holding its traceback (printed too under --debug)."""
+    trace = "".join(traceback.format_exception(error))
+    if debug:
+        print(trace, file=sys.stderr, end="")
+    log = error_log()
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as stream:
+            stream.write(f"--- {datetime.now(UTC).isoformat()} mura {' '.join(argv)}\n{trace}")
+        where = f"traceback in {log}"
+    except OSError:
+        where = "the log could not be written"
+    return fail(f"{type(error).__name__}: {error} ({where}; --debug prints it)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,15 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.cli.serve import exec_server
 
         return exec_server(argv[1:])
-    configure_logging()
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (`mura completion`)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
+    if getattr(args, "json", False):
+        silence_progress()  # stdout is one JSON document; stderr carries no bar redraws either
+    configure_logging()
     try:
         code = args.handler(args)
     except MuraError as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted")
+    except Exception as error:  # noqa: BLE001 - anything else: one line and the log, not a traceback
+        return _unexpected(error, argv, args.debug)
     return int(code or 0)
 
 

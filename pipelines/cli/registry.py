@@ -122,8 +122,28 @@ def _webhook(args) -> int:
     return 0
 
 
+def _models(args) -> int:
+    from pipelines.registry.listing import model_versions
+
+    rows = model_versions()
+    lines = [
+        f"{row['model']:<24} v{row['version']:<4} {','.join(row['aliases']) or '-':<20} "
+        f"{','.join(row['labels']) or '-':<14} gate {row['gate']:<7} kappa {row['study_kappa']}"
+        for row in rows
+    ]
+    header = f"{'MODEL':<24} {'VER':<5} {'ALIASES':<20} {'SERVED AS':<14} {'GATE':<12} STUDY KAPPA [95% CI]"
+    emit(rows, args.json, "\n".join([header, *lines]) if rows else "no registered models yet")
+    return 0
+
+
 def register(subparsers) -> None:
     """Add the registry commands."""
+    parser = subparsers.add_parser(
+        "models", help="registered versions: aliases, labels served, gate verdict, study kappa"
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=_models)
+
     parser = subparsers.add_parser(
         "register", help="register a run's tf_serving/ SavedModel, gate it, set aliases"
     )

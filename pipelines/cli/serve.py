@@ -21,9 +21,11 @@ def register(subparsers) -> None:
     serve.set_defaults(handler=lambda args: exec_server(args.flags))
 
     predict = subparsers.add_parser(
-        "predict", help="ask the serving endpoint about an image or a study folder"
+        "predict",
+        help="ask the serving endpoint about an image, a study, or each study under a patient or "
+        "study-type folder",
     )
-    predict.add_argument("path", metavar="IMAGE_OR_STUDY_DIR", type=Path)
+    predict.add_argument("path", metavar="IMAGE_OR_FOLDER", type=Path)
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
     choice = predict.add_mutually_exclusive_group()
     choice.add_argument("--label", help="version label, e.g. stable or canary")
@@ -48,29 +50,74 @@ def exec_server(flags: list[str]) -> int:
     return 1  # not reached: execv replaces this process
 
 
+def _sentence(result: dict, model: str, what: str) -> str:
+    """The seed project's sentence: "X-ray of XR_WRIST is abnormal." (14-class: "XR_WRIST is abnormal.")."""
+    part = result.get("body_part")
+    if "class_probabilities" in result or model.endswith("14cls"):
+        return f"{part or 'This ' + what} is {result['label']}."
+    return f"X-ray of {part} is {result['label']}." if part else f"This {what} is {result['label']}."
+
+
+def _answered_by(args, version: int | None) -> str:
+    label = f", label {args.label}" if args.label else ""
+    return f"answered by {args.model} version {version if version is not None else '?'}{label}"
+
+
+def _served_version(client, args) -> int | None:
+    """The version REST answered with (its :predict reply does not say): the labelled or newest available."""
+    states = client.model_status(args.model, args.version, args.label)
+    available = [entry["version"] for entry in states if entry["state"] == "AVAILABLE"]
+    return max(available) if available else None
+
+
 def handle_predict(args) -> int:
-    """Print the seed-style sentence and the probability for an image or a study folder."""
-    from serving.client import ServingClient, body_part_from_path
+    """The seed-style sentence for an image, a study, or each study under a patient/study-type folder."""
+    from serving.client import ServingClient, body_part_from_path, study_folders
 
     if not args.path.exists():
         raise DataError(f"{args.path} does not exist: pass a PNG/JPEG image or a study folder")
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
-        if args.path.is_dir():
-            result = client.predict_study(args.path, args.model, args.version, args.label)
+        if args.path.is_file():
+            results = [client.predict_image(args.path, args.model, args.version, args.label)]
+            results[0].setdefault("body_part", body_part_from_path(args.path))
+            what = "image"
         else:
-            result = client.predict_image(args.path, args.model, args.version, args.label)
-            result.setdefault("body_part", body_part_from_path(args.path))
-    part = result.get("body_part") or "the study"
-    if "class_probabilities" in result or args.model.endswith("14cls"):
-        sentence = f"{part} is {result['label']}."
-    else:
-        sentence = f"X-ray of {part} is {result['label']}."
-    result["sentence"] = sentence
-    version = f" v{result['version']}" if result.get("version") else ""
+            what = "study"
+            results = [
+                client.predict_study(folder, args.model, args.version, args.label)
+                for folder in study_folders(args.path)
+            ]
+        version = results[0].get("version")
+        if version is None:
+            version = _served_version(client, args)
+    for result in results:
+        result.update(sentence=_sentence(result, args.model, what), version=version, version_label=args.label)
+    by = _answered_by(args, version)
+    if len(results) == 1:
+        result = results[0]
+        scope = (
+            "this image alone, not its whole study"
+            if what == "image"
+            else f"study of {len(result['images'])} image{'s' if len(result['images']) > 1 else ''}"
+        )
+        threshold = f", threshold {result['threshold']:.3f}" if "threshold" in result else ""
+        text = (
+            f"{result['sentence']} ({scope}: abnormal probability {result['abnormal_probability']:.3f}"
+            f"{threshold}; {by})"
+        )
+        emit(result, args.json, text)
+        return 0
+    abnormal = sum(result["label"] == "abnormal" for result in results)
+    lines = [
+        f"{Path(result['study']).relative_to(args.path)}: {result['sentence']} "
+        f"(abnormal probability {result['abnormal_probability']:.3f})"
+        for result in results
+    ]
+    summary = f"{len(results)} studies: {abnormal} abnormal, {len(results) - abnormal} normal; {by}"
     emit(
-        result,
+        {"model": args.model, "version": version, "version_label": args.label, "studies": results},
         args.json,
-        f"{sentence} (abnormal probability {result['abnormal_probability']:.3f}, {args.model}{version})",
+        "\n".join([*lines, summary]),
     )
     return 0
 

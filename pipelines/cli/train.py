@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, emit
+from pipelines.cli.parsing import (
+    architecture_help,
+    architecture_list,
+    positive_int,
+    preset_help,
+    preset_name,
+    preset_names,
+)
+from pipelines.contracts import TASK_CHOICES
 from pipelines.settings import get_settings
+from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
 
 def _data_arguments(parser) -> None:
@@ -16,15 +26,24 @@ def _data_arguments(parser) -> None:
 
 
 def _config_arguments(parser) -> None:
-    parser.add_argument("--preset", help="preset of params.yaml (default: $MURA_DEFAULT_PRESET)")
-    parser.add_argument("--arch", help="architecture(s), comma separated, e.g. densenet169,resnet50")
-    parser.add_argument("--task", help="binary, binary:XR_<PART> or 14cls")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--image-size", help="320 or 320x320")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--learning-rate", type=float)
+    preset = parser.add_argument("--preset", type=preset_name, help=preset_help())
+    preset.completer = lambda **_: preset_names()  # argcomplete: tab completes the names
+    arch = parser.add_argument(
+        "--arch", type=architecture_list, metavar="ARCH[,ARCH]", help=architecture_help()
+    )
+    arch.completer = lambda **_: list(ARCHITECTURE_CHOICES)
+    parser.add_argument(
+        "--task",
+        choices=TASK_CHOICES,
+        metavar="TASK",
+        help="binary, binary:XR_<PART> (e.g. binary:XR_WRIST) or 14cls",
+    )
+    parser.add_argument("--epochs", type=positive_int, help="training epochs (the preset's when not given)")
+    parser.add_argument("--image-size", help="input size in pixels: 320 or 320x320")
+    parser.add_argument("--batch-size", type=positive_int, help="images per step (per device)")
+    parser.add_argument("--learning-rate", type=float, help="Adam's initial learning rate")
     parser.add_argument("--fine-tune-layers", type=int, help="backbone layers unfrozen in phase 2 (-1 = all)")
-    parser.add_argument("--augment", choices=["true", "false"])
+    parser.add_argument("--augment", choices=["true", "false"], help="flips, rotations, zoom, contrast")
     parser.add_argument(
         "--set",
         action="append",
@@ -168,7 +187,9 @@ def register(subparsers) -> None:
     tune = subparsers.add_parser("tune", help="Keras Tuner search; each trial a nested MLflow run")
     _config_arguments(tune)
     _data_arguments(tune)
-    tune.add_argument("--max-trials", type=int, default=None, help="trials to run (default from params.yaml)")
+    tune.add_argument(
+        "--max-trials", type=positive_int, default=None, help="trials to run (default from params.yaml)"
+    )
     tune.add_argument("--name", help="name of the preset written with the best values (default tuned_<arch>)")
     add_json_flag(tune)
     tune.set_defaults(handler=_tune)

@@ -43,4 +43,4 @@ def read_headers(
 ) -> list[tuple[int, int, str, int, bool]]:
     """Headers of many images under `root`, in input order, using all cores for large sets."""
     paths = [str(Path(root) / relative) for relative in relative_paths]
-    return map_in_chunks(_read_chunk, paths, workers, serial_below=PARALLEL_FROM)
+    return map_in_chunks(_read_chunk, paths, workers, serial_below=PARALLEL_FROM, description="read headers")

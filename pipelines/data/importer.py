@@ -7,12 +7,11 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pipelines.contracts import is_hidden
 from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR
 from pipelines.data.release import read_image_csv, release_dir, scan_images
 from pipelines.errors import DataError
+from pipelines.progress import bar
 
 LOGGER = logging.getLogger(__name__)
 
@@ -21,10 +20,12 @@ def _copy_folder(source: Path, target: Path) -> int:
     files = [
         path for path in source.rglob("*") if path.is_file() and not any(is_hidden(p) for p in path.parts)
     ]
-    for path in tqdm(files, desc="import", unit="file"):
-        destination = target / path.relative_to(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, destination)
+    with bar(len(files), "import") as progress:
+        for path in files:
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+            progress.update()
     return len(files)
 
 
@@ -46,9 +47,11 @@ def _extract_zip(source: Path, target: Path) -> int:
         if not any(info.filename.startswith(f"{RELEASE_DIR}/") for info in members):
             raise DataError(f"{source}: the zip has no {RELEASE_DIR}/ folder at its top level")
         try:
-            for info in tqdm(members, desc="import", unit="file"):
-                if info.filename.startswith(f"{RELEASE_DIR}/"):
-                    archive.extract(info, target)
+            with bar(len(members), "import") as progress:
+                for info in members:
+                    if info.filename.startswith(f"{RELEASE_DIR}/"):
+                        archive.extract(info, target)
+                    progress.update()
         except (zipfile.BadZipFile, OSError, EOFError) as error:
             raise DataError(f"{source}: damaged zip ({error}); download it again") from error
     return len(members)

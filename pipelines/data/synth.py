@@ -84,7 +84,7 @@ def _write_tree(studies: list[StudyPlan], root: Path, workers: int | None) -> No
         (root / study.folder).mkdir(parents=True, exist_ok=True)
         for index, params in enumerate(study.images, start=1):
             jobs.append((str(root / study.folder / f"image{index}.png"), study.body_part, params))
-    map_in_chunks(_write_images, jobs, workers, serial_below=PARALLEL_FROM)
+    map_in_chunks(_write_images, jobs, workers, serial_below=PARALLEL_FROM, description="synth images")
 
 
 def _write_csvs(studies: list[StudyPlan], root: Path) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.contracts import BODY_PARTS
+from pipelines.progress import enabled as progress_enabled
 
 
 def abnormal_probability(outputs: np.ndarray, multiclass: bool) -> np.ndarray:
@@ -36,7 +37,7 @@ def score_images(
     dataset = make_dataset(
         rows, data_root, task, image_size, batch_size, training=False, cache="none", with_labels=False
     )
-    outputs = model.predict(dataset, verbose=0)
+    outputs = model.predict(dataset, verbose=1 if progress_enabled() else 0)
     scored = rows.reset_index(drop=True).copy()
     scored["probability"] = abnormal_probability(outputs, task.is_multiclass)
     if task.is_multiclass:

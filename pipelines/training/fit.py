@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from pipelines.contracts import Task
+from pipelines.progress import keras_verbosity
 from pipelines.training.presets import TrainConfig
 from pipelines.training.zoo import set_backbone_trainable
 
@@ -210,7 +211,7 @@ def run_phases(
             validation_data=holdout_data,
             epochs=phase.epochs,
             callbacks=callbacks,
-            verbose=2,
+            verbose=keras_verbosity(),  # a bar per batch at a terminal, a line per epoch in logs
             shuffle=False,
         )
         last = {key: float(values[-1]) for key, values in history.history.items() if values}

@@ -64,7 +64,9 @@ def _check_chunk(paths: list[str]) -> list[ImageFacts]:
 
 def check_images(paths: list[str], workers: int | None = None) -> list[ImageFacts]:
     """check_image for every path, in input order, spread over `workers` processes (all cores by default)."""
-    return map_in_chunks(_check_chunk, paths, workers, chunks_per_worker=CHUNKS_PER_WORKER)
+    return map_in_chunks(
+        _check_chunk, paths, workers, chunks_per_worker=CHUNKS_PER_WORKER, description="check images"
+    )
 
 
 def image_columns(data_root: Path, relative_paths: list[str], workers: int | None = None) -> dict[str, list]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -425,11 +426,42 @@ def test_cli_predict(server, images, tmp_path, capsys):
     assert main(["predict", str(study), "--target", server.grpc_target, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["sentence"] == f"X-ray of XR_WRIST is {result['label']}." and result["version"] == 1
+    assert main(["predict", str(study), "--target", server.grpc_target, "--label", "stable"]) == 0
+    printed = capsys.readouterr().out
+    assert "study of 1 image:" in printed and "answered by mura_binary version 1, label stable" in printed
+    # One image is not called a study, and REST (whose reply has no version) still names the version.
     assert main(["predict", str(study / "image1.png"), "--rest", "--target", server.rest_url]) == 0
-    assert "X-ray of XR_WRIST is" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.startswith("X-ray of XR_WRIST is") and "this image alone, not its whole study" in printed
+    assert "answered by mura_binary version 1" in printed
     assert main(["predict", str(study), "--target", "127.0.0.1:9"]) == 1
     assert "no TF Serving answers at 127.0.0.1:9" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.png"), "--target", server.grpc_target]) == 1
+
+
+def test_cli_predict_answers_each_study_under_a_study_type_folder(server, images, tmp_path, capsys):
+    from pipelines.cli import main
+
+    part = tmp_path / "XR_HAND"
+    studies = [part / "patient00001" / "study1_positive", part / "patient00002" / "study1_negative"]
+    for index, study in enumerate(studies):
+        study.mkdir(parents=True)
+        for image in images[: index + 1]:
+            (study / f"image{images.index(image)}.png").write_bytes(image)
+    (part / "patient00003").mkdir()  # a patient with no images is skipped
+    assert main(["predict", str(part), "--target", server.grpc_target, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [Path(item["study"]) for item in result["studies"]] == studies
+    assert [len(item["images"]) for item in result["studies"]] == [1, 2]
+    assert result["model"] == "mura_binary" and result["version"] == 1
+    assert main(["predict", str(part / "patient00002"), "--target", server.grpc_target]) == 0
+    assert capsys.readouterr().out.startswith("X-ray of XR_HAND is")
+    assert main(["predict", str(part), "--target", server.grpc_target]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("patient00001/study1_positive: X-ray of XR_HAND is")
+    assert lines[-1].startswith("2 studies: ") and "answered by mura_binary version 1" in lines[-1]
+    assert main(["predict", str(part / "patient00003"), "--target", server.grpc_target]) == 1
+    assert "holds no PNG or JPEG image in it or in any folder below it" in capsys.readouterr().err
 
 
 TF_FREE_CLIENT = """

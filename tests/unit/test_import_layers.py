@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pipelines.ports",
             "pipelines.logs",
             "pipelines.parallel",
+            "pipelines.progress",
             "pipelines.stages",
             "pipelines.wire",
         ),
@@ -38,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation", ("pipelines.evaluation",)),
     ("export", ("pipelines.export",)),
     ("registry", ("pipelines.registry",)),
-    ("orchestration", ("pipelines.orchestration", "pipelines.stack")),
+    ("orchestration", ("pipelines.orchestration", "pipelines.retrain_form", "pipelines.stack")),
     ("runners", ("pipelines.cli", "pipelines.demo")),
 ]
 OWN_PACKAGES = ("pipelines", "serving")

@@ -1,0 +1,164 @@
+"""`mura` as a person at a terminal meets it: usage errors before any heavy import, one-line failures
+with the log's path, --version, completion, the retrain form's checks, progress bars only when asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipelines import cli
+from pipelines.errors import ConfigError
+from tests.unit.conftest import HEAVY
+
+# Runs `main` in a fresh interpreter and reports the exit code, stderr and the heavy modules loaded.
+PROBE = """
+import contextlib, io, json, sys
+from pipelines.cli import main
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exit:
+        code = exit.code
+heavy = sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[0].split(",")))
+print(json.dumps({"code": code, "stderr": err.getvalue(), "heavy": heavy}))
+"""
+
+
+def probe(*argv: str, env: dict | None = None) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("sys.argv[0]", repr(",".join(HEAVY))), *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--preset", "nosuch"], "unknown preset 'nosuch'; choose from cpu_smoke, mura_paper"),
+        (["train", "--arch", "densenet169,resnet9000"], "unknown architecture resnet9000; choose from"),
+        (["train", "--task", "multi"], "invalid choice: 'multi'"),
+        (["train", "--epochs", "0"], "0 is below 1"),
+        (["tune", "--max-trials", "x"], "'x' is not a whole number"),
+        (["retrain", "--ensemble", "50"], "ensemble=50: 50 is greater than the maximum of 20"),
+        (["retrain", "--architectures", "resnet9000"], "'resnet9000' is not one of"),
+        (["retrain", "--image-size", "8"], "image_size=8: 8 is less than the minimum of 32"),
+        (["predict"], "the following arguments are required: IMAGE_OR_FOLDER"),
+    ],
+)
+def test_usage_errors_name_the_fault_before_any_heavy_import(argv, message):
+    result = probe(*argv)
+    assert result["code"] in (1, 2) and message in result["stderr"], result
+    assert result["heavy"] == []
+
+
+def test_version_and_help_list_choices_and_defaults(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.startswith("mura 0.")
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "cpu_smoke, mura_paper (default: cpu_smoke" in text and "densenet169" in text
+    with pytest.raises(SystemExit):
+        cli.main(["runs", "--help"])
+    assert "(default: 20)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_unexpected_error_is_one_line_with_the_log_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MURA_HOME", str(tmp_path))
+    assert cli.main(["data", "synth", "--out", "/proc/nope/data", "--train-patients", "2"]) == 1
+    err = capsys.readouterr().err
+    log = tmp_path / "logs" / "cli.log"
+    assert len(err.strip().splitlines()) == 1 and f"traceback in {log}" in err, err
+    assert "/proc/nope" in err and "Traceback (most recent call last)" in log.read_text()
+    assert cli.main(["--debug", "data", "synth", "--out", "/proc/nope/data", "--train-patients", "2"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_completion_script_and_completions_of_presets(tmp_path):
+    script = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "complete" in script and "mura" in script
+    line = "mura train --preset "
+    answer = tmp_path / "completions"
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli"],
+        env={**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": " ", "COMP_LINE": line,
+             "COMP_POINT": str(len(line)), "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)},
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    assert answer.read_text().split() == ["cpu_smoke", "mura_paper"]
+
+
+def test_the_retrain_form_checks_a_conf_as_airflow_does():
+    from pipelines.retrain_form import check_conf, retrain_form
+
+    form = retrain_form("cpu_smoke", ["cpu_smoke", "mura_paper"])
+    assert check_conf({"epochs": 3, "architectures": ["baseline_cnn"], "augment": False}, form)
+    for conf, fault in (
+        ({"epochs": 0}, "epochs=0"),
+        ({"preset": "nosuch"}, "'nosuch' is not one of"),
+        ({"learning_rate": 0}, "learning_rate=0"),
+        ({"task": "multi"}, "task='multi'"),
+        ({"colour": "red"}, "no field colour"),
+    ):
+        with pytest.raises(ConfigError, match=fault):
+            check_conf(conf, form)
+
+
+def test_progress_bars_only_when_asked(monkeypatch, capsys):
+    from pipelines.parallel import map_in_chunks
+
+    def double(chunk):
+        return [item * 2 for item in chunk]
+
+    monkeypatch.setenv("MURA_PROGRESS", "1")
+    assert map_in_chunks(double, list(range(40)), workers=1, description="doubling") == [
+        i * 2 for i in range(40)
+    ]
+    assert "doubling" in (err := capsys.readouterr().err) and "40/40" in err
+    monkeypatch.setenv("MURA_PROGRESS", "0")
+    assert map_in_chunks(double, list(range(40)), workers=1, description="doubling") == [
+        i * 2 for i in range(40)
+    ]
+    assert capsys.readouterr().err == ""
+
+
+def test_study_folders_under_a_patient_or_study_type_folder(tmp_path):
+    from serving.client import study_folders
+
+    part = tmp_path / "XR_HAND"
+    for study in (
+        "patient00001/study1_positive",
+        "patient00001/study2_negative",
+        "patient00002/study1_negative",
+    ):
+        (part / study).mkdir(parents=True)
+        (part / study / "image1.png").write_bytes(b"png")
+    (part / ".hidden" / "study1").mkdir(parents=True)
+    (part / ".hidden" / "study1" / "image1.png").write_bytes(b"png")
+    assert [path.relative_to(part).as_posix() for path in study_folders(part)] == [
+        "patient00001/study1_positive",
+        "patient00001/study2_negative",
+        "patient00002/study1_negative",
+    ]
+    assert study_folders(part / "patient00002" / "study1_negative") == [
+        part / "patient00002" / "study1_negative"
+    ]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="holds no PNG or JPEG image"):
+        study_folders(tmp_path / "empty")
