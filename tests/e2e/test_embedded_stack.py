@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -79,12 +80,28 @@ def test_invalid_params_are_refused_with_the_reason(stack):
         _client(report).trigger("mura_retrain", {"epochs": 0})
 
 
-def test_rest_trigger_trains_registers_deploys_and_serves_over_grpc(stack):
+def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     env, report = stack
-    client = _client(report)
-    run_id = client.trigger("mura_retrain", {"preset": "cpu_smoke", "epochs": 6})
-    state = client.wait("mura_retrain", run_id, timeout=RUN_TIMEOUT)
-    assert state == "success", client.task_states("mura_retrain", run_id)
+    # `mura retrain --wait` triggers through Airflow's REST API, shows task states live, and exits
+    # with the run's state.
+    done = mura(
+        env, "retrain", "--preset", "cpu_smoke", "--epochs", "6", "--wait", "--json", timeout=RUN_TIMEOUT
+    )
+    result = json.loads(done.stdout)
+    assert result["state"] == "success", result["tasks"]
+    assert result["conf"] == {"preset": "cpu_smoke", "epochs": 6}
+    assert result["tasks"]["gate"] == "success" and "train[0]" in result["tasks"]
+    train_states = re.findall(r"^  train\[0\] +(\w+)$", done.stderr, re.MULTILINE)
+    assert "running" in train_states and train_states[-1] == "success", done.stderr[-2000:]
+    listed = json.loads(mura(env, "runs", "--airflow", "--json").stdout)
+    assert listed[0]["dag_run_id"] == result["dag_run_id"] and listed[0]["state"] == "success"
+    models = json.loads(mura(env, "models", "--json").stdout)
+    assert [(row["model"], row["version"], row["labels"]) for row in models] == [
+        ("mura_binary", 1, ["stable"])
+    ]
+    assert "champion" in models[0]["aliases"] and models[0]["gate"] == "passed"
+    runs = json.loads(mura(env, "runs", "--json").stdout)
+    assert models[0]["run_id"] in {run["run_id"] for run in runs}
 
     from serving.client import ServingClient
 
