@@ -10,13 +10,21 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv demo test test-unit test-fast check lint typecheck bench clean lock
 
-venv: $(VENV)/.installed
+ASSETS := infra/data_docs_assets
+
+venv: $(VENV)/.installed $(ASSETS)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+# The scripts and styles of GX's Data Docs, served from the site (pages render offline).
+$(ASSETS)/node_modules/.installed: $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	@command -v npm >/dev/null || { echo "make: Data Docs assets need npm: run 'apt-get install npm' (Debian), then make again"; exit 1; }
+	cd $(ASSETS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: venv

@@ -111,7 +111,12 @@ def validate_data(manifest: Manifest) -> Validation:
     from pipelines.validation import validate_manifest_file
 
     configure_logging()
-    report = validate_manifest_file(Path(manifest.path), Path(manifest.data_root))
+    version = manifest.data_version
+    report = validate_manifest_file(
+        Path(manifest.path),
+        Path(manifest.data_root),
+        data_version=f"dvc-{version.dvc_md5.removesuffix('.dir')}" if version and version.dvc_md5 else None,
+    )
     LOGGER.info("%s", report["summary"])
     return Validation(
         success=bool(report["success"]), docs=report.get("data_docs") or "", summary=report["summary"]

@@ -35,13 +35,19 @@ def validate(
     params: dict | None = None,
     workers: int | None = None,
     raise_on_failure: bool = True,
+    data_version: str | None = None,
 ) -> dict:
     """Validate a manifest against the gate; return the report, raise DataValidationError on failure.
 
     `data_root` is the folder holding MURA-v1.1/ (image paths are relative to it); `project_dir` is the
     GX project (default: the runtime copy `$MURA_HOME/gx` of the committed template), whose
-    uncommitted/ receives the Data Docs.
+    uncommitted/ receives the Data Docs. `data_version` names the data in the Data Docs (the run
+    name; default: the manifest's hash).
     """
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    from pipelines.data.manifest import manifest_hash
+    from pipelines.validation.docs_assets import localize
     from pipelines.validation.project import default_project_dir, docs_index, ensure_gate
 
     params = gate_params(params)
@@ -51,10 +57,18 @@ def validate(
     prepared = time.perf_counter()
     studies = study_frame(frame, Path(data_root))
     context, checkpoints = ensure_gate(Path(project_dir) if project_dir else default_project_dir(), params)
+    run_name = data_version or f"manifest-{manifest_hash(manifest)[:12]}"
     results = [
-        checkpoints["images"].run(batch_parameters={"dataframe": frame}),
-        checkpoints["studies"].run(batch_parameters={"dataframe": studies}),
+        checkpoints["images"].run(
+            batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name)
+        ),
+        checkpoints["studies"].run(
+            batch_parameters={"dataframe": studies}, run_id=RunIdentifier(run_name=run_name)
+        ),
     ]
+    docs = docs_index(context)
+    if docs and docs.startswith("file://"):
+        localize(Path(docs.removeprefix("file://")).parent)
     finished = time.perf_counter()
     timings = {
         "image_checks": prepared - started,
@@ -63,7 +77,8 @@ def validate(
     }
     counts = {"images": len(frame), "studies": len(studies)}
     notes = failure_notes(frame)
-    report = build_report(results, counts, int(params["examples"]), notes, docs_index(context), timings)
+    report = build_report(results, counts, int(params["examples"]), notes, docs, timings)
+    report["data_version"] = run_name
     if raise_on_failure and not report["success"]:
         raise DataValidationError(report["summary"], report)
     return report
