@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv demo test test-unit test-fast check lint typecheck bench clean lock
+.PHONY: venv demo test test-unit test-fast check lint typecheck bench docs clean lock
 
 ASSETS := infra/data_docs_assets
 
@@ -50,6 +50,10 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+
+# docs/CLI.md: every command and option, generated from the parsers (a unit test checks it is current).
+docs: venv
+	COLUMNS=100 $(BIN)/python -m pipelines.cli.reference > docs/CLI.md
 
 bench: venv
 	mkdir -p benchmarks/results

@@ -164,14 +164,14 @@ def register(subparsers) -> None:
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     synth = _add(commands, "synth", _synth, "write a synthetic MURA-v1.1 release (tree + 4 CSVs)")
     synth.add_argument("--out", help="folder to write MURA-v1.1/ into (default: data/)")
-    synth.add_argument("--seed", type=int)
-    synth.add_argument("--train-patients", type=int)
-    synth.add_argument("--valid-patients", type=int)
+    synth.add_argument("--seed", type=int, help="random seed (default: params.yaml data.synth.seed)")
+    synth.add_argument("--train-patients", type=int, help="patients in train (default: params.yaml)")
+    synth.add_argument("--valid-patients", type=int, help="patients in valid (default: params.yaml)")
     from pipelines.data.synth_faults import FAULTS
 
     synth.add_argument("--fault", choices=FAULTS, help="inject one named data fault")
     imported = _add(commands, "import", _import, "import a MURA-v1.1 folder or the official zip into data/")
-    imported.add_argument("source", metavar="SRC")
+    imported.add_argument("source", metavar="SRC", help="a MURA-v1.1 folder or the official MURA-v1.1.zip")
     imported.add_argument("--data", help="target data folder (default: data/)")
     imported.add_argument(
         "--force",
@@ -202,7 +202,7 @@ def register(subparsers) -> None:
         commands, "diff", _diff, "images added/removed/changed and labels flipped between two data versions"
     )
     diff.add_argument("rev_a", metavar="REV_A", help="git revision of data.dvc (commit, tag, branch)")
-    diff.add_argument("rev_b", metavar="REV_B")
+    diff.add_argument("rev_b", metavar="REV_B", help="the revision to compare REV_A with")
     diff.add_argument("--remote", help="DVC remote name (default: 'local')")
     try:
         from pipelines.cli.data_validate import add_validate_command

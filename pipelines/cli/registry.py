@@ -147,7 +147,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "register", help="register a run's tf_serving/ SavedModel, gate it, set aliases"
     )
-    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run id of a training run (`mura runs`)")
     parser.add_argument(
         "--auto-promote", action="store_true", help="a passing version becomes champion at once"
     )
@@ -155,8 +155,8 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=_register)
 
     parser = subparsers.add_parser("promote", help="move an alias (default champion) to a model version")
-    parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("version", metavar="VERSION", type=int)
+    parser.add_argument("model", metavar="MODEL", help="registered model, e.g. mura_binary (`mura models`)")
+    parser.add_argument("version", metavar="VERSION", type=int, help="the version the alias moves to")
     parser.add_argument(
         "--alias", default="champion", help="champion (serves as stable) or challenger (canary)"
     )
@@ -168,7 +168,7 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=_promote)
 
     parser = subparsers.add_parser("rollback", help="move champion back to the previous champion")
-    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("model", metavar="MODEL", help="registered model, e.g. mura_binary")
     add_json_flag(parser)
     parser.set_defaults(handler=_rollback)
 
@@ -189,8 +189,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "mlflow-server", help="run an MLflow tracking server on the embedded store"
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on")
     parser.add_argument(
         "--backend-store-uri", help="default: SQLite under MURA_HOME/mlflow (postgresql://... in compose)"
     )
@@ -206,8 +206,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "webhook", help="receive MLflow alias webhooks (secret: MURA_WEBHOOK_SECRET)"
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8090, help="port to listen on")
     parser.add_argument(
         "--action",
         choices=("reconcile", "airflow"),

@@ -25,7 +25,12 @@ def register(subparsers) -> None:
         help="ask the serving endpoint about an image, a study, or each study under a patient or "
         "study-type folder",
     )
-    predict.add_argument("path", metavar="IMAGE_OR_FOLDER", type=Path)
+    predict.add_argument(
+        "path",
+        metavar="IMAGE_OR_FOLDER",
+        type=Path,
+        help="a PNG/JPEG image, a study folder, or a patient or study-type folder (each study under it)",
+    )
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
     choice = predict.add_mutually_exclusive_group()
     choice.add_argument("--label", help="version label, e.g. stable or canary")
@@ -36,7 +41,7 @@ def register(subparsers) -> None:
     predict.set_defaults(handler=handle_predict)
 
     export = subparsers.add_parser("export", help="export a training run's model as a TF Serving SavedModel")
-    export.add_argument("run_id", metavar="RUN_ID")
+    export.add_argument("run_id", metavar="RUN_ID", help="MLflow run id of a training run (`mura runs`)")
     export.add_argument("--out", type=Path, help="also keep the SavedModel in this new folder")
     export.add_argument("--samples", type=Path, help="folder of sample images for the warm-up file")
     add_json_flag(export)

@@ -178,7 +178,7 @@ def register(subparsers) -> None:
     train.set_defaults(handler=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="study-level evaluation of a run's model on valid")
-    evaluate.add_argument("run_id")
+    evaluate.add_argument("run_id", metavar="RUN_ID", help="MLflow run id of a training run (`mura runs`)")
     _data_arguments(evaluate)
     evaluate.add_argument("--threshold", type=float, help="abnormal when probability >= this (default 0.5)")
     add_json_flag(evaluate)

@@ -162,3 +162,44 @@ def test_study_folders_under_a_patient_or_study_type_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="holds no PNG or JPEG image"):
         study_folders(tmp_path / "empty")
+
+
+def test_every_option_has_help_and_docs_cli_md_is_current():
+    import argparse
+
+    from pipelines.cli.reference import _sections, _subcommands, reference
+    from pipelines.settings import get_settings
+
+    def undocumented(parser, name):
+        missing = [
+            f"{name} {action.dest}"
+            for action in parser._actions
+            if not action.help and not isinstance(action, argparse._SubParsersAction)
+        ]
+        for child_name, child in _subcommands(parser).items():
+            missing += undocumented(child, f"{name} {child_name}")
+        return missing
+
+    assert undocumented(cli.build_parser(), "mura") == []
+    assert len(_sections(cli.build_parser(), "mura")) > 25
+    current = (get_settings().repo_root / "docs" / "CLI.md").read_text()
+    assert current == reference(), "docs/CLI.md is stale: run `make docs`"
+
+
+def test_readme_names_every_environment_variable_the_code_reads():
+    import re
+
+    from pipelines.settings import get_settings
+
+    root = get_settings().repo_root
+    code = "\n".join(
+        path.read_text()
+        for folder in ("pipelines", "serving", "dags")
+        for path in (root / folder).rglob("*.py")
+    )
+    read = set(
+        re.findall(r"(?:environ(?:\.get)?\(|getenv\(|env\.get\(|environ\[)\s*\"([A-Z][A-Z0-9_]+)\"", code)
+    )
+    readme = (root / "README.md").read_text()
+    ours = {name for name in read if name.startswith(("MURA_", "MLFLOW_", "AIRFLOW_", "KERAS_"))}
+    assert ours and not sorted(name for name in ours if f"`{name}`" not in readme)
