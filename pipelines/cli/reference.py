@@ -28,9 +28,15 @@ def _sections(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, str
 
 def reference() -> str:
     """The Markdown reference of `mura` and `mura serve`."""
+    import subprocess
+
     os.environ["COLUMNS"] = WIDTH
     from pipelines.cli import build_parser
-    from serving.server.__main__ import build_parser as server_parser
+
+    # The server's flags are its own process's (nothing in pipelines imports serving.server).
+    server_help = subprocess.run(
+        [sys.executable, "-m", "serving.server", "--help"], capture_output=True, text=True, check=True
+    ).stdout
 
     lines = [
         "# The `mura` command, every option",
@@ -40,10 +46,7 @@ def reference() -> str:
         "",
     ]
     sections = _sections(build_parser(), "mura")
-    sections = [
-        (title, text) if title != "mura serve" else (title, server_parser().format_help())
-        for title, text in sections
-    ]
+    sections = [(title, text) if title != "mura serve" else (title, server_help) for title, text in sections]
     for title, text in sections:
         lines += [f"## `{title}`", "", "```", text.rstrip(), "```", ""]
     return "\n".join(lines)

@@ -34,6 +34,7 @@ from pipelines.errors import ConfigError, ExportError
 from pipelines.evaluation.calibration import EPSILON, OperatingPoint
 from pipelines.export.precision import float32_model
 from pipelines.export.warmup import placeholder_image, write_warmup_file
+from pipelines.progress import bar
 
 LOGGER = logging.getLogger(__name__)
 
@@ -165,12 +166,19 @@ def export_saved_model(
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir} is not empty: export into a new folder")
     samples = list(sample_images)[: settings.warmup_images] or [placeholder_image()]
-    model = float32_model(model)
-    archive = build_archive(model, class_map)
-    archive.write_out(str(out_dir), verbose=False)
-    write_warmup_file(out_dir, class_map["model_name"], samples)
-    (out_dir / "assets.extra" / CLASS_MAP_ASSET).write_text(json.dumps(class_map, indent=2, sort_keys=True))
-    difference = verify_export(out_dir, model, class_map, samples)
+    with bar(4, "export", unit="step") as progress:  # tracing and the reload check take the time
+        model = float32_model(model)
+        archive = build_archive(model, class_map)
+        progress.update()
+        archive.write_out(str(out_dir), verbose=False)
+        progress.update()
+        write_warmup_file(out_dir, class_map["model_name"], samples)
+        (out_dir / "assets.extra" / CLASS_MAP_ASSET).write_text(
+            json.dumps(class_map, indent=2, sort_keys=True)
+        )
+        progress.update()
+        difference = verify_export(out_dir, model, class_map, samples)
+        progress.update()
     tolerance = settings.reload_tolerance
     if not difference < tolerance:
         raise ExportError(

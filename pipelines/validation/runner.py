@@ -44,8 +44,6 @@ def validate(
     uncommitted/ receives the Data Docs. `data_version` names the data in the Data Docs (the run
     name; default: the manifest's hash).
     """
-    from great_expectations.core.run_identifier import RunIdentifier
-
     from pipelines.data.manifest import manifest_hash
     from pipelines.validation.docs_assets import localize
     from pipelines.validation.project import default_project_dir, docs_index, ensure_gate
@@ -57,6 +55,8 @@ def validate(
     prepared = time.perf_counter()
     studies = study_frame(frame, Path(data_root))
     context, checkpoints = ensure_gate(Path(project_dir) if project_dir else default_project_dir(), params)
+    from great_expectations.core.run_identifier import RunIdentifier  # after the column checks: GX is slow
+
     run_name = data_version or f"manifest-{manifest_hash(manifest)[:12]}"
     results = [
         checkpoints["images"].run(
