@@ -128,10 +128,12 @@ def _models(args) -> int:
     rows = model_versions()
     lines = [
         f"{row['model']:<24} v{row['version']:<4} {','.join(row['aliases']) or '-':<20} "
-        f"{','.join(row['labels']) or '-':<14} gate {row['gate']:<7} kappa {row['study_kappa']}"
+        f"{','.join(row['labels']) or '-':<10} {row['gate']:<8} {row['study_kappa']}"
         for row in rows
     ]
-    header = f"{'MODEL':<24} {'VER':<5} {'ALIASES':<20} {'SERVED AS':<14} {'GATE':<12} STUDY KAPPA [95% CI]"
+    header = (
+        f"{'MODEL':<24} {'VER':<5} {'ALIASES':<20} {'SERVED AS':<10} {'GATE':<8} VALID STUDY KAPPA [95 % CI]"
+    )
     emit(rows, args.json, "\n".join([header, *lines]) if rows else "no registered models yet")
     return 0
 

@@ -106,17 +106,25 @@ def _runs(args) -> int:
             f"{run['dag_run_id']:<48} {run.get('state') or '-':<8} {str(run.get('start_date') or '-')[:19]}"
             for run in runs
         ]
-        emit(runs, args.json, "\n".join(rows) or f"no runs of {RETRAIN_DAG} yet")
+        header = f"{'DAG RUN':<48} {'STATE':<8} STARTED (UTC)"
+        emit(runs, args.json, "\n".join([header, *rows]) if rows else f"no runs of {RETRAIN_DAG} yet")
         return 0
     from pipelines.registry.listing import training_runs
 
     runs = training_runs(args.limit)
+    header = (
+        f"{'RUN':<32}  {'STARTED (UTC)':<16}  {'STATUS':<9} {'ARCH':<18} {'TASK':<16} STUDY KAPPA [95 % CI]"
+    )
     rows = [
-        f"{run['run_id']}  {run['start'][:16]}  {run['status']:<9} {run['arch']:<18} {run['task']:<16} "
-        f"kappa {run['study_kappa']}  {run['dag_run_id'] or ''}"
+        f"{run['run_id']:<32}  {run['start'][:16]}  {run['status']:<9} {run['arch']:<18} {run['task']:<16} "
+        f"{run['study_kappa']}"
         for run in runs
     ]
-    emit(runs, args.json, "\n".join(rows) or "no training runs yet: `mura train` or `mura retrain`")
+    emit(
+        runs,
+        args.json,
+        "\n".join([header, *rows]) if rows else "no training runs yet: `mura train` or `mura retrain`",
+    )
     return 0
 
 
