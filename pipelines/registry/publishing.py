@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.contracts import check_model_name
 from pipelines.registry.hashing import HASH_TAG, verify_digest
 from pipelines.registry.tracking import tracking_errors
 
@@ -46,8 +47,8 @@ class DeployOptions:
 
 
 def version_folder(options: DeployOptions, model_name: str, version: int) -> Path:
-    """`<model base>/<model>/<version>`."""
-    return Path(options.model_base_path) / model_name / str(int(version))
+    """`<model base>/<model>/<version>`, after checking the name against the contract (no `..`, no `/`)."""
+    return Path(options.model_base_path) / check_model_name(model_name) / str(int(version))
 
 
 def ensure_published(

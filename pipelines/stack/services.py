@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from pipelines.ports import host_port
+from pipelines.private_files import read_private, write_private
 from pipelines.registry.tracking_server import SERVER_ENVIRONMENT, embedded_store, server_command
 from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
 
@@ -52,11 +53,9 @@ def admin_password(settings: Settings) -> str:
     """The Airflow admin password, made once per MURA_HOME and kept in its passwords file."""
     path = password_file(settings)
     if path.is_file():
-        return json.loads(path.read_text())[AIRFLOW_ADMIN]
-    path.parent.mkdir(parents=True, exist_ok=True)
+        return json.loads(read_private(path))[AIRFLOW_ADMIN]
     password = secrets.token_urlsafe(12)
-    path.write_text(json.dumps({AIRFLOW_ADMIN: password}))
-    path.chmod(0o600)
+    write_private(path, json.dumps({AIRFLOW_ADMIN: password}))
     return password
 
 
@@ -86,10 +85,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     home = airflow_home(settings)
     host, port = host_port(settings.airflow_url)
     cores = os.cpu_count() or 2
-    jwt_file = home / "jwt_secret"
+    jwt_file = home / "jwt_secret"  # signs every API token: readable by its owner only
     if not jwt_file.is_file():
-        home.mkdir(parents=True, exist_ok=True)
-        jwt_file.write_text(secrets.token_urlsafe(32))
+        write_private(jwt_file, secrets.token_urlsafe(32))
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.repo_root / "dags"),
@@ -102,7 +100,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
-        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_file.read_text().strip(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": read_private(jwt_file).strip(),
         "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": settings.airflow_url,

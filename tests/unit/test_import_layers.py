@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pipelines.ports",
             "pipelines.logs",
             "pipelines.parallel",
+            "pipelines.private_files",
             "pipelines.progress",
             "pipelines.stages",
             "pipelines.wire",
