@@ -144,5 +144,5 @@ def published(service: dict) -> set[int]:
     """The host ports `service` publishes."""
     ports = set()
     for port in service.get("ports", []):
-        ports.add(int(port["published"]) if isinstance(port, dict) else int(str(port).split(":")[0]))
+        ports.add(int(port["published"]) if isinstance(port, dict) else int(str(port).split(":")[-2]))
     return ports

@@ -12,6 +12,7 @@ from tests.integration.compose_file import (
     FAKE_ENV,
     PORTS,
     REPO,
+    SECRETS,
     flag,
     lock_pins,
     mount_target,
@@ -93,7 +94,28 @@ def test_mlflow_allows_the_compose_host_name(resolved):
     command = resolved["services"]["mlflow"]["command"]
     assert set(flag(command, "--allowed-hosts").split(",")) == set(allowed_hosts(5000, ["mlflow"]).split(","))
     assert flag(command, "--artifacts-destination").startswith("s3://")
-    assert flag(command, "--backend-store-uri").startswith("postgresql://")
+    assert resolved["services"]["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith(
+        "postgresql://"
+    )
+
+
+def test_published_ports_bind_to_the_bind_address_and_no_secret_is_on_a_command_line(resolved):
+    services = resolved["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).rsplit(":", 2)[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond 127.0.0.1 (MURA_BIND_ADDRESS)"
+    secrets = [FAKE_ENV[name] for name in SECRETS]
+    for name, service in services.items():
+        argv = [service.get("command"), service.get("entrypoint"), service.get("healthcheck", {}).get("test")]
+        shown = " ".join(str(part) for part in argv if part)
+        leaked = [secret for secret in secrets if secret in shown]
+        assert not leaked, f"{name} has a secret in its command line (visible in ps): {leaked}"
+    # Redis expands its password at run time, so the resolved file cannot show it: check the flags.
+    redis = services["redis"]
+    assert "--requirepass" not in " ".join(redis["command"]) and " -a " not in " ".join(
+        redis["healthcheck"]["test"]
+    )
 
 
 def test_image_versions_follow_the_lock(resolved):
