@@ -132,6 +132,7 @@ def class_map(task: Task | str, arch: str, image_size: tuple[int, int] | list[in
 # --- SavedModel signatures --------------------------------------------------------------------
 SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
+EXPLAIN_SIGNATURE = "explain"  # image_bytes -> heatmap (Grad-CAM), where the image sits in it, its size
 INPUT_IMAGE_BYTES = "image_bytes"
 INPUT_PIXELS = "pixels"
 OUTPUT_PROBABILITY = "abnormal_probability"  # calibrated when the model has a fitted operating point
@@ -140,6 +141,9 @@ OUTPUT_THRESHOLD = "threshold"  # the model's decision threshold, per item (a st
 OUTPUT_LABEL = "label"
 OUTPUT_BODY_PART = "body_part"
 OUTPUT_CLASS_PROBABILITIES = "class_probabilities"
+OUTPUT_HEATMAP = "heatmap"  # float32 [N, H, W] in 0..1 over the model's input frame (explain)
+OUTPUT_CONTENT_BOX = "content_box"  # int32 [N, 4]: top, left, height, width of the image in that frame
+OUTPUT_IMAGE_SIZE = "image_size"  # int32 [N, 2]: the encoded image's own height and width
 CLASS_MAP_ASSET = "mura_class_map.json"
 WARMUP_ASSET = "tf_serving_warmup_requests"
 

@@ -15,19 +15,21 @@ from pipelines.contracts import BODY_PARTS
 
 
 def tiny_keras_model(task: str = "binary", image_size: tuple[int, int] = (32, 32), seed: int = 0):
-    """A small CNN (keras.layers only) with the trained models' input and output contract."""
+    """A small CNN (keras.layers only) with the trained models' input and output contract and the zoo's
+    layout (normalization -> backbone -> prediction), so it exports with every signature."""
     import keras
 
     keras.utils.set_random_seed(seed)
     height, width = image_size
+    image = keras.Input(shape=(height, width, 3))
+    maps = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(image)
+    backbone = keras.Model(image, keras.layers.GlobalAveragePooling2D()(maps), name="backbone")
     inputs = keras.Input(shape=(height, width, 3), name="pixels")
-    hidden = keras.layers.Rescaling(1.0 / 255.0)(inputs)
-    hidden = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(hidden)
-    hidden = keras.layers.GlobalAveragePooling2D()(hidden)
+    hidden = backbone(keras.layers.Rescaling(1.0 / 255.0, name="normalization")(inputs))
     if task.startswith("binary"):
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="abnormal")(hidden)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="prediction")(hidden)
     else:
-        outputs = keras.layers.Dense(2 * len(BODY_PARTS), activation="softmax", name="classes")(hidden)
+        outputs = keras.layers.Dense(2 * len(BODY_PARTS), activation="softmax", name="prediction")(hidden)
     return keras.Model(inputs, outputs, name=f"tiny_{task.replace(':', '_')}")
 
 

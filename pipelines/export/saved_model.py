@@ -18,10 +18,14 @@ from pipelines.config import ServingParams, load_config
 from pipelines.contracts import (
     BODY_PARTS,
     CLASS_MAP_ASSET,
+    EXPLAIN_SIGNATURE,
     INPUT_IMAGE_BYTES,
     INPUT_PIXELS,
     OUTPUT_BODY_PART,
     OUTPUT_CLASS_PROBABILITIES,
+    OUTPUT_CONTENT_BOX,
+    OUTPUT_HEATMAP,
+    OUTPUT_IMAGE_SIZE,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITY,
     OUTPUT_RAW_PROBABILITY,
@@ -69,7 +73,14 @@ def build_archive(model, class_map: dict[str, Any]):
     import keras
     import tensorflow as tf
 
-    from pipelines.training.preprocessing import decode_and_resize
+    from pipelines.export.gradcam import has_zoo_layout, heatmaps, networks_of
+    from pipelines.training.preprocessing import (
+        decode_and_resize,
+        decode_grey,
+        fitted_size,
+        grey_to_model_pixels,
+        resize_with_padding,
+    )
 
     height, width = _check_class_map(class_map)
     kind = task_kind(class_map["task"])
@@ -113,10 +124,44 @@ def build_archive(model, class_map: dict[str, Any]):
         )
         return heads(model(pixels, training=False))
 
+    def decode_with_geometry(one):
+        grey = decode_grey(one)
+        shape = tf.shape(grey)[:2]
+        new_height, new_width = fitted_size(shape[0], shape[1], (height, width))
+        box = tf.stack([(height - new_height) // 2, (width - new_width) // 2, new_height, new_width])
+        return grey_to_model_pixels(resize_with_padding(grey, (height, width))), shape, box
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_IMAGE_BYTES)])
+    def explain(image_bytes):
+        pixels, sizes, boxes = tf.map_fn(
+            decode_with_geometry,
+            image_bytes,
+            fn_output_signature=(
+                tf.TensorSpec([height, width, 3], tf.float32),
+                tf.TensorSpec([2], tf.int32),
+                tf.TensorSpec([4], tf.int32),
+            ),
+        )
+        outputs = heads(model(pixels, training=False))
+        return {
+            OUTPUT_HEATMAP: heatmaps(networks, pixels, multiclass=kind == "14cls"),
+            OUTPUT_CONTENT_BOX: boxes,
+            OUTPUT_IMAGE_SIZE: sizes,
+            OUTPUT_PROBABILITY: outputs[OUTPUT_PROBABILITY],
+            OUTPUT_LABEL: outputs[OUTPUT_LABEL],
+        }
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SERVING_SIGNATURE, serving_default)
     archive.add_endpoint(PIXELS_SIGNATURE, predict_pixels)
+    if has_zoo_layout(model):  # a hand-made model without a backbone gets no heatmaps
+        networks = networks_of(model)
+        archive.add_endpoint(EXPLAIN_SIGNATURE, explain)
+    else:
+        LOGGER.warning(
+            "%s has no backbone feature map: exported without the %s signature", model.name, EXPLAIN_SIGNATURE
+        )
     return archive
 
 
@@ -127,7 +172,9 @@ def verify_export(
     output, and the calibrated probability vs pipelines.evaluation.calibration on the raw one)."""
     import tensorflow as tf
 
-    from pipelines.training.preprocessing import decode_and_resize
+    from pipelines.training.preprocessing import (
+        decode_and_resize,
+    )
 
     height, width = _check_class_map(class_map)
     loaded = tf.saved_model.load(str(saved_model_dir))

@@ -607,3 +607,22 @@ def test_label_may_only_name_a_loaded_version(server, stubs):
         rest_post(server, "/v1/models/linear/labels/stable:predict", {"instances": [2.0]}).status_code == 200
     )
     assert server.manager.labels("linear") == {"stable": 1}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_explain_signature_served_equals_in_process(server, exported, images, protocol):
+    import tensorflow as tf
+
+    from serving.client import ServingClient
+
+    loaded = tf.saved_model.load(str(exported[("binary", 0)]))
+    expected = {
+        k: v.numpy() for k, v in loaded.signatures["explain"](image_bytes=tf.constant(images)).items()
+    }
+    target = server.grpc_target if protocol == "grpc" else server.rest_url
+    with ServingClient(target, protocol=protocol) as client:
+        outputs, _ = client.predict({"image_bytes": images}, "mura_binary", signature_name="explain")
+    assert set(outputs) == set(expected)
+    np.testing.assert_allclose(outputs["heatmap"], expected["heatmap"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(outputs["content_box"], expected["content_box"])
+    np.testing.assert_array_equal(outputs["image_size"], expected["image_size"])

@@ -181,3 +181,72 @@ def test_mixed_precision_model_exports_in_float32_within_the_reload_check(tmp_pa
     np.testing.assert_allclose(np.asarray(rebuilt(pixels)), np.asarray(model(pixels)), atol=5e-2)
     class_map = contracts.class_map("binary", "baseline_cnn", (32, 32))
     export_saved_model(model, class_map, tmp_path / "saved", images)  # raises ExportError above 1e-5
+
+
+def test_explain_signature_gives_grad_cam_where_the_image_sits(exports, images):
+    import tensorflow as tf
+
+    from pipelines.export.gradcam import heatmaps, networks_of
+
+    for task in ("binary", "14cls"):
+        model, _, path = exports[task]
+        loaded = tf.saved_model.load(str(path))
+        assert set(loaded.signatures) == {"serving_default", "predict_pixels", "explain"}
+        explained = {
+            k: v.numpy() for k, v in loaded.signatures["explain"](image_bytes=tf.constant(images)).items()
+        }
+        served = loaded.signatures["serving_default"](image_bytes=tf.constant(images))
+        np.testing.assert_array_equal(
+            explained["abnormal_probability"], served["abnormal_probability"].numpy()
+        )
+        heatmap = explained["heatmap"]
+        assert heatmap.shape == (3, *IMAGE_SIZE) and heatmap.dtype == np.float32
+        assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0 and heatmap.max() > 0.0
+        # 100x60 (w x h), 50x130 and 70x70 images fitted into the 24x32 frame with their aspect kept.
+        assert explained["image_size"].tolist() == [[60, 100], [130, 50], [70, 70]]
+        height, width = IMAGE_SIZE
+        for (top, left, box_height, box_width), (image_height, image_width) in zip(
+            explained["content_box"], explained["image_size"], strict=True
+        ):
+            assert top + box_height <= height and left + box_width <= width
+            assert abs(box_height / box_width - image_height / image_width) < 0.15
+            assert box_height == height or box_width == width  # it touches the frame on one side
+        pixels, _ = keras_on_images(model, images)
+        in_process = np.asarray(heatmaps(networks_of(model), pixels, multiclass=task == "14cls"))
+        np.testing.assert_allclose(heatmap, in_process, rtol=0, atol=1e-5)
+
+
+def test_an_ensemble_explains_with_the_mean_of_its_members(tmp_path, images):
+    import tensorflow as tf
+
+    from pipelines import export
+    from pipelines.export.gradcam import heatmaps, networks_of
+    from pipelines.training.ensemble import average_model
+    from serving import samples
+
+    members = [samples.tiny_keras_model("binary", IMAGE_SIZE, seed=seed) for seed in (21, 22)]
+    pixels, _ = keras_on_images(members[0], images)
+    each = [np.asarray(heatmaps(networks_of(member), pixels, multiclass=False)) for member in members]
+    model = average_model(members)
+    saved = export.export_saved_model(
+        model, contracts.class_map("binary", "tiny", IMAGE_SIZE), tmp_path / "e", images
+    )
+    served = tf.saved_model.load(str(saved)).signatures["explain"](image_bytes=tf.constant(images))
+    np.testing.assert_allclose(served["heatmap"].numpy(), (each[0] + each[1]) / 2, rtol=0, atol=1e-5)
+
+
+def test_a_model_without_a_backbone_exports_without_explain(tmp_path, images):
+    import keras
+    import tensorflow as tf
+
+    from pipelines import export
+
+    inputs = keras.Input(shape=(*IMAGE_SIZE, 3))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    saved = export.export_saved_model(
+        keras.Model(inputs, outputs),
+        contracts.class_map("binary", "plain", IMAGE_SIZE),
+        tmp_path / "p",
+        images,
+    )
+    assert "explain" not in tf.saved_model.load(str(saved)).signatures

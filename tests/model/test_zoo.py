@@ -6,6 +6,7 @@ import pytest
 
 import pipelines.training.layers  # noqa: F401  (registers the custom layers)
 from pipelines.contracts import parse_task
+from pipelines.export.gradcam import split_network
 from pipelines.training.architectures import ARCHITECTURES
 from pipelines.training.zoo import build_model, set_backbone_trainable
 
@@ -28,6 +29,17 @@ def test_every_architecture_builds_for_each_task(arch):
                 assert np.allclose(output.sum(axis=1), 1.0, atol=1e-4)
             else:
                 assert ((output >= 0) & (output <= 1)).all()
+            # Grad-CAM's split at the last feature map recomputes the very same output.
+            network = split_network(model)
+            maps = network.to_maps(pixels)
+            assert len(maps.shape) == 4
+            scores = network.to_scores(maps)
+            again = (
+                keras.activations.softmax(scores)
+                if task_name == "14cls"
+                else keras.activations.sigmoid(scores)
+            )
+            np.testing.assert_allclose(np.asarray(again), output, rtol=0, atol=1e-6)
 
 
 def test_saved_model_reloads_with_the_custom_layer(tmp_path):

@@ -1,0 +1,105 @@
+"""Grad-CAM in the exported graph: where the network looked for its abnormality score.
+
+For each network (an ensemble: each member, then the mean) the backbone's last feature map is split
+from the rest, the gradient of the abnormality *logit* (before the sigmoid or softmax, so a saturated
+probability still has a gradient) with respect to that map weights its channels, and the weighted sum
+through a ReLU, scaled to 0..1 per image and resized to the input frame, is the heatmap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from pipelines.contracts import BODY_PARTS
+
+_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+BACKBONE_NAME = "backbone"  # pipelines.training.zoo.BACKBONE_NAME (export does not import training)
+
+
+@dataclass
+class CamNetwork:
+    """One network split at its last feature map: pixels -> maps, and maps -> pre-activation scores."""
+
+    to_maps: keras.Model
+    to_scores: object  # callable maps -> logits [N, units]
+
+
+def _final_pools(backbone: keras.Model) -> list:
+    """The global poolings that make the backbone's output: its last layer, or (the baseline CNN) the
+    poolings its last layer concatenates. (Squeeze-excite blocks pool too: those are not these.)"""
+    last = backbone.layers[-1]
+    if isinstance(last, _POOLS):
+        return [last]
+    sources = [tensor._keras_history[0] for tensor in keras.tree.flatten(last.input)]
+    if not sources or not all(isinstance(source, _POOLS) for source in sources):
+        raise ValueError(f"{backbone.name} does not end in a global pooling of a feature map")
+    return sources
+
+
+def _pooled(backbone: keras.Model, maps):
+    """The backbone's own final pooling applied to `maps`."""
+    pools, last = _final_pools(backbone), backbone.layers[-1]
+    return pools[0](maps) if pools == [last] else last([pool(maps) for pool in pools])
+
+
+def split_network(model: keras.Model) -> CamNetwork:
+    """`model` (a zoo model: normalization -> backbone -> dropout -> prediction) split for Grad-CAM."""
+    backbone = model.get_layer(BACKBONE_NAME)
+    features = keras.Model(backbone.inputs, _final_pools(backbone)[0].input)
+    pixels = keras.Input(shape=model.input_shape[1:], dtype="float32")
+    to_maps = keras.Model(pixels, features(model.get_layer("normalization")(pixels)))
+    prediction = model.get_layer("prediction")
+
+    def to_scores(maps):
+        pooled = _pooled(backbone, maps)  # dropout is the identity at inference
+        return keras.ops.matmul(keras.ops.cast(pooled, "float32"), prediction.kernel) + prediction.bias
+
+    return CamNetwork(to_maps, to_scores)
+
+
+def has_zoo_layout(model: keras.Model) -> bool:
+    """Whether `model` (or each ensemble member) is normalization -> backbone (pooled) -> prediction."""
+    members = [layer for layer in model.layers if layer.name.startswith("member_")] or [model]
+    names = [{layer.name for layer in member.layers} for member in members]
+    return all({"normalization", BACKBONE_NAME, "prediction"} <= found for found in names) and all(
+        any(isinstance(layer, _POOLS) for layer in member.get_layer(BACKBONE_NAME).layers)
+        for member in members
+    )
+
+
+def networks_of(model: keras.Model) -> list[CamNetwork]:
+    """The networks a model averages: its members (pipelines.training.ensemble) or itself."""
+    members = [layer for layer in model.layers if layer.name.startswith("member_")]
+    return [split_network(member) for member in members] if members else [split_network(model)]
+
+
+def abnormal_logit(scores, multiclass: bool):
+    """The score Grad-CAM differentiates: the abnormal logit (14cls: log-odds of the abnormal half)."""
+    import tensorflow as tf
+
+    if not multiclass:
+        return scores[:, 0]
+    parts = len(BODY_PARTS)
+    return tf.reduce_logsumexp(scores[:, parts:], axis=1) - tf.reduce_logsumexp(scores[:, :parts], axis=1)
+
+
+def heatmaps(networks: list[CamNetwork], pixels, multiclass: bool):
+    """float32 [N, H, W] in 0..1: the mean of each network's Grad-CAM, resized to the input frame."""
+    import tensorflow as tf
+
+    height, width = int(pixels.shape[1]), int(pixels.shape[2])
+    total = None
+    for network in networks:
+        maps = tf.cast(network.to_maps(pixels, training=False), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(maps)
+            score = abnormal_logit(network.to_scores(maps), multiclass)
+        gradients = tape.gradient(score, maps)
+        weights = tf.reduce_mean(gradients, axis=[1, 2], keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))
+        cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + 1e-12)
+        cam = tf.image.resize(cam[..., tf.newaxis], (height, width), method="bilinear")[..., 0]
+        total = cam if total is None else total + cam
+    return tf.clip_by_value(total / len(networks), 0.0, 1.0)
