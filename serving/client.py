@@ -179,6 +179,31 @@ class ServingClient:
             "images": per_image,
         }
 
+    def explain_images(
+        self,
+        images: list[bytes],
+        model: str = "mura_binary",
+        version: int | None = None,
+        label: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Grad-CAM per encoded image (the `explain` signature): heatmap on the image's own pixels
+        (height x width, 0..1) and the abnormal probability."""
+        from serving.overlay import heatmap_on_image
+
+        outputs, served = self.predict({"image_bytes": list(images)}, model, version, label, "explain")
+        if "heatmap" not in outputs:
+            raise ServingClientError(f"{model} has no explain signature: export it again", "INVALID_ARGUMENT")
+        return [
+            {
+                "heatmap": heatmap_on_image(
+                    outputs["heatmap"][index], outputs["content_box"][index], outputs["image_size"][index]
+                ),
+                "abnormal_probability": float(outputs["abnormal_probability"][index]),
+                "version": served,
+            }
+            for index in range(len(images))
+        ]
+
     def model_status(self, model: str, version: int | None = None, label: str | None = None) -> list[dict]:
         """[{version, state, error_code, error_message}] as GetModelStatus reports them."""
         return self._transport.model_status(model, version, label)

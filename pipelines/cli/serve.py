@@ -37,6 +37,12 @@ def register(subparsers) -> None:
     choice.add_argument("--version", type=int, help="model version number")
     predict.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     predict.add_argument("--target", help="host:port (default MURA_SERVING_GRPC / MURA_SERVING_REST)")
+    predict.add_argument(
+        "--explain",
+        metavar="OUT_DIR",
+        type=Path,
+        help="also write one Grad-CAM overlay PNG per image into OUT_DIR (the model's explain signature)",
+    )
     add_json_flag(predict)
     predict.set_defaults(handler=handle_predict)
 
@@ -75,6 +81,37 @@ def _served_version(client, args) -> int | None:
     return max(available) if available else None
 
 
+def _write_overlays(client, args, results: list[dict], what: str, version) -> None:
+    """One overlay PNG per image under args.explain, named after its study and file; paths recorded."""
+    from serving.overlay import overlay_png
+
+    args.explain.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for result in results:
+        items = result.get("images") or [result]
+        paths = [Path(item["path"]) for item in items]
+        explained = client.explain_images(
+            [path.read_bytes() for path in paths], args.model, args.version, args.label
+        )
+        for item, path, explanation in zip(items, paths, explained, strict=True):
+            name = (
+                "_".join(part for part in (*path.parent.parts[-2:], path.stem) if part)
+                if what == "study"
+                else path.stem
+            )
+            title = (
+                f"{path.parent.name}/{path.name}: {result['label']} ({what} probability "
+                f"{result['abnormal_probability']:.3f}; this image {explanation['abnormal_probability']:.3f})\n"
+                f"{args.model} version {version if version is not None else '?'}"
+                + (f", label {args.label}" if args.label else "")
+            )
+            target = args.explain / f"{name}.png"
+            target.write_bytes(overlay_png(path.read_bytes(), explanation["heatmap"], title))
+            item["overlay"] = str(target)
+            written += 1
+    print(f"wrote {written} Grad-CAM overlay(s) to {args.explain}", file=sys.stderr)
+
+
 def handle_predict(args) -> int:
     """The seed-style sentence for an image, a study, or each study under a patient/study-type folder."""
     from serving.client import ServingClient, body_part_from_path, study_folders
@@ -95,6 +132,8 @@ def handle_predict(args) -> int:
         version = results[0].get("version")
         if version is None:
             version = _served_version(client, args)
+        if args.explain:
+            _write_overlays(client, args, results, what, version)
     for result in results:
         result.update(sentence=_sentence(result, args.model, what), version=version, version_label=args.label)
     by = _answered_by(args, version)

@@ -462,6 +462,30 @@ def test_cli_predict_answers_each_study_under_a_study_type_folder(server, images
     assert lines[-1].startswith("2 studies: ") and "answered by mura_binary version 1" in lines[-1]
     assert main(["predict", str(part / "patient00003"), "--target", server.grpc_target]) == 1
     assert "holds no PNG or JPEG image in it or in any folder below it" in capsys.readouterr().err
+    # --explain: one overlay per image (3 images in 2 studies), over REST as over gRPC.
+    overlays = tmp_path / "overlays"
+    assert (
+        main(
+            [
+                "predict",
+                str(part),
+                "--rest",
+                "--target",
+                server.rest_url,
+                "--explain",
+                str(overlays),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    written = [Path(image["overlay"]) for study in result["studies"] for image in study["images"]]
+    assert sorted(written) == sorted(overlays.glob("*.png")) and len(written) == 3
+    from PIL import Image
+
+    with Image.open(written[0]) as picture:
+        assert picture.format == "PNG" and picture.width > 300
 
 
 TF_FREE_CLIENT = """
