@@ -23,6 +23,7 @@ from pipelines.parallel import map_in_chunks
 __all__ = ["FAULTS", "generate_synthetic"]
 
 ABNORMAL_RATE = 0.4  # MURA train: about 40 % of studies are abnormal
+BOXES_FILE = f"{RELEASE_DIR}/synthetic_abnormality_boxes.csv"  # image_path,kind,x0,y0,x1,y1 (pixels)
 SIGNAL_RATE = 0.85  # share of an abnormal study's images that show the abnormality
 RGB_RATE = 0.1
 PARALLEL_FROM = 400  # below this many images a process pool costs more than it saves
@@ -72,19 +73,33 @@ def _plan(seed: int, train_patients: int, valid_patients: int) -> list[StudyPlan
     return studies
 
 
-def _write_images(jobs: list[tuple[str, str, dict]]) -> list[None]:
+def _write_images(jobs: list[tuple[str, str, dict]]) -> list[tuple[int, int, int, int] | None]:
+    boxes = []
     for path, body_part, params in jobs:
-        Path(path).write_bytes(render_radiograph(body_part, **params))
-    return [None] * len(jobs)
+        image, box = render_radiograph(body_part, **params)
+        Path(path).write_bytes(image)
+        boxes.append(box)
+    return boxes
 
 
 def _write_tree(studies: list[StudyPlan], root: Path, workers: int | None) -> None:
-    jobs = []
+    jobs, names = [], []
     for study in studies:
         (root / study.folder).mkdir(parents=True, exist_ok=True)
         for index, params in enumerate(study.images, start=1):
             jobs.append((str(root / study.folder / f"image{index}.png"), study.body_part, params))
-    map_in_chunks(_write_images, jobs, workers, serial_below=PARALLEL_FROM, description="synth images")
+            names.append(f"{study.folder}/image{index}.png")
+    boxes = map_in_chunks(
+        _write_images, jobs, workers, serial_below=PARALLEL_FROM, description="synth images"
+    )
+    # Where each abnormality was drawn, beside (not in) the MURA CSVs: ground truth for explanations.
+    lines = [
+        f"{name},{kind},{box[0]},{box[1]},{box[2]},{box[3]}"
+        for name, (_, _, params), box in zip(names, jobs, boxes, strict=True)
+        if box is not None
+        for kind in [params["abnormal_kind"]]
+    ]
+    (root / BOXES_FILE).write_text("image_path,kind,x0,y0,x1,y1\n" + "".join(f"{line}\n" for line in lines))
 
 
 def _write_csvs(studies: list[StudyPlan], root: Path) -> None:

@@ -46,8 +46,11 @@ def _draw_bones(draw: ImageDraw.ImageDraw, body_part: str, grey: int) -> None:
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=grey)
 
 
-def _draw_abnormality(draw: ImageDraw.ImageDraw, body_part: str, kind: str, rng: np.random.Generator) -> None:
-    """Metal hardware (a saturated plate with screws) or a fracture (a dark gap across a bone)."""
+def _draw_abnormality(
+    draw: ImageDraw.ImageDraw, body_part: str, kind: str, rng: np.random.Generator
+) -> list[tuple[float, float]]:
+    """Metal hardware (a saturated plate with screws) or a fracture (a dark gap across a bone); the
+    outline of what was drawn, in canvas coordinates."""
     segments = BONE_LAYOUTS.get(body_part, BONE_LAYOUTS["XR_FOREARM"])
     x0, y0, x1, y1, width = segments[int(rng.integers(len(segments)))]
     t = float(rng.uniform(0.3, 0.7))
@@ -64,30 +67,61 @@ def _draw_abnormality(draw: ImageDraw.ImageDraw, body_part: str, kind: str, rng:
             for sa, sw in ((-1, -1), (1, -1), (1, 1), (-1, 1))
         ]
         draw.polygon(corners, fill=255)
-    else:
-        reach = width + 14
-        draw.line(
-            (cx - reach * across[0], cy - reach * across[1], cx + reach * across[0], cy + reach * across[1]),
-            fill=10,
-            width=9,
+        return corners
+    reach, half_line = width + 14, 4.5  # the gap is a 9 px line
+    draw.line(
+        (cx - reach * across[0], cy - reach * across[1], cx + reach * across[0], cy + reach * across[1]),
+        fill=10,
+        width=9,
+    )
+    return [
+        (
+            cx + sign * reach * across[0] + side * half_line * along[0],
+            cy + sign * reach * across[1] + side * half_line * along[1],
         )
+        for sign in (-1, 1)
+        for side in (-1, 1)
+    ]
+
+
+def _box_in_image(
+    outline: list[tuple[float, float]], angle: float, translate: tuple[int, int], size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) in image pixels of a canvas outline after PIL's rotate(angle, translate) about
+    the canvas centre and the resize to `size` (width, height)."""
+    theta, centre = math.radians(angle), CANVAS / 2
+    moved = [
+        (
+            centre + (x - centre) * math.cos(theta) + (y - centre) * math.sin(theta) + translate[0],
+            centre - (x - centre) * math.sin(theta) + (y - centre) * math.cos(theta) + translate[1],
+        )
+        for x, y in outline
+    ]
+    scale_x, scale_y = size[0] / CANVAS, size[1] / CANVAS
+    xs = [min(max(x * scale_x, 0.0), size[0] - 1) for x, _ in moved]
+    ys = [min(max(y * scale_y, 0.0), size[1] - 1) for _, y in moved]
+    return (
+        int(math.floor(min(xs))),
+        int(math.floor(min(ys))),
+        int(math.ceil(max(xs))),
+        int(math.ceil(max(ys))),
+    )
 
 
 def render_radiograph(
     body_part: str, abnormal_kind: str | None, size: tuple[int, int], rgb: bool, seed: int
-) -> bytes:
-    """One PNG: the part's bones, an optional abnormality ('metal'/'fracture'), jitter and noise."""
+) -> tuple[bytes, tuple[int, int, int, int] | None]:
+    """One PNG (the part's bones, an optional abnormality 'metal'/'fracture', jitter and noise) and
+    where its abnormality is: (x0, y0, x1, y1) in pixels, or None."""
     rng = np.random.default_rng(seed)
     canvas = Image.new("L", (CANVAS, CANVAS), color=int(rng.integers(5, 35)))
     draw = ImageDraw.Draw(canvas)
     _draw_bones(draw, body_part, int(BONE_GREY + rng.integers(-25, 25)))
-    if abnormal_kind is not None:
-        _draw_abnormality(draw, body_part, abnormal_kind, rng)
-    canvas = canvas.rotate(
-        float(rng.uniform(-12, 12)),
-        resample=Image.BILINEAR,
-        translate=(int(rng.integers(-12, 13)), int(rng.integers(-12, 13))),
-    )
+    outline = _draw_abnormality(draw, body_part, abnormal_kind, rng) if abnormal_kind is not None else None
+    angle = float(rng.uniform(-12, 12))
+    translate = (int(rng.integers(-12, 13)), int(rng.integers(-12, 13)))
+    canvas = canvas.rotate(angle, resample=Image.BILINEAR, translate=translate)
+    box = _box_in_image(outline, angle, translate, size) if outline else None
     width, height = size
     pixels = np.asarray(canvas.resize((width, height), Image.BILINEAR), dtype=np.float32)
     pixels += rng.normal(0.0, 6.0, pixels.shape)
@@ -96,4 +130,4 @@ def render_radiograph(
         image = image.convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return buffer.getvalue(), box
