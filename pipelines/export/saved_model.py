@@ -23,8 +23,8 @@ from pipelines.contracts import (
     INPUT_PIXELS,
     OUTPUT_BODY_PART,
     OUTPUT_CLASS_PROBABILITIES,
-    OUTPUT_CONTENT_BOX,
     OUTPUT_HEATMAP,
+    OUTPUT_HEATMAP_BOX,
     OUTPUT_IMAGE_SIZE,
     OUTPUT_LABEL,
     OUTPUT_PROBABILITY,
@@ -73,7 +73,7 @@ def build_archive(model, class_map: dict[str, Any]):
     import keras
     import tensorflow as tf
 
-    from pipelines.export.gradcam import has_zoo_layout, heatmaps, networks_of
+    from pipelines.evaluation.gradcam import has_zoo_layout, heatmaps, networks_of
     from pipelines.training.preprocessing import (
         decode_and_resize,
         decode_grey,
@@ -145,7 +145,7 @@ def build_archive(model, class_map: dict[str, Any]):
         outputs = heads(model(pixels, training=False))
         return {
             OUTPUT_HEATMAP: heatmaps(networks, pixels, multiclass=kind == "14cls"),
-            OUTPUT_CONTENT_BOX: boxes,
+            OUTPUT_HEATMAP_BOX: boxes,
             OUTPUT_IMAGE_SIZE: sizes,
             OUTPUT_PROBABILITY: outputs[OUTPUT_PROBABILITY],
             OUTPUT_LABEL: outputs[OUTPUT_LABEL],

@@ -186,7 +186,7 @@ def test_mixed_precision_model_exports_in_float32_within_the_reload_check(tmp_pa
 def test_explain_signature_gives_grad_cam_where_the_image_sits(exports, images):
     import tensorflow as tf
 
-    from pipelines.export.gradcam import heatmaps, networks_of
+    from pipelines.evaluation.gradcam import heatmaps, networks_of
 
     for task in ("binary", "14cls"):
         model, _, path = exports[task]
@@ -206,7 +206,7 @@ def test_explain_signature_gives_grad_cam_where_the_image_sits(exports, images):
         assert explained["image_size"].tolist() == [[60, 100], [130, 50], [70, 70]]
         height, width = IMAGE_SIZE
         for (top, left, box_height, box_width), (image_height, image_width) in zip(
-            explained["content_box"], explained["image_size"], strict=True
+            explained["heatmap_box"], explained["image_size"], strict=True
         ):
             assert top + box_height <= height and left + box_width <= width
             assert abs(box_height / box_width - image_height / image_width) < 0.15
@@ -220,7 +220,7 @@ def test_an_ensemble_explains_with_the_mean_of_its_members(tmp_path, images):
     import tensorflow as tf
 
     from pipelines import export
-    from pipelines.export.gradcam import heatmaps, networks_of
+    from pipelines.evaluation.gradcam import heatmaps, networks_of
     from pipelines.training.ensemble import average_model
     from serving import samples
 

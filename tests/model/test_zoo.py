@@ -6,7 +6,7 @@ import pytest
 
 import pipelines.training.layers  # noqa: F401  (registers the custom layers)
 from pipelines.contracts import parse_task
-from pipelines.export.gradcam import split_network
+from pipelines.evaluation.gradcam import split_network
 from pipelines.training.architectures import ARCHITECTURES
 from pipelines.training.zoo import build_model, set_backbone_trainable
 

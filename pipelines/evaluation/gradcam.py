@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import keras
 
 from pipelines.contracts import BODY_PARTS
+from pipelines.training.zoo import BACKBONE_NAME
 
 _POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-BACKBONE_NAME = "backbone"  # pipelines.training.zoo.BACKBONE_NAME (export does not import training)
 
 
 @dataclass
@@ -38,16 +38,29 @@ def _final_pools(backbone: keras.Model) -> list:
     return sources
 
 
+def _feature_map(backbone: keras.Model):
+    """The last convolutional block's map: what the final pooling reads, or, when a local pooling
+    made it (the baseline CNN's last block ends in max pooling), the finer map before that pooling."""
+    final = _final_pools(backbone)[0].input
+    producer = final._keras_history[0]
+    if isinstance(producer, keras.layers.MaxPooling2D | keras.layers.AveragePooling2D):
+        return producer.input
+    return final
+
+
 def _pooled(backbone: keras.Model, maps):
     """The backbone's own final pooling applied to `maps`."""
     pools, last = _final_pools(backbone), backbone.layers[-1]
+    producer = pools[0].input._keras_history[0]
+    if isinstance(producer, keras.layers.MaxPooling2D | keras.layers.AveragePooling2D):
+        maps = producer(maps)  # _feature_map stepped back before this local pooling
     return pools[0](maps) if pools == [last] else last([pool(maps) for pool in pools])
 
 
 def split_network(model: keras.Model) -> CamNetwork:
     """`model` (a zoo model: normalization -> backbone -> dropout -> prediction) split for Grad-CAM."""
     backbone = model.get_layer(BACKBONE_NAME)
-    features = keras.Model(backbone.inputs, _final_pools(backbone)[0].input)
+    features = keras.Model(backbone.inputs, _feature_map(backbone))
     pixels = keras.Input(shape=model.input_shape[1:], dtype="float32")
     to_maps = keras.Model(pixels, features(model.get_layer("normalization")(pixels)))
     prediction = model.get_layer("prediction")
@@ -63,10 +76,14 @@ def has_zoo_layout(model: keras.Model) -> bool:
     """Whether `model` (or each ensemble member) is normalization -> backbone (pooled) -> prediction."""
     members = [layer for layer in model.layers if layer.name.startswith("member_")] or [model]
     names = [{layer.name for layer in member.layers} for member in members]
-    return all({"normalization", BACKBONE_NAME, "prediction"} <= found for found in names) and all(
-        any(isinstance(layer, _POOLS) for layer in member.get_layer(BACKBONE_NAME).layers)
-        for member in members
-    )
+    if not all({"normalization", BACKBONE_NAME, "prediction"} <= found for found in names):
+        return False
+    try:
+        for member in members:
+            _final_pools(member.get_layer(BACKBONE_NAME))
+    except ValueError:
+        return False
+    return True
 
 
 def networks_of(model: keras.Model) -> list[CamNetwork]:
