@@ -34,6 +34,11 @@ def part_slug(body_part: str) -> str:
     return body_part.removeprefix("XR_").lower()
 
 
+def study_type(body_part: str) -> str:
+    """The one spelling of a study type that people read (tables, plots, cards): `XR_ELBOW` -> `Elbow`."""
+    return body_part.removeprefix("XR_").capitalize()
+
+
 # --- Tasks and model names ----------------------------------------------------------------------
 BINARY_CLASSES = ("normal", "abnormal")
 TASK_CHOICES = ("binary", "14cls", *(f"binary:{part}" for part in BODY_PARTS))
@@ -142,7 +147,7 @@ OUTPUT_LABEL = "label"
 OUTPUT_BODY_PART = "body_part"
 OUTPUT_CLASS_PROBABILITIES = "class_probabilities"
 OUTPUT_HEATMAP = "heatmap"  # float32 [N, H, W] in 0..1 over the model's input frame (explain)
-OUTPUT_CONTENT_BOX = "content_box"  # int32 [N, 4]: top, left, height, width of the image in that frame
+OUTPUT_HEATMAP_BOX = "heatmap_box"  # int32 [N, 4]: top, left, height, width of the image in that frame
 OUTPUT_IMAGE_SIZE = "image_size"  # int32 [N, 2]: the encoded image's own height and width
 CLASS_MAP_ASSET = "mura_class_map.json"
 WARMUP_ASSET = "tf_serving_warmup_requests"
@@ -162,3 +167,6 @@ DVC_POOL_DESCRIPTION = "DVC tasks one at a time: the repository lock gives up af
 GPU_QUEUE = "gpu"
 RETRAIN_DAG = "mura_retrain"
 DEPLOY_DAG = "mura_deploy"
+MONITOR_DAG = "mura_monitor"
+DATA_ASSET_URI = "mura://data/MURA-v1.1"  # a new data version (mura_retrain's pull_data emits it)
+RETRAIN_NEEDED_URI = "mura://monitor/retrain-needed"  # the monitor asks mura_retrain to run

@@ -196,7 +196,7 @@ class ServingClient:
         return [
             {
                 "heatmap": heatmap_on_image(
-                    outputs["heatmap"][index], outputs["content_box"][index], outputs["image_size"][index]
+                    outputs["heatmap"][index], outputs["heatmap_box"][index], outputs["image_size"][index]
                 ),
                 "abnormal_probability": float(outputs["abnormal_probability"][index]),
                 "version": served,

@@ -76,13 +76,8 @@ def evaluate_run(
         metrics = evaluate_predictions(scored, threshold, settings.calibration_bins, uncertainty)
         metrics["operating_point"] = {**point.to_dict(), "threshold": threshold}
         studies = study_scores(scored)
-        figures = folder / "figures"
-        figures.mkdir(exist_ok=True)
-        plots.confusion_figure(studies, threshold, figures / "confusion_study.png")
-        plots.roc_figure(studies, figures / "roc_per_part.png")
-        plots.reliability_figure(metrics["calibration"]["study"], figures / "reliability_study.png")
-        if "predicted_part" in studies:
-            plots.part_confusion_figure(studies, figures / "confusion_body_part.png")
+        subject = f"{class_map['model_name']}, run {run_id[:8]}, valid"
+        plots.evaluation_figures(studies, metrics, folder / "figures", subject)
         metrics = _clean(
             {"run_id": run_id, "task": class_map["task"], "model_name": class_map["model_name"], **metrics}
         )
@@ -94,6 +89,12 @@ def evaluate_run(
         table = kappa_table(_nan_back(metrics))
         if log:
             from mlflow.entities import Metric
+
+            from pipelines.monitoring.reference import store_reference
+
+            monitor = load_config().monitor
+            # What the monitor compares later releases with (the data folder will hold those by then).
+            store_reference(client, run_id, model, frame, root, monitor.reference_images, monitor.seed)
 
             stamp = run.info.start_time or 0
             client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in sorted(flat.items())])

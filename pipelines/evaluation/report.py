@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines.contracts import BODY_PARTS
+from pipelines.contracts import BODY_PARTS, part_slug, study_type
 
 
 def _cell(value) -> str:
@@ -27,7 +27,7 @@ def kappa_table(metrics: dict) -> str:
     )
     lines = [header, "-" * len(header)]
     rows = [
-        (part.removeprefix("XR_").capitalize(), metrics["per_part"][part]["study"])
+        (study_type(part), metrics["per_part"][part]["study"])
         for part in BODY_PARTS
         if part in metrics["per_part"]
     ]
@@ -82,7 +82,7 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
             put(f"eval.{level}_{name}", value)
         put(f"eval.{level}_ece", metrics["calibration"][level]["ece"])
         for part, part_metrics in metrics["per_part"].items():
-            slug = part.removeprefix("XR_").lower()
+            slug = part_slug(part)
             for name, value in part_metrics[level].items():
                 put(f"eval.{slug}.{level}_{name}", value)
     if "study_raw" in metrics["calibration"]:

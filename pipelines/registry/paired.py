@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipelines.contracts import part_slug
 from pipelines.evaluation.bootstrap import interval, paired_differences
 
 MIN_PAIRED_STUDIES = 20  # fewer paired studies than this cannot show a regression
@@ -86,7 +87,7 @@ def compare_paired(paired: PairedStudies, policy: PairedPolicy) -> tuple[list[st
     for part, rows in frame.groupby("body_part", sort=True):
         if rows["label"].nunique() < 2 or len(rows) < MIN_PAIRED_STUDIES // 2:
             continue  # kappa is undefined or meaningless on a handful of one-class studies
-        slug = str(part).removeprefix("XR_").lower()
+        slug = part_slug(str(part))
         differences = paired_differences(
             rows["label"],
             rows["challenger"].to_numpy(),

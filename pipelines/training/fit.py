@@ -215,6 +215,9 @@ def run_phases(
             shuffle=False,
         )
         last = {key: float(values[-1]) for key, values in history.history.items() if values}
+        stopping = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
+        if stopping.best_weights is not None:  # restore_best_weights put these back at the end
+            last["restored_epoch"] = float(phase.first_step + stopping.best_epoch)
         model.save_weights(str(weights_file))
         done[phase.name] = last
         write_state(work_dir, state)

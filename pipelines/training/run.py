@@ -252,7 +252,10 @@ def train(
                 "training/phases.json",
             )
             _log_manifest(client, run_id, rows)
-            tracking.log_learning_curves(run_id)
+            restored = results[phases[-1].name].get("restored_epoch") if results else None
+            if restored is not None:
+                client.log_metric(run_id, "train.restored_epoch", restored)
+            tracking.log_learning_curves(run_id, f"{task.model_name}, run {run_id[:8]}")
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise

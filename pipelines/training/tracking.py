@@ -99,8 +99,9 @@ def log_json(run_id: str, data: dict, artifact_file: str) -> None:
     MlflowClient().log_dict(run_id, data, artifact_file)
 
 
-def log_learning_curves(run_id: str) -> None:
-    """Plot loss/AUC/accuracy per epoch from the run's metric history (complete even after a resume)."""
+def log_learning_curves(run_id: str, subject: str) -> None:
+    """Plot loss/AUC/accuracy on train and holdout and the learning rate per epoch from the run's metric
+    history (complete even after a resume), with the epoch whose weights were kept marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,17 +109,31 @@ def log_learning_curves(run_id: str) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    names = ("loss", "auc", "accuracy")
-    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
-    for axis, name in zip(axes, names, strict=True):
-        for split in ("train", "holdout"):
-            history = sorted(client.get_metric_history(run_id, f"{split}.{name}"), key=lambda m: m.step)
-            if history:
-                axis.plot([m.step + 1 for m in history], [m.value for m in history], marker="o", label=split)
-        axis.set_title(name)
+    restored = client.get_run(run_id).data.metrics.get("train.restored_epoch")
+    panels = [
+        ("loss", ("train", "holdout")),
+        ("auc", ("train", "holdout")),
+        ("accuracy", ("train", "holdout")),
+    ]
+    figure, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 3.4))
+    curves = [
+        (axis, f"{split}.{name}", split)
+        for axis, (name, splits) in zip(axes, panels, strict=False)
+        for split in splits
+    ]
+    for axis, key, label in [*curves, (axes[-1], "learning_rate", "learning rate")]:
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        if history:
+            axis.plot([m.step + 1 for m in history], [m.value for m in history], marker="o", label=label)
+    for axis, title in zip(axes, [name for name, _ in panels] + ["learning rate"], strict=True):
+        axis.set_title(title)
         axis.set_xlabel("epoch")
+        if restored is not None:
+            axis.axvline(restored + 1, color="grey", linestyle="--", label=f"kept: epoch {int(restored) + 1}")
         if axis.get_lines():
-            axis.legend()
+            axis.legend(fontsize=7)
+    axes[-1].set_yscale("log")
+    figure.suptitle(f"Learning curves: {subject}")
     figure.tight_layout()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "learning_curves.png"

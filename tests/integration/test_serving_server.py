@@ -648,5 +648,5 @@ def test_explain_signature_served_equals_in_process(server, exported, images, pr
         outputs, _ = client.predict({"image_bytes": images}, "mura_binary", signature_name="explain")
     assert set(outputs) == set(expected)
     np.testing.assert_allclose(outputs["heatmap"], expected["heatmap"], rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(outputs["content_box"], expected["content_box"])
+    np.testing.assert_array_equal(outputs["heatmap_box"], expected["heatmap_box"])
     np.testing.assert_array_equal(outputs["image_size"], expected["image_size"])
