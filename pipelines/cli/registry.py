@@ -1,4 +1,4 @@
-"""`mura register | promote | rollback | deploy | mlflow-server | webhook`: the MLflow registry side."""
+"""`mura register | promote | card | rollback | deploy | mlflow-server | webhook`: the MLflow registry side."""
 
 from __future__ import annotations
 
@@ -138,6 +138,28 @@ def _models(args) -> int:
     return 0
 
 
+def _card(args) -> int:
+    from pathlib import Path
+
+    from pipelines.registry.card import fetch_card
+    from pipelines.registry.lineage import resolve_spec
+    from pipelines.registry.tracking import connect, tracking_errors
+    from pipelines.settings import get_settings
+
+    client = connect()
+    with tracking_errors(client, f"writing the model card of {args.spec}"):
+        model, version = resolve_spec(client, args.spec)
+        out = Path(args.out) if args.out else get_settings().mura_home / "cards" / f"{model}-v{version}"
+        card = fetch_card(client, model, version, out, rebuild=args.rebuild)
+    result = {"model": model, "version": version, "html": str(card), "markdown": str(card.with_suffix(".md"))}
+    emit(result, args.json, f"{model} v{version}: model card {card} (Markdown beside it)")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(card.as_uri())
+    return 0
+
+
 def register(subparsers) -> None:
     """Add the registry commands."""
     parser = subparsers.add_parser(
@@ -168,6 +190,20 @@ def register(subparsers) -> None:
     parser.add_argument("--reason", help="why a failed version is forced (recorded with who and when)")
     add_json_flag(parser)
     parser.set_defaults(handler=_promote)
+
+    parser = subparsers.add_parser(
+        "card", help="write (or fetch) a version's model card: HTML that renders offline, and Markdown"
+    )
+    parser.add_argument(
+        "spec", metavar="MODEL[@ALIAS|/VERSION]", help="e.g. mura_binary (its champion), mura_binary/3"
+    )
+    parser.add_argument("--out", help="folder to write into (default MURA_HOME/cards/MODEL-vN)")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="build it again from the registry and log the new one"
+    )
+    parser.add_argument("--open", action="store_true", help="open card.html in the default browser")
+    add_json_flag(parser)
+    parser.set_defaults(handler=_card)
 
     parser = subparsers.add_parser("rollback", help="move champion back to the previous champion")
     parser.add_argument("model", metavar="MODEL", help="registered model, e.g. mura_binary")

@@ -30,6 +30,20 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
     return model, alias, version
 
 
+def resolve_spec(client, spec: str) -> tuple[str, int]:
+    """(model, version) that `MODEL`, `MODEL@alias` or `MODEL/version` names in the registry now."""
+    model, alias, version = parse_spec(spec)
+    if version is None:
+        registered = get_registered(client, model)
+        if alias not in registered.aliases:
+            raise RegistryError(
+                f"{model} has no alias {alias!r} (aliases: {dict(registered.aliases) or 'none'})"
+            )
+        version = int(registered.aliases[alias])
+    get_version(client, model, version)  # a clear error when it does not exist
+    return model, version
+
+
 def _served(model: str, version: int, expected_hash: str | None) -> dict:
     """Labels of `version` in models.config and whether the files served hash to the registered hash."""
     from pipelines.settings import get_settings
@@ -62,16 +76,10 @@ def version_lineage(spec: str, client=None) -> dict:
     """Everything recorded about one model version, from the data it read to where it serves now."""
     from pipelines.settings import get_settings
 
-    model, alias, version = parse_spec(spec)
     client = client or connect()
     with tracking_errors(client, f"reading the lineage of {spec}"):
+        model, version = resolve_spec(client, spec)
         registered = get_registered(client, model)
-        if version is None:
-            if alias not in registered.aliases:
-                raise RegistryError(
-                    f"{model} has no alias {alias!r} (aliases: {dict(registered.aliases) or 'none'})"
-                )
-            version = int(registered.aliases[alias])
         found = get_version(client, model, version)
         tags, run = found.tags, client.get_run(found.run_id)
         run_tags, metrics = run.data.tags, run.data.metrics

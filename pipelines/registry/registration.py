@@ -180,13 +180,34 @@ def register_version(run_id: str, client=None) -> dict:
     }
 
 
-def _description(tags: dict[str, str], metrics: dict[str, float], gate_reason: str = "pending") -> str:
+def _publish_card(client, model: str, version: int) -> str | None:
+    """The version's model card, logged to its run; None (and the reason logged) when it could not be
+    written: a card is documentation, so its failure must not undo a registration and gate."""
+    from pipelines.registry.card import publish_card
+
+    try:
+        return publish_card(client, model, version)
+    except Exception:  # any failure: the version stays registered and gated; `mura card` retries
+        LOGGER.exception(
+            "%s v%s: the model card could not be written; run `mura card %s/%s`",
+            model,
+            version,
+            model,
+            version,
+        )
+        return None
+
+
+def _description(
+    tags: dict[str, str], metrics: dict[str, float], gate_reason: str = "pending", card: str | None = None
+) -> str:
+    card_line = f"\n\nModel card: `{card}` (training run, Artifacts tab)" if card else ""
     return (
         f"{tags['train.arch']} for task {tags['train.task']}, run {tags['train.run_id']}; data rev "
         f"{tags['data.rev']} (dvc md5 {tags['data.dvc_md5']}); study kappa "
         f"{metrics.get('eval.study_kappa', float('nan')):.4f}, AUROC {metrics.get('eval.study_auroc', float('nan')):.4f}; "
         f"signature {tags[SIGNATURE_TAG]}; gate {gate_reason}"
-    )[:4000]
+    )[: 4000 - len(card_line)] + card_line
 
 
 def gate_version(
@@ -222,10 +243,11 @@ def gate_version(
             "gate.champion_version": str(verdict.champion_version or ""),
         }.items():
             client.set_model_version_tag(model, str(version), key, value)
-        client.update_model_version(
-            model, str(version), description=_description(candidate.tags, metrics, verdict.reason)
-        )
         aliases = apply_promotion_rule(client, model, int(version), verdict.passed, auto_promote)
+        card = _publish_card(client, model, int(version))
+        client.update_model_version(
+            model, str(version), description=_description(candidate.tags, metrics, verdict.reason, card)
+        )
     LOGGER.info("%s v%s: gate %s (%s), aliases %s", model, version, verdict.status, verdict.reason, aliases)
     return {
         "model": model,

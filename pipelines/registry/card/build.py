@@ -1,0 +1,142 @@
+"""Write a registered version's model card (HTML that renders offline, and Markdown) and log it to its
+training run under `model_card/v<N>/`, linked from the version's description."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.contracts import CHALLENGER, CHAMPION
+from pipelines.data.synth import BOXES_FILE
+from pipelines.registry.card import facts as gather
+from pipelines.registry.card import paper
+from pipelines.registry.errors import RegistryError
+
+LOGGER = logging.getLogger(__name__)
+CARD_TAG = "card.path"
+
+
+def card_artifact_path(version: int) -> str:
+    """Where a version's card lives among its training run's artifacts."""
+    return f"model_card/v{int(version)}"
+
+
+def collect(client, model: str, version: int, scratch: Path, out: Path) -> dict:
+    """Every fact of the card; figures and overlays are written under `out`."""
+    from pipelines.evaluation.metrics import study_scores
+    from pipelines.evaluation.plots import evaluation_figures
+
+    entry = client.get_model_version(model, str(version))
+    run = client.get_run(entry.run_id)
+    aliases = [
+        alias
+        for alias, number in client.get_registered_model(model).aliases.items()
+        if int(number) == int(version)
+    ]
+    subject = f"{model} v{version}, valid"
+    metrics = gather.load_json(gather.artifact(client, run.info.run_id, "evaluation/metrics.json", scratch))
+    config = gather.load_json(
+        gather.artifact(client, run.info.run_id, "config/resolved_config.json", scratch)
+    )
+    manifest_path = gather.artifact(client, run.info.run_id, "data/manifest.parquet", scratch)
+    predictions_path = gather.artifact(client, run.info.run_id, "evaluation/predictions.csv", scratch)
+    data_root = Path(run.data.tags.get("data.root", "") or "/nonexistent")
+    result: dict = {
+        "model": model,
+        "version": int(version),
+        "aliases": aliases,
+        "run_id": run.info.run_id,
+        "tags": dict(entry.tags),
+        "run_tags": {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")},
+        "config": config,
+        "metrics": metrics,
+        "paper": paper,
+        "synthetic": (data_root / BOXES_FILE).is_file(),
+        "counts": gather.data_counts(pd.read_parquet(manifest_path)) if manifest_path else None,
+        "performance": gather.performance_rows(metrics) if metrics else None,
+        "calibration": gather.calibration_summary(metrics) if metrics else None,
+        "figures": [],
+        "overlays": [],
+        "gaps": [],
+    }
+    if not metrics:
+        result["gaps"].append(
+            "The run holds no evaluation/metrics.json: evaluate it (`mura evaluate RUN_ID`)."
+        )
+    if metrics and predictions_path:
+        predictions = pd.read_csv(predictions_path)
+        result["figures"] = evaluation_figures(study_scores(predictions), metrics, out / "figures", subject)
+        model_path = gather.artifact(client, run.info.run_id, "model/model.keras", scratch)
+        if not data_root.is_dir():
+            result["gaps"].append(
+                f"Grad-CAM examples left out: the data root {data_root} is not on this machine."
+            )
+        elif model_path:
+            result["overlays"] = _overlays(model_path, predictions, data_root, metrics, out, subject)
+    elif metrics:
+        result["gaps"].append(
+            "The run holds no evaluation/predictions.csv: no figures and no Grad-CAM examples."
+        )
+    result["limitations"] = gather.limitations(result)
+    return result
+
+
+def _overlays(model_path, predictions, data_root, metrics, out, subject) -> list[dict]:
+    from pipelines.registry.card.examples import overlays
+
+    threshold = float(metrics.get("threshold", 0.5))
+    return overlays(model_path, predictions, data_root, threshold, out / "overlays", subject)
+
+
+def render(card: dict, out: Path) -> tuple[Path, Path]:
+    """card.html (images inline: one file, no request) and card.md (images beside it) in `out`."""
+    from pipelines.templating import environment as make_environment
+
+    environment = make_environment("pipelines.registry.card")
+    environment.filters["relative"] = lambda path: Path(path).relative_to(out).as_posix()
+    context = {**card, "CHAMPION": CHAMPION, "CHALLENGER": CHALLENGER}
+    html = out / "card.html"
+    markdown = out / "card.md"
+    html.write_text(environment.get_template("card.html.j2").render(context), encoding="utf-8")
+    markdown.write_text(environment.get_template("card.md.j2").render(context), encoding="utf-8")
+    return html, markdown
+
+
+def write_card(client, model: str, version: int, out: Path) -> Path:
+    """Build the card of `model` v`version` into `out` (created); the HTML file's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mura-card-") as scratch:
+        card = collect(client, model, version, Path(scratch), out)
+    return render(card, out)[0]
+
+
+def publish_card(client, model: str, version: int) -> str:
+    """Write the card, log it to the version's run and tag the version with where it is."""
+    entry = client.get_model_version(model, str(version))
+    with tempfile.TemporaryDirectory(prefix="mura-card-out-") as folder:
+        write_card(client, model, version, Path(folder))
+        client.log_artifacts(entry.run_id, folder, artifact_path=card_artifact_path(version))
+    where = f"runs:/{entry.run_id}/{card_artifact_path(version)}/card.html"
+    client.set_model_version_tag(model, str(version), CARD_TAG, where)
+    LOGGER.info("%s v%s: model card at %s", model, version, where)
+    return where
+
+
+def fetch_card(client, model: str, version: int, out: Path, rebuild: bool = False) -> Path:
+    """The version's logged card downloaded into `out` (built and logged first when it has none)."""
+    entry = client.get_model_version(model, str(version))
+    if rebuild or CARD_TAG not in entry.tags:
+        publish_card(client, model, version)
+    with tempfile.TemporaryDirectory(prefix="mura-card-get-") as scratch:
+        path = gather.artifact(client, entry.run_id, card_artifact_path(version), Path(scratch))
+        if path is None:
+            raise RegistryError(
+                f"{model} v{version}: no card under its run's {card_artifact_path(version)}/; "
+                f"write it again: `mura card {model}/{version} --rebuild`"
+            )
+        shutil.copytree(path, out, dirs_exist_ok=True)
+    return out / "card.html"
