@@ -9,6 +9,9 @@ evaluate it on valid at study level the way the MURA paper does (kappa and AUROC
 intervals), register the best by holdout study kappa in MLflow, gate it against the current
 champion (paired bootstrap on the same holdout studies), and reconcile TF Serving with the registry.
 
+It also runs when `mura_monitor` finds drift or a live performance drop on a new data version
+(Asset `mura://monitor/retrain-needed`), with the form's defaults.
+
 Trigger it from the UI with the form (**Trigger** on this page) or over the REST API with a `conf`
 of the same names. Every override is optional: the preset in `params.yaml` fills the rest.
 """
@@ -19,15 +22,17 @@ import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
 
 from pipelines.orchestration import (
+    DATA_ASSET_URI,
     DVC_POOL,
     GPU_QUEUE,
     RETRAIN_DAG,
+    RETRAIN_NEEDED_URI,
     default_preset,
     preset_choices,
     retrain_form,
 )
 
-DATA_ASSET = Asset("mura://data/MURA-v1.1")
+DATA_ASSET = Asset(DATA_ASSET_URI)
 MODELS_ALIAS = AssetAlias("mura-registered-models")
 
 # The trigger form; `mura retrain` is built from the same fields and checks them the same way.
@@ -39,7 +44,7 @@ PARAMS = {
 
 @dag(
     dag_id=RETRAIN_DAG,
-    schedule=None,
+    schedule=[Asset(RETRAIN_NEEDED_URI)],  # the monitor asks (mura_monitor); people trigger it by hand
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

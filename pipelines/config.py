@@ -101,6 +101,21 @@ class TuningParams:
 
 
 @dataclass(frozen=True)
+class MonitorParams:
+    """The monitor (`mura monitor`, DAG mura_monitor): samples, test thresholds, what triggers action."""
+
+    model: str  # the served model it watches
+    reference_images: int  # training images profiled and embedded per run, at evaluation
+    current_images: int  # images of a new release drawn for the drift tests
+    live_studies: int  # labelled studies sent to the served models (0: no live check)
+    alpha: float  # family-wise error rate of the drift tests (Holm-corrected)
+    min_effect: dict  # feature -> smallest effect that counts as drift (KS distance, Cramer's V, MMD^2)
+    permutations: int  # patient permutations per test
+    min_live_kappa: float  # the champion's live study kappa below this asks for a retrain
+    seed: int
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     """Every section of params.yaml. `validation` and `presets` stay mappings: the GX suite and the
     preset resolver check their own keys (each has one home there)."""
@@ -113,6 +128,7 @@ class PlatformConfig:
     deploy: DeployParams
     serving: ServingParams
     tuning: TuningParams
+    monitor: MonitorParams
     source: str = ""
 
 
@@ -172,6 +188,8 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
         raise ConfigError(
             "params.yaml evaluation: confidence must lie in [0.5, 1) and bootstrap_replicates >= 0"
         )
+    if not 0.0 < config.monitor.alpha < 0.5 or config.monitor.permutations < 19:
+        raise ConfigError("params.yaml monitor: alpha must lie in (0, 0.5) and permutations be >= 19")
     return dataclasses.replace(config, source=source)
 
 

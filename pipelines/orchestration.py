@@ -14,7 +14,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines.contracts import DEPLOY_DAG, DVC_POOL, GPU_QUEUE, RETRAIN_DAG, TASK_CHOICES
+from pipelines.contracts import (
+    DATA_ASSET_URI,
+    DEPLOY_DAG,
+    DVC_POOL,
+    GPU_QUEUE,
+    MONITOR_DAG,
+    RETRAIN_DAG,
+    RETRAIN_NEEDED_URI,
+    TASK_CHOICES,
+)
 from pipelines.errors import ConfigError
 from pipelines.logs import configure_logging
 from pipelines.retrain_form import retrain_form  # the DAG's form, for dags/
@@ -26,6 +35,7 @@ from pipelines.stages import (
     Evaluation,
     GateVerdict,
     Manifest,
+    MonitorCheck,
     Registration,
     TrainResult,
     Validation,
@@ -47,7 +57,11 @@ OVERRIDE_KEYS = (
 # What the DAG files use: they import this module and nothing else of the platform.
 __all__ = [
     "ARCHITECTURE_CHOICES",
+    "DATA_ASSET_URI",
     "DEPLOY_DAG",
+    "MONITOR_DAG",
+    "RETRAIN_NEEDED_URI",
+    "MonitorCheck",
     "DVC_POOL",
     "GPU_QUEUE",
     "RETRAIN_DAG",
@@ -270,6 +284,18 @@ def deploy(verdict: GateVerdict) -> Deployment:
     aliases = ", ".join(verdict.aliases) or "no alias"
     return Deployment(
         verdict.model, verdict.version, deployed=True, reason=f"gate passed ({aliases})", report=report
+    )
+
+
+def monitor(manifest: Manifest) -> MonitorCheck:
+    """The monitor's checks on the pulled release (drift, live and shadow scoring, the retrain ask)."""
+    import pandas as pd
+
+    from pipelines.monitoring.check import run_monitor
+
+    configure_logging()
+    return run_monitor(
+        Path(manifest.data_root), pd.read_parquet(manifest.path), data_md5=manifest.data_version.dvc_md5
     )
 
 

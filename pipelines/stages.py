@@ -151,3 +151,23 @@ class Deployment(Stage):
     deployed: bool
     reason: str
     report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MonitorCheck(Stage):
+    """One monitor run: drift of a release against the champion's training data, live performance of
+    the champion (and the challenger in shadow), and what it asks for."""
+
+    model: str
+    champion_version: int
+    challenger_version: int | None
+    data_md5: str
+    drift: bool
+    drifted_features: list[str]
+    tests: list[dict[str, Any]]
+    live: dict[str, Any]
+    retrain_needed: bool
+    reasons: list[str]
+    recommendation: str
+    mlflow_run_id: str
+    report: str

@@ -20,7 +20,7 @@ from pipelines.logs import configure_logging
 from pipelines.progress import silence as silence_progress
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
-COMMAND_MODULES = ("data", "train", "retrain", "serve", "registry", "lineage", "stack", "shell")
+COMMAND_MODULES = ("data", "train", "retrain", "serve", "registry", "lineage", "monitor", "stack", "shell")
 
 
 def package_version() -> str:

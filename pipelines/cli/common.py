@@ -25,3 +25,12 @@ def emit(result: Any, as_json: bool, text: str | None = None) -> None:
 def add_json_flag(parser) -> None:
     """The --json flag every result-producing command takes."""
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def json_stdout_guard(args):
+    """With --json, whatever else prints (Keras epochs, MLflow's run links) goes to stderr, so stdout
+    stays one JSON document."""
+    import contextlib
+    import sys
+
+    return contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()

@@ -25,6 +25,7 @@ def _synth(args) -> int:
         train_patients=args.train_patients or defaults.train_patients,
         valid_patients=args.valid_patients or defaults.valid_patients,
         fault=args.fault,
+        shift=args.shift,
     )
     summary["matches_data_dvc"] = _matches_pointer(out)
     emit(
@@ -33,6 +34,7 @@ def _synth(args) -> int:
         f"wrote {summary['images']} images in {summary['studies']} studies "
         f"({summary['patients']} patients) to {summary['root']}"
         + (f" with fault {args.fault}" if args.fault else "")
+        + (f" drawn with shift {args.shift}" if args.shift else "")
         + {True: "; identical to data.dvc", False: "; differs from data.dvc", None: ""}[
             summary["matches_data_dvc"]
         ],
@@ -170,6 +172,14 @@ def register(subparsers) -> None:
     from pipelines.data.synth_faults import FAULTS
 
     synth.add_argument("--fault", choices=FAULTS, help="inject one named data fault")
+    from pipelines.data.synth_shifts import SHIFTS
+
+    synth.add_argument(
+        "--shift",
+        choices=tuple(SHIFTS),
+        help="draw a drifted (still valid) release: exposure, scanner noise, resolution, study-type "
+        "mix or label prevalence",
+    )
     imported = _add(commands, "import", _import, "import a MURA-v1.1 folder or the official zip into data/")
     imported.add_argument("source", metavar="SRC", help="a MURA-v1.1 folder or the official MURA-v1.1.zip")
     imported.add_argument("--data", help="target data folder (default: data/)")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
 
-from pipelines.cli.common import add_json_flag, emit
+from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
 from pipelines.cli.parsing import (
     architecture_help,
     architecture_list,
@@ -93,11 +91,6 @@ def manifest_for(args):
     return build_manifest(_data_root(args)).frame
 
 
-def _progress_stream(args):
-    """With --json, progress lines (Keras epochs, phases) go to stderr so stdout stays one JSON document."""
-    return contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-
-
 def _train(args) -> int:
     from pipelines.orchestration import train_evaluate_export
     from pipelines.training.presets import resolve_config
@@ -105,7 +98,7 @@ def _train(args) -> int:
     overrides = overrides_from(args)
     resolve_config(args.preset, overrides)  # bad settings fail before data is read
     manifest = manifest_for(args)
-    with _progress_stream(args):
+    with json_stdout_guard(args):
         runs = train_evaluate_export(
             args.preset, overrides, manifest, _data_root(args), evaluate=not args.no_evaluate
         )
@@ -133,7 +126,7 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from pipelines.evaluation import evaluate_run
 
-    with _progress_stream(args):
+    with json_stdout_guard(args):
         result = evaluate_run(
             args.run_id,
             Path(args.manifest) if args.manifest else None,
@@ -153,7 +146,7 @@ def _tune(args) -> int:
     from pipelines.training.tuning import tune
 
     config = resolve_config(args.preset, overrides_from(args))
-    with _progress_stream(args):
+    with json_stdout_guard(args):
         result = tune(
             config, manifest_for(args), _data_root(args), max_trials=args.max_trials, preset_name=args.name
         )

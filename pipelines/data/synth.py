@@ -17,10 +17,11 @@ from pipelines.contracts import BODY_PARTS
 from pipelines.data.layout import IMAGE_CSV, MURA_TRAIN_IMAGES, RELEASE_DIR, STUDY_CSV
 from pipelines.data.synth_faults import FAULTS, apply_file_fault, apply_plan_fault
 from pipelines.data.synth_images import render_radiograph
+from pipelines.data.synth_shifts import SHIFTS, Shift, part_weights
 from pipelines.errors import ConfigError
 from pipelines.parallel import map_in_chunks
 
-__all__ = ["FAULTS", "generate_synthetic"]
+__all__ = ["FAULTS", "SHIFTS", "generate_synthetic"]
 
 ABNORMAL_RATE = 0.4  # MURA train: about 40 % of studies are abnormal
 BOXES_FILE = f"{RELEASE_DIR}/synthetic_abnormality_boxes.csv"  # image_path,kind,x0,y0,x1,y1 (pixels)
@@ -47,26 +48,30 @@ class StudyPlan:
         return f"{RELEASE_DIR}/{self.split}/{self.body_part}/patient{self.patient:05d}/study{self.number}_{suffix}"
 
 
-def _plan(seed: int, train_patients: int, valid_patients: int) -> list[StudyPlan]:
+def _plan(seed: int, train_patients: int, valid_patients: int, shift: Shift | None = None) -> list[StudyPlan]:
     rng = np.random.default_rng(seed)
-    weights = np.array([MURA_TRAIN_IMAGES[part] for part in BODY_PARTS], dtype=float)
+    weights = np.array(part_weights(shift, MURA_TRAIN_IMAGES), dtype=float)
     weights /= weights.sum()
+    abnormal_rate = shift.abnormal_rate if shift and shift.abnormal_rate is not None else ABNORMAL_RATE
+    low, high = shift.size_range if shift else (100, 513)
+    render = {"contrast": shift.contrast, "offset": shift.offset, "noise": shift.noise} if shift else {}
     studies: list[StudyPlan] = []
     image_seed = seed * 1_000_003
     for patient in range(1, train_patients + valid_patients + 1):
         split = "train" if patient <= train_patients else "valid"
         part = BODY_PARTS[int(rng.choice(len(BODY_PARTS), p=weights))]
         for number in range(1, int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1])) + 1):
-            study = StudyPlan(split, part, patient, number, int(rng.random() < ABNORMAL_RATE))
+            study = StudyPlan(split, part, patient, number, int(rng.random() < abnormal_rate))
             kind = str(rng.choice(["metal", "fracture"]))
             for _ in range(int(rng.integers(1, 5))):
                 image_seed += 1
                 study.images.append(
                     {
                         "abnormal_kind": kind if study.label and rng.random() < SIGNAL_RATE else None,
-                        "size": (int(rng.integers(100, 513)), int(rng.integers(100, 513))),
+                        "size": (int(rng.integers(low, high)), int(rng.integers(low, high))),
                         "rgb": bool(rng.random() < RGB_RATE),
                         "seed": image_seed,
+                        **render,
                     }
                 )
             studies.append(study)
@@ -123,14 +128,18 @@ def generate_synthetic(
     valid_patients: int = 40,
     fault: str | None = None,
     workers: int | None = None,
+    shift: str | None = None,
 ) -> dict:
-    """Write `<out_dir>/MURA-v1.1/` (tree + 4 CSVs); return counts of what was written."""
+    """Write `<out_dir>/MURA-v1.1/` (tree + 4 CSVs), drawn with the named `shift` if any; return counts
+    of what was written."""
     if fault is not None and fault not in FAULTS:
         raise ConfigError(f"unknown fault '{fault}'; choose one of: {', '.join(FAULTS)}")
+    if shift is not None and shift not in SHIFTS:
+        raise ConfigError(f"unknown shift '{shift}'; choose one of: {', '.join(SHIFTS)}")
     if train_patients < 2 or valid_patients < 1:
         raise ConfigError("need at least 2 train patients and 1 valid patient")
     out_dir = Path(out_dir)
-    studies = _plan(seed, train_patients, valid_patients)
+    studies = _plan(seed, train_patients, valid_patients, SHIFTS[shift] if shift else None)
     if fault:
         apply_plan_fault(fault, studies)
     # Write next to the target and swap in at the end: a failed run leaves no half-written release.
@@ -147,7 +156,7 @@ def generate_synthetic(
         (staging / RELEASE_DIR).rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return summarize_plan(studies, out_dir, seed, fault)
+    return {**summarize_plan(studies, out_dir, seed, fault), "shift": shift}
 
 
 def summarize_plan(studies: list[StudyPlan], out_dir: Path, seed: int, fault: str | None) -> dict:

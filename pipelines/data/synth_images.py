@@ -109,10 +109,18 @@ def _box_in_image(
 
 
 def render_radiograph(
-    body_part: str, abnormal_kind: str | None, size: tuple[int, int], rgb: bool, seed: int
+    body_part: str,
+    abnormal_kind: str | None,
+    size: tuple[int, int],
+    rgb: bool,
+    seed: int,
+    contrast: float = 1.0,
+    offset: float = 0.0,
+    noise: float = 6.0,
 ) -> tuple[bytes, tuple[int, int, int, int] | None]:
-    """One PNG (the part's bones, an optional abnormality 'metal'/'fracture', jitter and noise) and
-    where its abnormality is: (x0, y0, x1, y1) in pixels, or None."""
+    """One PNG (the part's bones, an optional abnormality 'metal'/'fracture', jitter and `noise`, then
+    the exposure `pixel * contrast + offset`) and where its abnormality is: (x0, y0, x1, y1) in pixels,
+    or None."""
     rng = np.random.default_rng(seed)
     canvas = Image.new("L", (CANVAS, CANVAS), color=int(rng.integers(5, 35)))
     draw = ImageDraw.Draw(canvas)
@@ -124,7 +132,9 @@ def render_radiograph(
     box = _box_in_image(outline, angle, translate, size) if outline else None
     width, height = size
     pixels = np.asarray(canvas.resize((width, height), Image.BILINEAR), dtype=np.float32)
-    pixels += rng.normal(0.0, 6.0, pixels.shape)
+    pixels += rng.normal(0.0, noise, pixels.shape)
+    if (contrast, offset) != (1.0, 0.0):
+        pixels = pixels * contrast + offset
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
     if rgb:
         image = image.convert("RGB")

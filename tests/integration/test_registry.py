@@ -6,7 +6,6 @@ One MLflow server and one serving process for the module; each test uses its own
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -33,64 +32,12 @@ WORSE = {
 }
 
 
-# MLflow caches the webhooks of each event for this long: a webhook created within the TTL of an
-# earlier event of the same kind is not seen until the cache entry expires.
-WEBHOOK_CACHE_TTL_S = 1
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A real MLflow server, a local TF-Serving server on models.config, and the env pointing at both."""
-    from pipelines.registry.tracking_server import start_tracking_server
-    from serving.repository import read_models_config, write_models_config
-    from serving.server import ServerOptions, start_server
-
-    home = tmp_path_factory.mktemp("registry_home")
-    tracking = start_tracking_server(
-        home,
-        environment={
-            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-            "MLFLOW_WEBHOOK_CACHE_TTL": str(WEBHOOK_CACHE_TTL_S),
-        },
-    )
-    base = home / "serving" / "models"
-    config_path = write_models_config(read_models_config(base / "models.config"), base / "models.config")
-    options = ServerOptions(
-        port=0,
-        rest_api_port=0,
-        model_config_file=str(config_path),
-        model_config_file_poll_wait_seconds=0,
-        file_system_poll_wait_seconds=0,
-    )
-    serving = start_server(options)
-    patch = pytest.MonkeyPatch()
-    for name, value in {
-        "MURA_HOME": str(home),
-        "MURA_MODEL_BASE_PATH": str(base),
-        "MLFLOW_TRACKING_URI": tracking.uri,
-        "MURA_SERVING_GRPC": serving.grpc_target,
-        "MURA_SERVING_REST": serving.rest_url,
-    }.items():
-        patch.setenv(name, value)
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking.uri, registry_uri=tracking.uri)
-    experiment_id = client.create_experiment("mura")
-    try:
-        yield {
-            "tracking": tracking,
-            "serving": serving,
-            "client": client,
-            "experiment": experiment_id,
-            "base": base,
-            "config": config_path,
-            "home": home,
-        }
-    finally:
-        patch.undo()
-        serving.stop()
-        tracking.stop()
+from tests.integration.registry_world import (  # noqa: E402
+    WEBHOOK_CACHE_TTL_S,
+    make_run,
+    run_cli,
+    stable_version,
+)
 
 
 def out_of_range_model(image_size=(16, 16)):
@@ -103,81 +50,6 @@ def out_of_range_model(image_size=(16, 16)):
         1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(5.0)
     )(pooled)
     return keras.Model(inputs, outputs)
-
-
-VERSIONED = {
-    "data.md5": "abc123.dir",
-    "data.versioned": "true",
-    "data.dvc_md5": "abc123.dir",
-    "data.rev": "v1",
-    "code.git_sha": "0123456789abcdef",
-    "code.dirty": "false",
-}
-
-
-def make_run(
-    world,
-    part: str | None,
-    metrics: dict,
-    seed: int,
-    model=None,
-    lineage: dict | None = None,
-    holdout=None,
-    task: str | None = None,
-) -> str:
-    """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/
-    (with `holdout`, a study table: the holdout predictions and operating point an evaluation stores)."""
-    from pipelines.contracts import class_map
-    from pipelines.export import export_run
-    from serving.samples import sample_png, tiny_keras_model
-
-    client = world["client"]
-    task = task or (f"binary:XR_{part.upper()}" if part else "binary")
-    run_id = client.create_run(
-        world["experiment"],
-        tags={"train.arch": "tiny", "train.task": task, **VERSIONED, **(lineage or {})},
-    ).info.run_id
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, value)
-    folder = world["home"] / f"run-{run_id}" / "model"
-    folder.mkdir(parents=True)
-    (model or tiny_keras_model(task, (16, 16), seed=seed)).save(folder / "model.keras")
-    (folder / "class_map.json").write_text(json.dumps(class_map(task, "tiny", (16, 16))))
-    if holdout is not None:
-        (folder / "operating_point.json").write_text(
-            json.dumps(
-                {"temperature": 1.0, "shift": 0.0, "threshold": 0.5, "method": "fitted", "studies": 120}
-            )
-        )
-        holdout.to_csv(world["home"] / f"run-{run_id}" / "holdout_studies.csv", index=False)
-        client.log_artifact(
-            run_id, str(world["home"] / f"run-{run_id}" / "holdout_studies.csv"), "evaluation"
-        )
-    client.log_artifacts(run_id, str(folder), "model")
-    export_run(run_id, sample_images=[sample_png(24, 24, seed=seed)])
-    client.set_terminated(run_id)
-    return run_id
-
-
-def stable_version(world, model: str, label: str = "stable") -> int:
-    """The version that answers a prediction through `label` on the serving process."""
-    from serving.client import ServingClient
-    from serving.samples import sample_png
-
-    with ServingClient(world["serving"].grpc_target) as client:
-        return client.predict_images([sample_png(30, 30)], model=model, label=label)[0]["version"]
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, dict | str]:
-    """Run `mura ...` in-process; (exit code, parsed --json output or stderr)."""
-    from pipelines.cli import main
-
-    capsys.readouterr()  # drop what earlier steps printed (MLflow prints run links)
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, json.loads(captured.out) if code == 0 and "--json" in argv else (
-        captured.out if code == 0 else captured.err
-    )
 
 
 def test_register_gate_pass_champion_then_challenger(world):

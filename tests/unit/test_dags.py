@@ -31,6 +31,10 @@ for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "tags": sorted(dag.tags), "catchup": dag.catchup, "doc": bool(dag.doc_md),
         "params": {key: param.value for key, param in dag.params.items()},
+        "timetable": type(dag.timetable).__name__,
+        "assets": sorted(asset.uri for asset in dag.timetable.asset_condition.objects)
+        if getattr(dag.timetable, "asset_condition", None) is not None else [],
+        "outlets": {task.task_id: sorted(o.uri for o in task.outlets if hasattr(o, "uri")) for task in dag.tasks},
         "tasks": {task.task_id: {"queue": task.queue, "pool": task.pool, "retries": task.retries}
                   for task in dag.tasks},
     }
@@ -58,7 +62,18 @@ def parsed(tmp_path_factory):
 def test_dag_folder_parses_without_errors_or_heavy_imports(parsed):
     assert parsed["errors"] == {}
     assert parsed["heavy"] == [], "DAG files must import TensorFlow/MLflow/GX/DVC inside tasks only"
-    assert set(parsed["dags"]) == {"mura_retrain", "mura_deploy"}
+    assert set(parsed["dags"]) == {"mura_retrain", "mura_deploy", "mura_monitor"}
+
+
+def test_the_monitor_runs_daily_and_on_new_data_and_asks_for_retrains_through_an_asset(parsed):
+    from pipelines.contracts import DATA_ASSET_URI, RETRAIN_NEEDED_URI
+
+    monitor, retrain = parsed["dags"]["mura_monitor"], parsed["dags"]["mura_retrain"]
+    assert monitor["timetable"] == "AssetOrTimeSchedule" and monitor["assets"] == [DATA_ASSET_URI]
+    assert list(monitor["tasks"]) == ["pull_data", "build_manifest", "check", "request_retrain"]
+    assert monitor["outlets"]["request_retrain"] == [RETRAIN_NEEDED_URI]
+    assert monitor["tasks"]["pull_data"]["pool"] == DVC_POOL
+    assert retrain["assets"] == [RETRAIN_NEEDED_URI] and retrain["outlets"]["pull_data"] == [DATA_ASSET_URI]
 
 
 def test_retrain_shape_queue_pool_and_retries(parsed):

@@ -1,0 +1,73 @@
+"""`mura monitor`: the monitor's checks by hand (the DAG mura_monitor runs the same function)."""
+
+from __future__ import annotations
+
+from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
+
+
+def summary(check) -> str:
+    """A few lines a person reads: the verdict, each drifted feature, live kappa, the ask."""
+    lines = [
+        f"{check.model} champion v{check.champion_version} on data {check.data_md5}: "
+        + (f"DRIFT in {', '.join(check.drifted_features)}" if check.drift else "no drift")
+    ]
+    for test in check.tests:
+        if test["drifted"]:
+            lines.append(
+                f"  {test['feature']:<15} {test['test']}: effect {test['effect']:.3f}, adjusted p {test['adjusted_p']:.2g} "
+                f"({test['reference']} -> {test['current']})"
+            )
+    live = check.live
+    if "champion" in live:
+        study = live["champion"]["study"]
+        lines.append(
+            f"  live            champion study kappa {study['kappa']:.3f} "
+            f"[{study.get('kappa_ci_low', float('nan')):.2f}, {study.get('kappa_ci_high', float('nan')):.2f}] "
+            f"on {live['studies']} studies over gRPC"
+        )
+    if "comparison" in live:
+        change = live["comparison"]
+        low, high = change["kappa_change_ci"]
+        lines.append(
+            f"  shadow          challenger - champion kappa {change['kappa_change']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        )
+    if "error" in live or "skipped" in live:
+        lines.append(f"  live            {live.get('error') or live.get('skipped')}")
+    lines.append(
+        f"  retrain         {'REQUESTED' if check.retrain_needed else 'not requested'}"
+        + (f": {'; '.join(check.reasons)}" if check.reasons else "")
+    )
+    if check.recommendation:
+        lines.append(f"  recommendation  {check.recommendation}")
+    lines.append(f"  report          {check.report} (MLflow experiment mura-monitoring)")
+    return "\n".join(lines)
+
+
+def _monitor(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from pipelines.config import load_config
+    from pipelines.monitoring.check import run_monitor
+    from pipelines.settings import get_settings
+
+    params = load_config().monitor
+    if args.model:
+        params = dataclasses.replace(params, model=args.model)
+    with json_stdout_guard(args):
+        check = run_monitor(Path(args.data) if args.data else get_settings().data_dir, params=params)
+    emit(check.to_xcom(), args.json, summary(check))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `mura monitor`."""
+    parser = subparsers.add_parser(
+        "monitor",
+        help="check a release for drift against the champion's training data and score it live "
+        "(champion, challenger in shadow); logged to MLflow experiment mura-monitoring",
+    )
+    parser.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
+    parser.add_argument("--model", help="served model to watch (default: params.yaml monitor.model)")
+    add_json_flag(parser)
+    parser.set_defaults(handler=_monitor)

@@ -1,0 +1,167 @@
+"""`run_monitor()`: one check of a release against the served champion, logged to MLflow experiment
+`mura-monitoring`; what `mura monitor` and the DAG `mura_monitor` run."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import MonitorParams, load_config
+from pipelines.contracts import CHALLENGER, CHAMPION
+from pipelines.monitoring.tracking import EXPERIMENT
+from pipelines.registry.errors import RegistryError
+from pipelines.stages import MonitorCheck
+
+LOGGER = logging.getLogger(__name__)
+RECOMMENDATION_TAG = "monitor.recommendation"
+
+
+def _aliases(client, model: str) -> tuple[object, object | None]:
+    from pipelines.registry.tracking import get_registered
+
+    aliases = get_registered(client, model).aliases
+    if CHAMPION not in aliases:
+        raise RegistryError(f"{model} has no champion to monitor yet; register and promote a version first")
+    champion = client.get_model_version(model, aliases[CHAMPION])
+    challenger = client.get_model_version(model, aliases[CHALLENGER]) if CHALLENGER in aliases else None
+    return champion, challenger
+
+
+def _drift(client, champion, manifest: pd.DataFrame, data_root: Path, params: MonitorParams, scratch: Path):
+    from pipelines.monitoring.drift import drift_tests, verdict
+    from pipelines.monitoring.reference import load_reference, profile_with_embeddings
+    from pipelines.training.layers import load_model
+
+    reference, reference_embeddings = load_reference(client, champion.run_id, scratch)
+    model = load_model(client.download_artifacts(champion.run_id, "model/model.keras", str(scratch)))
+    current, embeddings = profile_with_embeddings(
+        model, manifest, data_root, params.current_images, params.seed
+    )
+    tests = drift_tests(
+        reference, current, reference_embeddings, embeddings, params.permutations, params.seed
+    )
+    return verdict(tests, params.alpha, params.min_effect)
+
+
+def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, params, evaluation) -> dict:
+    from pipelines.evaluation.metrics import Uncertainty
+    from pipelines.monitoring.live import performance, score_served, shadow_comparison
+    from pipelines.monitoring.profile import sample_rows
+    from serving.client import ServingClient, ServingClientError
+
+    labelled = manifest[manifest["split"] == "valid"]
+    if params.live_studies <= 0 or labelled.empty:
+        return {"skipped": "no labelled studies in the release" if labelled.empty else "live_studies is 0"}
+    counts = labelled.groupby("study_id").size()
+    rows = sample_rows(labelled, int(counts.mean() * params.live_studies) + 1, params.seed)
+    uncertainty = Uncertainty(
+        evaluation.bootstrap_replicates, evaluation.confidence, evaluation.bootstrap_seed
+    )
+    try:
+        with ServingClient() as client:
+            champion = score_served(rows, data_root, model, "stable", client)
+            result: dict = {
+                "studies": int(rows["study_id"].nunique()),
+                "champion": performance(champion, uncertainty),
+            }
+            if challenger is not None:
+                shadow = score_served(rows, data_root, model, "canary", client)
+                result["challenger"] = performance(shadow, uncertainty)
+                result["comparison"] = shadow_comparison(champion, shadow, uncertainty)
+    except ServingClientError as error:
+        return {"error": f"the served models did not answer: {error}"}
+    return result
+
+
+def _retrain_reasons(drifted: list[str], live: dict, params: MonitorParams) -> list[str]:
+    reasons = [f"data drift in {', '.join(drifted)}"] if drifted else []
+    kappa = live.get("champion", {}).get("study", {}).get("kappa")
+    if kappa is not None and kappa == kappa and kappa < params.min_live_kappa:
+        reasons.append(f"champion's live study kappa {kappa:.3f} < {params.min_live_kappa}")
+    return reasons
+
+
+def _already_requested(client, model: str, data_md5: str) -> str | None:
+    """The monitor run that already asked for a retrain on this data, if any (asking once is enough:
+    a retrain whose model fails the gate would otherwise be asked for again on every check)."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return None
+    found = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`monitor.model` = '{model}' and tags.`monitor.data_md5` = '{data_md5}' "
+        "and tags.`monitor.retrain_requested` = 'true'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def run_monitor(
+    data_root: Path,
+    manifest: pd.DataFrame | None = None,
+    data_md5: str | None = None,
+    params: MonitorParams | None = None,
+    client=None,
+) -> MonitorCheck:
+    """Check the release under `data_root` against the served model's champion (and challenger)."""
+    from pipelines.data.manifest import build_manifest
+    from pipelines.data.versioning import folder_md5
+    from pipelines.monitoring.tracking import log_check
+    from pipelines.registry.tracking import connect, tracking_errors
+
+    config = load_config()
+    params = params or config.monitor
+    client = client or connect()
+    data_root = Path(data_root)
+    manifest = build_manifest(data_root).frame if manifest is None else manifest
+    manifest = manifest[manifest["image_path"].notna()]
+    data_md5 = data_md5 or folder_md5(data_root)[0]
+    with tracking_errors(client, f"monitoring {params.model}"), tempfile.TemporaryDirectory() as scratch:
+        champion, challenger = _aliases(client, params.model)
+        tests, drift = _drift(client, champion, manifest, data_root, params, Path(scratch))
+        live = _live(params.model, challenger, manifest, data_root, params, config.evaluation)
+        drifted = [test.feature for test in tests if test.drifted]
+        reasons = _retrain_reasons(drifted, live, params)
+        trained_on = champion.tags.get("data.md5")
+        if reasons and trained_on == data_md5:
+            reasons.append("not asked: the champion was trained on this very data")
+        earlier = _already_requested(client, params.model, data_md5) if reasons else None
+        if earlier:
+            reasons.append(f"already asked for this data by monitor run {earlier}")
+        needed = bool(reasons) and trained_on != data_md5 and earlier is None
+        recommendation = ""
+        if challenger is not None and live.get("comparison", {}).get("challenger_better"):
+            change = live["comparison"]
+            low, high = change["kappa_change_ci"]
+            recommendation = (
+                f"promote v{challenger.version}: live study kappa {change['kappa_change']:+.3f} "
+                f"[{low:+.3f}, {high:+.3f}] over champion v{champion.version} on {change['studies']} studies"
+            )
+        check = MonitorCheck(
+            model=params.model,
+            champion_version=int(champion.version),
+            challenger_version=int(challenger.version) if challenger is not None else None,
+            data_md5=data_md5,
+            drift=drift,
+            drifted_features=drifted,
+            tests=[test.to_dict() for test in tests],
+            live=live,
+            retrain_needed=needed,
+            reasons=reasons,
+            recommendation=recommendation,
+            mlflow_run_id="",
+            report="",
+        )
+        check = log_check(client, check)
+        if recommendation:
+            client.set_model_version_tag(
+                params.model,
+                str(challenger.version),
+                RECOMMENDATION_TAG,
+                f"{recommendation} (monitor run {check.mlflow_run_id})",
+            )
+    LOGGER.info("monitor %s: drift %s, retrain %s %s", params.model, drift, needed, reasons)
+    return check

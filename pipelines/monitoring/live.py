@@ -1,0 +1,62 @@
+"""Live performance: a release's labelled studies sent to the served models over gRPC, the way users
+query them; the challenger scored in shadow on the same studies, and the two compared pairwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.evaluation.bootstrap import interval, paired_differences
+from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
+
+
+def score_served(
+    rows: pd.DataFrame, data_root: Path, model: str, label: str, client, batch: int = 32
+) -> pd.DataFrame:
+    """`rows` (manifest rows) with the served `probability` (calibrated) and `threshold` of `label`."""
+    probabilities, thresholds, versions = [], [], set()
+    paths = list(rows["image_path"])
+    for start in range(0, len(paths), batch):
+        images = [(Path(data_root) / path).read_bytes() for path in paths[start : start + batch]]
+        for answer in client.predict_images(images, model=model, label=label):
+            probabilities.append(float(answer["abnormal_probability"]))
+            thresholds.append(float(answer.get("threshold", 0.5)))
+            versions.add(int(answer["version"]))
+    scored = rows.reset_index(drop=True).copy()
+    scored["probability"] = probabilities
+    scored.attrs = {
+        "threshold": float(np.median(thresholds)) if thresholds else 0.5,
+        "versions": sorted(versions),
+    }
+    return scored
+
+
+def performance(scored: pd.DataFrame, uncertainty: Uncertainty, bins: int = 10) -> dict:
+    """Study-level metrics with bootstrap intervals, overall and per study type (the evaluation's own)."""
+    return evaluate_predictions(scored, scored.attrs["threshold"], bins, uncertainty)
+
+
+def shadow_comparison(champion: pd.DataFrame, challenger: pd.DataFrame, uncertainty: Uncertainty) -> dict:
+    """Challenger minus champion study kappa and AUROC on the same studies, with paired intervals."""
+    first, second = study_scores(challenger), study_scores(champion)
+    merged = first.merge(second[["study_id", "probability"]], on="study_id", suffixes=("", "_champion"))
+    differences = paired_differences(
+        merged["label"],
+        merged["probability"].to_numpy(),
+        merged["probability_champion"].to_numpy(),
+        (challenger.attrs["threshold"], champion.attrs["threshold"]),
+        merged["body_part"],
+        uncertainty.replicates,
+        uncertainty.seed,
+    )
+    result = {"studies": len(merged)}
+    for metric, values in differences.items():
+        low, high = interval(values, uncertainty.confidence)
+        result[f"{metric}_change"] = (
+            float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")
+        )
+        result[f"{metric}_change_ci"] = [low, high]
+    result["challenger_better"] = bool(result["kappa_change_ci"][0] > 0)
+    return result

@@ -1,0 +1,85 @@
+"""Helpers of the registry world (the `world` fixture in conftest.py: a real `mlflow server`, the local
+TF Serving on a models.config): training-like runs to register, the CLI in-process, what serves."""
+
+from __future__ import annotations
+
+import json
+
+# MLflow caches the webhooks of each event for this long: a webhook created within the TTL of an
+# earlier event of the same kind is not seen until the cache entry expires.
+WEBHOOK_CACHE_TTL_S = 1
+
+
+VERSIONED = {
+    "data.md5": "abc123.dir",
+    "data.versioned": "true",
+    "data.dvc_md5": "abc123.dir",
+    "data.rev": "v1",
+    "code.git_sha": "0123456789abcdef",
+    "code.dirty": "false",
+}
+
+
+def make_run(
+    world,
+    part: str | None,
+    metrics: dict,
+    seed: int,
+    model=None,
+    lineage: dict | None = None,
+    holdout=None,
+    task: str | None = None,
+) -> str:
+    """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/
+    (with `holdout`, a study table: the holdout predictions and operating point an evaluation stores)."""
+    from pipelines.contracts import class_map
+    from pipelines.export import export_run
+    from serving.samples import sample_png, tiny_keras_model
+
+    client = world["client"]
+    task = task or (f"binary:XR_{part.upper()}" if part else "binary")
+    run_id = client.create_run(
+        world["experiment"],
+        tags={"train.arch": "tiny", "train.task": task, **VERSIONED, **(lineage or {})},
+    ).info.run_id
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    folder = world["home"] / f"run-{run_id}" / "model"
+    folder.mkdir(parents=True)
+    (model or tiny_keras_model(task, (16, 16), seed=seed)).save(folder / "model.keras")
+    (folder / "class_map.json").write_text(json.dumps(class_map(task, "tiny", (16, 16))))
+    if holdout is not None:
+        (folder / "operating_point.json").write_text(
+            json.dumps(
+                {"temperature": 1.0, "shift": 0.0, "threshold": 0.5, "method": "fitted", "studies": 120}
+            )
+        )
+        holdout.to_csv(world["home"] / f"run-{run_id}" / "holdout_studies.csv", index=False)
+        client.log_artifact(
+            run_id, str(world["home"] / f"run-{run_id}" / "holdout_studies.csv"), "evaluation"
+        )
+    client.log_artifacts(run_id, str(folder), "model")
+    export_run(run_id, sample_images=[sample_png(24, 24, seed=seed)])
+    client.set_terminated(run_id)
+    return run_id
+
+
+def stable_version(world, model: str, label: str = "stable") -> int:
+    """The version that answers a prediction through `label` on the serving process."""
+    from serving.client import ServingClient
+    from serving.samples import sample_png
+
+    with ServingClient(world["serving"].grpc_target) as client:
+        return client.predict_images([sample_png(30, 30)], model=model, label=label)[0]["version"]
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, dict | str]:
+    """Run `mura ...` in-process; (exit code, parsed --json output or stderr)."""
+    from pipelines.cli import main
+
+    capsys.readouterr()  # drop what earlier steps printed (MLflow prints run links)
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out) if code == 0 and "--json" in argv else (
+        captured.out if code == 0 else captured.err
+    )
