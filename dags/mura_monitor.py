@@ -50,9 +50,14 @@ def mura_monitor():
 
     @task
     def check(manifest: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from pipelines import orchestration
 
-        return orchestration.monitor(orchestration.Manifest.from_xcom(manifest)).to_xcom()
+        try:
+            return orchestration.monitor(orchestration.Manifest.from_xcom(manifest)).to_xcom()
+        except orchestration.NothingToMonitor as error:  # no champion yet: nothing to compare with
+            raise AirflowSkipException(str(error)) from None
 
     @task(outlets=[RETRAIN_NEEDED])
     def request_retrain(result: dict) -> str:

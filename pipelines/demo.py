@@ -55,6 +55,20 @@ def _require_champion(model: str) -> None:
     )
 
 
+def _monitor_summary(model: str) -> str:
+    """The newest monitor check of `model`, as `mura monitor` prints it."""
+    from pipelines.cli.monitor import summary
+    from pipelines.monitoring.tracking import latest_check
+    from pipelines.registry.tracking import connect
+
+    check = latest_check(connect(), model)
+    return (
+        "    (no check was logged)"
+        if check is None
+        else "\n".join(f"    {line}" for line in summary(check).splitlines())
+    )
+
+
 def run_demo() -> int:
     """Run every step; return the exit code."""
     from pipelines.data import dvc
@@ -100,14 +114,28 @@ def run_demo() -> int:
                 f"    X-ray of {result['body_part']} is {result['label']}. (p={result['abnormal_probability']:.3f},"
                 f" radiologists: {truth}, version {result['version']})  {study.relative_to(settings.data_dir)}"
             )
+    _step("Monitor the release against the champion (DAG mura_monitor: drift, live kappa over gRPC)")
+    client.unpause("mura_monitor")
+    monitor_run = client.trigger("mura_monitor")
+    state = client.wait("mura_monitor", monitor_run, on_change=_print_progress)
+    if state != "success":
+        raise MuraError(
+            f"mura_monitor run {monitor_run} ended {state}; open {settings.airflow_url}/dags/mura_monitor"
+        )
+    print(_monitor_summary("mura_binary"))
     urls = status()["urls"]
     _step(f"Done in {time.monotonic() - started:.0f} s. Where to look:")
     print(
         f"    Airflow UI  {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']})"
     )
-    print(f"    MLflow UI   {urls['mlflow']}  (experiment 'mura', model 'mura_binary')")
+    print(
+        f"    MLflow UI   {urls['mlflow']}  (experiment 'mura', model 'mura_binary'; checks in 'mura-monitoring')"
+    )
     print(f"    Serving     gRPC {urls['serving_grpc']}  REST {urls['serving_rest']}/v1/models/mura_binary")
     print("    Predict     .venv/bin/mura predict data/MURA-v1.1/valid/<PART>/<patient>/<study>/")
+    print(
+        "    Monitor     .venv/bin/mura monitor   (drift and live kappa; `mura data synth --shift ...` drifts)"
+    )
     print("    Stop        .venv/bin/mura down")
     return 0
 

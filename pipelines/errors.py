@@ -23,3 +23,7 @@ class DataValidationError(MuraError):
 
 class ExportError(MuraError):
     """A model could not be exported as a TF Serving SavedModel, or the export check failed."""
+
+
+class NothingToMonitor(MuraError):
+    """The monitor has no champion to compare with yet (a fresh platform): not a failure."""

@@ -24,7 +24,7 @@ from pipelines.contracts import (
     RETRAIN_NEEDED_URI,
     TASK_CHOICES,
 )
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, NothingToMonitor
 from pipelines.logs import configure_logging
 from pipelines.retrain_form import retrain_form  # the DAG's form, for dags/
 from pipelines.settings import get_settings
@@ -60,6 +60,7 @@ __all__ = [
     "DATA_ASSET_URI",
     "DEPLOY_DAG",
     "MONITOR_DAG",
+    "NothingToMonitor",
     "RETRAIN_NEEDED_URI",
     "MonitorCheck",
     "DVC_POOL",
@@ -220,10 +221,12 @@ def _tag_validation(run_id: str, validation: Validation) -> None:
 def evaluate_candidate(trained: TrainResult) -> Evaluation:
     """Study-level evaluation of one trained run on `valid`; its eval.* metrics."""
     from pipelines.evaluation import evaluate_run
+    from pipelines.monitoring.reference import record_reference
 
     configure_logging()
     manifest = trained.candidate.manifest
     metrics = evaluate_run(trained.run_id, data_root=manifest.data_root)["metrics"]
+    record_reference(trained.run_id, manifest.data_root)  # what mura_monitor compares new releases with
     return Evaluation(
         trained=trained,
         metrics={key: value for key, value in metrics.items() if key.startswith(("eval.", "holdout.study_"))},
@@ -316,6 +319,7 @@ def train_evaluate_export(
     """
     from pipelines.evaluation import evaluate_run
     from pipelines.export import export_run
+    from pipelines.monitoring.reference import record_reference
     from pipelines.training.presets import resolve_config
     from pipelines.training.run import train
 
@@ -336,6 +340,7 @@ def train_evaluate_export(
             result["metrics"] = {}
         if evaluate:
             evaluation = evaluate_run(result["run_id"], manifest, data_root)
+            record_reference(result["run_id"], data_root, manifest)
             result["metrics"].update(evaluation["metrics"])
             result["table"] = evaluation["table"]
         result["export"] = export_run(result["run_id"])

@@ -116,8 +116,14 @@ def _pull(args) -> int:
 
 def _push(args) -> int:
     from pipelines.data import dvc
+    from pipelines.stack.airflow_api import announce_data_version
 
-    return _dvc_result(dvc.add_and_push(remote=args.remote), args.json, "pushed")
+    result = dvc.add_and_push(remote=args.remote)
+    result["announced"] = announce_data_version(result)
+    _dvc_result(result, args.json, "pushed")
+    if not args.json:
+        print(f"  {result['announced']}")
+    return 0
 
 
 def _status(args) -> int:
@@ -199,7 +205,12 @@ def register(subparsers) -> None:
     pull = _add(commands, "pull", _pull, "fetch data/ from the DVC remote (optionally at a git revision)")
     pull.add_argument("--rev", help="git revision whose data.dvc to pull")
     pull.add_argument("--remote", help="DVC remote name (default: the configured default, 'local')")
-    push = _add(commands, "push", _push, "dvc add data/ (updates data.dvc) and push to the remote")
+    push = _add(
+        commands,
+        "push",
+        _push,
+        "dvc add data/ (updates data.dvc), push to the remote, and announce the new version to Airflow",
+    )
     push.add_argument("--remote", help="DVC remote name (default: 'local')")
     status = _add(
         commands,

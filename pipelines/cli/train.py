@@ -125,14 +125,13 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from pipelines.evaluation import evaluate_run
+    from pipelines.monitoring.reference import record_reference
 
+    manifest = Path(args.manifest) if args.manifest else None
+    data_root = Path(args.data).resolve() if args.data else None
     with json_stdout_guard(args):
-        result = evaluate_run(
-            args.run_id,
-            Path(args.manifest) if args.manifest else None,
-            Path(args.data).resolve() if args.data else None,
-            threshold=args.threshold,
-        )
+        result = evaluate_run(args.run_id, manifest, data_root, threshold=args.threshold)
+        record_reference(args.run_id, data_root, manifest)  # what `mura monitor` compares releases with
     emit(
         {"run_id": result["run_id"], "metrics": result["metrics"], "table": result["table"]},
         args.json,

@@ -90,12 +90,6 @@ def evaluate_run(
         if log:
             from mlflow.entities import Metric
 
-            from pipelines.monitoring.reference import store_reference
-
-            monitor = load_config().monitor
-            # What the monitor compares later releases with (the data folder will hold those by then).
-            store_reference(client, run_id, model, frame, root, monitor.reference_images, monitor.seed)
-
             stamp = run.info.start_time or 0
             client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in sorted(flat.items())])
             client.log_artifacts(run_id, str(folder), artifact_path="evaluation")

@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipelines.config import MonitorParams, load_config
 from pipelines.contracts import CHALLENGER, CHAMPION
+from pipelines.errors import NothingToMonitor
 from pipelines.monitoring.tracking import EXPERIMENT
 from pipelines.registry.errors import RegistryError
 from pipelines.stages import MonitorCheck
@@ -22,9 +23,14 @@ RECOMMENDATION_TAG = "monitor.recommendation"
 def _aliases(client, model: str) -> tuple[object, object | None]:
     from pipelines.registry.tracking import get_registered
 
-    aliases = get_registered(client, model).aliases
+    try:
+        aliases = get_registered(client, model).aliases
+    except RegistryError as error:
+        raise NothingToMonitor(f"nothing to monitor yet: {error}") from None
     if CHAMPION not in aliases:
-        raise RegistryError(f"{model} has no champion to monitor yet; register and promote a version first")
+        raise NothingToMonitor(
+            f"{model} has no champion to monitor yet; register and promote a version first"
+        )
     champion = client.get_model_version(model, aliases[CHAMPION])
     challenger = client.get_model_version(model, aliases[CHALLENGER]) if CHALLENGER in aliases else None
     return champion, challenger
@@ -109,8 +115,10 @@ def run_monitor(
     """Check the release under `data_root` against the served model's champion (and challenger)."""
     from pipelines.data.manifest import build_manifest
     from pipelines.data.versioning import folder_md5
+    from pipelines.monitoring.metrics import publish
     from pipelines.monitoring.tracking import log_check
     from pipelines.registry.tracking import connect, tracking_errors
+    from pipelines.settings import get_settings
 
     config = load_config()
     params = params or config.monitor
@@ -156,6 +164,7 @@ def run_monitor(
             report="",
         )
         check = log_check(client, check)
+        publish(check, get_settings().mura_home / "monitoring")
         if recommendation:
             client.set_model_version_tag(
                 params.model,

@@ -230,6 +230,22 @@ def mmd_test(
     )
 
 
+def drift_tests(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    reference_embeddings: np.ndarray,
+    current_embeddings: np.ndarray,
+    permutations: int,
+    seed: int,
+) -> list[FeatureTest]:
+    """The whole family: feature_tests, then the MMD test on the model's features."""
+    clusters = Clusters.of(reference["patient_id"], current["patient_id"])
+    return [
+        *feature_tests(reference, current, permutations, seed),
+        mmd_test(reference_embeddings, current_embeddings, clusters, permutations, seed),
+    ]
+
+
 def verdict(
     tests: list[FeatureTest], alpha: float, min_effect: dict[str, float]
 ) -> tuple[list[FeatureTest], bool]:

@@ -54,3 +54,24 @@ def load_reference(client, run_id: str, folder: Path) -> tuple[pd.DataFrame, np.
             f"evaluate it again (`mura evaluate {run_id}`) to store the reference"
         ) from None
     return pd.read_parquet(profile), np.load(embeddings)
+
+
+def record_reference(run_id: str, data_root: Path | str | None = None, manifest=None) -> int:
+    """Store the reference of a trained run (its model, its training rows; `data_root` default: the
+    run's `data.root` tag); how many images. Runs right after evaluation, while the data is there."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.config import load_config
+    from pipelines.evaluation.artifacts import download_model, run_manifest
+    from pipelines.training.layers import load_model
+
+    client = MlflowClient()
+    params = load_config().monitor
+    root = Path(data_root or client.get_run(run_id).data.tags.get("data.root", ""))
+    if not root.is_dir():
+        raise DataError(f"data root {root} not found; pass the folder holding MURA-v1.1/")
+    with tempfile.TemporaryDirectory() as folder:
+        model_path, _, _ = download_model(run_id, Path(folder))
+        frame = run_manifest(run_id, manifest, Path(folder))
+        model = load_model(model_path)
+        return store_reference(client, run_id, model, frame, root, params.reference_images, params.seed)

@@ -83,3 +83,21 @@ def log_check(client, check: MonitorCheck) -> MonitorCheck:
         client.log_artifacts(run_id, folder, artifact_path="report")
     client.set_terminated(run_id)
     return check
+
+
+def latest_check(client, model: str) -> MonitorCheck | None:
+    """The newest logged check of `model`, or None when it was never monitored."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`monitor.model` = '{model}'",
+        order_by=["start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(runs[0].info.run_id, "report/check.json", folder)
+        return MonitorCheck.from_xcom(json.loads(Path(path).read_text(encoding="utf-8")))

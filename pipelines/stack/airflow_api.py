@@ -57,6 +57,14 @@ class AirflowClient:
             "dag_run_id"
         ]
 
+    def emit_asset_event(self, uri: str, extra: dict | None = None) -> dict:
+        """Record an event of the Asset `uri` (DAGs scheduled on it run), as a task outlet would."""
+        found = self._call("GET", "/assets", params={"uri_pattern": uri, "limit": 100})["assets"]
+        exact = [asset for asset in found if asset["uri"] == uri]
+        if not exact:
+            raise AirflowError(f"Airflow knows no asset {uri}: are the DAGs parsed ('mura status')?")
+        return self._call("POST", "/assets/events", json={"asset_id": exact[0]["id"], "extra": extra or {}})
+
     def runs(self, dag_id: str) -> list[dict]:
         """The DAG's runs, newest first."""
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-start_date", "limit": 100})[
@@ -120,3 +128,16 @@ def trigger_dag_action(dag_id: str) -> Callable[[dict], None]:
         client_from_settings().trigger(dag_id, {"webhook": payload})
 
     return trigger
+
+
+def announce_data_version(version: dict) -> str:
+    """Tell Airflow a new data version exists (the data Asset: mura_monitor runs); what happened, in words."""
+    from pipelines.contracts import DATA_ASSET_URI
+
+    try:
+        client_from_settings().emit_asset_event(
+            DATA_ASSET_URI, {"dvc_md5": version["dvc_md5"], "rev": version["rev"]}
+        )
+    except AirflowError as error:
+        return f"not announced to Airflow ({error}); mura_monitor checks it on its daily run"
+    return f"announced to Airflow as an event of {DATA_ASSET_URI} (mura_monitor runs)"

@@ -220,3 +220,51 @@ def _webhook_runs(client: AirflowClient, before: set[str]) -> list[dict]:
         for run in client.runs("mura_deploy")
         if run["dag_run_id"] not in before and "webhook" in (run.get("conf") or {})
     ]
+
+
+def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to_run(stack):
+    """`mura data push` announces the new data version (the data Asset); mura_monitor finds it drifted from
+    the champion's training data and emits the retrain Asset, which starts mura_retrain. Last of the
+    module: that retrain is left running when the stack goes down."""
+    import time
+
+    import mlflow
+
+    env, report = stack
+    client = _client(report)
+    _wait_until_idle(client, ("mura_retrain", "mura_monitor"))  # the form's run: its dvc pull would race ours
+    before = {run["dag_run_id"] for run in client.runs("mura_retrain")}
+    synth = ["data", "synth", "--out", env["MURA_DATA_DIR"], "--seed", "31", "--shift", "brightness"]
+    mura(env, *synth, "--train-patients", "200", "--valid-patients", "60", timeout=300)
+    client.unpause("mura_monitor")
+    pushed = json.loads(mura(env, "data", "push", "--json", timeout=300).stdout)
+    assert pushed["announced"].startswith("announced to Airflow"), pushed["announced"]
+
+    deadline, asked, retrain = time.monotonic() + RUN_TIMEOUT, [], []
+    while time.monotonic() < deadline and not (asked and retrain):
+        for run in client.runs("mura_monitor"):
+            states = client.task_states("mura_monitor", run["dag_run_id"])
+            assert run["state"] != "failed", states
+            if states.get("request_retrain") == "success":
+                asked.append(run["dag_run_id"])
+        retrain = [run for run in client.runs("mura_retrain") if run["dag_run_id"] not in before]
+        time.sleep(3)
+    assert asked, "no mura_monitor run asked for a retrain"
+    assert retrain and retrain[0]["run_type"] == "asset_triggered", retrain
+
+    tracking = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = tracking.get_experiment_by_name("mura-monitoring")
+    found = tracking.search_runs([experiment.experiment_id], "tags.`monitor.retrain_requested` = 'true'")
+    assert len(found) == 1 and "mean_intensity" in found[0].data.tags["monitor.reasons"]
+
+
+def _wait_until_idle(client: AirflowClient, dag_ids: tuple[str, ...]) -> None:
+    import time
+
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        active = [run for dag in dag_ids for run in client.runs(dag) if run["state"] in ("queued", "running")]
+        if not active:
+            return
+        time.sleep(3)
+    raise AssertionError(f"runs still active after {RUN_TIMEOUT} s: {active}")

@@ -26,6 +26,7 @@ SECRETS = (
     "AIRFLOW_FERNET_KEY",
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_ADMIN_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
 )
 REQUIRED = (*SECRETS, "MINIO_ROOT_USER")
 FAKE_ENV = {name: f"test-{name.lower().replace('_', '-')}" for name in REQUIRED}
@@ -45,6 +46,8 @@ SERVICES = (
     "airflow-worker-gpu",
     "tfserving",
     "prometheus",
+    "pushgateway",
+    "grafana",
 )
 AIRFLOW_SERVICES = [name for name in SERVICES if name.startswith("airflow-")]
 # The settings' defaults are the one home of the ports; MinIO exists only in compose.

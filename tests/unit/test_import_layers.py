@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pipelines.private_files",
             "pipelines.progress",
             "pipelines.stages",
+            "pipelines.templating",
             "pipelines.wire",
         ),
     ),
@@ -40,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation", ("pipelines.evaluation",)),
     ("export", ("pipelines.export",)),
     ("registry", ("pipelines.registry",)),
+    ("monitoring", ("pipelines.monitoring",)),
     ("orchestration", ("pipelines.orchestration", "pipelines.retrain_form", "pipelines.stack")),
     ("runners", ("pipelines.cli", "pipelines.demo")),
 ]
