@@ -305,8 +305,8 @@ def test_ensemble_run_is_one_model_averaging_its_members(synthetic, tmp_path):
 
 
 def test_grad_cam_points_at_the_drawn_abnormality(synthetic, tmp_path):
-    """The pointing game on the baseline CNN trained with the `cpu_smoke` preset as it is (the shortened
-    recipe of the other tests learns the label but localises worse: 0.54 on one run)."""
+    """The pointing game on the baseline CNN trained with the `cpu_smoke` preset as it is (the issue's
+    setting; the shortened recipe of the other tests learns the label but localises worse)."""
     from pipelines.evaluation.pointing import pointing_game
     from pipelines.training.layers import load_model
 
