@@ -5,8 +5,9 @@ A patient's images are alike (one study type, one scanner session), so images ar
 draws: image-level p-values from the textbook formulas flagged 30 % of clean releases. Every image
 test here takes its p-value from permutations of whole patients between the two samples, which is
 exact under "same distribution of patients"; study-type mix and label balance count one study per
-patient. Plain numpy/scipy: alibi-detect pins TensorFlow below the platform's 2.21, evidently pulls
-in a second web stack, and neither offers cluster permutations.
+patient. Plain numpy/scipy: alibi-detect 0.13 requires numpy<2 and Pillow<11 (TensorFlow<2.19 for
+its TensorFlow backend), which the platform's lock cannot give it, and the drift detectors of the
+libraries considered (alibi-detect, frouros, evidently) permute single samples, not groups of them.
 """
 
 from __future__ import annotations
