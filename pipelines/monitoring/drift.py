@@ -6,8 +6,8 @@ draws: image-level p-values from the textbook formulas flagged 30 % of clean rel
 test here takes its p-value from permutations of whole patients between the two samples, which is
 exact under "same distribution of patients"; study-type mix and label balance count one study per
 patient. Plain numpy/scipy: alibi-detect 0.13 requires numpy<2 and Pillow<11 (TensorFlow<2.19 for
-its TensorFlow backend), which the platform's lock cannot give it, and the drift detectors of the
-libraries considered (alibi-detect, frouros, evidently) permute single samples, not groups of them.
+its TensorFlow backend), which the platform's lock cannot give it; and the drift tests of
+alibi-detect, frouros and evidently treat each row as independent, not a patient's images as one unit.
 """
 
 from __future__ import annotations
