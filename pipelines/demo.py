@@ -57,13 +57,13 @@ def _require_champion(model: str) -> None:
 
 def _monitor_summary(model: str) -> str:
     """The newest monitor check of `model`, as `mura monitor` prints it."""
-    import os
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
     from pipelines.cli.monitor import summary
     from pipelines.monitoring.tracking import latest_check
     from pipelines.registry.tracking import connect
 
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # the demo prints its own lines
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # the demo prints its own lines
     check = latest_check(connect(), model)
     return (
         "    (no check was logged)"
