@@ -137,7 +137,7 @@ def class_map(task: Task | str, arch: str, image_size: tuple[int, int] | list[in
 # --- SavedModel signatures --------------------------------------------------------------------
 SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
-EXPLAIN_SIGNATURE = "explain"  # image_bytes -> heatmap (Grad-CAM), where the image sits in it, its size
+EXPLAIN_SIGNATURE = "explain"  # image_bytes -> heatmap (Grad-CAM++), where the image sits in it, its size
 INPUT_IMAGE_BYTES = "image_bytes"
 INPUT_PIXELS = "pixels"
 OUTPUT_PROBABILITY = "abnormal_probability"  # calibrated when the model has a fitted operating point

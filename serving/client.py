@@ -186,7 +186,7 @@ class ServingClient:
         version: int | None = None,
         label: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Grad-CAM per encoded image (the `explain` signature): heatmap on the image's own pixels
+        """Grad-CAM++ per encoded image (the `explain` signature): heatmap on the image's own pixels
         (height x width, 0..1) and the abnormal probability."""
         from serving.overlay import heatmap_on_image
 

@@ -1,4 +1,4 @@
-"""Grad-CAM overlays a person can read: the heatmap over the X-ray, a colour legend, the answer."""
+"""Grad-CAM++ overlays a person can read: the heatmap over the X-ray, a colour legend, the answer."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def overlay_png(image_bytes: bytes, heatmap: np.ndarray, title: str) -> bytes:
     axis.set_axis_off()
     axis.set_title(title, fontsize=9)
     legend = figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02)
-    legend.set_label("Grad-CAM: where the abnormality score came from (0-1)", fontsize=8)
+    legend.set_label("Grad-CAM++: where the abnormality score came from (0-1)", fontsize=8)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(figure)

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
         "--explain",
         metavar="OUT_DIR",
         type=Path,
-        help="also write one Grad-CAM overlay PNG per image into OUT_DIR (the model's explain signature)",
+        help="also write one Grad-CAM++ overlay PNG per image into OUT_DIR (the model's explain signature)",
     )
     add_json_flag(predict)
     predict.set_defaults(handler=handle_predict)
@@ -109,7 +109,7 @@ def _write_overlays(client, args, results: list[dict], what: str, version) -> No
             target.write_bytes(overlay_png(path.read_bytes(), explanation["heatmap"], title))
             item["overlay"] = str(target)
             written += 1
-    print(f"wrote {written} Grad-CAM overlay(s) to {args.explain}", file=sys.stderr)
+    print(f"wrote {written} Grad-CAM++ overlay(s) to {args.explain}", file=sys.stderr)
 
 
 def handle_predict(args) -> int:

@@ -1,4 +1,4 @@
-"""Grad-CAM heatmaps of image files in-process, in each image's own pixel coordinates (the same
+"""Grad-CAM++ heatmaps of image files in-process, in each image's own pixel coordinates (the same
 framing and maps as the served `explain` signature)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def frame_image(image_bytes: bytes, size: tuple[int, int]):
 
 
 def image_heatmaps(model, images: list[bytes], batch: int = 32) -> list[np.ndarray]:
-    """One heatmap (0..1, the image's height x width) per encoded image, Grad-CAM of the abnormal logit."""
+    """One heatmap (0..1, the image's height x width) per encoded image, Grad-CAM++ of the abnormal logit."""
     from pipelines.evaluation.gradcam import heatmaps, networks_of
     from serving.overlay import heatmap_on_image
 

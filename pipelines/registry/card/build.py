@@ -73,13 +73,13 @@ def collect(client, model: str, version: int, scratch: Path, out: Path) -> dict:
         model_path = gather.artifact(client, run.info.run_id, "model/model.keras", scratch)
         if not data_root.is_dir():
             result["gaps"].append(
-                f"Grad-CAM examples left out: the data root {data_root} is not on this machine."
+                f"Grad-CAM++ examples left out: the data root {data_root} is not on this machine."
             )
         elif model_path:
             result["overlays"] = _overlays(model_path, predictions, data_root, metrics, out, subject)
     elif metrics:
         result["gaps"].append(
-            "The run holds no evaluation/predictions.csv: no figures and no Grad-CAM examples."
+            "The run holds no evaluation/predictions.csv: no figures and no Grad-CAM++ examples."
         )
     result["limitations"] = gather.limitations(result)
     return result

@@ -1,4 +1,4 @@
-"""Grad-CAM overlays of a version's telling cases on valid: its surest true positives, false positives
+"""Grad-CAM++ overlays of a version's telling cases on valid: its surest true positives, false positives
 and false negatives (image level, at the fitted threshold)."""
 
 from __future__ import annotations

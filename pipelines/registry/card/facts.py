@@ -101,7 +101,7 @@ def limitations(facts: dict) -> list[str]:
         "populations may behave differently (see the monitoring of data drift before trusting it elsewhere).",
         "Labels are the study-level normal/abnormal of the original reports, not per-finding annotations; "
         "the model does not say what the abnormality is.",
-        "Grad-CAM shows what raised the score at the resolution of the last feature map; it is not a "
+        "Grad-CAM++ shows what raised the score at the resolution of the last feature map; it is not a "
         "segmentation and can point at text markers or borders.",
         "Intervals are bootstrap intervals over the evaluated studies; a study type with few studies "
         "has a wide interval and a point value that may not hold.",
