@@ -16,6 +16,15 @@ from typing import Any, TypeVar
 T = TypeVar("T", bound="Stage")
 
 
+def json_safe(value: Any) -> Any:
+    """NaN (an undefined kappa, say) -> None, recursively: XCom and JSON files refuse NaN."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 class Stage:
     """Mixin: JSON-friendly round trip of a (nested) stage dataclass."""
 
@@ -171,3 +180,7 @@ class MonitorCheck(Stage):
     recommendation: str
     mlflow_run_id: str
     report: str
+
+    def to_xcom(self) -> dict[str, Any]:
+        """A plain dict with NaN as None (metrics of a study type with one class are undefined)."""
+        return json_safe(dataclasses.asdict(self))

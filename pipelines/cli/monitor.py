@@ -5,6 +5,10 @@ from __future__ import annotations
 from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
 
 
+def _number(value, digits: int = 3, sign: str = "") -> str:
+    return "n/a" if value is None or value != value else f"{value:{sign}.{digits}f}"
+
+
 def summary(check) -> str:
     """A few lines a person reads: the verdict, each drifted feature, live kappa, the ask."""
     lines = [
@@ -14,22 +18,24 @@ def summary(check) -> str:
     for test in check.tests:
         if test["drifted"]:
             lines.append(
-                f"  {test['feature']:<15} {test['test']}: effect {test['effect']:.3f}, adjusted p {test['adjusted_p']:.2g} "
+                f"  {test['feature']:<15} {test['test']}: effect {_number(test['effect'])}, "
+                f"adjusted p {_number(test['adjusted_p'], 4)} "
                 f"({test['reference']} -> {test['current']})"
             )
     live = check.live
     if "champion" in live:
         study = live["champion"]["study"]
         lines.append(
-            f"  live            champion study kappa {study['kappa']:.3f} "
-            f"[{study.get('kappa_ci_low', float('nan')):.2f}, {study.get('kappa_ci_high', float('nan')):.2f}] "
+            f"  live            champion study kappa {_number(study['kappa'])} "
+            f"[{_number(study.get('kappa_ci_low'), 2)}, {_number(study.get('kappa_ci_high'), 2)}] "
             f"on {live['studies']} studies over gRPC"
         )
     if "comparison" in live:
         change = live["comparison"]
         low, high = change["kappa_change_ci"]
         lines.append(
-            f"  shadow          challenger - champion kappa {change['kappa_change']:+.3f} [{low:+.3f}, {high:+.3f}]"
+            f"  shadow          challenger - champion kappa {_number(change['kappa_change'], sign='+')} "
+            f"[{_number(low, sign='+')}, {_number(high, sign='+')}]"
         )
     if "error" in live or "skipped" in live:
         lines.append(f"  live            {live.get('error') or live.get('skipped')}")

@@ -6,7 +6,7 @@ saturated probability still has a gradient) with respect to that map weights its
 (Chattopadhyay et al. 2018) weights each channel by its positive gradients, each scaled by the
 closed-form alpha of the paper. The weighted sum through a ReLU, scaled to 0..1 per image and resized
 to the input frame, is the heatmap. Plain Grad-CAM (the mean gradient) let negative gradients cancel
-the positive ones: on three `cpu_smoke` runs of the committed sample its maximum fell inside the drawn
+the positive ones: on three `cpu_smoke` runs of the committed sample its maximum fell strictly inside the drawn
 abnormality on 0.56-0.80 of the images, Grad-CAM++ on 0.73-0.78.
 """
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipelines.config import MonitorParams, load_config
 from pipelines.contracts import CHALLENGER, CHAMPION
-from pipelines.errors import NothingToMonitor
+from pipelines.errors import ConfigError, NothingToMonitor
 from pipelines.monitoring.tracking import EXPERIMENT
 from pipelines.registry.errors import RegistryError
 from pipelines.stages import MonitorCheck
@@ -49,6 +49,12 @@ def _drift(client, champion, manifest: pd.DataFrame, data_root: Path, params: Mo
     tests = drift_tests(
         reference, current, reference_embeddings, embeddings, params.permutations, params.seed
     )
+    if len(tests) / (params.permutations + 1) >= params.alpha:
+        # Holm multiplies the smallest p-value, 1 / (permutations + 1), by the number of tests.
+        raise ConfigError(
+            f"params.yaml monitor.permutations={params.permutations} is too few: with {len(tests)} tests "
+            f"no drift could ever reach alpha {params.alpha}; use at least {int(len(tests) / params.alpha)}"
+        )
     return verdict(tests, params.alpha, params.min_effect)
 
 

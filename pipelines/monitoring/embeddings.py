@@ -7,25 +7,26 @@ from pathlib import Path
 import numpy as np
 
 
-def feature_model(model):
-    """pixels -> the pooled backbone output (an ensemble: its members' features side by side)."""
+def feature_models(model) -> list:
+    """pixels -> the pooled backbone output, one model per network (an ensemble: per member)."""
     import keras
 
     from pipelines.training.zoo import BACKBONE_NAME
 
     members = [layer for layer in model.layers if layer.name.startswith("member_")] or [model]
-    pixels = keras.Input(shape=model.input_shape[1:], dtype="float32")
-    outputs = [
-        member.get_layer(BACKBONE_NAME)(member.get_layer("normalization")(pixels)) for member in members
-    ]
-    return keras.Model(pixels, outputs[0] if len(outputs) == 1 else keras.ops.concatenate(outputs, axis=-1))
+    extractors = []
+    for member in members:
+        pixels = keras.Input(shape=model.input_shape[1:], dtype="float32")
+        pooled = member.get_layer(BACKBONE_NAME)(member.get_layer("normalization")(pixels))
+        extractors.append(keras.Model(pixels, pooled))
+    return extractors
 
 
 def image_embeddings(model, data_root: Path, image_paths: list[str], batch: int = 32) -> np.ndarray:
     """[N, D] features of the images, framed exactly as the model sees them when served."""
     from pipelines.evaluation.explain import frame_image
 
-    features = feature_model(model)
+    extractors = feature_models(model)
     size = tuple(int(value) for value in model.input_shape[1:3])
     result = []
     for start in range(0, len(image_paths), batch):
@@ -35,5 +36,7 @@ def image_embeddings(model, data_root: Path, image_paths: list[str], batch: int 
                 for path in image_paths[start : start + batch]
             ]
         )
-        result.append(np.asarray(features(pixels, training=False), dtype=np.float32))
+        # An ensemble's members side by side: the features its averaged prediction rests on.
+        per_network = [np.asarray(extract(pixels, training=False), np.float32) for extract in extractors]
+        result.append(np.concatenate(per_network, axis=-1))
     return np.concatenate(result) if result else np.zeros((0, 0), np.float32)

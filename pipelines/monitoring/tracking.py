@@ -45,14 +45,6 @@ def check_metrics(check: MonitorCheck) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items() if value is not None and value == value}
 
 
-def _clean(value):
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def log_check(client, check: MonitorCheck) -> MonitorCheck:
     """Log the check as a finished run; the check with its run id and the report's artifact URI."""
     from pipelines.monitoring.report import render_report
@@ -77,9 +69,7 @@ def log_check(client, check: MonitorCheck) -> MonitorCheck:
     check = dataclasses.replace(check, mlflow_run_id=run_id, report=where)
     with tempfile.TemporaryDirectory() as folder:
         render_report(check, Path(folder) / "drift_report.html")
-        (Path(folder) / "check.json").write_text(
-            json.dumps(_clean(check.to_xcom()), indent=2), encoding="utf-8"
-        )
+        (Path(folder) / "check.json").write_text(json.dumps(check.to_xcom(), indent=2), encoding="utf-8")
         client.log_artifacts(run_id, folder, artifact_path="report")
     client.set_terminated(run_id)
     return check

@@ -235,7 +235,7 @@ def test_status_metadata_and_metrics(server, stubs):
     metadata = stubs[0].GetModelMetadata(metadata_request, timeout=10)
     signatures = get_model_metadata_pb2.SignatureDefMap()
     metadata.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {"serving_default", "predict_pixels"}
+    assert set(signatures.signature_def) == {"serving_default", "predict_pixels", "explain"}
     assert set(signatures.signature_def["serving_default"].outputs) == {
         "abnormal_probability",
         "raw_probability",

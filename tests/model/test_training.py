@@ -314,8 +314,10 @@ def test_grad_cam_points_at_the_drawn_abnormality(synthetic, tmp_path):
     path = MlflowClient().download_artifacts(result.run_id, "model/model.keras", str(tmp_path))
     pointed = pointing_game(load_model(path), synthetic["data"])
     assert pointed["images"] > 100
-    # A uniformly random point lands in the box about 3 % of the time.
-    assert pointed["hit_rate"] >= 0.6 and pointed["random_point_rate"] < 0.1, pointed
+    # Within 3 % of the image's side of the drawn box, as in the original pointing game's 15 pixels; a
+    # uniformly random point gets there about 7 % of the time. Four cpu_smoke runs scored 0.77-0.92.
+    assert pointed["hit_rate"] >= 0.6 and pointed["random_point_rate"] < 0.15, pointed
+    assert pointed["strict_hit_rate"] > 5 * pointed["strict_random_point_rate"], pointed
 
 
 def test_registered_version_has_a_model_card_that_renders_offline(binary_run, tmp_path):
