@@ -65,6 +65,10 @@ class AirflowClient:
             raise AirflowError(f"Airflow knows no asset {uri}: are the DAGs parsed ('mura status')?")
         return self._call("POST", "/assets/events", json={"asset_id": exact[0]["id"], "extra": extra or {}})
 
+    def stop(self, dag_id: str, run_id: str) -> None:
+        """Mark a run failed: the scheduler stops its running tasks and starts no more of them."""
+        self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+
     def runs(self, dag_id: str) -> list[dict]:
         """The DAG's runs, newest first."""
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-start_date", "limit": 100})[
