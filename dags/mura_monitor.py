@@ -34,6 +34,8 @@ RETRAIN_NEEDED = Asset(RETRAIN_NEEDED_URI)
     max_active_runs=1,
     tags=["mura", "monitoring"],
     doc_md=__doc__,
+    # A task that dies before it runs (a worker starting with the stack) gets a second try.
+    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
 )
 def mura_monitor():
     @task(pool=DVC_POOL)

@@ -73,6 +73,7 @@ def test_the_monitor_runs_daily_and_on_new_data_and_asks_for_retrains_through_an
     assert list(monitor["tasks"]) == ["pull_data", "build_manifest", "check", "request_retrain"]
     assert monitor["outlets"]["request_retrain"] == [RETRAIN_NEEDED_URI]
     assert monitor["tasks"]["pull_data"]["pool"] == DVC_POOL
+    assert all(task["retries"] >= 1 for task in monitor["tasks"].values())
     assert retrain["assets"] == [RETRAIN_NEEDED_URI] and retrain["outlets"]["pull_data"] == [DATA_ASSET_URI]
 
 
