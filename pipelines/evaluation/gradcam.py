@@ -5,9 +5,10 @@ from the rest, and the gradient of the abnormality *logit* (before the sigmoid o
 saturated probability still has a gradient) with respect to that map weights its channels: Grad-CAM++
 (Chattopadhyay et al. 2018) weights each channel by its positive gradients, each scaled by the
 closed-form alpha of the paper. The weighted sum through a ReLU, scaled to 0..1 per image and resized
-to the input frame, is the heatmap. Plain Grad-CAM (the mean gradient) let negative gradients cancel
-the positive ones: on three `cpu_smoke` runs of the committed sample its maximum fell strictly inside the drawn
-abnormality on 0.56-0.80 of the images, Grad-CAM++ on 0.73-0.78.
+to the input frame, is the heatmap. Plain Grad-CAM (the mean gradient) lets negative gradients cancel
+the positive ones. On four `cpu_smoke` runs of the committed sample (143 abnormal valid images each)
+its maximum fell strictly inside the drawn box on 0.35-0.80 of the images, Grad-CAM++'s on 0.45-0.78
+(median 0.75), and within the pointing game's tolerance on 0.77-0.92 (median 0.90).
 """
 
 from __future__ import annotations
