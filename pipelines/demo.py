@@ -134,6 +134,10 @@ def run_demo() -> int:
     print(
         f"    MLflow UI   {urls['mlflow']}  (experiment 'mura', model 'mura_binary'; checks in 'mura-monitoring')"
     )
+    print(
+        f"                user {report['mlflow_user']}, password {report['mlflow_password']} (may promote); "
+        f"every account: {report['mlflow_accounts']}"
+    )
     print(f"    Serving     gRPC {urls['serving_grpc']}  REST {urls['serving_rest']}/v1/models/mura_binary")
     print("    Predict     .venv/bin/mura predict data/MURA-v1.1/valid/<PART>/<patient>/<study>/")
     print(

@@ -21,6 +21,17 @@ from pipelines.progress import silence as silence_progress
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
 COMMAND_MODULES = ("data", "train", "retrain", "serve", "registry", "lineage", "monitor", "stack", "shell")
+# The MLflow account each command acts as when none is set (pipelines/registry/accounts.py); the rest
+# act as `pipeline`.
+COMMAND_ACCOUNTS = {
+    "promote": "reviewer",
+    "rollback": "reviewer",
+    "deploy": "deployer",
+    "webhook": "deployer",
+    "models": "viewer",
+    "lineage": "viewer",
+    "runs": "viewer",
+}
 
 
 def package_version() -> str:
@@ -75,6 +86,15 @@ def _unexpected(error: BaseException, argv: list[str], debug: bool) -> int:
     return fail(f"{type(error).__name__}: {error} ({where}; --debug prints it)")
 
 
+def _act_as(role: str) -> None:
+    """Use `role`'s MLflow login (compose's variables or the embedded stack's file) unless the operator
+    chose one with MLFLOW_TRACKING_USERNAME."""
+    from pipelines.registry.accounts import use_account
+    from pipelines.settings import get_settings
+
+    use_account(role, get_settings().mlflow_tracking_uri)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mura` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the result
@@ -93,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         silence_progress()  # stdout is one JSON document; stderr carries no bar redraws either
     configure_logging()
     try:
+        _act_as(COMMAND_ACCOUNTS.get(args.command, "pipeline"))
         code = args.handler(args)
     except MuraError as error:
         return fail(str(error))

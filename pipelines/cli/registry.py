@@ -160,8 +160,61 @@ def _card(args) -> int:
     return 0
 
 
+def _accounts(args) -> int:
+    from pipelines.registry.accounts import (
+        GRANTS,
+        ROLES,
+        account,
+        accounts_file,
+        password_variable,
+        provision,
+    )
+    from pipelines.registry.tracking import tracking_uri
+    from pipelines.settings import get_settings
+
+    home = get_settings().mura_home
+    rows = []
+    for role in ROLES:
+        found = account(role, home)
+        source = password_variable(role) if os.environ.get(password_variable(role)) else accounts_file(home)
+        grants = GRANTS.get(role)
+        may = (
+            "users and permissions"
+            if grants is None
+            else (
+                "; ".join(f"{permission} on {kind} {pattern}" for kind, pattern, permission in grants)
+                or "read"
+            )
+        )
+        rows.append({"user": role, "password_from": str(source) if found else None, "may": may})
+    result: dict = {"tracking_uri": tracking_uri(), "accounts": rows}
+    if args.provision:
+        passwords = {role: (found.password if (found := account(role, home)) else "") for role in ROLES}
+        result["changes"] = provision(tracking_uri(), passwords)
+    lines = [f"{row['user']:9} {row['may']:48} password: {row['password_from'] or 'not set'}" for row in rows]
+    if args.provision:
+        lines.append(
+            "provisioned on " + result["tracking_uri"] + ": " + ("; ".join(result["changes"]) or "no change")
+        )
+    emit(result, args.json, "\n".join(lines))
+    return 0
+
+
 def register(subparsers) -> None:
     """Add the registry commands."""
+    parser = subparsers.add_parser(
+        "accounts",
+        help="the MLflow accounts (admin, pipeline, reviewer, deployer, viewer): what each may do and "
+        "where its password is; --provision creates them on the server",
+    )
+    parser.add_argument(
+        "--provision",
+        action="store_true",
+        help="create or update the accounts and permissions on MLFLOW_TRACKING_URI as admin (idempotent)",
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=_accounts)
+
     parser = subparsers.add_parser(
         "models", help="registered versions: aliases, labels served, gate verdict, study kappa"
     )

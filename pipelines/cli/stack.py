@@ -15,8 +15,19 @@ def _describe(report: dict) -> str:
     lines += [
         "",
         f"Airflow UI   {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']})",
-        f"MLflow UI    {urls['mlflow']}",
+        f"MLflow UI    {urls['mlflow']}  (user {report['mlflow_user']}, password {report['mlflow_password']}; "
+        f"every account's login: {report['mlflow_accounts']})",
         f"TF Serving   gRPC {urls['serving_grpc']}, REST {urls['serving_rest']}",
+        *(
+            [
+                f"Gateway      TLS gRPC {urls['gateway_grpc']}, REST {urls['gateway_rest']}  "
+                f"(MURA_SERVING_TLS_CA={urls['gateway_certificate']})"
+            ]
+            if "gateway_grpc" in urls
+            else [
+                "Gateway      not started: install nginx (`apt-get install nginx`) for TLS in front of TF Serving"
+            ]
+        ),
         f"State        {report['mura_home']}  (stop with 'mura down')",
     ]
     return "\n".join(lines)

@@ -25,6 +25,11 @@ from pipelines.registry.tracking import connect, tracking_errors
 LOGGER = logging.getLogger(__name__)
 
 
+def permission_denied(error: Exception) -> bool:
+    """True for MLflow's answer to an account lacking a permission (HTTP 403)."""
+    return getattr(error, "error_code", None) == "PERMISSION_DENIED" or "error code 403" in str(error)
+
+
 def registered_models(client) -> list:
     """Every registered model whose name follows the contract (`^mura_[a-z0-9_]+$`); others are skipped."""
     found, token = [], None
@@ -136,7 +141,14 @@ class Reconciler:
                 self.client.delete_model_version_tag(model, str(version), "serving.label")
                 self.client.set_model_version_tag(model, str(version), "serving.undeployed_at", now_utc())
                 changes.append(f"v{version} undeployed")
-        sync_history(self.client, model)
+        try:
+            sync_history(self.client, model)
+        except Exception as error:  # noqa: BLE001 - only a refused permission is expected here
+            if not permission_denied(error):
+                raise
+            # The deployer account may tag versions, not models: an account that may (the DAG's
+            # `pipeline`, a reviewer's promotion) records a champion moved elsewhere.
+            LOGGER.info("champion history of %s not synced: this MLflow account may not tag models", model)
         return changes
 
     def reconcile_model(self, registered) -> dict:

@@ -75,7 +75,26 @@ def tracking_errors(client, doing: str) -> Iterator[None]:
             raise TrackingUnavailableError(
                 f"MLflow tracking server {uri} is not reachable while {doing}"
             ) from error
+        if "error code 401" in message or "error code 403" in message:
+            raise RegistryError(_refusal(uri, doing, "401" in message)) from error
         raise RegistryError(f"{doing} failed on {uri}: {message}") from error
+
+
+def _refusal(uri: str, doing: str, unauthenticated: bool) -> str:
+    """What to do when MLflow's basic-auth refused a request."""
+    import os
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if unauthenticated:
+        return (
+            f"MLflow at {uri} refused the login {'of ' + repr(user) if user else '(none given)'} while "
+            f"{doing} (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(`mura accounts` says which account does what)"
+        )
+    return (
+        f"MLflow account {user!r} may not do this: {doing} was refused on {uri} (HTTP 403); "
+        "use an account that may (`mura accounts`): moving champion/challenger needs `reviewer`"
+    )
 
 
 def check_alias_name(alias: str) -> str:

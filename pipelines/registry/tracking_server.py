@@ -47,8 +47,12 @@ def server_command(
     extra_hosts: tuple[str, ...] | list[str] = (),
     workers: int = 1,
     proxy_artifacts: bool = True,
+    basic_auth: bool = False,
 ) -> list[str]:
     """The one `mlflow server` argument list.
+
+    `basic_auth`: MLflow's login app (pipelines/registry/accounts.py); its settings come from the
+    environment (MLFLOW_AUTH_CONFIG_PATH, the admin password, the Flask secret key).
 
     `proxy_artifacts` (production): the server proxies `artifacts_destination`, so clients need no S3
     keys. Without it (the embedded stack) clients read and write the artifact folder directly, so the
@@ -67,6 +71,7 @@ def server_command(
         "--port", str(port),
         "--workers", str(workers),
         "--allowed-hosts", allowed_hosts(port, extra_hosts),
+        *(["--app-name", "basic-auth"] if basic_auth else []),
     ]  # fmt: skip
 
 
@@ -127,6 +132,7 @@ def start_tracking_server(
     extra_hosts: tuple[str, ...] | list[str] = (),
     environment: dict[str, str] | None = None,
     timeout_seconds: float = 90.0,
+    basic_auth: bool = False,
 ) -> TrackingServer:
     """Start `mlflow server` in the background (its own process group) and wait until it answers."""
     if mura_home is None:
@@ -142,8 +148,14 @@ def start_tracking_server(
     log_dir = Path(mura_home) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"mlflow-server-{port}.log"
-    command = server_command(backend_store_uri, artifacts_destination, host, port, extra_hosts)
+    command = server_command(
+        backend_store_uri, artifacts_destination, host, port, extra_hosts, basic_auth=basic_auth
+    )
     child_environment = {**os.environ, **SERVER_ENVIRONMENT, **(environment or {})}
+    if basic_auth:
+        from pipelines.registry.accounts import server_environment
+
+        child_environment.update(server_environment(Path(mura_home)))
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=child_environment, start_new_session=True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 
 from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION
+from pipelines.errors import MuraError
+from pipelines.registry.accounts import REVIEWER, account, accounts_file
 from pipelines.settings import Settings, get_settings
 from pipelines.stack import processes
 from pipelines.stack.processes import StackError
@@ -13,10 +15,13 @@ from pipelines.stack.services import (
     admin_password,
     airflow_environment,
     base_environment,
+    gateway_certificate,
     healthy,
     mlflow_url,
+    nginx_binary,
     password_file,
     services,
+    write_gateway_config,
 )
 
 POOL_ARGUMENTS = (DVC_POOL, "1", DVC_POOL_DESCRIPTION)
@@ -38,6 +43,8 @@ def _prepare(settings: Settings, env: dict[str, str]) -> None:
     from serving.repository import read_models_config, write_models_config
 
     admin_password(settings)
+    if nginx_binary() is not None:
+        write_gateway_config(settings)
     if not settings.models_config_path.is_file():
         write_models_config(read_models_config(settings.models_config_path), settings.models_config_path)
     for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *POOL_ARGUMENTS]):
@@ -68,6 +75,8 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
         processes.wait_until(
             lambda service=service: healthy(service), timeout, service.name, log_dir / f"{service.name}.log"
         )
+        if service.name == "mlflow":
+            _provision_accounts(settings)
     processes.wait_until(
         lambda: _airflow_components_healthy(settings),
         timeout,
@@ -75,6 +84,16 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
         log_dir / "airflow-scheduler.log",
     )
     return status(settings)
+
+
+def _provision_accounts(settings: Settings) -> None:
+    """The MLflow accounts and their permissions on the embedded server (idempotent)."""
+    from pipelines.registry.accounts import ensure_embedded_accounts, provision
+
+    try:
+        provision(mlflow_url(settings), ensure_embedded_accounts(settings.mura_home))
+    except MuraError as error:
+        raise StackError(f"{error}; see {settings.mura_home / 'logs' / 'mlflow.log'}") from error
 
 
 def down(settings: Settings | None = None) -> dict:
@@ -116,17 +135,25 @@ def status(settings: Settings | None = None) -> dict:
             "log": str(log_dir / f"{service.name}.log"),
         }
     rest = settings.serving_rest
+    reviewer = account(REVIEWER, settings.mura_home, environ={})
     urls = {
         "airflow": settings.airflow_url,
         "mlflow": mlflow_url(settings),
         "serving_grpc": settings.serving_grpc,
         "serving_rest": f"http://{rest}" if "://" not in rest else rest,
     }
+    if "gateway" in report:
+        urls["gateway_grpc"] = settings.gateway_grpc
+        urls["gateway_rest"] = f"https://{settings.gateway_rest}"
+        urls["gateway_certificate"] = str(gateway_certificate(settings)[0])
     return {
         "services": report,
         "urls": urls,
         "mura_home": str(settings.mura_home),
         "airflow_user": AIRFLOW_ADMIN,
         "airflow_password": admin_password(settings) if password_file(settings).is_file() else None,
+        "mlflow_accounts": str(accounts_file(settings.mura_home)),
+        "mlflow_user": REVIEWER,
+        "mlflow_password": reviewer.password if reviewer else None,
         "healthy": all(entry["healthy"] for entry in report.values()),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -56,6 +57,28 @@ def test_the_stack_secrets_are_0600(tmp_path, open_umask):
     assert mode(password_file(settings)) == 0o600 and mode(jwt) == 0o600
     assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == jwt.read_text().strip()
     assert admin_password(settings) == password  # made once, read back
+
+
+def test_the_mlflow_accounts_are_0600_and_reach_the_server_and_the_dag_tasks(tmp_path, open_umask):
+    from pipelines.registry.accounts import ROLES, accounts_file, auth_config_file
+    from pipelines.settings import get_settings
+    from pipelines.stack.services import base_environment, services
+
+    settings = get_settings({"MURA_HOME": str(tmp_path / "home")})
+    mlflow = next(service for service in services(settings) if service.name == "mlflow")
+    passwords = accounts_file(settings.mura_home)
+    assert mode(passwords) == 0o600 and mode(auth_config_file(settings.mura_home)) == 0o600
+    stored = json.loads(passwords.read_text())
+    assert set(ROLES) <= set(stored) and len({stored[role] for role in ROLES}) == len(ROLES)
+    # The server's environment (not a flag: the 5th field once took it as `any_http_status`).
+    assert mlflow.any_http_status is False and "--app-name" in mlflow.command
+    assert mlflow.extra_env["MLFLOW_AUTH_ADMIN_PASSWORD"] == stored["admin"]
+    assert mlflow.extra_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert stored["admin"] not in " ".join(mlflow.command)  # no secret on a command line
+    environment = base_environment(settings)
+    assert environment["MLFLOW_TRACKING_USERNAME"] == "pipeline"
+    assert environment["MLFLOW_TRACKING_PASSWORD"] == stored["pipeline"]
+    assert json.loads(passwords.read_text()) == stored  # generated once
 
 
 @pytest.mark.parametrize("name", ["../../etc", "mura_binary/../../x", "/abs", "mura_Binary", ""])

@@ -1,0 +1,156 @@
+"""MLflow with its basic-auth app, as the embedded stack runs it: who may read, register and promote."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+import requests
+
+from tests.support import mura
+
+MODEL = "mura_binary"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """A real `mlflow server --app-name basic-auth` with the platform's accounts provisioned, and one
+    registered version made by the `pipeline` account."""
+    import mlflow
+
+    from pipelines.registry.accounts import PIPELINE, account, ensure_embedded_accounts, provision
+    from pipelines.registry.tracking_server import start_tracking_server
+
+    home = tmp_path_factory.mktemp("auth_home")
+    server = start_tracking_server(home, basic_auth=True)
+    patch = pytest.MonkeyPatch()
+    try:
+        first = provision(server.uri, ensure_embedded_accounts(home))
+        again = provision(server.uri, ensure_embedded_accounts(home))
+        for name, value in account(PIPELINE, home, environ={}).environment().items():
+            patch.setenv(name, value)
+        client = mlflow.MlflowClient(server.uri, registry_uri=server.uri)
+        run = client.create_run(client.create_experiment("mura"))
+        client.set_terminated(run.info.run_id)
+        client.create_registered_model(MODEL)
+        client.create_model_version(MODEL, f"runs:/{run.info.run_id}/tf_serving", run.info.run_id)
+        client.set_registered_model_alias(MODEL, "challenger", "1")
+        patch.delenv("MLFLOW_TRACKING_USERNAME")
+        patch.delenv("MLFLOW_TRACKING_PASSWORD")
+        yield {"uri": server.uri, "home": home, "provisioned": (first, again)}
+    finally:
+        patch.undo()
+        server.stop()
+
+
+def _client_as(role: str, server: dict, monkeypatch):
+    import mlflow
+
+    from pipelines.registry.accounts import account
+
+    for name, value in account(role, server["home"], environ={}).environment().items():
+        monkeypatch.setenv(name, value)
+    return mlflow.MlflowClient(server["uri"], registry_uri=server["uri"])
+
+
+def _env(server: dict, project, **extra: str) -> dict:
+    import os
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_TRACKING_USER")}
+    env.pop("MLFLOW_TRACKING_PASSWORD", None)
+    return {
+        **env,
+        "MURA_HOME": str(server["home"]),
+        "MURA_REPO_ROOT": str(project),
+        "MLFLOW_TRACKING_URI": server["uri"],
+        **extra,
+    }
+
+
+def test_provisioning_is_idempotent_and_the_passwords_are_private(auth_server):
+    from pipelines.registry.accounts import accounts_file
+
+    first, again = auth_server["provisioned"]
+    assert "user reviewer created" in first and "deployer: EDIT on registered_model_version *" in first
+    assert again == []
+    path = accounts_file(auth_server["home"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert set(json.loads(path.read_text())) >= {"admin", "pipeline", "reviewer", "deployer", "viewer"}
+
+
+def test_anonymous_requests_and_wrong_passwords_get_401(auth_server):
+    search = f"{auth_server['uri']}/api/2.0/mlflow/registered-models/search"
+    assert requests.get(search, timeout=10).status_code == 401
+    assert requests.get(search, auth=("viewer", "wrong"), timeout=10).status_code == 401
+    assert requests.get(f"{auth_server['uri']}/health", timeout=10).status_code == 200  # probes stay open
+
+
+def test_a_viewer_reads_but_cannot_move_an_alias(auth_server, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    client = _client_as("viewer", auth_server, monkeypatch)
+    assert client.get_registered_model(MODEL).aliases == {"challenger": "1"}
+    with pytest.raises(MlflowException, match="403"):
+        client.set_registered_model_alias(MODEL, "champion", "1")
+
+
+def test_the_deployer_tags_what_it_deployed_but_cannot_promote(auth_server, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.registry.reconciler import Reconciler
+
+    client = _client_as("deployer", auth_server, monkeypatch)
+    with pytest.raises(MlflowException, match="403"):
+        client.set_registered_model_alias(MODEL, "champion", "1")
+    with pytest.raises(MlflowException, match="403"):
+        client.delete_registered_model_alias(MODEL, "challenger")
+    # The reconciler's record: version tags written, the model-level history left to other accounts.
+    changes = Reconciler(client, options=None, target=None)._record(MODEL, {"canary": 1})
+    assert changes == ["v1 -> canary"]
+    assert client.get_model_version(MODEL, "1").tags["serving.label"] == "canary"
+
+
+def test_mura_promote_acts_as_reviewer_and_records_who(auth_server, tmp_path):
+    env = _env(auth_server, tmp_path)
+    refused = mura(
+        env
+        | {
+            "MLFLOW_TRACKING_USERNAME": "viewer",
+            "MLFLOW_TRACKING_PASSWORD": _password(auth_server, "viewer"),
+        },
+        "promote",
+        MODEL,
+        "1",
+        "--force",
+        "--reason",
+        "test",
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "account 'viewer' may not do this" in refused.stderr and "reviewer" in refused.stderr
+    wrong = mura(
+        env | {"MLFLOW_TRACKING_USERNAME": "reviewer", "MLFLOW_TRACKING_PASSWORD": "nope"},
+        "promote",
+        MODEL,
+        "1",
+        "--force",
+        "--reason",
+        "test",
+        check=False,
+    )
+    assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr
+
+    done = json.loads(mura(env, "promote", MODEL, "1", "--force", "--reason", "test", "--json").stdout)
+    assert done["alias"] == "champion" and done["version"] == 1
+    models = json.loads(mura(env, "models", "--json").stdout)
+    assert "champion" in models[0]["aliases"]
+    lineage = json.loads(mura(env, "lineage", f"{MODEL}/1", "--json").stdout)
+    assert lineage["gate"]["forced_by"] == "reviewer"
+    assert lineage["alias_history"][-1]["by"] == "reviewer"
+
+
+def _password(server: dict, role: str) -> str:
+    from pipelines.registry.accounts import account
+
+    return account(role, server["home"], environ={}).password
