@@ -13,6 +13,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The one default of each address (docs/ARCHITECTURE.md, "Ports, state and settings").
 DEFAULT_SERVING_GRPC = "127.0.0.1:8500"
 DEFAULT_SERVING_REST = "127.0.0.1:8501"
+DEFAULT_GATEWAY_GRPC = "127.0.0.1:8443"  # the TLS inference gateway (serving/gateway.py)
+DEFAULT_GATEWAY_REST = "127.0.0.1:8444"
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
 EMBEDDED_MLFLOW_URL = "http://127.0.0.1:5000"
 DEFAULT_PRESET = "cpu_smoke"
@@ -34,6 +36,10 @@ class Settings:
     params_file: Path
     dvc_remote: str | None = None  # MURA_DVC_REMOTE: DVC remote name (default: .dvc/config's)
     dvc_s3_endpoint: str | None = None  # MURA_DVC_S3_ENDPOINT: overrides the s3 remote's endpointurl
+    gateway_grpc: str = DEFAULT_GATEWAY_GRPC  # MURA_GATEWAY_GRPC
+    gateway_rest: str = DEFAULT_GATEWAY_REST  # MURA_GATEWAY_REST
+    serving_tls_ca: Path | None = None  # MURA_SERVING_TLS_CA: certificate to trust; set -> TLS (the gateway)
+    serving_token: str | None = None  # MURA_SERVING_TOKEN: the gateway's bearer token (both sides)
 
     @property
     def models_config_path(self) -> Path:
@@ -66,4 +72,10 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         params_file=Path(env.get("MURA_PARAMS_FILE", repo_root / "params.yaml")).resolve(),
         dvc_remote=env.get("MURA_DVC_REMOTE") or None,
         dvc_s3_endpoint=env.get("MURA_DVC_S3_ENDPOINT") or None,
+        gateway_grpc=env.get("MURA_GATEWAY_GRPC", DEFAULT_GATEWAY_GRPC),
+        gateway_rest=env.get("MURA_GATEWAY_REST", DEFAULT_GATEWAY_REST),
+        serving_tls_ca=Path(env["MURA_SERVING_TLS_CA"]).expanduser()
+        if env.get("MURA_SERVING_TLS_CA")
+        else None,
+        serving_token=env.get("MURA_SERVING_TOKEN") or None,
     )

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipelines.contracts import IMAGE_SUFFIXES, is_hidden, part_slug
 from pipelines.errors import DataError
-from serving.client_transport import GrpcTransport, RestTransport
+from serving.client_transport import GrpcTransport, RestTransport, Security
 from serving.errors import ServingClientError
 
 PART_IN_PATH = re.compile(r"^XR_[A-Z]+$")
@@ -71,7 +71,16 @@ def study_folders(root: Path) -> list[Path]:
 class ServingClient:
     """Predictions from a TF Serving endpoint; `target` defaults to MURA_SERVING_GRPC / MURA_SERVING_REST."""
 
-    def __init__(self, target: str | None = None, protocol: str = "grpc", timeout: float = 30.0):
+    def __init__(
+        self,
+        target: str | None = None,
+        protocol: str = "grpc",
+        timeout: float = 30.0,
+        tls_ca: str | Path | None = None,
+        token: str | None = None,
+    ):
+        """`tls_ca` (default MURA_SERVING_TLS_CA): trust this certificate and speak TLS (the gateway);
+        `token` (default MURA_SERVING_TOKEN): sent as `Authorization: Bearer`."""
         from pipelines.config import load_config
         from pipelines.settings import get_settings
 
@@ -82,7 +91,8 @@ class ServingClient:
         self.target = target or (settings.serving_grpc if protocol == "grpc" else settings.serving_rest)
         self.threshold = load_config().evaluation.threshold
         transport = GrpcTransport if protocol == "grpc" else RestTransport
-        self._transport = transport(self.target, timeout)
+        security = Security.of(tls_ca or settings.serving_tls_ca, token or settings.serving_token)
+        self._transport = transport(self.target, timeout, security)
 
     def close(self) -> None:
         """Close the connection."""

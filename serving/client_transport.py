@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from serving.protos import (
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CODE_BY_HTTP = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     413: "RESOURCE_EXHAUSTED",
     429: "RESOURCE_EXHAUSTED",
@@ -35,20 +39,51 @@ def _unavailable(target: str, detail: str, variable: str) -> ServingClientError:
     )
 
 
+@dataclass(frozen=True)
+class Security:
+    """TLS and the bearer token of a connection through the gateway (both None: plain, as TF Serving)."""
+
+    tls_ca: bytes | None = None  # PEM of the certificate (or CA) to trust
+    ca_path: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def of(cls, tls_ca: str | Path | None, token: str | None) -> Security:
+        """Read the CA file now, so a wrong path is a clear error before any call."""
+        if tls_ca is None:
+            return cls(token=token)
+        path = Path(tls_ca)
+        if not path.is_file():
+            raise ServingClientError(
+                f"TLS certificate {path} not found (MURA_SERVING_TLS_CA): `mura status` names the "
+                "gateway's certificate",
+                "INVALID_ARGUMENT",
+            )
+        return cls(path.read_bytes(), str(path), token)
+
+    def headers(self) -> dict[str, str]:
+        """The Authorization header, when there is a token."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
 class GrpcTransport:
     """PredictionService/ModelService calls over one gRPC channel."""
 
-    def __init__(self, target: str, timeout: float):
+    def __init__(self, target: str, timeout: float, security: Security | None = None):
         import grpc
 
         self.target, self.timeout = target, timeout
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        self.security = security or Security()
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if self.security.tls_ca is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=self.security.tls_ca)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._metadata = [(name.lower(), value) for name, value in self.security.headers().items()]
 
     def _method(self, path: str, request_type: str, response_type: str):
         """A unary call of the official service, its messages from serving.protos (no TensorFlow import)."""
@@ -73,7 +108,7 @@ class GrpcTransport:
         import grpc
 
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._metadata or None)
         except grpc.RpcError as error:
             code = error.code().name if error.code() else "UNKNOWN"
             if code == "UNAVAILABLE":
@@ -140,12 +175,17 @@ def _from_json(value) -> np.ndarray:
 class RestTransport:
     """TF Serving's REST API with one keep-alive session."""
 
-    def __init__(self, target: str, timeout: float):
+    def __init__(self, target: str, timeout: float, security: Security | None = None):
         import requests
 
-        self.base = target if target.startswith("http") else f"http://{target}"
+        security = security or Security()
+        scheme = "https" if security.tls_ca is not None else "http"
+        self.base = target if target.startswith("http") else f"{scheme}://{target}"
         self.timeout = timeout
         self._session = requests.Session()
+        self._session.headers.update(security.headers())
+        # Passed on each request: a session's own `verify` loses to REQUESTS_CA_BUNDLE in the environment.
+        self._verify = security.ca_path or True
 
     def close(self) -> None:
         """Close the session."""
@@ -163,7 +203,9 @@ class RestTransport:
         import requests
 
         try:
-            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self._session.request(method, url, timeout=self.timeout, verify=self._verify, **kwargs)
+        except requests.exceptions.SSLError as error:
+            raise _unavailable(self.base, f"TLS failed: {error}", "MURA_SERVING_TLS_CA") from error
         except requests.ConnectionError as error:
             raise _unavailable(self.base, "connection refused", "MURA_SERVING_REST") from error
         try:

@@ -14,6 +14,7 @@ import requests
 
 from pipelines.ports import host_port
 from pipelines.private_files import read_private, write_private
+from pipelines.registry.accounts import PIPELINE, account, ensure_embedded_accounts, server_environment
 from pipelines.registry.tracking_server import SERVER_ENVIRONMENT, embedded_store, server_command
 from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
 
@@ -30,6 +31,7 @@ class Service:
     health_url: str | None = None
     any_http_status: bool = False  # healthy once it answers HTTP at all (TF Serving has no health path)
     extra_env: dict[str, str] = field(default_factory=dict)
+    health_ca: str | None = None  # the certificate a TLS health URL is checked against
 
 
 def mlflow_url(settings: Settings) -> str:
@@ -77,6 +79,11 @@ def base_environment(settings: Settings) -> dict[str, str]:
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
     )
+    # DAG tasks act as the `pipeline` MLflow account (the server runs the basic-auth app).
+    ensure_embedded_accounts(settings.mura_home)
+    pipeline = account(PIPELINE, settings.mura_home, environ={})
+    if pipeline is not None:
+        env.update(pipeline.environment())
     return env
 
 
@@ -127,6 +134,59 @@ def serving_command(settings: Settings) -> list[str]:
     ]
 
 
+def nginx_binary() -> str | None:
+    """Debian's nginx, when installed (it lives in /usr/sbin, often not on a user's PATH)."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
+def gateway_folder(settings: Settings) -> Path:
+    """The embedded gateway's nginx prefix: config, pid, temp files, logs."""
+    return settings.mura_home / "gateway"
+
+
+def gateway_certificate(settings: Settings) -> tuple[Path, Path]:
+    """(certificate, key) of the embedded gateway: self-signed for 127.0.0.1 and localhost."""
+    from serving.gateway import ensure_certificate
+
+    return ensure_certificate(settings.mura_home / "secrets" / "gateway")
+
+
+def write_gateway_config(settings: Settings) -> Path:
+    """The embedded gateway's nginx.conf: TLS on MURA_GATEWAY_GRPC/REST in front of the local server."""
+    from serving.gateway import GatewayOptions, write_standalone
+
+    certificate, key = gateway_certificate(settings)
+    options = GatewayOptions(
+        grpc_listen=settings.gateway_grpc,
+        rest_listen=settings.gateway_rest,
+        upstream_grpc=settings.serving_grpc,
+        upstream_rest=settings.serving_rest,
+        certificate=str(certificate),
+        key=str(key),
+        token=settings.serving_token,
+    )
+    return write_standalone(options, gateway_folder(settings))
+
+
+def gateway_service(settings: Settings) -> Service | None:
+    """nginx as the TLS inference gateway, when it is installed (`apt-get install nginx`)."""
+    from serving.gateway import command
+
+    nginx = nginx_binary()
+    if nginx is None:
+        return None
+    folder = gateway_folder(settings)
+    rest = host_port(settings.gateway_rest)
+    return Service(
+        "gateway",
+        command(nginx, folder / "nginx.conf", folder),
+        (host_port(settings.gateway_grpc), rest),
+        f"https://{rest[0]}:{rest[1]}/v1/models/mura_binary",
+        any_http_status=True,
+        health_ca=str(settings.mura_home / "secrets" / "gateway" / "gateway.crt"),
+    )
+
+
 def services(settings: Settings) -> list[Service]:
     """The stack's services in start order."""
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
@@ -138,10 +198,12 @@ def services(settings: Settings) -> list[Service]:
     return [
         Service(
             "mlflow",
-            server_command(backend_store, artifacts, mlflow_host, mlflow_port, proxy_artifacts=False),
+            server_command(
+                backend_store, artifacts, mlflow_host, mlflow_port, proxy_artifacts=False, basic_auth=True
+            ),
             ((mlflow_host, mlflow_port),),
             f"{mlflow_url(settings)}/health",
-            SERVER_ENVIRONMENT,
+            extra_env={**SERVER_ENVIRONMENT, **server_environment(settings.mura_home)},
         ),
         Service(
             "serving",
@@ -150,6 +212,7 @@ def services(settings: Settings) -> list[Service]:
             f"http://{rest[0]}:{rest[1]}/v1/models/mura_binary",
             any_http_status=True,
         ),
+        *([gateway] if (gateway := gateway_service(settings)) else []),
         Service(
             "airflow-api-server",
             [airflow, "api-server", "--port", str(airflow_port), "--host", airflow_host],
@@ -167,7 +230,7 @@ def healthy(service: Service) -> bool:
     if service.health_url is None:
         return True
     try:
-        response = requests.get(service.health_url, timeout=3)
+        response = requests.get(service.health_url, timeout=3, verify=service.health_ca or True)
     except requests.RequestException:
         return False
     return service.any_http_status or response.ok

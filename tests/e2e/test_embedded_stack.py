@@ -7,9 +7,11 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipelines.stack.airflow_api import AirflowClient
 from tests.support import mura, platform_env, shorten_smoke_preset, versioned_synthetic_project
@@ -52,6 +54,7 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
     assert set(report["services"]) == {
         "mlflow",
         "serving",
+        "gateway",  # nginx is installed (.ci/run): TLS in front of the serving process
         "airflow-api-server",
         "airflow-scheduler",
         "airflow-dag-processor",
@@ -63,6 +66,11 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
     }
     status = json.loads(mura(env, "status", "--json").stdout)
     assert status["healthy"] and status["urls"]["airflow"] == env["AIRFLOW_URL"]
+    # MLflow runs its basic-auth app: no answer without a login; the accounts file is the owner's only.
+    search = f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=10).status_code == 401
+    assert requests.get(search, auth=("reviewer", status["mlflow_password"]), timeout=10).ok
+    assert stat.S_IMODE(Path(status["mlflow_accounts"]).stat().st_mode) == 0o600
 
 
 def test_up_names_a_port_that_is_already_taken(stack, tmp_path):
@@ -109,6 +117,11 @@ def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     with ServingClient(env["MURA_SERVING_GRPC"], protocol="grpc") as serving:
         answers = [serving.predict_study(study, model="mura_binary", label="stable") for study in studies]
     assert {answer["version"] for answer in answers} == {1}
+    # The same answers through the TLS gateway, which refuses the reload call the reconciler uses.
+    urls = report["urls"]
+    with ServingClient(urls["gateway_grpc"], tls_ca=urls["gateway_certificate"]) as gateway:
+        through = [gateway.predict_study(study, model="mura_binary", label="stable") for study in studies]
+    assert through == answers
     assert all(0.0 <= answer["abnormal_probability"] <= 1.0 for answer in answers)
     printed = mura(env, "predict", str(studies[0]), "--label", "stable")
     assert printed.stdout.startswith("X-ray of XR_") and "probability" in printed.stdout
@@ -222,7 +235,7 @@ def _webhook_runs(client: AirflowClient, before: set[str]) -> list[dict]:
     ]
 
 
-def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to_run(stack):
+def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to_run(stack, monkeypatch):
     """`mura data push` announces the new data version (the data Asset); mura_monitor finds it drifted from
     the champion's training data and emits the retrain Asset, which starts mura_retrain. Last of the
     module: that retrain is left running when the stack goes down."""
@@ -258,6 +271,11 @@ def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to
     assert asked, "no mura_monitor run asked for a retrain"
     assert retrain and retrain[0]["run_type"] == "asset_triggered", retrain
 
+    from pipelines.registry.accounts import account
+
+    viewer = account("viewer", Path(env["MURA_HOME"]), environ={})
+    for name, value in viewer.environment().items():
+        monkeypatch.setenv(name, value)
     tracking = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = tracking.get_experiment_by_name("mura-monitoring")
     found = tracking.search_runs([experiment.experiment_id], "tags.`monitor.retrain_requested` = 'true'")

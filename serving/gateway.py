@@ -1,0 +1,216 @@
+"""The inference gateway: nginx with TLS in front of TF Serving, passing only the inference surface.
+
+TF Serving has no authentication, and its ModelService also answers `HandleReloadConfigRequest`, which
+can unload every model or load a SavedModel from any path the server reads. The gateway passes only
+`PredictionService/Predict`, `PredictionService/GetModelMetadata` and `ModelService/GetModelStatus`
+over gRPC, and `GET /v1/models/...` and `POST .../:predict` over REST; anything else gets 403 (a gRPC
+client reads PERMISSION_DENIED). With a token, a request without `Authorization: Bearer <token>` gets
+401 (UNAUTHENTICATED). The reconciler reaches TF Serving directly, on the inside.
+
+`python -m serving.gateway certificate DIR [HOST ...]` writes a self-signed certificate (compose's
+init job does; replace it with one from your CA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+GRPC_METHODS = (
+    "/tensorflow.serving.PredictionService/Predict",
+    "/tensorflow.serving.PredictionService/GetModelMetadata",
+    "/tensorflow.serving.ModelService/GetModelStatus",
+)
+# REST: a model, optionally a version or label, then nothing (status), /metadata (GET) or :predict (POST).
+REST_MODEL_PATH = r"^/v1/models/[A-Za-z0-9_.-]+(/versions/[0-9]+|/labels/[A-Za-z0-9_-]+)?"
+MAX_BODY = "64m"  # the serving client's MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """Where the gateway listens, what it forwards to, its certificate and optional token."""
+
+    grpc_listen: str  # host:port of TLS gRPC
+    rest_listen: str  # host:port of TLS REST
+    upstream_grpc: str  # TF Serving's gRPC host:port (internal)
+    upstream_rest: str  # TF Serving's REST host:port (internal)
+    certificate: str
+    key: str
+    token: str | None = None
+
+
+def _token_check(token: str | None) -> str:
+    if not token:
+        return ""
+    return "        if ($mura_token_ok = 0) { return 401; }\n"
+
+
+def http_block(options: GatewayOptions) -> str:
+    """The http-level configuration: the two TLS servers and their allow-lists."""
+    token_map = (
+        f'map $http_authorization $mura_token_ok {{\n    default 0;\n    "Bearer {options.token}" 1;\n}}\n'
+        if options.token
+        else ""
+    )
+    check = _token_check(options.token)
+    grpc_locations = "".join(
+        f"    location = {method} {{\n{check}        grpc_pass grpc://{options.upstream_grpc};\n    }}\n"
+        for method in GRPC_METHODS
+    )
+    return f"""{token_map}server {{
+    listen {options.grpc_listen} ssl http2;
+    ssl_certificate {options.certificate};
+    ssl_certificate_key {options.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    client_max_body_size {MAX_BODY};
+    client_body_buffer_size {MAX_BODY};
+    grpc_read_timeout 120s;
+{grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
+    location / {{
+        return 403;
+    }}
+}}
+server {{
+    listen {options.rest_listen} ssl;
+    ssl_certificate {options.certificate};
+    ssl_certificate_key {options.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    client_max_body_size {MAX_BODY};
+    client_body_buffer_size {MAX_BODY};
+    proxy_read_timeout 120s;
+    location ~ "{REST_MODEL_PATH}(/metadata)?$" {{
+{check}        limit_except GET {{ deny all; }}
+        proxy_pass http://{options.upstream_rest};
+    }}
+    location ~ "{REST_MODEL_PATH}:predict$" {{
+{check}        limit_except POST {{ deny all; }}
+        proxy_pass http://{options.upstream_rest};
+    }}
+    location / {{
+        return 403;
+    }}
+}}
+"""
+
+
+def standalone_config(options: GatewayOptions, prefix: Path) -> str:
+    """A whole nginx.conf for a gateway run by the embedded stack from `prefix` (pid, temp files, logs)."""
+    # As root, nginx's workers would switch to `nobody`, which cannot read the stack's folders: run them
+    # as the user who runs the rest of the stack.
+    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    temp = prefix / "temp"
+    temp_paths = "".join(
+        f"    {kind}_temp_path {temp / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    body = "".join(f"    {line}\n" if line else "\n" for line in http_block(options).splitlines())
+    return (
+        f"{user}worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} warn;\n"
+        "events {\n    worker_connections 256;\n}\n"
+        f"http {{\n    access_log {prefix / 'access.log'};\n{temp_paths}{body}}}\n"
+    )
+
+
+def write_standalone(options: GatewayOptions, prefix: Path) -> Path:
+    """Write the embedded gateway's nginx.conf (and its temp folders) under `prefix`."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / "temp" / kind).mkdir(parents=True, exist_ok=True)
+    path = prefix / "nginx.conf"
+    path.write_text(standalone_config(options, prefix), encoding="utf-8")
+    return path
+
+
+def command(nginx: str, config: Path, prefix: Path) -> list[str]:
+    """nginx in the foreground on `config` (start-up errors to the prefix's log, not /var/log)."""
+    return [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config), "-g", "daemon off;"]
+
+
+def ensure_certificate(
+    folder: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> tuple[Path, Path]:
+    """(certificate, key) in `folder`: a self-signed certificate for `hosts`, made once (key mode 0600)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from pipelines.private_files import write_private
+
+    certificate, key_path = folder / "gateway.crt", folder / "gateway.key"
+    if certificate.is_file() and key_path.is_file():
+        return certificate, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_private(key_path, pem_key.decode("ascii"))
+    certificate.write_bytes(built.public_bytes(serialization.Encoding.PEM))
+    return certificate, key_path
+
+
+COMPOSE_OPTIONS = GatewayOptions(
+    grpc_listen="8443",
+    rest_listen="8444",
+    upstream_grpc="tfserving:8500",
+    upstream_rest="tfserving:8501",
+    certificate="/etc/nginx/certs/gateway.crt",
+    key="/etc/nginx/certs/gateway.key",
+    token="${MURA_GATEWAY_TOKEN}",  # filled in by the nginx image's envsubst of /etc/nginx/templates
+)
+
+
+def compose_template() -> str:
+    """infra/gateway/gateway.conf.template: the compose gateway (`make docs` writes it)."""
+    header = (
+        "# Generated by `python -m serving.gateway compose-template` (make docs): edit serving/gateway.py.\n"
+    )
+    return header + http_block(COMPOSE_OPTIONS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`certificate DIR [HOST ...]` makes the self-signed certificate when DIR has none;
+    `compose-template` prints compose's nginx template."""
+    parser = argparse.ArgumentParser(prog="python -m serving.gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("certificate", help="write gateway.crt and gateway.key into DIR unless present")
+    make.add_argument("folder", type=Path)
+    make.add_argument("hosts", nargs="*", default=["localhost", "127.0.0.1"])
+    sub.add_parser("compose-template", help="print infra/gateway/gateway.conf.template")
+    args = parser.parse_args(argv)
+    if args.command == "compose-template":
+        print(compose_template(), end="")
+        return 0
+    certificate, key = ensure_certificate(args.folder, tuple(args.hosts))
+    print(f"gateway certificate {certificate}, key {key}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

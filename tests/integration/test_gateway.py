@@ -1,0 +1,229 @@
+"""The TLS inference gateway: Debian's nginx in front of the local TF-Serving-compatible server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from pipelines.ports import free_ports
+
+TOKEN = "s3cret-token"
+X = [1.0, 2.0, -3.5]
+
+
+def _nginx() -> str:
+    from pipelines.stack.services import nginx_binary
+
+    found = nginx_binary()
+    if found is None:
+        pytest.fail("the gateway tests need nginx: run `apt-get install nginx` (Debian), then test again")
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from serving import repository, samples
+    from serving.server import ServerOptions, start_server
+
+    base = tmp_path_factory.mktemp("gateway_models")
+    samples.write_linear_saved_model(base / "linear" / "1")
+    config = base / "models.config"
+    models = repository.read_models_config(config)
+    linear = repository.ensure_model(models, "linear", base / "linear")
+    linear.model_version_policy.specific.versions.append(1)
+    linear.version_labels["stable"] = 1
+    repository.write_models_config(models, config)
+    handle = start_server(
+        ServerOptions(
+            port=0, rest_api_port=0, model_config_file=str(config), model_config_file_poll_wait_seconds=0
+        )
+    )
+    yield handle
+    handle.stop()
+
+
+def _start_gateway(folder, server, token):
+    from serving.gateway import GatewayOptions, command, ensure_certificate, write_standalone
+
+    certificate, key = ensure_certificate(folder / "certs")
+    grpc_port, rest_port = free_ports(2)
+    options = GatewayOptions(
+        grpc_listen=f"127.0.0.1:{grpc_port}",
+        rest_listen=f"127.0.0.1:{rest_port}",
+        upstream_grpc=server.grpc_target,
+        upstream_rest=server.rest_url.removeprefix("http://"),
+        certificate=str(certificate),
+        key=str(key),
+        token=token,
+    )
+    prefix = folder / "nginx"
+    config = write_standalone(options, prefix)
+    process = subprocess.Popen(command(_nginx(), config, prefix), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"nginx exited: {process.stderr.read()} {(prefix / 'error.log').read_text()}"
+            )
+        try:
+            socket.create_connection(("127.0.0.1", rest_port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return process, options, certificate
+
+
+@pytest.fixture(scope="module", params=[None, TOKEN], ids=["open", "token"])
+def gateway(request, tmp_path_factory, server):
+    process, options, certificate = _start_gateway(tmp_path_factory.mktemp("gateway"), server, request.param)
+    yield {"options": options, "ca": certificate, "token": request.param}
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def _client(gateway, protocol, token=None):
+    from serving.client import ServingClient
+
+    options = gateway["options"]
+    target = options.grpc_listen if protocol == "grpc" else options.rest_listen
+    return ServingClient(target, protocol=protocol, tls_ca=gateway["ca"], token=token or gateway["token"])
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_predict_through_the_gateway_equals_a_direct_call(gateway, server, protocol):
+    from serving.client import ServingClient
+
+    direct_target = server.grpc_target if protocol == "grpc" else server.rest_url
+    with ServingClient(direct_target, protocol=protocol) as direct, _client(gateway, protocol) as through:
+        expected, _ = direct.predict({"x": np.array(X, np.float32)}, "linear", label="stable")
+        got, _ = through.predict({"x": np.array(X, np.float32)}, "linear", label="stable")
+        assert np.array_equal(got["y"], expected["y"]) and np.allclose(got["y"], [2.5, 3.0, 0.25])
+        assert through.model_status("linear")[0]["state"] == "AVAILABLE"
+
+
+def test_reload_config_is_refused_at_the_gateway_and_nothing_is_unloaded(gateway):
+    import grpc
+
+    options = gateway["options"]
+    credentials = grpc.ssl_channel_credentials(root_certificates=gateway["ca"].read_bytes())
+    metadata = [("authorization", f"Bearer {TOKEN}")] if gateway["token"] else None
+    with grpc.secure_channel(options.grpc_listen, credentials) as channel:
+        # An empty ReloadConfigRequest would unload every model: exactly what must not get through.
+        reload = channel.unary_unary(
+            "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+            request_serializer=lambda body: body,
+            response_deserializer=lambda body: body,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            reload(b"", timeout=10, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with _client(gateway, "grpc") as client:
+        assert client.model_status("linear")[0]["state"] == "AVAILABLE"
+
+
+def test_rest_passes_only_reads_and_predict(gateway):
+    base = f"https://{gateway['options'].rest_listen}"
+    headers = {"Authorization": f"Bearer {TOKEN}"} if gateway["token"] else {}
+    get = requests.get(
+        f"{base}/v1/models/linear/metadata", verify=str(gateway["ca"]), headers=headers, timeout=10
+    )
+    assert get.status_code == 200 and "signature_def" in get.text
+    for method, path in (
+        ("GET", "/monitoring/prometheus/metrics"),
+        ("POST", "/v1/models/linear/metadata"),
+        ("GET", "/v1/models/linear:predict"),
+        ("GET", "/v1/models/../../etc/passwd"),
+    ):
+        answer = requests.request(method, base + path, verify=str(gateway["ca"]), headers=headers, timeout=10)
+        assert answer.status_code in (403, 404), (method, path, answer.status_code)
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{base}/v1/models/linear", timeout=10)  # TLS with a certificate the caller must trust
+
+
+@pytest.fixture(scope="module")
+def token_gateway(tmp_path_factory, server):
+    process, options, certificate = _start_gateway(tmp_path_factory.mktemp("gateway"), server, TOKEN)
+    yield {"options": options, "ca": certificate, "token": TOKEN}
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_a_missing_or_wrong_token_is_refused_when_tokens_are_on(token_gateway):
+    from serving.errors import ServingClientError
+
+    gateway = token_gateway
+    for protocol in ("grpc", "rest"):
+        with (
+            _client(gateway, protocol, token="wrong") as client,
+            pytest.raises(ServingClientError) as refused,
+        ):
+            client.predict({"x": np.array(X, np.float32)}, "linear")
+        assert refused.value.code == "UNAUTHENTICATED", protocol
+    plain = requests.get(
+        f"https://{gateway['options'].rest_listen}/v1/models/linear", verify=str(gateway["ca"]), timeout=10
+    )
+    assert plain.status_code == 401
+
+
+def test_the_certificate_key_is_private(tmp_path):
+    import stat
+
+    from serving.gateway import ensure_certificate
+
+    certificate, key = ensure_certificate(tmp_path)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert ensure_certificate(tmp_path) == (certificate, key)  # made once
+    assert certificate.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_the_compose_gateway_template_is_a_valid_nginx_configuration(tmp_path):
+    """The template as the nginx image fills it (token from the environment), with the compose host
+    names pointed at this machine, passes `nginx -t`."""
+    from serving.gateway import compose_template, ensure_certificate
+
+    certificate, key = ensure_certificate(tmp_path / "certs")
+    body = (
+        compose_template()
+        .replace("${MURA_GATEWAY_TOKEN}", TOKEN)
+        .replace("tfserving:", "127.0.0.1:")
+        .replace("/etc/nginx/certs/gateway.crt", str(certificate))
+        .replace("/etc/nginx/certs/gateway.key", str(key))
+    )
+    assert "${" not in body  # every placeholder filled
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"pid {tmp_path / 'nginx.pid'};\nevents {{}}\nhttp {{\n{body}}}\n", encoding="utf-8")
+    checked = subprocess.run(
+        [_nginx(), "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_tfserving_healthcheck_asks_each_configured_model(server, tmp_path):
+    """infra/tfserving/healthcheck.sh (compose's TF Serving healthcheck) against a real REST API."""
+    from pipelines.settings import REPO_ROOT
+
+    script = REPO_ROOT / "infra" / "tfserving" / "healthcheck.sh"
+    port = server.rest_url.rsplit(":", 1)[1]
+
+    def check(config_text: str) -> int:
+        config = tmp_path / "models.config"
+        config.write_text(config_text)
+        env = {"PATH": "/usr/bin:/bin", "MODELS_CONFIG": str(config), "REST_PORT": port}
+        return subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=30).returncode
+
+    assert check("model_config_list {\n}\n") == 0  # nothing deployed yet: the API answers
+    assert check('model_config_list {\n  config {\n    name: "linear"\n  }\n}\n') == 0
+    assert (
+        check(
+            'model_config_list {\n  config {\n    name: "linear"\n  }\n  config {\n    name: "mura_binary"\n  }\n}\n'
+        )
+        == 1
+    )
