@@ -32,6 +32,7 @@ demo: venv
 
 test: venv
 	@test -x /usr/bin/chromium || { echo "make: the browser test needs Chromium: run 'apt-get install chromium' (Debian), then 'make test' again"; exit 1; }
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { echo "make: the gateway tests need nginx: run 'apt-get install nginx' (Debian), then 'make test' again"; exit 1; }
 	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 tests
 
 # The inner loop: pure code only (no TensorFlow, MLflow, GX, DVC or Airflow in the test process).
@@ -54,6 +55,7 @@ typecheck: venv
 # docs/CLI.md: every command and option, generated from the parsers (a unit test checks it is current).
 docs: venv
 	COLUMNS=100 $(BIN)/python -m pipelines.cli.reference > docs/CLI.md
+	$(BIN)/python -m serving.gateway compose-template > infra/gateway/gateway.conf.template
 
 bench: venv
 	mkdir -p benchmarks/results

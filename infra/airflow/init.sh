@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot set-up of the compose stack (service airflow-init, run as root): the metadata DB, the DVC
-# pool, the admin password file of the simple auth manager, an empty TF Serving models.config, and
-# ownership of the shared volumes for the Airflow user.
+# pool, the admin password file of the simple auth manager, an empty TF Serving models.config, the
+# gateway's certificate, and ownership of the shared volumes for the Airflow user.
 set -euo pipefail
 
 : "${AIRFLOW_UID:?AIRFLOW_UID is not set}"
@@ -24,6 +24,9 @@ chmod 600 "$passwords"
 if [ ! -f "$models_config" ]; then
   printf 'model_config_list {\n}\n' > "$models_config"
 fi
+
+# The inference gateway's TLS certificate (self-signed, once; replace gateway.crt/.key with your CA's).
+python -m serving.gateway certificate /opt/mura/gateway-certs localhost 127.0.0.1 gateway
 
 chown -R "${AIRFLOW_UID}:0" "$(dirname "$passwords")" "$MURA_MODEL_BASE_PATH" "$MURA_HOME" \
   "$AIRFLOW__LOGGING__BASE_LOG_FOLDER"

@@ -27,6 +27,15 @@ SECRETS = (
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_ADMIN_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
+    "MINIO_DVC_PASSWORD",
+    "MINIO_MLFLOW_PASSWORD",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "MURA_MLFLOW_PIPELINE_PASSWORD",
+    "MURA_MLFLOW_REVIEWER_PASSWORD",
+    "MURA_MLFLOW_DEPLOYER_PASSWORD",
+    "MURA_MLFLOW_VIEWER_PASSWORD",
+    "MURA_GATEWAY_TOKEN",
 )
 REQUIRED = (*SECRETS, "MINIO_ROOT_USER")
 FAKE_ENV = {name: f"test-{name.lower().replace('_', '-')}" for name in REQUIRED}
@@ -37,6 +46,7 @@ SERVICES = (
     "minio",
     "minio-init",
     "mlflow",
+    "mlflow-accounts",
     "airflow-init",
     "airflow-apiserver",
     "airflow-scheduler",
@@ -45,6 +55,7 @@ SERVICES = (
     "airflow-worker",
     "airflow-worker-gpu",
     "tfserving",
+    "gateway",
     "prometheus",
     "pushgateway",
     "grafana",

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 from pipelines.contracts import GPU_QUEUE
+from pipelines.ports import host_port
+from pipelines.settings import DEFAULT_GATEWAY_GRPC, DEFAULT_GATEWAY_REST
 from tests.integration.compose_file import (
     AIRFLOW_SERVICES,
     FAKE_ENV,
@@ -76,7 +78,12 @@ def test_ports_match_the_design(resolved):
     assert PORTS["airflow"] in published(services["airflow-apiserver"])
     assert PORTS["mlflow"] in published(services["mlflow"])
     assert int(flag(services["mlflow"]["command"], "--port")) == PORTS["mlflow"]
-    assert {PORTS["grpc"], PORTS["rest"]} <= published(services["tfserving"])
+    # TF Serving is internal; the gateway publishes the inference surface on the settings' ports.
+    assert published(services["tfserving"]) == set()
+    assert published(services["gateway"]) == {
+        host_port(DEFAULT_GATEWAY_GRPC)[1],
+        host_port(DEFAULT_GATEWAY_REST)[1],
+    }
     assert int(flag(services["tfserving"]["command"], "--port")) == PORTS["grpc"]
     assert int(flag(services["tfserving"]["command"], "--rest_api_port")) == PORTS["rest"]
     assert PORTS["minio"] in published(services["minio"])
@@ -157,3 +164,61 @@ def test_airflow_containers_share_one_jwt_secret_fernet_key_and_database(resolve
     assert all(len(found) == 1 for found in values.values()), values
     assert values["AIRFLOW__CORE__EXECUTOR"] == {"CeleryExecutor"}
     assert FAKE_ENV["AIRFLOW_JWT_SECRET"] in values["AIRFLOW__API_AUTH__JWT_SECRET"]
+
+
+def test_only_minio_and_its_init_job_hold_the_root_keys(resolved):
+    root = FAKE_ENV["MINIO_ROOT_PASSWORD"]
+    holders = {
+        name for name, service in resolved["services"].items() if root in str(service.get("environment", {}))
+    }
+    assert holders == {"minio", "minio-init"}
+    services = resolved["services"]
+    assert services["mlflow"]["environment"]["AWS_SECRET_ACCESS_KEY"] == FAKE_ENV["MINIO_MLFLOW_PASSWORD"]
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["environment"]["AWS_SECRET_ACCESS_KEY"] == FAKE_ENV["MINIO_DVC_PASSWORD"], name
+    script = (REPO / "infra" / "minio" / "create-buckets.sh").read_text()
+    assert script.count('scoped_user "') == 2 and "arn:aws:s3:::$3/*" in script
+
+
+def test_mlflow_runs_basic_auth_and_only_the_workers_act_as_pipeline(resolved):
+    services = resolved["services"]
+    mlflow = services["mlflow"]
+    assert flag(mlflow["command"], "--app-name") == "basic-auth"
+    ini = REPO / "infra" / "mlflow" / Path(mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]).name
+    assert "default_permission = READ" in ini.read_text() and "admin_password" not in ini.read_text()
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == FAKE_ENV["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    accounts = services["mlflow-accounts"]
+    assert accounts["entrypoint"][-2:] == ["accounts", "--provision"]
+    acting = {
+        name for name, service in services.items()
+        if service.get("environment", {}).get("MLFLOW_TRACKING_USERNAME") == "pipeline"
+    }  # fmt: skip
+    assert acting == {"airflow-worker", "airflow-worker-gpu"}
+    for name in ("airflow-worker", "airflow-worker-gpu"):
+        assert (
+            services[name]["depends_on"]["mlflow-accounts"]["condition"] == "service_completed_successfully"
+        )
+
+
+def test_the_checkout_is_mounted_read_only_and_dvc_writes_into_volumes(resolved):
+    for name, service in resolved["services"].items():
+        for mount in service.get("volumes", []):
+            source, target = (
+                mount.split(":")[:2] if isinstance(mount, str) else (mount["source"], mount["target"])
+            )
+            if target == "/opt/mura/project":
+                read_only = mount.endswith(":ro") if isinstance(mount, str) else mount.get("read_only")
+                assert read_only, f"{name} mounts the checkout writable"
+    worker = resolved["services"]["airflow-worker"]
+    for target in ("/opt/mura/project/data", "/opt/mura/project/.dvc/cache", "/opt/mura/project/.dvc/tmp"):
+        assert any(
+            (mount.split(":")[1] if isinstance(mount, str) else mount["target"]) == target
+            for mount in worker["volumes"]
+        ), target
+
+
+def test_the_gateway_template_is_the_one_the_code_renders():
+    from serving.gateway import compose_template
+
+    committed = (REPO / "infra" / "gateway" / "gateway.conf.template").read_text()
+    assert committed == compose_template(), "infra/gateway/gateway.conf.template is stale: run `make docs`"
