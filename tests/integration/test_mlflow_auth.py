@@ -111,41 +111,26 @@ def test_the_deployer_tags_what_it_deployed_but_cannot_promote(auth_server, monk
     assert client.get_model_version(MODEL, "1").tags["serving.label"] == "canary"
 
 
-def test_mura_promote_acts_as_reviewer_and_records_who(auth_server, tmp_path):
-    env = _env(auth_server, tmp_path)
-    refused = mura(
-        env
-        | {
-            "MLFLOW_TRACKING_USERNAME": "viewer",
-            "MLFLOW_TRACKING_PASSWORD": _password(auth_server, "viewer"),
-        },
-        "promote",
-        MODEL,
-        "1",
-        "--force",
-        "--reason",
-        "test",
-        check=False,
-    )
-    assert refused.returncode == 1
-    assert "account 'viewer' may not do this" in refused.stderr and "reviewer" in refused.stderr
-    wrong = mura(
-        env | {"MLFLOW_TRACKING_USERNAME": "reviewer", "MLFLOW_TRACKING_PASSWORD": "nope"},
-        "promote",
-        MODEL,
-        "1",
-        "--force",
-        "--reason",
-        "test",
-        check=False,
-    )
-    assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr
+def test_a_refusal_names_the_account_and_what_to_do(auth_server, monkeypatch):
+    from pipelines.registry.errors import RegistryError
+    from pipelines.registry.promotion import promote
 
+    client = _client_as("viewer", auth_server, monkeypatch)
+    with pytest.raises(RegistryError, match="account 'viewer' may not do this.*needs `reviewer`"):
+        promote(MODEL, 1, force=True, reason="test", client=client)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+    with pytest.raises(RegistryError, match="refused the login of 'viewer'.*HTTP 401"):
+        promote(MODEL, 1, force=True, reason="test", client=client)
+
+
+def test_mura_promote_acts_as_reviewer_and_records_who(auth_server, tmp_path, monkeypatch):
+    from pipelines.registry.lineage import version_lineage
+
+    env = _env(auth_server, tmp_path)
     done = json.loads(mura(env, "promote", MODEL, "1", "--force", "--reason", "test", "--json").stdout)
     assert done["alias"] == "champion" and done["version"] == 1
-    models = json.loads(mura(env, "models", "--json").stdout)
-    assert "champion" in models[0]["aliases"]
-    lineage = json.loads(mura(env, "lineage", f"{MODEL}/1", "--json").stdout)
+    lineage = version_lineage(f"{MODEL}/1", _client_as("viewer", auth_server, monkeypatch))
+    assert "champion" in lineage["aliases"]
     assert lineage["gate"]["forced_by"] == "reviewer"
     assert lineage["alias_history"][-1]["by"] == "reviewer"
 
