@@ -191,7 +191,7 @@ def _accounts(args) -> int:
     if args.provision:
         passwords = {role: (found.password if (found := account(role, home)) else "") for role in ROLES}
         result["changes"] = provision(tracking_uri(), passwords)
-    lines = [f"{row['user']:9} {row['may']:48} password: {row['password_from'] or 'not set'}" for row in rows]
+    lines = [f"{row['user']:9} {row['may']:52} password: {row['password_from'] or 'not set'}" for row in rows]
     if args.provision:
         lines.append(
             "provisioned on " + result["tracking_uri"] + ": " + ("; ".join(result["changes"]) or "no change")
