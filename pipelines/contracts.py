@@ -142,7 +142,13 @@ INPUT_IMAGE_BYTES = "image_bytes"
 INPUT_PIXELS = "pixels"
 OUTPUT_PROBABILITY = "abnormal_probability"  # calibrated when the model has a fitted operating point
 OUTPUT_RAW_PROBABILITY = "raw_probability"  # the network's own output, before calibration
-OUTPUT_THRESHOLD = "threshold"  # the model's decision threshold, per item (a study's mean is cut there)
+OUTPUT_THRESHOLD = (
+    "threshold"  # the model's decision threshold, per item (a study's probability is cut there)
+)
+# float32 [N, 2] (temperature, shift), only in models calibrated at study level: a study's probability
+# is sigmoid((logit(mean raw_probability) - shift) / temperature); without it, the mean of its images'.
+OUTPUT_STUDY_CALIBRATION = "study_calibration"
+CALIBRATION_EPSILON = 1e-6  # probabilities are clipped to [eps, 1 - eps] before the logit (float32 safe)
 OUTPUT_LABEL = "label"
 OUTPUT_BODY_PART = "body_part"
 OUTPUT_CLASS_PROBABILITIES = "class_probabilities"

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.contracts import IMAGE_SUFFIXES, is_hidden, part_slug
+from pipelines.contracts import (
+    CALIBRATION_EPSILON as EPSILON,
+)
+from pipelines.contracts import (
+    IMAGE_SUFFIXES,
+    OUTPUT_STUDY_CALIBRATION,
+    is_hidden,
+    part_slug,
+)
 from pipelines.errors import DataError
 from serving.client_transport import GrpcTransport, RestTransport, Security
 from serving.errors import ServingClientError
@@ -169,13 +177,14 @@ class ServingClient:
         version: int | None = None,
         label: str | None = None,
     ) -> dict[str, Any]:
-        """A study's prediction: mean of its images' abnormal probabilities, cut at the model's own
-        threshold (its `threshold` output; params.yaml's for a model exported without one)."""
+        """A study's prediction: its abnormal probability (the model's study calibration of its images'
+        mean raw probability; for a model without one, the mean of its images' probabilities), cut at
+        the model's own threshold (its `threshold` output; params.yaml's for a model without one)."""
         paths = study_images(Path(folder))
         per_image = self.predict_images([p.read_bytes() for p in paths], model, version, label)
         for path, result in zip(paths, per_image, strict=True):
             result["path"] = str(path)
-        probability = float(np.mean([result["abnormal_probability"] for result in per_image]))
+        probability = study_probability(per_image)
         threshold = float(per_image[0].get("threshold", self.threshold))
         parts = [result["body_part"] for result in per_image if "body_part" in result]
         return {
@@ -217,6 +226,17 @@ class ServingClient:
     def model_status(self, model: str, version: int | None = None, label: str | None = None) -> list[dict]:
         """[{version, state, error_code, error_message}] as GetModelStatus reports them."""
         return self._transport.model_status(model, version, label)
+
+
+def study_probability(per_image: list[dict[str, Any]]) -> float:
+    """A study's abnormal probability from its images' answers (the served study calibration)."""
+    calibration = per_image[0].get(OUTPUT_STUDY_CALIBRATION)
+    if calibration is None:
+        return float(np.mean([result["abnormal_probability"] for result in per_image]))
+    temperature, shift = calibration
+    # The formula of pipelines.evaluation.calibration.calibrate, on the study's mean raw probability.
+    mean = float(np.clip(np.mean([result["raw_probability"] for result in per_image]), EPSILON, 1 - EPSILON))
+    return float(1.0 / (1.0 + np.exp(-(np.log(mean) - np.log1p(-mean) - shift) / temperature)))
 
 
 def _is_bytes(value) -> bool:

@@ -72,6 +72,7 @@ def evaluate_run(
         scored = score_images(model, rows, root, class_map, settings.batch_size)
         scored["raw_probability"] = scored["probability"]
         scored["probability"] = point.apply(scored["raw_probability"])
+        scored["study_probability"] = point.study_probability(scored)
         uncertainty = Uncertainty(settings.bootstrap_replicates, settings.confidence, settings.bootstrap_seed)
         metrics = evaluate_predictions(scored, threshold, settings.calibration_bins, uncertainty)
         metrics["operating_point"] = {**point.to_dict(), "threshold": threshold}

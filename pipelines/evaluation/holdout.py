@@ -52,6 +52,7 @@ def operating_point_of(
     )
     holdout["raw_probability"] = holdout["probability"]
     holdout["probability"] = point.apply(holdout["raw_probability"])
+    holdout["study_probability"] = point.study_probability(holdout)
     if not store:
         return point
     reached = evaluate_predictions(holdout, point.threshold, settings.calibration_bins)
@@ -79,7 +80,9 @@ def operating_point_of(
 
 
 def study_table(images: pd.DataFrame) -> pd.DataFrame:
-    """Study rows (study_id, body_part, label, probability, raw_probability): means of scored images."""
+    """Study rows (study_id, body_part, label, probability, raw_probability): the study probability at
+    the operating point and the mean raw probability of each study's scored images."""
+    images = images.assign(probability=images["study_probability"])
     columns = ["study_id", "body_part", "label", "probability", "raw_probability"]
     return images[columns].groupby(["study_id", "body_part", "label"], as_index=False).mean()
 
@@ -126,4 +129,5 @@ def scored_holdout_studies(
         )
     images["raw_probability"] = images["probability"]
     images["probability"] = point.apply(images["raw_probability"])
+    images["study_probability"] = point.study_probability(images)
     return study_table(images), point.threshold

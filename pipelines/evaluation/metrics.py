@@ -15,10 +15,11 @@ from pipelines.evaluation.calibration import check_probabilities, kappa_rows
 
 
 def study_scores(images: pd.DataFrame) -> pd.DataFrame:
-    """One row per study: mean abnormal probability of its images, its label and body part."""
+    """One row per study: its probability (`study_probability` where the images carry it: a study-level
+    calibration; else the mean of its images'), its label and body part."""
     grouped = images.groupby("study_id", sort=True)
     studies = grouped.agg(
-        probability=("probability", "mean"),
+        probability=("study_probability" if "study_probability" in images else "probability", "mean"),
         label=("label", "first"),
         body_part=("body_part", "first"),
         images=("probability", "size"),

@@ -29,6 +29,7 @@ from pipelines.contracts import (
     OUTPUT_LABEL,
     OUTPUT_PROBABILITY,
     OUTPUT_RAW_PROBABILITY,
+    OUTPUT_STUDY_CALIBRATION,
     OUTPUT_THRESHOLD,
     PIXELS_SIGNATURE,
     SERVING_SIGNATURE,
@@ -104,8 +105,12 @@ def build_archive(model, class_map: dict[str, Any]):
             clipped = tf.clip_by_value(abnormal, EPSILON, 1.0 - EPSILON)
             logits = tf.math.log(clipped) - tf.math.log1p(-clipped)
             abnormal = tf.sigmoid((logits - point.shift) / point.temperature)
-        outputs[OUTPUT_PROBABILITY] = abnormal
+        outputs[OUTPUT_PROBABILITY] = abnormal  # an image alone: a study of one
         outputs[OUTPUT_THRESHOLD] = tf.fill(tf.shape(abnormal), tf.constant(point.threshold, tf.float32))
+        if point.method == "fitted" and point.level == "study":
+            # What a client needs to calibrate a study's mean raw probability (serving.client).
+            parameters = tf.constant([[point.temperature, point.shift]], tf.float32)
+            outputs[OUTPUT_STUDY_CALIBRATION] = tf.tile(parameters, [tf.shape(abnormal)[0], 1])
         outputs[OUTPUT_LABEL] = tf.where(
             abnormal >= point.threshold, tf.constant("abnormal"), tf.constant("normal")
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.contracts import OUTPUT_STUDY_CALIBRATION as STUDY_CALIBRATION
 from pipelines.evaluation.bootstrap import interval, paired_differences
 from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
 
@@ -15,17 +16,27 @@ from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, stud
 def score_served(
     rows: pd.DataFrame, data_root: Path, model: str, label: str, client, batch: int = 32
 ) -> pd.DataFrame:
-    """`rows` (manifest rows) with the served `probability` (calibrated) and `threshold` of `label`."""
-    probabilities, thresholds, versions = [], [], set()
+    """`rows` (manifest rows) with the served `probability` (calibrated), `raw_probability`, the study
+    probability the served model's calibration gives, and the `threshold` of `label`."""
+    from pipelines.evaluation.calibration import OperatingPoint
+
+    answers, versions = [], set()
     paths = list(rows["image_path"])
     for start in range(0, len(paths), batch):
         images = [(Path(data_root) / path).read_bytes() for path in paths[start : start + batch]]
-        for answer in client.predict_images(images, model=model, label=label):
-            probabilities.append(float(answer["abnormal_probability"]))
-            thresholds.append(float(answer.get("threshold", 0.5)))
-            versions.add(int(answer["version"]))
+        answers.extend(client.predict_images(images, model=model, label=label))
+    versions = {int(answer["version"]) for answer in answers}
+    thresholds = [float(answer.get("threshold", 0.5)) for answer in answers]
     scored = rows.reset_index(drop=True).copy()
-    scored["probability"] = probabilities
+    scored["probability"] = [float(answer["abnormal_probability"]) for answer in answers]
+    scored["raw_probability"] = [
+        float(answer.get("raw_probability", answer["abnormal_probability"])) for answer in answers
+    ]
+    study_calibration = answers[0].get(STUDY_CALIBRATION) if answers else None
+    if study_calibration is not None:  # the model calibrates a study's mean raw probability
+        temperature, shift = study_calibration
+        point = OperatingPoint(temperature, shift, float(np.median(thresholds)), "fitted", level="study")
+        scored["study_probability"] = point.study_probability(scored)
     scored.attrs = {
         "threshold": float(np.median(thresholds)) if thresholds else 0.5,
         "versions": sorted(versions),

@@ -88,7 +88,9 @@ def test_ports_match_the_design(resolved):
     assert int(flag(services["tfserving"]["command"], "--rest_api_port")) == PORTS["rest"]
     # MinIO's S3 API stays inside (DVC pushes from a one-off container); its console is published.
     assert published(services["minio"]) == {9001}
-    assert services["airflow-worker"]["environment"]["MURA_DVC_S3_ENDPOINT"] == f"http://minio:{PORTS['minio']}"
+    assert (
+        services["airflow-worker"]["environment"]["MURA_DVC_S3_ENDPOINT"] == f"http://minio:{PORTS['minio']}"
+    )
     architecture = REPO / "docs" / "ARCHITECTURE.md"  # the repository's own design document must agree
     stated = re.search(
         r"Airflow API/UI (\d+), MLflow (\d+), TF Serving gRPC (\d+) and REST (\d+),\s+MinIO (\d+)",

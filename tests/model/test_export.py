@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines import contracts
@@ -151,6 +152,23 @@ def test_fitted_operating_point_is_baked_into_the_graph(tmp_path, images):
     assert outputs["threshold"].numpy().tolist() == pytest.approx([0.42] * len(images))
     labels = [value.decode() for value in outputs["label"].numpy()]
     assert labels == ["abnormal" if p >= 0.42 else "normal" for p in calibrated]
+    # A study's probability, as the client computes it from the answers, is the evaluation's.
+    from serving.client import study_probability
+
+    assert outputs["study_calibration"].numpy() == pytest.approx(np.array([[0.4, 0.3]] * len(images)))
+    answers = [
+        {"raw_probability": float(r), "abnormal_probability": float(c), "study_calibration": [0.4, 0.3]}
+        for r, c in zip(raw, calibrated, strict=True)
+    ]
+    rows = pd.DataFrame({"study_id": ["one"] * len(images), "raw_probability": raw})
+    assert study_probability(answers) == pytest.approx(point.study_probability(rows)[0], abs=1e-6)
+    legacy = OperatingPoint.from_dict({**point.to_dict(), "level": "image"})
+    legacy_map = {**class_map, "operating_point": legacy.to_dict()}
+    legacy_path = export_saved_model(model, legacy_map, tmp_path / "legacy", images)
+    legacy_out = tf.saved_model.load(str(legacy_path)).signatures["serving_default"](
+        image_bytes=tf.constant(images)
+    )
+    assert "study_calibration" not in legacy_out  # the client then averages the calibrated images
 
 
 def test_mixed_precision_model_exports_in_float32_within_the_reload_check(tmp_path, images):

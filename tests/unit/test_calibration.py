@@ -158,3 +158,40 @@ def test_too_few_paired_studies_show_no_regression():
     champion = _studies(10, seed=9)
     verdict = evaluate_gate(FLOOR_METRICS, FLOOR_METRICS, POLICY, 2, paired=_paired(np.zeros(10), champion))
     assert verdict.passed and "too few to compare" in verdict.reason
+
+
+def test_calibration_is_fitted_on_the_study_mean_and_recovers_a_known_study_distortion():
+    """Studies of three images whose mean raw probability is a known distortion of the true one: the
+    fit recovers it from the studies' means (calibrating images one by one, then averaging, cannot)."""
+    studies = _studies(3000, seed=4)
+    mean = calibrate(studies["probability"], temperature=1 / 2.5, shift=-1.0)  # the study's mean raw
+    spread = np.minimum(mean, 1 - mean) * 0.8  # images around the mean, same mean, inside (0, 1)
+    images = pd.concat(
+        [
+            studies.assign(probability=mean - spread),
+            studies.assign(probability=mean),
+            studies.assign(probability=mean + spread),
+        ]
+    )
+    temperature, shift = fit_calibration(images["probability"], images["study_id"], studies["label"])
+    assert temperature == pytest.approx(2.5, rel=0.1) and shift == pytest.approx(2.5, rel=0.1)
+    point = fit_operating_point(images)
+    assert point.level == "study"
+    rows = images.assign(raw_probability=images["probability"])
+    by_study = pd.Series(point.study_probability(rows), index=rows["study_id"]).groupby(level=0).first()
+    expected = calibrate(mean, point.temperature, point.shift)
+    np.testing.assert_allclose(by_study.loc[studies["study_id"]].to_numpy(), expected, atol=1e-9)
+
+
+def test_a_point_stored_before_study_calibration_keeps_calibrating_images():
+    stored = {"temperature": 2.0, "shift": 0.5, "threshold": 0.4, "method": "fitted", "studies": 60}
+    point = OperatingPoint.from_dict(stored)
+    assert point.level == "image" and OperatingPoint.from_dict(point.to_dict()) == point
+    rows = pd.DataFrame({"study_id": ["a", "a", "b"], "raw_probability": [0.2, 0.9, 0.6]})
+    image_level = point.study_probability(rows)
+    assert image_level[0] == pytest.approx(np.mean(calibrate([0.2, 0.9], 2.0, 0.5)))
+    study_level = OperatingPoint(2.0, 0.5, 0.4, "fitted", 60, "study").study_probability(rows)
+    assert study_level[0] == pytest.approx(calibrate([0.55], 2.0, 0.5)[0])
+    assert study_level[2] == pytest.approx(calibrate([0.6], 2.0, 0.5)[0])  # one image: a study of one
+    with pytest.raises(DataError, match="level study or image"):
+        OperatingPoint.from_dict({**stored, "level": "patient"})
