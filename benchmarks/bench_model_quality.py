@@ -67,12 +67,27 @@ def _train_and_evaluate(
     metrics = evaluate_run(run.run_id, output_dir=keep)["metrics"]
     if keep is not None:
         MlflowClient().download_artifacts(run.run_id, "evaluation/holdout_studies.csv", str(keep))
+        _holdout_images(run.run_id, data).to_csv(keep / "holdout_predictions.csv", index=False)
     return {
         "run_id": run.run_id,
         "seconds": round(time.perf_counter() - started, 1),
         **{key: metrics.get(key) for key in KEYS},
         "all_metrics": metrics,
     }
+
+
+def _holdout_images(run_id: str, data: Path):
+    """The run's raw image probabilities on its holdout rows: calibration methods can be compared offline."""
+    from pipelines.config import load_config
+    from pipelines.evaluation.artifacts import download_model, run_manifest, split_rows
+    from pipelines.evaluation.predict import score_images
+    from pipelines.training.layers import load_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        model_path, class_map, _ = download_model(run_id, Path(folder))
+        frame = run_manifest(run_id, None, Path(folder))
+        rows = split_rows(frame, class_map, "holdout")
+        return score_images(load_model(model_path), rows, data, class_map, load_config().evaluation.batch_size)
 
 
 def ece_noise_floor(folder: Path, draws: int = 500) -> float:
