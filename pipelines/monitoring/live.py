@@ -20,13 +20,14 @@ def score_served(
     probability the served model's calibration gives, and the `threshold` of `label`."""
     from pipelines.evaluation.calibration import OperatingPoint
 
-    answers, versions = [], set()
+    answers: list[dict] = []
     paths = list(rows["image_path"])
     for start in range(0, len(paths), batch):
         images = [(Path(data_root) / path).read_bytes() for path in paths[start : start + batch]]
         answers.extend(client.predict_images(images, model=model, label=label))
     versions = {int(answer["version"]) for answer in answers}
     thresholds = [float(answer.get("threshold", 0.5)) for answer in answers]
+    threshold = float(np.median(thresholds)) if thresholds else 0.5
     scored = rows.reset_index(drop=True).copy()
     scored["probability"] = [float(answer["abnormal_probability"]) for answer in answers]
     scored["raw_probability"] = [
@@ -35,12 +36,9 @@ def score_served(
     study_calibration = answers[0].get(STUDY_CALIBRATION) if answers else None
     if study_calibration is not None:  # the model calibrates a study's mean raw probability
         temperature, shift = study_calibration
-        point = OperatingPoint(temperature, shift, float(np.median(thresholds)), "fitted", level="study")
+        point = OperatingPoint(temperature, shift, threshold, "fitted", level="study")
         scored["study_probability"] = point.study_probability(scored)
-    scored.attrs = {
-        "threshold": float(np.median(thresholds)) if thresholds else 0.5,
-        "versions": sorted(versions),
-    }
+    scored.attrs = {"threshold": threshold, "versions": sorted(versions)}
     return scored
 
 
