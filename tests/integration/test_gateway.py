@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -227,3 +228,54 @@ def test_the_tfserving_healthcheck_asks_each_configured_model(server, tmp_path):
         )
         == 1
     )
+
+
+def _slow_http_server(body_chunks: list[bytes]) -> tuple[int, threading.Thread]:
+    """A one-connection HTTP server that sends its response in chunks 0.2 s apart (a slow TF Serving)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                for chunk in body_chunks:
+                    try:
+                        conn.sendall(chunk)
+                    except OSError:
+                        return  # the client hung up early: that is what the test catches
+                    time.sleep(0.2)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, thread
+
+
+@pytest.mark.parametrize(
+    ("config_text", "chunks"),
+    [
+        ("model_config_list {\n}\n", [b"HTTP/1.0 404 Not Found\r\n", b"\r\n", b'{"error": "no model"}' * 50]),
+        (
+            'model_config_list {\n  config {\n    name: "linear"\n  }\n}\n',
+            [b'HTTP/1.0 200 OK\r\n\r\n{\n"state": "AVAILABLE",\n', b'"x": 1,\n' * 100, b"}\n"],
+        ),
+    ],
+    ids=["no-model", "one-model"],
+)
+def test_the_tfserving_healthcheck_survives_a_response_that_arrives_in_pieces(tmp_path, config_text, chunks):
+    """A healthy server whose answer comes in several TCP segments is healthy (it once died of SIGPIPE, 141)."""
+    from pipelines.settings import REPO_ROOT
+
+    config = tmp_path / "models.config"
+    config.write_text(config_text)
+    port, thread = _slow_http_server(chunks)
+    env = {"PATH": "/usr/bin:/bin", "MODELS_CONFIG": str(config), "REST_PORT": str(port)}
+    checked = subprocess.run(
+        ["bash", str(REPO_ROOT / "infra" / "tfserving" / "healthcheck.sh")],
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    thread.join(timeout=5)
+    assert checked.returncode == 0, checked.stderr
