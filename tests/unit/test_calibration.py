@@ -11,6 +11,7 @@ import pytest
 from pipelines.errors import DataError
 from pipelines.evaluation.bootstrap import paired_differences, study_intervals
 from pipelines.evaluation.calibration import (
+    TEMPERATURE_RANGE,
     OperatingPoint,
     calibrate,
     check_probabilities,
@@ -22,15 +23,16 @@ from pipelines.evaluation.calibration import (
 from pipelines.evaluation.metrics import Uncertainty, binary_metrics, evaluate_predictions
 from pipelines.evaluation.report import flat_metrics, kappa_table
 from pipelines.registry.gate import GatePolicy, evaluate_gate
-from pipelines.registry.paired import PairedStudies
+from pipelines.registry.paired import PairedStudies, compare_paired
 
 PARTS = ("XR_ELBOW", "XR_HAND", "XR_WRIST")
 
 
-def _studies(count: int, seed: int) -> pd.DataFrame:
-    """One image per study with a calibrated probability: each label is drawn from it."""
+def _studies(count: int, seed: int, spread: float = 2.5) -> pd.DataFrame:
+    """One image per study with a calibrated probability: each label is drawn from it (`spread`: the
+    standard deviation of the logits, how confident the model is)."""
     rng = np.random.default_rng(seed)
-    probability = 1 / (1 + np.exp(-rng.normal(0, 2.5, count)))
+    probability = 1 / (1 + np.exp(-rng.normal(0, spread, count)))
     return pd.DataFrame(
         {
             "study_id": [f"s{index:04d}" for index in range(count)],
@@ -146,6 +148,28 @@ def test_paired_gate_passes_noise_and_blocks_a_real_regression():
     assert "study kappa change -0." in verdict.reason and "a regression larger than 0.000" in verdict.reason
 
 
+def test_retrains_of_one_model_are_blocked_at_most_as_often_as_the_confidence_allows():
+    """40 pairs of equally good models (one truth, independent noise) on 140 studies of 7 types: the
+    gate asks 9 questions, so 95 % per interval blocked 5 of 40; family-wise 95 % blocks at most 2."""
+    parts = [f"XR_{name}" for name in ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")]
+    policy = GatePolicy(0.05, 0.55, 0.0, 0.0, False).paired
+    blocked = 0
+    for trial in range(40):
+        truth = _studies(140, seed=200 + trial).assign(body_part=[parts[i % 7] for i in range(140)])
+        rng = np.random.default_rng(300 + trial)
+        champion = truth.assign(probability=_noisy(truth["probability"], rng))
+        challenger = truth.assign(probability=_noisy(truth["probability"], rng))
+        paired = PairedStudies.join(challenger, champion, (0.5, 0.5))
+        blocked += bool(compare_paired(paired, policy)[1])
+    assert blocked <= 2
+
+
+def _noisy(probability: pd.Series, rng: np.random.Generator) -> np.ndarray:
+    """A retrain's view of the same truth: logits with independent noise."""
+    logits = np.log(probability / (1 - probability)) + rng.normal(0, 0.8, len(probability))
+    return 1 / (1 + np.exp(-logits))
+
+
 def test_paired_differences_of_a_model_with_itself_are_zero():
     studies = _studies(60, seed=8)
     differences = paired_differences(
@@ -158,6 +182,31 @@ def test_too_few_paired_studies_show_no_regression():
     champion = _studies(10, seed=9)
     verdict = evaluate_gate(FLOOR_METRICS, FLOOR_METRICS, POLICY, 2, paired=_paired(np.zeros(10), champion))
     assert verdict.passed and "too few to compare" in verdict.reason
+
+
+def test_a_calibrated_holdout_of_a_hundred_studies_keeps_its_temperature():
+    """Twenty holdouts of 110 studies from an already calibrated, confident model: the fit leaves it
+    about alone (Platt's smoothed targets on every fit pushed the median temperature to 1.2:
+    under-confidence)."""
+    temperatures = [
+        fit_calibration(s["probability"], s["study_id"], s["label"])[0] for s in _holdouts(20, 110)
+    ]
+    assert float(np.median(temperatures)) == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_perfectly_separated_holdout_still_gets_a_finite_temperature():
+    """Every abnormal study above every normal one: plain log loss has no minimum (temperature -> 0)."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 30)
+    probability = np.where(labels == 1, rng.uniform(0.6, 0.95, 60), rng.uniform(0.05, 0.4, 60))
+    temperature, shift = fit_calibration(probability, [f"s{i:03d}" for i in range(60)], labels)
+    assert temperature > 2 * TEMPERATURE_RANGE[0]
+    calibrated = calibrate(probability, temperature, shift)
+    assert calibrated.min() > 1e-4 and calibrated.max() < 1 - 1e-4
+
+
+def _holdouts(count: int, studies: int) -> list[pd.DataFrame]:
+    return [_studies(studies, seed=100 + seed, spread=4.0) for seed in range(count)]
 
 
 def test_calibration_is_fitted_on_the_study_mean_and_recovers_a_known_study_distortion():
