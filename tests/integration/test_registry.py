@@ -110,7 +110,7 @@ def test_gate_compares_paired_holdout_predictions_with_intervals(world):
     # A third of the abnormal studies missed: a regression whose interval lies below zero.
     worse = register_run(make_run(world, None, GOOD, seed=13, holdout=_holdout(3, missed=0.35), task="14cls"))
     assert worse["gate"]["status"] == "failed"
-    assert "a regression larger than 0.000 at 95%" in worse["gate"]["reason"]
+    assert "a regression larger than 0.020 at 95% family-wise" in worse["gate"]["reason"]
 
 
 def test_worse_model_fails_gate_and_is_not_promoted(world, capsys):
