@@ -10,8 +10,8 @@ run to run. Both fixes are fitted on the holdout studies (never on `valid`, whic
   towards the middle, and no per-image mapping undoes that (five synthetic releases, 400 valid
   patients, a 10 % holdout: study ECE median 0.103 per image, 0.069 per study, on the same models;
   with the 20 % holdout of params.yaml, ~110 studies: 0.050, range 0.026-0.059; on five further
-  releases 0.053, 0.026-0.083). One image alone is a study of one. Operating points stored before this have level
-  `image` (each image calibrated, then averaged) and keep it;
+  releases 0.053, 0.026-0.083). One image alone is a study of one. Operating points stored before
+  this have level `image` (each image calibrated, then averaged) and keep it;
 - threshold: the one maximising the holdout study kappa, averaged over bootstrap resamples so that a
   single lucky study does not decide it.
 
