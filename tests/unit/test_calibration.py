@@ -19,6 +19,7 @@ from pipelines.evaluation.calibration import (
     fit_operating_point,
     fit_threshold,
     kappa_rows,
+    logit,
 )
 from pipelines.evaluation.metrics import Uncertainty, binary_metrics, evaluate_predictions
 from pipelines.evaluation.report import flat_metrics, kappa_table
@@ -149,25 +150,24 @@ def test_paired_gate_passes_noise_and_blocks_a_real_regression():
 
 
 def test_retrains_of_one_model_are_blocked_at_most_as_often_as_the_confidence_allows():
-    """40 pairs of equally good models (one truth, independent noise) on 140 studies of 7 types: the
-    gate asks 9 questions, so 95 % per interval blocked 5 of 40; family-wise 95 % blocks at most 2."""
+    """80 pairs of equally good models (one truth, independent noise) on 140 studies of 7 types: the
+    gate asks 9 questions, so 95 % per interval blocked 6 of 80; family-wise 95 % may block 4 (1 here)."""
     parts = [f"XR_{name}" for name in ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")]
     policy = GatePolicy(0.05, 0.55, 0.0, 0.0, False).paired
     blocked = 0
-    for trial in range(40):
+    for trial in range(80):
         truth = _studies(140, seed=200 + trial).assign(body_part=[parts[i % 7] for i in range(140)])
         rng = np.random.default_rng(300 + trial)
         champion = truth.assign(probability=_noisy(truth["probability"], rng))
         challenger = truth.assign(probability=_noisy(truth["probability"], rng))
         paired = PairedStudies.join(challenger, champion, (0.5, 0.5))
         blocked += bool(compare_paired(paired, policy)[1])
-    assert blocked <= 2
+    assert blocked <= 4
 
 
 def _noisy(probability: pd.Series, rng: np.random.Generator) -> np.ndarray:
     """A retrain's view of the same truth: logits with independent noise."""
-    logits = np.log(probability / (1 - probability)) + rng.normal(0, 0.8, len(probability))
-    return 1 / (1 + np.exp(-logits))
+    return 1 / (1 + np.exp(-(logit(probability) + rng.normal(0, 0.8, len(probability)))))
 
 
 def test_paired_differences_of_a_model_with_itself_are_zero():
@@ -188,9 +188,8 @@ def test_a_calibrated_holdout_of_a_hundred_studies_keeps_its_temperature():
     """Twenty holdouts of 110 studies from an already calibrated, confident model: the fit leaves it
     about alone (Platt's smoothed targets on every fit pushed the median temperature to 1.2:
     under-confidence)."""
-    temperatures = [
-        fit_calibration(s["probability"], s["study_id"], s["label"])[0] for s in _holdouts(20, 110)
-    ]
+    holdouts = [_studies(110, seed=100 + seed, spread=4.0) for seed in range(20)]
+    temperatures = [fit_calibration(s["probability"], s["study_id"], s["label"])[0] for s in holdouts]
     assert float(np.median(temperatures)) == pytest.approx(1.0, abs=0.1)
 
 
@@ -203,10 +202,6 @@ def test_a_perfectly_separated_holdout_still_gets_a_finite_temperature():
     assert temperature > 2 * TEMPERATURE_RANGE[0]
     calibrated = calibrate(probability, temperature, shift)
     assert calibrated.min() > 1e-4 and calibrated.max() < 1 - 1e-4
-
-
-def _holdouts(count: int, studies: int) -> list[pd.DataFrame]:
-    return [_studies(studies, seed=100 + seed, spread=4.0) for seed in range(count)]
 
 
 def test_calibration_is_fitted_on_the_study_mean_and_recovers_a_known_study_distortion():
