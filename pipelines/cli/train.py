@@ -152,7 +152,7 @@ def _tune(args) -> int:
     emit(
         result,
         args.json,
-        f"best trial {result['best_trial']} (holdout loss {result['best_score']:.4f}); "
+        f"best trial {result['best_trial']} (holdout {result['objective']} {result['best_score']:.4f}); "
         f"preset {result['preset']} written to {result['preset_file']}; parent run {result['run_id']}",
     )
     return 0

@@ -120,7 +120,8 @@ class CallbackState(keras.callbacks.Callback):
             with np.load(self.weights_file) as saved:
                 self.stopping.best_weights = [saved[f"w{index}"] for index in range(len(saved.files))]
         LOGGER.info(
-            "resumed callback state: best val_loss %s at epoch %s",
+            "resumed callback state: best %s %s at epoch %s",
+            self.stopping.monitor,
             self.stopping.best,
             self.stopping.best_epoch,
         )
@@ -152,14 +153,29 @@ def _plain(value):
     return float(value) if isinstance(value, float | np.floating) else int(value)
 
 
-def phase_callbacks(config: TrainConfig, phase: Phase, work_dir: Path) -> list[keras.callbacks.Callback]:
+def monitored(config: TrainConfig, task: Task) -> tuple[str, str]:
+    """(Keras log key, mode) of the holdout quantity `config.select_by` names for this task."""
+    if config.select_by == "loss":
+        return "val_loss", "min"
+    return ("val_accuracy" if task.is_multiclass else "val_auc"), "max"
+
+
+def phase_callbacks(
+    config: TrainConfig, task: Task, phase: Phase, work_dir: Path
+) -> list[keras.callbacks.Callback]:
     """BackupAndRestore first (so a later callback that stops the run finds the epoch saved), then the
     rest, then the keeper of their state (after them: it restores what their on_train_begin resets)."""
+    monitor, mode = monitored(config, task)
     stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True, verbose=1
+        monitor=monitor,
+        mode=mode,
+        patience=config.early_stopping_patience,
+        restore_best_weights=True,
+        verbose=1,
     )
     scheduler = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss",
+        monitor=monitor,
+        mode=mode,
         factor=config.reduce_lr_factor,
         patience=config.reduce_lr_patience,
         min_lr=1e-7,
@@ -205,7 +221,7 @@ def run_phases(
             phase.learning_rate,
             "all" if phase.trainable_layers < 0 else phase.trainable_layers,
         )
-        callbacks = [*phase_callbacks(config, phase, work_dir), make_logger(phase), *extra_callbacks]
+        callbacks = [*phase_callbacks(config, task, phase, work_dir), make_logger(phase), *extra_callbacks]
         history = model.fit(
             train_data,
             validation_data=holdout_data,

@@ -18,6 +18,7 @@ from pipelines.training.architectures import ARCHITECTURES, check_input_size
 
 AUGMENT_OPS = ("flip", "rotate", "zoom", "contrast")
 CACHE_MODES = ("memory", "none")
+SELECT_BY = ("loss", "score")
 TUNED_PRESETS_FILE = "presets.yaml"  # under MURA_HOME; written by `mura tune`
 
 
@@ -43,6 +44,10 @@ class TrainConfig:
     augment_strength: float = 1.0  # 1.0 = flips, rotation up to 30 degrees, zoom/contrast 10 %
     augment_ops: tuple[str, ...] = AUGMENT_OPS
     class_weighting: bool = True
+    # The holdout quantity that picks the best epoch, lowers the learning rate and stops: `loss` (the
+    # paper) or `score` (AUC for binary, accuracy for 14cls: separation alone, the operating point is
+    # fitted on the same holdout afterwards, so a miscalibrated but better-separating epoch wins).
+    select_by: str = "loss"
     early_stopping_patience: int = 3
     reduce_lr_patience: int = 1
     reduce_lr_factor: float = 0.1
@@ -193,6 +198,8 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"unknown augment_ops {bad_ops}; choose from {list(AUGMENT_OPS)}")
     if config.cache not in CACHE_MODES:
         raise ConfigError(f"cache must be one of {CACHE_MODES}, got {config.cache!r}")
+    if config.select_by not in SELECT_BY:
+        raise ConfigError(f"select_by must be one of {SELECT_BY}, got {config.select_by!r}")
     if config.mixed_precision not in ("auto", "on", "off"):
         raise ConfigError(f"mixed_precision must be auto, on or off, got {config.mixed_precision!r}")
     if (

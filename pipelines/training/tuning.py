@@ -43,12 +43,15 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
     def __init__(
         self, config: TrainConfig, rows, root: Path, parent_run_id: str, experiment_id: str, **kwargs
     ):
-        super().__init__(hypermodel=None, objective="val_loss", **kwargs)
+        # Trials are ranked by what picks a run's best epoch (`select_by`), so the two never disagree.
+        self.monitor, direction = fit.monitored(config, parse_task(config.task))
+        super().__init__(hypermodel=None, objective=keras_tuner.Objective(self.monitor, direction), **kwargs)
         self.base_config, self.rows, self.root = config, rows, root
         self.parent_run_id, self.experiment_id = parent_run_id, experiment_id
 
     def run_trial(self, trial, *args, **kwargs):
-        """Train one candidate; its score is the best holdout loss (weights restored by EarlyStopping)."""
+        """Train one candidate; its score is the monitored holdout quantity of the epoch EarlyStopping
+        restored."""
         from mlflow.tracking import MlflowClient
 
         config = trial_config(self.base_config, trial.hyperparameters)
@@ -91,10 +94,11 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
                 make_logger=lambda phase: tracking.EpochLogger(run_id, phase.first_step),
                 scope=hardware.scope,
             )
-        score = float(model.evaluate(holdout_data, verbose=0, return_dict=True)["loss"])
-        client.log_metric(run_id, "tune.holdout_loss", score)
+        name = self.monitor.removeprefix("val_")
+        score = float(model.evaluate(holdout_data, verbose=0, return_dict=True)[name])
+        client.log_metric(run_id, f"tune.holdout_{name}", score)
         client.set_terminated(run_id, "FINISHED")
-        return {"val_loss": score}
+        return {self.monitor: score}
 
 
 def write_preset(name: str, config: TrainConfig) -> Path:
@@ -163,11 +167,13 @@ def tune(
     client.log_dict(parent_id, {name: best.to_dict()}, "tuning/best_preset.json")
     for key, value in best_trial.hyperparameters.values.items():
         client.log_param(parent_id, f"best.{key}", value)
-    client.log_metric(parent_id, "tune.best_holdout_loss", float(best_trial.score))
+    objective = tuner.monitor.removeprefix("val_")
+    client.log_metric(parent_id, f"tune.best_holdout_{objective}", float(best_trial.score))
     client.set_terminated(parent_id, "FINISHED")
     return {
         "run_id": parent_id,
         "best_trial": best_trial.trial_id,
+        "objective": objective,
         "best_score": float(best_trial.score),
         "best": best_trial.hyperparameters.values,
         "preset": name,

@@ -1,12 +1,17 @@
-"""Resuming a killed fit keeps EarlyStopping's best epoch and weights and the LR scheduler's counters."""
+"""Resuming a killed fit keeps EarlyStopping's best epoch and weights and the LR scheduler's counters;
+both watch the holdout quantity the config's `select_by` names."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
-from pipelines.training.fit import Phase, phase_callbacks
-from pipelines.training.presets import TrainConfig
+from pipelines.contracts import parse_task
+from pipelines.training.fit import Phase, monitored, phase_callbacks
+from pipelines.training.presets import TrainConfig, resolve_config
+
+TASK = parse_task("binary")
 
 
 class Kill(Exception):
@@ -41,7 +46,7 @@ def test_resumed_fit_restores_best_weights_and_counters(tmp_path):
     phase = Phase("full", 6, 0.05, -1, 0)
 
     first = _model()
-    callbacks = phase_callbacks(config, phase, tmp_path)
+    callbacks = phase_callbacks(config, TASK, phase, tmp_path)
     try:
         first.fit(
             features,
@@ -58,7 +63,7 @@ def test_resumed_fit_restores_best_weights_and_counters(tmp_path):
     assert saved[2] > 0  # holdout loss got worse after the best epoch: patience is being spent
 
     second = _model()
-    resumed = phase_callbacks(config, phase, tmp_path)
+    resumed = phase_callbacks(config, TASK, phase, tmp_path)
     recorder = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: seen.append(
             (resumed[1].best, resumed[1].best_epoch, resumed[1].wait, resumed[2].wait, resumed[2].best)
@@ -69,3 +74,22 @@ def test_resumed_fit_restores_best_weights_and_counters(tmp_path):
     assert seen == [saved]
     for restored, best in zip(resumed[1].best_weights, stopping.best_weights, strict=True):
         np.testing.assert_array_equal(restored, best)
+
+
+@pytest.mark.parametrize(
+    ("select_by", "task", "expected"),
+    [
+        ("loss", "binary", ("val_loss", "min")),
+        ("score", "binary", ("val_auc", "max")),
+        ("score", "14cls", ("val_accuracy", "max")),
+        ("loss", "14cls", ("val_loss", "min")),
+    ],
+)
+def test_select_by_names_the_monitored_holdout_quantity(select_by, task, expected, tmp_path, monkeypatch):
+    monkeypatch.setenv("MURA_HOME", str(tmp_path))
+    config = resolve_config("cpu_smoke", {"select_by": select_by, "task": task})
+    assert monitored(config, parse_task(task)) == expected
+    _, stopping, scheduler, _ = phase_callbacks(
+        config, parse_task(task), Phase("full", 1, 0.1, -1, 0), tmp_path
+    )
+    assert (stopping.monitor, scheduler.monitor) == (expected[0], expected[0])

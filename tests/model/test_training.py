@@ -45,10 +45,13 @@ def binary_run(synthetic):
 
 
 def test_baseline_learns_abnormality_at_study_level(binary_run):
+    """Training seeds 42-51 on this release (144 valid studies): study kappa 0.75-0.93, AUROC
+    0.93-0.98. Selecting the epoch by holdout loss instead gave kappa 0.44-0.80, 5 of the 10 below
+    the former floor of 0.7; a model that has not learned the signal scores about 0."""
     result, evaluation = binary_run
     assert result.model_name == "mura_binary"
-    assert evaluation["metrics"]["eval.study_kappa"] >= 0.7, evaluation["table"]
-    assert evaluation["metrics"]["eval.study_auroc"] >= 0.85
+    assert evaluation["metrics"]["eval.study_kappa"] >= 0.65, evaluation["table"]
+    assert evaluation["metrics"]["eval.study_auroc"] >= 0.88, evaluation["table"]
     assert "Overall" in evaluation["table"]
 
 
@@ -265,6 +268,10 @@ def test_tune_logs_nested_trials_and_writes_a_preset(synthetic):
     )
     assert len(children) == 2
     assert all("learning_rate" in child.data.params for child in children)
+    # cpu_smoke keeps the epoch with the best holdout AUC, and the tuner ranks its trials by the same.
+    assert result["objective"] == "auc"
+    scores = [child.data.metrics["tune.holdout_auc"] for child in children]
+    assert result["best_score"] == pytest.approx(max(scores))
     tuned = resolve_config("tuned_test")
     assert tuned.learning_rate == pytest.approx(result["best"]["learning_rate"])
 
@@ -314,8 +321,9 @@ def test_grad_cam_points_at_the_drawn_abnormality(binary_run, synthetic, tmp_pat
     pointed = pointing_game(load_model(path), synthetic["data"])
     assert pointed["images"] > 100
     # Within 3 % of the image's side of the drawn box, as in the original pointing game's 15 pixels; a
-    # uniformly random point gets there about 7 % of the time. Four cpu_smoke runs scored 0.77-0.92.
-    assert pointed["hit_rate"] >= 0.6 and pointed["random_point_rate"] < 0.15, pointed
+    # uniformly random point gets there about 7 % of the time. Training seeds 42-51 scored 0.85-0.99
+    # (0.58-0.89 when the epoch was picked by holdout loss).
+    assert pointed["hit_rate"] >= 0.7 and pointed["random_point_rate"] < 0.15, pointed
     assert pointed["strict_hit_rate"] > 5 * pointed["strict_random_point_rate"], pointed
 
 

@@ -23,6 +23,8 @@ def test_cpu_smoke_and_mura_paper_presets():
     # End to end from the first step, BatchNorm statistics adapting, LR / 10 on a plateau, 5 members.
     assert not paper.head_warmup and paper.train_batch_norm and paper.reduce_lr_factor == 0.1
     assert paper.ensemble == 5
+    # The paper picks its epoch by holdout loss; the smoke preset by holdout AUC (README says why).
+    assert (paper.select_by, smoke.select_by) == ("loss", "score")
     with pytest.raises(ConfigError, match="ensemble must be between 1 and 20"):
         resolve_config("cpu_smoke", {"ensemble": 0})
 
@@ -59,6 +61,7 @@ def test_overrides_are_coerced():
         ({"image_size": "big"}, "image_size"),
         ({"dropout": 1.5}, "dropout"),
         ({"augment_ops": ["flip", "shear"]}, "shear"),
+        ({"select_by": "kappa"}, "select_by must be one of ('loss', 'score'), got 'kappa'"),
     ],
 )
 def test_bad_settings_raise_config_error(overrides, message):
