@@ -45,6 +45,7 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
     ):
         # Trials are ranked by what picks a run's best epoch (`select_by`), so the two never disagree.
         self.monitor, direction = fit.monitored(config, parse_task(config.task))
+        self.holdout_metric = self.monitor.removeprefix("val_")  # its name in model.evaluate()
         super().__init__(hypermodel=None, objective=keras_tuner.Objective(self.monitor, direction), **kwargs)
         self.base_config, self.rows, self.root = config, rows, root
         self.parent_run_id, self.experiment_id = parent_run_id, experiment_id
@@ -94,9 +95,8 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
                 make_logger=lambda phase: tracking.EpochLogger(run_id, phase.first_step),
                 scope=hardware.scope,
             )
-        name = self.monitor.removeprefix("val_")
-        score = float(model.evaluate(holdout_data, verbose=0, return_dict=True)[name])
-        client.log_metric(run_id, f"tune.holdout_{name}", score)
+        score = float(model.evaluate(holdout_data, verbose=0, return_dict=True)[self.holdout_metric])
+        client.log_metric(run_id, f"tune.holdout_{self.holdout_metric}", score)
         client.set_terminated(run_id, "FINISHED")
         return {self.monitor: score}
 
@@ -167,7 +167,7 @@ def tune(
     client.log_dict(parent_id, {name: best.to_dict()}, "tuning/best_preset.json")
     for key, value in best_trial.hyperparameters.values.items():
         client.log_param(parent_id, f"best.{key}", value)
-    objective = tuner.monitor.removeprefix("val_")
+    objective = tuner.holdout_metric
     client.log_metric(parent_id, f"tune.best_holdout_{objective}", float(best_trial.score))
     client.set_terminated(parent_id, "FINISHED")
     return {
