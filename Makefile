@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv demo test test-unit test-fast check lint typecheck bench docs clean lock
+.PHONY: venv demo test test-unit test-fast check lint typecheck bench docs testing-doc clean lock
 
 ASSETS := infra/data_docs_assets
 
@@ -33,7 +33,7 @@ demo: venv
 test: venv
 	@test -x /usr/bin/chromium || { echo "make: the browser test needs Chromium: run 'apt-get install chromium' (Debian), then 'make test' again"; exit 1; }
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { echo "make: the gateway tests need nginx: run 'apt-get install nginx' (Debian), then 'make test' again"; exit 1; }
-	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 tests
+	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 --junitxml=test-artifacts/junit.xml tests
 
 # The inner loop: pure code only (no TensorFlow, MLflow, GX, DVC or Airflow in the test process).
 test-unit: venv
@@ -56,6 +56,10 @@ typecheck: venv
 docs: venv
 	COLUMNS=100 $(BIN)/python -m pipelines.cli.reference > docs/CLI.md
 	$(BIN)/python -m serving.gateway compose-template > infra/gateway/gateway.conf.template
+
+# docs/TESTING.md: behaviour -> test -> tier -> time, from the tests and the last `make test`'s report.
+testing-doc: venv
+	$(BIN)/python -m tests.testing_doc test-artifacts/junit.xml > docs/TESTING.md
 
 bench: venv
 	mkdir -p benchmarks/results
