@@ -33,7 +33,7 @@ prints the same totals per tier at its end ("time per tier").
 """
 
 
-def test_functions() -> dict[str, list[tuple[str, str]]]:
+def suite_tests() -> dict[str, list[tuple[str, str]]]:
     """tier -> [(test id `path::name`, behaviour)] for every test function under tests/, in file order."""
     found: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for path in sorted(TESTS.glob("*/test_*.py")):
@@ -70,7 +70,7 @@ def junit_seconds(report: Path) -> dict[str, float]:
 
 def render(report: Path) -> str:
     """The Markdown of docs/TESTING.md."""
-    functions, seconds = test_functions(), junit_seconds(report)
+    functions, seconds = suite_tests(), junit_seconds(report)
     totals = "\n".join(
         f"| {tier} | {len(functions[tier])} | {sum(seconds.get(test, 0.0) for test, _ in functions[tier]):.0f} |"
         for tier in TIERS

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.testing_doc import behaviour, junit_seconds, test_functions
+from tests.testing_doc import behaviour, junit_seconds, suite_tests
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "TESTING.md"
 
 
 def test_every_test_is_in_the_table_and_the_table_names_no_missing_test():
     listed = set(re.findall(r"`(tests/[\w/]+\.py::\w+)`", DOC.read_text(encoding="utf-8")))
-    present = {test for tests in test_functions().values() for test, _ in tests}
+    present = {test for tests in suite_tests().values() for test, _ in tests}
     assert present - listed == set(), (
         "tests missing from docs/TESTING.md: run `make test` then `make testing-doc`"
     )
