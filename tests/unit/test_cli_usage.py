@@ -43,7 +43,10 @@ def probe(*argv: str, env: dict | None = None) -> dict:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--preset", "nosuch"], "unknown preset 'nosuch'; choose from cpu_smoke, mura_paper"),
+        (
+            ["train", "--preset", "nosuch"],
+            "unknown preset 'nosuch'; choose from ci_tiny, cpu_smoke, mura_paper",
+        ),
         (["train", "--arch", "densenet169,resnet9000"], "unknown architecture resnet9000; choose from"),
         (["train", "--task", "multi"], "invalid choice: 'multi'"),
         (["train", "--epochs", "0"], "0 is below 1"),
@@ -67,7 +70,7 @@ def test_version_and_help_list_choices_and_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "cpu_smoke, mura_paper (default: cpu_smoke" in text and "densenet169" in text
+    assert "ci_tiny, cpu_smoke, mura_paper (default: cpu_smoke" in text and "densenet169" in text
     with pytest.raises(SystemExit):
         cli.main(["runs", "--help"])
     assert "(default: 20)" in " ".join(capsys.readouterr().out.split())
@@ -101,7 +104,7 @@ def test_completion_script_and_completions_of_presets(tmp_path):
         capture_output=True,
         check=False,
     )  # fmt: skip
-    assert answer.read_text().split() == ["cpu_smoke", "mura_paper"]
+    assert answer.read_text().split() == ["ci_tiny", "cpu_smoke", "mura_paper"]
 
 
 def test_the_retrain_form_checks_a_conf_as_airflow_does():
