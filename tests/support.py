@@ -42,21 +42,6 @@ def project_copy(target: Path) -> Path:
     return target
 
 
-def shorten_smoke_preset(project: Path, image_size: int = 64, epochs: int = 6) -> None:
-    """Make the copy's default `cpu_smoke` preset a 64 px / 6 epoch run, committed.
-
-    The suite checks that runs flow through Airflow, the registry and serving, not how well they learn
-    (tests/model does), and a run the UI triggers with the form's defaults should not take minutes.
-    """
-    import yaml
-
-    params_file = project / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["presets"]["cpu_smoke"].update(image_size=[image_size, image_size], epochs=epochs)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    commit(project, "tests: a shorter cpu_smoke", "params.yaml")
-
-
 def git(root: Path, *args: str) -> str:
     """Run git in `root` with a test identity; its stdout."""
     env = {**os.environ, **GIT_IDENTITY}

@@ -87,7 +87,7 @@ def celery_stack(tmp_path, monkeypatch):
         for name, value in {
             "MURA_REPO_ROOT": str(root),
             "MURA_HOME": str(home),
-            "MURA_DEFAULT_PRESET": "cpu_smoke",
+            "MURA_DEFAULT_PRESET": "ci_tiny",
             "MURA_MODEL_BASE_PATH": str(home / "serving" / "models"),
             "MURA_DVC_REMOTE": "s3",
             "MURA_DVC_S3_ENDPOINT": endpoint,
@@ -228,7 +228,7 @@ def test_retrain_runs_training_on_the_gpu_queue_with_postgres_redis_and_s3(celer
         assert processes.running_pid(celery_stack["run_dir"], name), (
             f"{name} exited:\n{log.read_text()[-3000:]}"
         )
-    run_id = client.trigger(DAG_ID, {"preset": "cpu_smoke", "epochs": 2, "image_size": 64})
+    run_id = client.trigger(DAG_ID, {"preset": "ci_tiny", "epochs": 2})
     try:
         state = client.wait(DAG_ID, run_id, timeout=RUN_TIMEOUT, poll=5)
     except AirflowError as error:

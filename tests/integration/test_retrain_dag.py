@@ -77,8 +77,8 @@ def serving(tmp_path):
 
 def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     env = serving
-    outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke", "epochs": 6, "image_size": 64})
-    assert outcome["state"] == "success", outcome["log"][-5000:]
+    outcome = run_dag(env, "mura_retrain", {"preset": "ci_tiny", "epochs": 10})
+    assert outcome["state"] == "success", (outcome["tasks"], outcome["log"][-5000:])
     evaluated = outcome["results"]["evaluate[0]"]["metrics"]
     assert 0.0 < evaluated["eval.study_kappa"] <= 1.0 and "eval.study_auroc" in evaluated
     registered = outcome["results"]["select_and_register"]
@@ -102,8 +102,7 @@ def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     assert lineage["data"]["versioned"] == "true" and lineage["training"]["code_dirty"] == "false"
     assert json.loads(lineage["training"]["overrides"]) == {
         "architectures": ["baseline_cnn"],
-        "epochs": 6,
-        "image_size": [64, 64],
+        "epochs": 10,
     }
     data_dvc = Path(env["MURA_REPO_ROOT"]) / "data.dvc"
     assert (
@@ -129,7 +128,7 @@ def test_a_data_fault_stops_the_run_at_validate_data_and_registers_nothing(tmp_p
     )
     env = _airflow_env(project, home)
     _prepare_airflow(env)
-    outcome = run_dag(env, "mura_retrain", {"preset": "cpu_smoke"})
+    outcome = run_dag(env, "mura_retrain", {"preset": "ci_tiny"})
     assert outcome["state"] == "failed"
     assert outcome["tasks"]["validate_data"] == "failed"
     assert outcome["tasks"]["pull_data"] == outcome["tasks"]["build_manifest"] == "success"
