@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         elif "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
+
+
+TIERS = ("unit", "data", "model", "integration", "e2e")
+_tier_seconds: Counter[str] = Counter()
+_tier_tests: Counter[str] = Counter()
+_session_started = time.monotonic()
+
+
+def _tier(nodeid: str) -> str:
+    """The tier of a test: the folder under tests/ it lives in."""
+    parts = nodeid.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" and parts[1] in TIERS else "other"
+
+
+def pytest_runtest_logreport(report):
+    """Add each phase's time to its tier (a session fixture counts where it is first set up)."""
+    tier = _tier(report.nodeid)
+    _tier_seconds[tier] += report.duration
+    if report.when == "call":
+        _tier_tests[tier] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The cost of each tier, so every change's cost shows in the CI log."""
+    if not _tier_seconds:
+        return
+    terminalreporter.section("time per tier")
+    for tier in (*TIERS, "other"):
+        if _tier_tests[tier] or _tier_seconds[tier]:
+            terminalreporter.write_line(
+                f"{tier:<12} {_tier_seconds[tier]:8.1f} s  {_tier_tests[tier]:4d} tests"
+            )
+    rest = time.monotonic() - _session_started - sum(_tier_seconds.values())
+    terminalreporter.write_line(f"{'collection':<12} {max(rest, 0.0):8.1f} s  (imports, start-up)")
