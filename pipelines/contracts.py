@@ -166,6 +166,23 @@ STABLE = "stable"
 CANARY = "canary"
 LABEL_OF_ALIAS = {CHAMPION: STABLE, CHALLENGER: CANARY}
 SERVING_LABELS = (STABLE, CANARY)
+# TF Serving answers a request that names no version with the highest loaded one, and the challenger is
+# nearly always the newest: so a registered model's own served name holds only its champion, and the
+# challenger serves under a name of its own (from the same version folders).
+CHALLENGER_SUFFIX = "_challenger"
+
+
+def challenger_model_name(model: str) -> str:
+    """The TF Serving model name the challenger of `model` serves under (`mura_binary_challenger`)."""
+    return model if model.endswith(CHALLENGER_SUFFIX) else model + CHALLENGER_SUFFIX
+
+
+def served_model_name(model: str, label: str | None) -> str:
+    """The TF Serving model that answers `label` of `model`: `canary` is the challenger's own name."""
+    return challenger_model_name(model) if label == CANARY else model
+
+
+CARD_TAG = "card.path"  # version tag: where the version's model card lies among its run's artifacts
 
 # --- Airflow ----------------------------------------------------------------------------------
 DVC_POOL = "mura_dvc"  # one slot: DVC's repository lock gives up after a few seconds

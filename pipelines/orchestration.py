@@ -248,12 +248,17 @@ def export_candidate(evaluation: Evaluation) -> dict:
 
 
 def select_and_register(evaluated: list[Evaluation]) -> Registration:
-    """Export the candidate with the best study-level kappa and register it (no alias yet)."""
-    from pipelines.registry.registration import register_version
+    """Export the candidate with the best study-level kappa and register it (no alias yet).
+
+    Safe to run twice (an Airflow retry): a run already registered keeps its version and its exported
+    files (exporting again would change the bytes the version's hash was taken of).
+    """
+    from pipelines.registry.registration import register_version, registered_version
 
     configure_logging()
     best = best_candidate(evaluated)
-    export_candidate(best)
+    if registered_version(best.trained.run_id, best.trained.model_name) is None:
+        export_candidate(best)
     registered = register_version(best.trained.run_id)
     ranking = {  # holdout study kappa per architecture; None where undefined (XCom is JSON)
         candidate.trained.candidate.arch: candidate.selection_kappa

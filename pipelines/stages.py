@@ -132,6 +132,7 @@ class Registration(Stage):
     sha256: str
     signature: str
     candidates: dict[str, float | None] = field(default_factory=dict)
+    reused: bool = False  # the run was registered already (a retried task): its version, not a new one
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ class GateVerdict(Stage):
     reason: str
     champion_version: int | None
     aliases: list[str]
+    card: str | None = None  # where the version's model card is; None when it could not be written
+    repeated: bool = False  # gated before (a retried task): the recorded verdict, nothing moved again
 
     @property
     def passed(self) -> bool:

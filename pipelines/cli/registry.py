@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from pipelines.cli.common import add_json_flag, emit
@@ -14,11 +15,19 @@ def _register(args) -> int:
 
     result = register_run(args.run_id, auto_promote=True if args.auto_promote else None)
     aliases = ", ".join(result["aliases"]) or "no alias"
+    done = "already registered as" if result["reused"] else "registered"
     emit(
         result,
         args.json,
-        f"registered {result['model']} v{result['version']} ({aliases}); gate {result['gate']['reason']}",
+        f"{done} {result['model']} v{result['version']} ({aliases}); gate {result['gate']['reason']}",
     )
+    if result["card"] is None:  # registered and gated, but the reviewer's evidence is missing: say so
+        print(
+            f"mura register: the model card of {result['model']} v{result['version']} could not be written "
+            f"(the reason is in the log above); run `mura card {result['model']}/{result['version']}`",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

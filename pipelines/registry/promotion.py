@@ -93,7 +93,12 @@ def apply_promotion_rule(
     """The promotion rule: first passing version -> champion; later ones -> challenger (+ champion if auto)."""
     if not passed:
         return []
-    if client.get_registered_model(model_name).aliases.get(CHAMPION) is None:
+    aliases = client.get_registered_model(model_name).aliases
+    if aliases.get(CHAMPION) == str(version):  # applied already (a retried gate): the champion stays
+        return [CHAMPION]
+    if aliases.get(CHALLENGER) == str(version) and not auto_promote:
+        return [CHALLENGER]
+    if aliases.get(CHAMPION) is None:
         _make_champion(client, model_name, version, "gate: first passing version")
         return [CHAMPION]
     if auto_promote:

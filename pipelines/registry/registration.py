@@ -7,13 +7,13 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipelines.contracts import CHAMPION, check_model_name, model_name_for_task
+from pipelines.contracts import CARD_TAG, CHAMPION, check_model_name, model_name_for_task
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.gate import GatePolicy, evaluate_gate, lineage_failures
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.pairing import paired_holdout
-from pipelines.registry.promotion import apply_promotion_rule
+from pipelines.registry.promotion import apply_promotion_rule, now_utc
 from pipelines.registry.tracking import connect, tracking_errors, version_metrics
 
 LOGGER = logging.getLogger(__name__)
@@ -127,10 +127,26 @@ def _ensure_registered_model(client, name: str, task: str) -> None:
         )
 
 
+def version_of_run(client, model: str, run_id: str):
+    """The version of `model` that registers `run_id` (the oldest, should there be several), or None."""
+    found = client.search_model_versions(f"name='{model}' and run_id='{run_id}'")
+    return min(found, key=lambda entry: int(entry.version)) if found else None
+
+
+def registered_version(run_id: str, model: str, client=None) -> int | None:
+    """The version number under which `run_id` is registered as `model`, or None (a retry's first question)."""
+    client = client or connect()
+    with tracking_errors(client, f"looking up run {run_id} in {model}"):
+        found = version_of_run(client, model, run_id)
+    return int(found.version) if found is not None else None
+
+
 def register_version(run_id: str, client=None) -> dict:
     """Register the run's `tf_serving/` SavedModel as a new version with lineage, metric and hash tags.
 
-    The version holds no alias yet: `gate_version` decides what it becomes.
+    Idempotent per run: a run registered already (a retried task, `mura register` twice) gets its
+    existing version back (`reused`), never a second one. The version holds no alias yet:
+    `gate_version` decides what it becomes.
     """
     client = client or connect()
     with (
@@ -146,6 +162,22 @@ def register_version(run_id: str, client=None) -> dict:
                 f"run {run_id} not found on {client.tracking_uri}; check the run id (`mura train --json`)"
             ) from error
         name, task = _model_name(client, run, Path(scratch))
+        existing = version_of_run(client, name, run_id)
+        if existing is not None:
+            LOGGER.info(
+                "%s v%s already registers run %s: reused, not registered again",
+                name,
+                existing.version,
+                run_id,
+            )
+            return {
+                "model": name,
+                "version": int(existing.version),
+                "run_id": run_id,
+                "sha256": existing.tags.get(HASH_TAG, ""),
+                "signature": existing.tags.get(SIGNATURE_TAG, ""),
+                "reused": True,
+            }
         saved_model = _download_saved_model(client, run_id, Path(scratch) / "download")
         digest = saved_model_digest(saved_model)
         signature = describe_signature(saved_model)
@@ -177,6 +209,7 @@ def register_version(run_id: str, client=None) -> dict:
         "run_id": run_id,
         "sha256": digest,
         "signature": signature,
+        "reused": False,
     }
 
 
@@ -210,16 +243,30 @@ def _description(
     )[: 4000 - len(card_line)] + card_line
 
 
+GATE_APPLIED_TAG = "gate.applied_at"  # set once the verdict and its aliases are in place
+
+
+def _aliases_of(client, model: str, version: int) -> list[str]:
+    aliases = client.get_registered_model(model).aliases
+    return sorted(alias for alias, held in aliases.items() if int(held) == int(version))
+
+
 def gate_version(
     model: str, version: int, auto_promote: bool | None = None, client=None, policy: GatePolicy | None = None
 ) -> dict:
     """Judge a registered version against the floors and the current champion, record the verdict as
-    tags and apply the promotion rule; the verdict with the aliases the version now holds."""
+    tags and apply the promotion rule; the verdict with the aliases the version now holds.
+
+    Safe to run twice: a version gated already keeps its recorded verdict (`repeated`), and only a
+    step the first attempt did not reach (its model card) is done now.
+    """
     client = client or connect()
     policy = policy or GatePolicy.from_params()
     auto_promote = policy.auto_promote if auto_promote is None else bool(auto_promote)
     with tracking_errors(client, f"gating {model} v{version}"):
         candidate = client.get_model_version(model, str(version))
+        if candidate.tags.get(GATE_APPLIED_TAG):
+            return _recorded_verdict(client, model, int(version), candidate)
         metrics = version_metrics(candidate)
         champion_version = client.get_registered_model(model).aliases.get(CHAMPION)
         champion_metrics, paired = None, None
@@ -244,6 +291,7 @@ def gate_version(
         }.items():
             client.set_model_version_tag(model, str(version), key, value)
         aliases = apply_promotion_rule(client, model, int(version), verdict.passed, auto_promote)
+        client.set_model_version_tag(model, str(version), GATE_APPLIED_TAG, now_utc())
         card = _publish_card(client, model, int(version))
         client.update_model_version(
             model, str(version), description=_description(candidate.tags, metrics, verdict.reason, card)
@@ -256,6 +304,32 @@ def gate_version(
         "reason": verdict.reason,
         "champion_version": verdict.champion_version,
         "aliases": aliases,
+        "card": card,
+        "repeated": False,
+    }
+
+
+def _recorded_verdict(client, model: str, version: int, entry) -> dict:
+    """The verdict a finished gate left on the version; its card written now if it is still missing."""
+    tags = entry.tags
+    card = tags.get(CARD_TAG) or _publish_card(client, model, version)
+    if card and not tags.get(CARD_TAG):
+        client.update_model_version(
+            model,
+            str(version),
+            description=_description(tags, version_metrics(entry), tags.get("gate.reason", ""), card),
+        )
+    champion = tags.get("gate.champion_version") or None
+    LOGGER.info("%s v%s was gated already (%s): its verdict stands", model, version, tags.get("gate.status"))
+    return {
+        "model": model,
+        "version": version,
+        "status": tags.get("gate.status", "unknown"),
+        "reason": tags.get("gate.reason", ""),
+        "champion_version": int(champion) if champion else None,
+        "aliases": _aliases_of(client, model, version),
+        "card": card,
+        "repeated": True,
     }
 
 
@@ -268,6 +342,7 @@ def register_run(
     verdict = gate_version(registered["model"], registered["version"], auto_promote, client, policy)
     return {
         **registered,
-        "gate": {key: verdict[key] for key in ("status", "reason", "champion_version")},
+        "gate": {key: verdict[key] for key in ("status", "reason", "champion_version", "repeated")},
         "aliases": verdict["aliases"],
+        "card": verdict["card"],
     }

@@ -234,3 +234,27 @@ def test_deploy_acts_on_the_verdict_it_receives(monkeypatch):
 def test_the_compose_init_script_creates_the_contract_pool():
     script = (get_settings().repo_root / "infra" / "airflow" / "init.sh").read_text()
     assert f"airflow pools set {DVC_POOL} 1" in script
+
+
+def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(monkeypatch):
+    """Exporting a registered run again would change the bytes its version's hash was taken of."""
+    from pipelines import orchestration
+    from pipelines.registry import registration
+
+    registered: dict[str, int] = {}
+    exported: list[str] = []
+
+    def register(run_id):
+        reused = run_id in registered
+        version = registered.setdefault(run_id, len(registered) + 1)
+        return {"model": "mura_binary", "version": version, "run_id": run_id, "sha256": "h", "signature": "s",
+                "reused": reused}  # fmt: skip
+
+    monkeypatch.setattr(registration, "register_version", register)
+    monkeypatch.setattr(registration, "registered_version", lambda run_id, model: registered.get(run_id))
+    monkeypatch.setattr(orchestration, "export_candidate", lambda best: exported.append(best.trained.run_id))
+    candidates = [_evaluation("a", {"eval.study_kappa": 0.7})]
+    first = orchestration.select_and_register(candidates)
+    again = orchestration.select_and_register(candidates)
+    assert exported == [first.run_id] and again.version == first.version == 1
+    assert (first.reused, again.reused) == (False, True)

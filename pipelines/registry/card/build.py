@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.contracts import CHALLENGER, CHAMPION
+from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION
 from pipelines.data.synth import BOXES_FILE
 from pipelines.registry.card import facts as gather
 from pipelines.registry.card import paper
 from pipelines.registry.errors import RegistryError
 
 LOGGER = logging.getLogger(__name__)
-CARD_TAG = "card.path"
 
 
 def card_artifact_path(version: int) -> str:
