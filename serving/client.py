@@ -17,10 +17,14 @@ from pipelines.contracts import (
     CALIBRATION_EPSILON as EPSILON,
 )
 from pipelines.contracts import (
+    CANARY,
     IMAGE_SUFFIXES,
     OUTPUT_STUDY_CALIBRATION,
+    STABLE,
+    challenger_model_name,
     is_hidden,
     part_slug,
+    served_model_name,
 )
 from pipelines.errors import DataError
 from serving.client_transport import GrpcTransport, RestTransport, Security
@@ -127,7 +131,11 @@ class ServingClient:
             name: np.asarray(value, dtype=object if _is_bytes(value) else None)
             for name, value in inputs.items()
         }
-        return self._transport.predict(arrays, model, version, label, signature_name)
+        served = served_model_name(model, label)
+        try:
+            return self._transport.predict(arrays, served, version, label, signature_name)
+        except ServingClientError as error:
+            raise _explained(error, model, label) from None
 
     def predict_images(
         self,
@@ -225,7 +233,29 @@ class ServingClient:
 
     def model_status(self, model: str, version: int | None = None, label: str | None = None) -> list[dict]:
         """[{version, state, error_code, error_message}] as GetModelStatus reports them."""
-        return self._transport.model_status(model, version, label)
+        try:
+            return self._transport.model_status(served_model_name(model, label), version, label)
+        except ServingClientError as error:
+            raise _explained(error, model, label) from None
+
+
+def _explained(error: ServingClientError, model: str, label: str | None) -> ServingClientError:
+    """The server's answer, plus what became of a platform label that has no version now."""
+    unknown_label = "Unrecognized servable version label" in str(error)
+    if label == CANARY and (error.code == "NOT_FOUND" or unknown_label):
+        return ServingClientError(
+            f"no challenger of {model} is served (label {CANARY} asks {challenger_model_name(model)}): none "
+            f"passed the gate since the last promotion, or it became champion and serves as {model} "
+            f"(label {STABLE}); the server said: {error}",
+            "NOT_FOUND",
+        )
+    if label and unknown_label:
+        return ServingClientError(
+            f"{model} has no version labelled {label!r} now: {STABLE} is its champion; the challenger "
+            f"serves as {challenger_model_name(model)} ({CANARY}); the server said: {error}",
+            error.code,
+        )
+    return error
 
 
 def study_probability(per_image: list[dict[str, Any]]) -> float:

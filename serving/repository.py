@@ -137,14 +137,18 @@ def set_served_versions(
     config_path: Path | None = None,
     base_path: Path | None = None,
     server_base_path: str | None = None,
+    folder: str | None = None,
 ) -> Path:
     """Serve exactly `versions` of a model (specific policy) with `labels`; rewrites models.config.
 
     `server_base_path` is the model base path as the server sees it (e.g. `/models` in a container);
-    by default the local one. Every version must be published, and every label must point at one
-    of `versions` (TF Serving's rule: a label names a loaded version).
+    by default the local one. `folder` is the model folder the versions live in when it is not the
+    served name's own (a challenger serves from its registered model's folder). Every version must be
+    published, and every label must point at one of `versions` (TF Serving's rule: a label names a
+    loaded version).
     """
-    on_disk = set(published_versions(model_name, base_path))
+    folder = folder or model_name
+    on_disk = set(published_versions(folder, base_path))
     missing = sorted(set(versions) - on_disk)
     if missing:
         raise RepositoryError(f"{model_name} versions {missing} are not published under {_base(base_path)}")
@@ -157,13 +161,26 @@ def set_served_versions(
             )
     config = read_models_config(config_path)
     root = server_base_path or str(_base(base_path))
-    entry = ensure_model(config, model_name, f"{root.rstrip('/')}/{model_name}")
+    entry = ensure_model(config, model_name, f"{root.rstrip('/')}/{check_model_name(folder)}")
     entry.model_version_policy.specific.Clear()
     entry.model_version_policy.specific.versions.extend(sorted(set(versions)))
     entry.version_labels.clear()
     for label, version in sorted(labels.items()):
         entry.version_labels[label] = int(version)
     return write_models_config(config, config_path)
+
+
+def remove_model(model_name: str, config_path: Path | None = None) -> bool:
+    """Stop serving `model_name` (its entry leaves models.config); False when it was not there."""
+    config = read_models_config(config_path)
+    entries = config.model_config_list.config
+    kept = [entry for entry in entries if entry.name != model_name]
+    if len(kept) == len(entries):
+        return False
+    del entries[:]
+    entries.extend(kept)
+    write_models_config(config, config_path)
+    return True
 
 
 def served_versions(model_name: str, config_path: Path | None = None) -> tuple[list[int], dict[str, int]]:
@@ -199,8 +216,12 @@ def prune_versions(
     if keep < 1:
         raise RepositoryError(f"keep={keep}: keep at least one version")
     versions = published_versions(model_name, base_path)
-    served, labels = served_versions(model_name, config_path)
-    protected = set(served) | set(labels.values()) | set(versions[-keep:])
+    protected = set(versions[-keep:])
+    for entry in read_models_config(config_path).model_config_list.config:
+        if Path(entry.base_path).name == model_name:  # its own entry, and any serving from its folder
+            protected |= set(entry.model_version_policy.specific.versions) | set(
+                entry.version_labels.values()
+            )
     removed = []
     for version in versions:
         if version in protected:

@@ -39,7 +39,6 @@ def verify_digest(folder: Path, expected: str | None, what: str) -> str:
     if actual != expected:
         raise IntegrityError(
             f"{what}: SavedModel content hash {actual[:12]}... does not match the registered {expected[:12]}... "
-            f"({folder}); the artifact was changed or corrupted after registration: not deployed. "
-            "Re-export and register the run again"
+            f"({folder}); it was changed or corrupted after registration"
         )
     return actual

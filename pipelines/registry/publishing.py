@@ -1,14 +1,25 @@
-"""Bring a registered version's SavedModel into the TF Serving model base path, hash-checked, atomically."""
+"""Bring a registered version's SavedModel into the TF Serving model base path, hash-checked, atomically.
+
+The reconciler owns the model base path: a version folder there that is not what the registry
+registered under that number (a hand-copied model, a half-written folder) is moved aside into the
+quarantine folder, kept for inspection and logged, and the registered version is published in its place.
+"""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.contracts import check_model_name
+from pipelines.registry.errors import IntegrityError
 from pipelines.registry.hashing import HASH_TAG, verify_digest
 from pipelines.registry.tracking import tracking_errors
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,7 @@ class DeployOptions:
     available_timeout_seconds: float
     smoke_images: int
     request_timeout_seconds: float
+    quarantine_path: Path  # where folders of the base path that the registry does not account for go
     server_base_path: str | None = None  # the base path as the server sees it (e.g. /models in compose)
 
     @classmethod
@@ -38,6 +50,7 @@ class DeployOptions:
             "model_base_path": settings.model_base_path,
             "config_path": settings.models_config_path,
             "grpc_target": settings.serving_grpc,
+            "quarantine_path": settings.mura_home / "serving" / "quarantine",
             **dataclasses.asdict(load_config().deploy),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
@@ -51,10 +64,25 @@ def version_folder(options: DeployOptions, model_name: str, version: int) -> Pat
     return Path(options.model_base_path) / check_model_name(model_name) / str(int(version))
 
 
+def quarantine(folder: Path, options: DeployOptions, reason: str) -> Path:
+    """Move `folder` out of the model base path into the quarantine (kept, never deleted); where it went."""
+    from pipelines.registry.promotion import now_utc
+
+    stamp = now_utc().replace(":", "").replace("-", "")
+    destination = (
+        Path(options.quarantine_path) / folder.parent.name / f"{folder.name}-{stamp}-{uuid.uuid4().hex[:6]}"
+    )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(folder), str(destination))
+    LOGGER.warning("%s: %s; moved to %s for inspection", folder, reason, destination)
+    return destination
+
+
 def ensure_published(
     client, model_name: str, version: int, options: DeployOptions, verify_on_disk: bool
-) -> bool:
-    """Publish `version` unless it is on disk (then hash-check it when asked); True when it was published now.
+) -> dict:
+    """Publish `version` unless it is on disk (then hash-check it when asked); what was done:
+    `published` (now), `quarantined` (the foreign folder moved aside first, or None).
 
     The download lands in a scratch folder and is checked against the registered hash before
     serving.repository.publish_version renames it into place, so nothing half-written or tampered
@@ -67,10 +95,18 @@ def ensure_published(
     target = version_folder(options, model_name, version)
     with tracking_errors(client, f"reading {model_name} v{version}"):
         expected = client.get_model_version(model_name, str(version)).tags.get(HASH_TAG)
-    if (target / "saved_model.pb").is_file():
-        if verify_on_disk:
-            verify_digest(target, expected, f"{model_name} v{version} at {target}")
-        return False
+    moved = None
+    if target.exists():
+        if not (target / "saved_model.pb").is_file():
+            moved = quarantine(target, options, "no saved_model.pb: not a complete SavedModel")
+        elif not verify_on_disk:
+            return {"published": False, "quarantined": None}
+        else:
+            try:
+                verify_digest(target, expected, f"{model_name} v{version} at {target}")
+                return {"published": False, "quarantined": None}
+            except IntegrityError as error:
+                moved = quarantine(target, options, f"not the registered version ({error})")
     with tempfile.TemporaryDirectory(prefix=f"mura-deploy-{model_name}-{version}-") as scratch:
         with tracking_errors(client, f"downloading {model_name} v{version}"):
             uri = client.get_model_version_download_uri(model_name, str(version))
@@ -79,6 +115,18 @@ def ensure_published(
                     artifact_uri=uri, dst_path=scratch, tracking_uri=client.tracking_uri
                 )
             )
-        verify_digest(local, expected, f"{model_name} v{version} downloaded from {uri}")
+        try:
+            verify_digest(local, expected, f"{model_name} v{version} downloaded from {uri}")
+        except IntegrityError as error:
+            raise IntegrityError(
+                f"{error}: the run's artifact no longer holds what was registered (exported again, or "
+                "tampered with), so it is not deployed; restore it, or register a newly trained run"
+            ) from error
         publish_version(local, model_name, int(version), options.model_base_path)
-    return True
+    if moved is not None:
+        LOGGER.warning(
+            "%s v%s: the registered version is published in place of the quarantined folder",
+            model_name,
+            version,
+        )
+    return {"published": True, "quarantined": str(moved) if moved else None}

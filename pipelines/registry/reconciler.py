@@ -4,6 +4,10 @@ For every registered `mura_*` model: publish the aliased versions (hash-checked)
 models.config in two phases when a label moves to a version not loaded yet (TF Serving only labels
 loaded versions), reload, wait for AVAILABLE, smoke-predict, and restore the previous config on
 any failure. Running it again with nothing changed writes nothing.
+
+The registered name serves the champion alone (label `stable`): TF Serving answers a request that
+names no version with the highest loaded version, so only approved versions may be loaded there. The
+challenger serves as `<model>_challenger` (label `canary`), from the same version folders.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.contracts import CANARY, LABEL_OF_ALIAS, MODEL_NAME_PATTERN, STABLE
+from pipelines.contracts import (
+    CANARY,
+    LABEL_OF_ALIAS,
+    MODEL_NAME_PATTERN,
+    STABLE,
+    challenger_model_name,
+)
 from pipelines.registry.errors import DeployError, RegistryError
 from pipelines.registry.publishing import DeployOptions, ensure_published, version_folder
 from pipelines.registry.serving_ops import ServingTarget, sample_images
@@ -52,22 +62,37 @@ def desired_labels(aliases: dict[str, str]) -> dict[str, int]:
     return labels
 
 
+def served_models(model: str, aliases: dict[str, str]) -> dict[str, tuple[list[int], dict[str, int]]]:
+    """TF Serving model name -> (versions, labels) the aliases ask for: the champion alone under the
+    registered name, the challenger (if any, and not the champion) under `<model>_challenger`;
+    empty for a name that should serve nothing."""
+    labels = desired_labels(aliases)
+    wanted = {model: ([labels[STABLE]], {STABLE: labels[STABLE]})}
+    challenger = labels.get(CANARY)
+    wanted[challenger_model_name(model)] = ([challenger], {CANARY: challenger}) if challenger else ([], {})
+    return wanted
+
+
 class Reconciler:
     """Runs one reconcile pass over the registered models against one server."""
 
     def __init__(self, client, options: DeployOptions, target: ServingTarget):
         self.client, self.options, self.target = client, options, target
 
-    def _write(self, model: str, versions: list[int], labels: dict[str, int]) -> None:
-        from serving.repository import set_served_versions
+    def _write(self, name: str, versions: list[int], labels: dict[str, int], folder: str) -> None:
+        from serving.repository import remove_model, set_served_versions
 
+        if not versions:
+            remove_model(name, self.options.config_path)
+            return
         set_served_versions(
-            model,
+            name,
             versions,
             labels,
             self.options.config_path,
             self.options.model_base_path,
             self.options.server_base_path,
+            folder,
         )
 
     def _reload(self) -> None:
@@ -76,32 +101,34 @@ class Reconciler:
 
             self.target.reload_config(read_models_config(self.options.config_path))
 
-    def _transition(self, model: str, versions: list[int], labels: dict[str, int]) -> None:
-        """Serve `versions` with `labels`: load new versions first, then move labels and unload the rest."""
+    def _transition(self, name: str, versions: list[int], labels: dict[str, int], folder: str) -> None:
+        """Serve `versions` with `labels` as `name`: load new versions first, then move labels and unload
+        the rest (no versions: stop serving the name)."""
         from serving.repository import served_versions
 
         timeout = self.options.available_timeout_seconds
-        current_versions, current_labels = served_versions(model, self.options.config_path)
+        current_versions, current_labels = served_versions(name, self.options.config_path)
         new = sorted(set(versions) - set(current_versions))
-        if new:
-            self._write(model, sorted(set(current_versions) | set(versions)), current_labels)
+        if new and current_versions:
+            self._write(name, sorted(set(current_versions) | set(versions)), current_labels, folder)
             self._reload()
-            self.target.wait_available(model, new, timeout)
-        self._write(model, versions, labels)
+            self.target.wait_available(name, new, timeout)
+        self._write(name, versions, labels, folder)
         self._reload()
-        self.target.wait_available(model, versions, timeout)
-        self.target.wait_labels(model, labels, timeout)
+        if versions:
+            self.target.wait_available(name, versions, timeout)
+            self.target.wait_labels(name, labels, timeout)
 
     def _restore(
-        self, model: str, backup: bytes | None, old_versions: list[int], old_labels: dict[str, int]
+        self, backup: bytes | None, old: dict[str, tuple[list[int], dict[str, int]]], folder: str
     ) -> str:
         """Put the previous models.config back (two-phase for the server); returns a note on how it went."""
         notes = []
-        if old_versions:
+        for name, (versions, labels) in old.items():
             try:
-                self._transition(model, old_versions, old_labels)
+                self._transition(name, versions, labels, folder)
             except (DeployError, RegistryError) as error:
-                notes.append(f"the server did not take the old config back: {error}")
+                notes.append(f"the server did not take the old config of {name} back: {error}")
         path = Path(self.options.config_path)
         if backup is None:
             path.unlink(missing_ok=True)
@@ -116,13 +143,13 @@ class Reconciler:
                 notes.append(f"reloading the old config failed: {error}")
         return "previous models.config restored" + "".join(f"; {note}" for note in notes)
 
-    def _in_sync(self, model: str, versions: list[int], labels: dict[str, int]) -> bool:
+    def _in_sync(self, name: str, versions: list[int], labels: dict[str, int]) -> bool:
         from serving.repository import served_versions
 
-        if served_versions(model, self.options.config_path) != (versions, labels):
+        if served_versions(name, self.options.config_path) != (versions, labels):
             return False
         # The file is right; check the server too (it may have restarted or missed a reload).
-        return all(self.target.label_version(model, label) == version for label, version in labels.items())
+        return all(self.target.label_version(name, label) == version for label, version in labels.items())
 
     def _record(self, model: str, labels: dict[str, int]) -> list[str]:
         """Tag versions with serving.label / serving.deployed_at; only differences are written."""
@@ -159,28 +186,36 @@ class Reconciler:
         labels = desired_labels(registered.aliases)
         if STABLE not in labels:
             return {"model": model, "changed": False, "skipped": "no champion alias: nothing to serve"}
-        versions = sorted(set(labels.values()))
-        old_versions, old_labels = served_versions(model, self.options.config_path)
-        published = []
-        for version in versions:
+        wanted = served_models(model, registered.aliases)
+        old = {name: served_versions(name, self.options.config_path) for name in wanted}
+        old_versions = {version for versions, _ in old.values() for version in versions}
+        published, quarantined = [], []
+        for version in sorted(set(labels.values())):
             # A version already served was checked when it went in; others are checked now.
-            if ensure_published(
+            done = ensure_published(
                 self.client, model, version, self.options, verify_on_disk=version not in old_versions
-            ):
+            )
+            if done["published"]:
                 published.append(version)
+            if done["quarantined"]:
+                quarantined.append(done["quarantined"])
         changed = bool(published)
-        if not self._in_sync(model, versions, labels):
+        # Loads before unloads: a challenger's new name first, the champion next, a name left empty last.
+        order = sorted(wanted, key=lambda name: (not wanted[name][0], name == model))
+        stale = [name for name in order if not self._in_sync(name, *wanted[name])]
+        if stale:
             path = Path(self.options.config_path)
             backup = path.read_bytes() if path.is_file() else None
             try:
-                self._transition(model, versions, labels)
-                for label, version in sorted(labels.items()):
-                    images = sample_images(
-                        version_folder(self.options, model, version), self.options.smoke_images
-                    )
-                    self.target.smoke_predict(model, label, version, images)
+                for name in stale:
+                    self._transition(name, *wanted[name], folder=model)
+                    for label, version in sorted(wanted[name][1].items()):
+                        images = sample_images(
+                            version_folder(self.options, model, version), self.options.smoke_images
+                        )
+                        self.target.smoke_predict(name, label, version, images)
             except (DeployError, RegistryError) as error:
-                note = self._restore(model, backup, old_versions, old_labels)
+                note = self._restore(backup, {name: old[name] for name in stale}, model)
                 raise DeployError(f"{model}: deploy failed, {note}: {error}") from error
             changed = True
         with tracking_errors(self.client, f"recording the deployment of {model}"):
@@ -192,7 +227,9 @@ class Reconciler:
             "model": model,
             "changed": changed or bool(tags) or bool(pruned),
             "labels": labels,
+            "served": {name: wanted[name][1] for name in wanted if wanted[name][0]},
             "published": published,
+            "quarantined": quarantined,
             "tags": tags,
             "pruned": pruned,
         }

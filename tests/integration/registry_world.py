@@ -73,6 +73,22 @@ def stable_version(world, model: str, label: str = "stable") -> int:
         return client.predict_images([sample_png(30, 30)], model=model, label=label)[0]["version"]
 
 
+def unlabelled_version(world, model: str) -> int:
+    """The version answering a Predict that names no version nor label, sent with the official stubs."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from serving.samples import sample_png
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([sample_png(30, 30)]))
+    with grpc.insecure_channel(world["serving"].grpc_target) as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    return response.model_spec.version.value
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, dict | str]:
     """Run `mura ...` in-process; (exit code, parsed --json output or stderr)."""
     from pipelines.cli import main

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from serving.errors import ServingClientError
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GOOD = {
@@ -37,6 +39,7 @@ from tests.integration.registry_world import (  # noqa: E402
     make_run,
     run_cli,
     stable_version,
+    unlabelled_version,
 )
 
 
@@ -142,12 +145,18 @@ def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
     register_run(make_run(world, "hand", BETTER, seed=6))
     code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
     assert code == 0 and report["models"][0]["labels"] == {"stable": 1, "canary": 2}
+    assert report["models"][0]["served"] == {model: {"stable": 1}, f"{model}_challenger": {"canary": 2}}
     assert (stable_version(world, model), stable_version(world, model, "canary")) == (1, 2)
+    # The most common call, official stubs naming no version, gets the champion, not the newest version.
+    assert (unlabelled_version(world, model), unlabelled_version(world, f"{model}_challenger")) == (1, 2)
 
     assert run_cli(["promote", model, "2", "--json"], capsys)[0] == 0
     code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
     assert code == 0 and report["models"][0]["labels"] == {"stable": 2}
-    assert stable_version(world, model) == 2
+    assert stable_version(world, model) == 2 == unlabelled_version(world, model)
+    with pytest.raises(ServingClientError, match="no challenger of mura_binary_hand is served") as gone:
+        stable_version(world, model, "canary")  # the challenger became champion: its name is gone
+    assert gone.value.code == "NOT_FOUND" and "serves as mura_binary_hand (label stable)" in str(gone.value)
     version = world["client"].get_model_version(model, "2")
     assert version.tags["serving.label"] == "stable" and version.tags["serving.deployed_at"]
 
@@ -157,12 +166,55 @@ def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
     assert run_cli(["deploy", "--model", model], capsys) == (0, f"{model}: stable=v2 (unchanged)\n")
     assert (world["config"].read_bytes(), world["config"].stat().st_mtime_ns) == before
 
-    code, result = run_cli(["rollback", model, "--json"], capsys)
-    assert code == 0 and (result["champion"], result["rolled_back_from"]) == (1, 2)
-    assert run_cli(["deploy", "--model", model, "--json"], capsys)[0] == 0
-    assert stable_version(world, model) == 1
+    # A soak of unlabelled requests while a new challenger (v3, not approved) goes live beside the
+    # champion and the champion is rolled back: no request fails, none is answered by v3.
+    with UnlabelledLoad(world, model) as load:
+        register_run(make_run(world, "hand", BETTER, seed=12))
+        assert run_cli(["deploy", "--model", model, "--json"], capsys)[0] == 0
+        code, result = run_cli(["rollback", model, "--json"], capsys)
+        assert code == 0 and (result["champion"], result["rolled_back_from"]) == (1, 2)
+        assert run_cli(["deploy", "--model", model, "--json"], capsys)[0] == 0
+    assert load.failures == [] and load.answers, load.failures[:3]
+    assert set(load.answers) <= {1, 2}, sorted(set(load.answers))
+    assert stable_version(world, model) == 1 == unlabelled_version(world, model)
+    assert stable_version(world, model, "canary") == 3
     code, error = run_cli(["rollback", model], capsys)
     assert code == 1 and "no earlier champion" in error
+
+
+class UnlabelledLoad:
+    """A background loop of predictions naming no version (bounded: 5000 requests or until the block ends)."""
+
+    def __init__(self, world, model: str):
+        import threading
+
+        self.world, self.model = world, model
+        self.answers: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from serving.client import ServingClient
+        from serving.samples import sample_png
+
+        image = sample_png(30, 30)
+        with ServingClient(self.world["serving"].grpc_target) as client:
+            for _ in range(5000):
+                if self._stop.is_set():
+                    return
+                try:
+                    self.answers.append(client.predict_images([image], model=self.model)[0]["version"])
+                except ServingClientError as error:
+                    self.failures.append(str(error))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 def test_tampered_artifact_is_refused_and_old_version_keeps_serving(world):
@@ -180,11 +232,28 @@ def test_tampered_artifact_is_refused_and_old_version_keeps_serving(world):
     target.write_bytes(target.read_bytes() + b"tampered")
     promote(model, 2)
     config_before = world["config"].read_bytes()
-    with pytest.raises(DeployError, match="mura_binary_wrist v2 .*does not match the registered"):
+    with pytest.raises(DeployError, match="mura_binary_wrist v2 .*does not match the registered") as refused:
         reconcile(models=[model])
+    assert "exported again, or tampered with" in str(refused.value) and "register the run" not in str(
+        refused.value
+    )
     assert world["config"].read_bytes() == config_before
     assert not (world["base"] / model / "2").exists()
     assert stable_version(world, model) == 1
+
+    # A foreign folder where the registry's next version goes (copied by hand, broken): the reconciler
+    # owns the base path, so it moves the folder aside, keeps it, and publishes the registered version.
+    foreign = world["base"] / model / "3"
+    foreign.mkdir()
+    (foreign / "saved_model.pb").write_bytes(b"not a SavedModel")
+    third = register_run(make_run(world, "wrist", BETTER, seed=9))
+    assert third["version"] == 3 and third["reused"] is False
+    promote(model, 3)
+    report = reconcile(models=[model])
+    (moved,) = report["models"][0]["quarantined"]
+    assert Path(moved).parent == world["home"] / "serving" / "quarantine" / model
+    assert (Path(moved) / "saved_model.pb").read_bytes() == b"not a SavedModel"
+    assert stable_version(world, model) == 3
 
 
 def test_failed_smoke_prediction_restores_the_previous_config(world):
