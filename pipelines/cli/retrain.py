@@ -83,7 +83,8 @@ def _retrain(args) -> int:
     client.unpause(RETRAIN_DAG)
     run_id = client.trigger(RETRAIN_DAG, conf)
     result = {"dag_id": RETRAIN_DAG, "dag_run_id": run_id, "conf": conf, "url": _run_url(client, run_id)}
-    print(f"triggered {RETRAIN_DAG} run {run_id}: {result['url']}", file=sys.stderr, flush=True)
+    if not args.json:  # with --json the document carries the run and its URL
+        print(f"triggered {RETRAIN_DAG} run {run_id}: {result['url']}", file=sys.stderr, flush=True)
     if not args.wait:
         emit({**result, "state": "queued"}, args.json, run_id)
         return 0

@@ -114,6 +114,12 @@ def test_retrain_registers_gates_and_serves_then_deploy_is_idempotent(serving):
     assert [(item["model"], item["version"]) for item in reverse["versions"]] == [("mura_binary", 1)]
     assert reverse["served"] is True
 
+    # The run registered once; registering it again (a retried task, a user) reuses that version.
+    again = json.loads(mura(env, "register", registered["run_id"], "--json").stdout)
+    assert (again["version"], again["reused"], again["gate"]["repeated"]) == (1, True, True)
+    listed = json.loads(mura(env, "models", "--json").stdout)
+    assert [(row["model"], row["version"]) for row in listed] == [("mura_binary", 1)]
+
     config = Path(env["MURA_MODEL_BASE_PATH"]) / "models.config"
     before = (config.read_bytes(), config.stat().st_mtime_ns)
     again = run_dag(env, "mura_deploy")

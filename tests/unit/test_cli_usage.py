@@ -206,3 +206,23 @@ def test_readme_names_every_environment_variable_the_code_reads():
     readme = (root / "README.md").read_text()
     ours = {name for name in read if name.startswith(("MURA_", "MLFLOW_", "AIRFLOW_", "KERAS_"))}
     assert ours and not sorted(name for name in ours if f"`{name}`" not in readme)
+
+
+def test_retrain_json_prints_one_json_document_and_nothing_else(monkeypatch, capsys):
+    """A script reading `mura retrain --json` (stdout and stderr together) gets the document alone."""
+
+    class Airflow:
+        base_url = "http://airflow.invalid"
+
+        def unpause(self, dag_id):
+            pass
+
+        def trigger(self, dag_id, conf):
+            return "manual__1"
+
+    monkeypatch.setattr("pipelines.stack.airflow_api.client_from_settings", Airflow)
+    assert cli.main(["retrain", "--preset", "cpu_smoke", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dag_run_id"] == "manual__1" and captured.err == ""
+    assert cli.main(["retrain", "--preset", "cpu_smoke"]) == 0
+    assert "triggered mura_retrain run manual__1" in capsys.readouterr().err
