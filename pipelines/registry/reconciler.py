@@ -109,7 +109,7 @@ class Reconciler:
         timeout = self.options.available_timeout_seconds
         current_versions, current_labels = served_versions(name, self.options.config_path)
         new = sorted(set(versions) - set(current_versions))
-        if new and current_versions:
+        if new:  # also for a name new to the server: TF Serving labels only versions already loaded
             self._write(name, sorted(set(current_versions) | set(versions)), current_labels, folder)
             self._reload()
             self.target.wait_available(name, new, timeout)
