@@ -127,6 +127,40 @@ def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     assert printed.stdout.startswith("X-ray of XR_") and "probability" in printed.stdout
 
 
+def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_nothing(stack):
+    """Reads the run of the test above: one lineage query names the DAG run, the GX result, the data
+    version and the served files' hash; registering the run again reuses its version; mura_deploy
+    with nothing to do writes nothing."""
+    env, report = stack
+    client = _client(report)
+    lineage = json.loads(mura(env, "lineage", "mura_binary@champion", "--json").stdout)
+    assert client.run("mura_retrain", lineage["airflow"]["dag_run_id"])["state"] == "success"
+    assert 0.0 < lineage["evaluation"]["study_kappa"] <= 1.0 and lineage["evaluation"]["study_auroc"]
+    assert lineage["validation"]["success"] == "True" and lineage["validation"]["docs"].startswith("file://")
+    assert lineage["data"]["versioned"] == "true" and lineage["training"]["code_dirty"] == "false"
+    assert json.loads(lineage["training"]["overrides"]) == {"architectures": ["baseline_cnn"], "epochs": 10}
+    data_dvc = Path(env["MURA_REPO_ROOT"]) / "data.dvc"
+    assert (
+        lineage["data"]["md5"] == lineage["data"]["dvc_md5"]
+        and lineage["data"]["md5"] in data_dvc.read_text()
+    )
+    assert lineage["serving"]["labels"] == ["stable"] and lineage["serving"]["hash_matches"] is True
+    reverse = json.loads(mura(env, "lineage", "--data", "HEAD", "--json").stdout)
+    assert [(item["model"], item["version"]) for item in reverse["versions"]] == [("mura_binary", 1)]
+    assert reverse["served"] is True
+
+    again = json.loads(mura(env, "register", lineage["training"]["run_id"], "--json").stdout)
+    assert (again["version"], again["reused"], again["gate"]["repeated"]) == (1, True, True)
+    listed = json.loads(mura(env, "models", "--json").stdout)
+    assert [(row["model"], row["version"]) for row in listed] == [("mura_binary", 1)]
+
+    config = Path(env["MURA_MODEL_BASE_PATH"]) / "models.config"
+    before = (config.read_bytes(), config.stat().st_mtime_ns)
+    run_id = client.trigger("mura_deploy")
+    assert client.wait("mura_deploy", run_id, timeout=300) == "success"
+    assert (config.read_bytes(), config.stat().st_mtime_ns) == before
+
+
 def test_browser_login_and_trigger_through_the_form(stack):
     """The UI's form starts a run with its defaults and the scheduler runs it; the retrain's outcome is the
     one `mura retrain --wait` above checked (one full retrain per module), so this run is stopped once
