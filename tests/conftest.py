@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.testing_doc import TIERS  # one list of tiers for the summary and docs/TESTING.md
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -51,7 +53,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
 
 
-TIERS = ("unit", "data", "model", "integration", "e2e")
 _tier_seconds: Counter[str] = Counter()
 _tier_tests: Counter[str] = Counter()
 _session_started = time.monotonic()
