@@ -23,7 +23,7 @@ from pathlib import Path
 
 USAGE_ERRORS = [
     ["train", "--preset", "nosuch"],
-    ["train", "--arch", "resnet9000"],
+    ["train", "--architectures", "resnet9000"],
     ["train", "--task", "multi"],
     ["train", "--epochs", "0"],
     ["retrain", "--ensemble", "50"],

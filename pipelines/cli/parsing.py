@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    """The one line an old spelling prints (stderr): the command still runs."""
+    print(f"mura: {old} is deprecated; use {new}", file=sys.stderr, flush=True)
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -22,11 +28,83 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 
 class MuraParser(argparse.ArgumentParser):
-    """ArgumentParser whose sub-commands share the formatter."""
+    """ArgumentParser whose sub-commands share the formatter and keep old flag spellings working."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
+        self.renamed_values: dict[str, dict[str, str]] = {}
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if args is not None and self.renamed_values:
+            args = self._translate_renamed_values(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _translate_renamed_values(self, args: list[str]) -> list[str]:
+        """`--augment true` (an old spelling taking a value) -> `--augment`, with the deprecation line."""
+        translated: list[str] = []
+        index = 0
+        while index < len(args):
+            token = args[index]
+            if token == "--":  # everything after it is a positional
+                return translated + args[index:]
+            flag, _, inline = token.partition("=")
+            spellings = self.renamed_values.get(flag)
+            value = inline if "=" in token else (args[index + 1] if index + 1 < len(args) else None)
+            if spellings is not None and value in spellings:
+                warn_deprecated(f"{flag} {value}", spellings[value])
+                translated.append(spellings[value])
+                index += 1 if "=" in token else 2
+                continue
+            translated.append(token)
+            index += 1
+        return translated
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag kept working: hidden from help, it stores like the new one and prints one line."""
+
+    def __init__(self, option_strings, dest, canonical: str = "", **kwargs):
+        kwargs["help"] = argparse.SUPPRESS
+        super().__init__(option_strings, dest, **kwargs)
+        self.canonical = canonical
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warn_deprecated(str(option_string), self.canonical)
+        setattr(namespace, self.dest, values)
+
+
+# Old spellings that keep working, hidden from help, each printing one deprecation line when used:
+# an old flag -> its canonical name, and flags that took true|false before they became --X/--no-X.
+RENAMED_FLAGS = {"--arch": "--architectures"}
+VALUED_BOOLEANS = ("--augment",)
+
+
+def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, canonical: argparse.Action) -> None:
+    """Keep `old` (hidden) as a spelling of the option `canonical`: same dest, type and choices."""
+    parser.add_argument(
+        old,
+        action=DeprecatedAlias,
+        canonical=canonical.option_strings[0],
+        dest=canonical.dest,
+        type=canonical.type,
+        choices=canonical.choices,
+        metavar=canonical.metavar,
+        default=argparse.SUPPRESS,  # the canonical option's default stays the one in the namespace
+    )
+
+
+def add_old_spellings(parser: argparse.ArgumentParser) -> None:
+    """The old spellings of the options `parser` (a MuraParser) has; call it after adding them."""
+    if not isinstance(parser, MuraParser):
+        raise TypeError(f"{parser.prog}: old spellings need a MuraParser")
+    actions = parser._option_string_actions
+    for old, new in RENAMED_FLAGS.items():
+        if new in actions and old not in actions:
+            add_deprecated_alias(parser, old, actions[new])
+    for flag in VALUED_BOOLEANS:
+        if isinstance(actions.get(flag), argparse.BooleanOptionalAction):
+            parser.renamed_values[flag] = {"true": flag, "false": "--no-" + flag.removeprefix("--")}
 
 
 def preset_names() -> list[str]:
@@ -56,7 +134,7 @@ def preset_help() -> str:
 
 
 def architecture_list(value: str) -> str:
-    """--arch: comma-separated zoo names, checked here so a typo fails before anything loads."""
+    """--architectures: comma-separated zoo names, checked here so a typo fails before anything loads."""
     from pipelines.training.architectures import ARCHITECTURES
 
     names = [name.strip() for name in value.split(",") if name.strip()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from pipelines.errors import ConfigError
 def _register(args) -> int:
     from pipelines.registry.registration import register_run
 
-    result = register_run(args.run_id, auto_promote=True if args.auto_promote else None)
+    result = register_run(args.run_id, auto_promote=args.auto_promote)  # None: params.yaml gate.auto_promote
     aliases = ", ".join(result["aliases"]) or "no alias"
     done = "already registered as" if result["reused"] else "registered"
     emit(
@@ -235,7 +236,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run id of a training run (`mura runs`)")
     parser.add_argument(
-        "--auto-promote", action="store_true", help="a passing version becomes champion at once"
+        "--auto-promote",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a passing version becomes champion at once (default: params.yaml gate.auto_promote)",
     )
     add_json_flag(parser)
     parser.set_defaults(handler=_register)

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from pipelines.cli.common import add_json_flag, emit
+from pipelines.cli.parsing import add_old_spellings
 from pipelines.contracts import RETRAIN_DAG
 from pipelines.retrain_form import FormField, check_conf, retrain_form
 
@@ -135,6 +136,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("retrain", help=text, description=text + "; the preset fills the rest.")
     for item in _form():
         _add_field(parser, item)
+    add_old_spellings(parser)  # --arch, --augment true|false: `mura train`'s old spellings
     parser.add_argument("--wait", action="store_true", help="follow the run's tasks and exit with its state")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")
     add_json_flag(parser)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
 from pipelines.cli.parsing import (
+    add_old_spellings,
     architecture_help,
     architecture_list,
     positive_int,
@@ -27,7 +29,7 @@ def _config_arguments(parser) -> None:
     preset = parser.add_argument("--preset", type=preset_name, help=preset_help())
     preset.completer = lambda **_: preset_names()  # argcomplete: tab completes the names
     arch = parser.add_argument(
-        "--arch", type=architecture_list, metavar="ARCH[,ARCH]", help=architecture_help()
+        "--architectures", type=architecture_list, metavar="ARCH[,ARCH]", help=architecture_help()
     )
     arch.completer = lambda **_: list(ARCHITECTURE_CHOICES)
     parser.add_argument(
@@ -41,7 +43,12 @@ def _config_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=positive_int, help="images per step (per device)")
     parser.add_argument("--learning-rate", type=float, help="Adam's initial learning rate")
     parser.add_argument("--fine-tune-layers", type=int, help="backbone layers unfrozen in phase 2 (-1 = all)")
-    parser.add_argument("--augment", choices=["true", "false"], help="flips, rotations, zoom, contrast")
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flips, rotations, zoom, contrast (the preset's when not given)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -49,6 +56,7 @@ def _config_arguments(parser) -> None:
         metavar="KEY=VALUE",
         help="any other training setting of the preset (repeatable)",
     )
+    add_old_spellings(parser)  # --arch, --augment true|false
 
 
 def overrides_from(args) -> dict:
@@ -56,7 +64,7 @@ def overrides_from(args) -> dict:
     from pipelines.errors import ConfigError
 
     overrides = {
-        "architectures": args.arch,
+        "architectures": args.architectures,
         "task": args.task,
         "epochs": args.epochs,
         "image_size": args.image_size,
@@ -172,7 +180,11 @@ def register(subparsers) -> None:
     evaluate = subparsers.add_parser("evaluate", help="study-level evaluation of a run's model on valid")
     evaluate.add_argument("run_id", metavar="RUN_ID", help="MLflow run id of a training run (`mura runs`)")
     _data_arguments(evaluate)
-    evaluate.add_argument("--threshold", type=float, help="abnormal when probability >= this (default 0.5)")
+    evaluate.add_argument(
+        "--threshold",
+        type=float,
+        help="report at this fixed threshold (default: the run's own operating point, fitted on holdout)",
+    )
     add_json_flag(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 

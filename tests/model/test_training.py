@@ -237,9 +237,9 @@ def test_cli_train_evaluate_and_errors(synthetic, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["metrics"]["eval.study_kappa"] == pytest.approx(output["metrics"]["eval.study_kappa"])
     with pytest.raises(SystemExit) as usage:  # a usage error: argparse's exit code 2, before any import
-        main(["train", "--arch", "vgg16", "--data", str(synthetic["data"])])
+        main(["train", "--architectures", "vgg16", "--data", str(synthetic["data"])])
     assert usage.value.code == 2 and "unknown architecture vgg16" in capsys.readouterr().err
-    assert main(["train", "--arch", "xception", "--image-size", "64"]) == 1
+    assert main(["train", "--architectures", "xception", "--image-size", "64"]) == 1
     assert "too small for xception" in capsys.readouterr().err
 
 

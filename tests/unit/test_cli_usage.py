@@ -47,7 +47,10 @@ def probe(*argv: str, env: dict | None = None) -> dict:
             ["train", "--preset", "nosuch"],
             "unknown preset 'nosuch'; choose from ci_tiny, cpu_smoke, mura_paper",
         ),
-        (["train", "--arch", "densenet169,resnet9000"], "unknown architecture resnet9000; choose from"),
+        (
+            ["train", "--architectures", "densenet169,resnet9000"],
+            "unknown architecture resnet9000; choose from",
+        ),
         (["train", "--task", "multi"], "invalid choice: 'multi'"),
         (["train", "--epochs", "0"], "0 is below 1"),
         (["tune", "--max-trials", "x"], "'x' is not a whole number"),
@@ -189,7 +192,7 @@ def test_every_option_has_help_and_docs_cli_md_is_current():
     assert current == reference(), "docs/CLI.md is stale: run `make docs`"
 
 
-def test_readme_names_every_environment_variable_the_code_reads():
+def test_the_guide_names_every_environment_variable_the_code_reads():
     import re
 
     from pipelines.settings import get_settings
@@ -203,9 +206,9 @@ def test_readme_names_every_environment_variable_the_code_reads():
     read = set(
         re.findall(r"(?:environ(?:\.get)?\(|getenv\(|env\.get\(|environ\[)\s*\"([A-Z][A-Z0-9_]+)\"", code)
     )
-    readme = (root / "README.md").read_text()
+    guide = (root / "docs" / "GUIDE.md").read_text()  # its Settings table
     ours = {name for name in read if name.startswith(("MURA_", "MLFLOW_", "AIRFLOW_", "KERAS_"))}
-    assert ours and not sorted(name for name in ours if f"`{name}`" not in readme)
+    assert ours and not sorted(name for name in ours if f"`{name}`" not in guide)
 
 
 def test_retrain_json_prints_one_json_document_and_nothing_else(monkeypatch, capsys):
@@ -226,3 +229,65 @@ def test_retrain_json_prints_one_json_document_and_nothing_else(monkeypatch, cap
     assert json.loads(captured.out)["dag_run_id"] == "manual__1" and captured.err == ""
     assert cli.main(["retrain", "--preset", "cpu_smoke"]) == 0
     assert "triggered mura_retrain run manual__1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "tune", "retrain"])
+def test_old_flag_spellings_parse_as_the_new_ones_and_each_prints_one_deprecation_line(command, capsys):
+    parser = cli.build_parser()
+    for new, old, warning in (
+        (["--architectures", "baseline_cnn"], ["--arch", "baseline_cnn"], "--arch is deprecated; use --architectures"),
+        (["--augment"], ["--augment", "true"], "--augment true is deprecated; use --augment"),
+        (["--augment"], ["--augment=true"], "--augment true is deprecated; use --augment"),
+        (["--no-augment"], ["--augment", "false"], "--augment false is deprecated; use --no-augment"),
+    ):  # fmt: skip
+        expected = parser.parse_args([command, *new])
+        assert capsys.readouterr().err == ""
+        assert vars(parser.parse_args([command, *old])) == vars(expected)
+        assert capsys.readouterr().err.splitlines() == [f"mura: {warning}"]
+    unset = parser.parse_args([command])
+    assert unset.architectures is None and unset.augment is None  # the preset's (or the form's) value
+    assert parser.parse_args([command, "--no-augment"]).augment is False
+
+
+def test_old_flag_spellings_are_hidden_from_help_and_still_checked(capsys):
+    for command in ("train", "tune", "retrain"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "--architectures" in text and "--augment | --no-augment" in text
+        assert "--arch " not in text and "true" not in text.replace("(default", "")
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["train", "--arch", "resnet9000"])
+    assert usage.value.code == 2 and "unknown architecture resnet9000" in capsys.readouterr().err
+
+
+def test_options_sharing_a_dest_share_their_long_option_across_commands():
+    """Options with one dest have one long option on every command, and one long option one dest.
+
+    One name per concept: `train --arch` beside `retrain --architectures` failed here. Old spellings,
+    hidden from help, do not count."""
+    import argparse
+    from collections import defaultdict
+
+    from pipelines.cli.reference import _subcommands
+
+    flags: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    dests: dict[str, set[str]] = defaultdict(set)
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if not action.option_strings or action.help is argparse.SUPPRESS:
+                continue
+            canonical = next((flag for flag in action.option_strings if flag.startswith("--")), None)
+            canonical = canonical or action.option_strings[0]
+            flags[action.dest][canonical].append(name)
+            dests[canonical].add(action.dest)
+        for child_name, child in _subcommands(parser).items():
+            walk(child, f"{name} {child_name}")
+
+    walk(cli.build_parser(), "mura")
+    assert len(flags["architectures"]["--architectures"]) == 3  # train, tune, retrain
+    differing = {dest: dict(spellings) for dest, spellings in flags.items() if len(spellings) > 1}
+    assert differing == {}, f"one concept, several flag names: {differing}"
+    shared = {flag: sorted(names) for flag, names in dests.items() if len(names) > 1}
+    assert shared == {}, f"one flag name, several concepts: {shared}"
