@@ -10,7 +10,9 @@ intervals), register the best by holdout study kappa in MLflow, gate it against 
 champion (paired bootstrap on the same holdout studies), and reconcile TF Serving with the registry.
 
 It also runs when `mura_monitor` finds drift or a live performance drop on a new data version
-(Asset `mura://monitor/retrain-needed`), with the form's defaults.
+(Asset `mura://monitor/retrain-needed`), with the form's defaults except the preset: such a run
+trains `params.yaml` `monitor.retrain_preset` (a cheap one unless the site sets its own), and
+its `plan_candidates` log says so.
 
 Trigger it from the UI with the form (**Trigger** on this page) or over the REST API with a `conf`
 of the same names. Every override is optional: the preset in `params.yaml` fills the rest.
@@ -74,7 +76,9 @@ def mura_retrain():
         return orchestration.validate_data(orchestration.Manifest.from_xcom(manifest)).to_xcom()
 
     @task
-    def plan_candidates(manifest: dict, validation: dict, params=None, run_id=None) -> list[dict]:
+    def plan_candidates(
+        manifest: dict, validation: dict, params=None, run_id=None, dag_run=None
+    ) -> list[dict]:
         from pipelines import orchestration
 
         planned = orchestration.plan_candidates(
@@ -82,6 +86,8 @@ def mura_retrain():
             orchestration.Manifest.from_xcom(manifest),
             orchestration.Validation.from_xcom(validation),
             dag_run_id=run_id,
+            run_type=dag_run.run_type,  # the monitor's Asset: asset_triggered (the preset may differ)
+            conf=dict(dag_run.conf or {}),
         )
         return [candidate.to_xcom() for candidate in planned]
 

@@ -112,6 +112,7 @@ class MonitorParams:
     min_effect: dict  # feature -> smallest effect that counts as drift (KS distance, Cramer's V, MMD^2)
     permutations: int  # patient permutations per test
     min_live_kappa: float  # the champion's live study kappa below this asks for a retrain
+    retrain_preset: str  # preset of the retrains it asks for (a manual trigger keeps the form's)
     seed: int
 
 
@@ -190,6 +191,11 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
         )
     if not 0.0 < config.monitor.alpha < 0.5 or config.monitor.permutations < 19:
         raise ConfigError("params.yaml monitor: alpha must lie in (0, 0.5) and permutations be >= 19")
+    if config.monitor.retrain_preset not in config.presets:
+        raise ConfigError(
+            f"params.yaml monitor.retrain_preset={config.monitor.retrain_preset!r}: unknown preset; "
+            f"params.yaml presets: {', '.join(sorted(config.presets)) or 'none'}"
+        )
     return dataclasses.replace(config, source=source)
 
 

@@ -43,6 +43,7 @@ from pipelines.stages import (
 from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
 LOGGER = logging.getLogger(__name__)
+ASSET_TRIGGERED_RUN = "asset_triggered"  # Airflow 3's run type of a run an Asset event started
 OVERRIDE_KEYS = (
     "task",
     "architectures",
@@ -138,16 +139,52 @@ def validate_data(manifest: Manifest) -> Validation:
     )
 
 
+def retrain_preset(
+    params: dict[str, Any], run_type: str | None = None, conf: dict[str, Any] | None = None
+) -> str:
+    """The preset a mura_retrain run trains.
+
+    A preset named in the run's conf wins. A run the monitor started (its Asset: run type
+    `asset_triggered`) with none trains params.yaml `monitor.retrain_preset`: its params hold only the
+    form's default, which nobody chose for an automatic run (compose's is the five-DenseNet mura_paper).
+    Any other run keeps the form's preset, else MURA_DEFAULT_PRESET.
+    """
+    chosen = (conf or {}).get("preset")
+    if chosen:
+        return str(chosen)
+    if getattr(run_type, "value", run_type) == ASSET_TRIGGERED_RUN:  # a DagRunType enum or its value
+        from pipelines.config import load_config
+
+        preset = load_config().monitor.retrain_preset
+        LOGGER.info(
+            "this run was asked by the monitor (Asset %s) and names no preset: it trains preset %s "
+            "(params.yaml monitor.retrain_preset)",
+            RETRAIN_NEEDED_URI,
+            preset,
+        )
+        return preset
+    return str(params.get("preset") or get_settings().default_preset)
+
+
 def plan_candidates(
-    params: dict[str, Any], manifest: Manifest, validation: Validation, dag_run_id: str | None = None
+    params: dict[str, Any],
+    manifest: Manifest,
+    validation: Validation,
+    dag_run_id: str | None = None,
+    run_type: str | None = None,
+    conf: dict[str, Any] | None = None,
 ) -> list[Candidate]:
-    """One training candidate per architecture, with the resolved config checked before any training."""
+    """One training candidate per architecture, with the resolved config checked before any training.
+
+    `run_type` and `conf` are the DAG run's: they decide the preset (`retrain_preset`).
+    """
     from pipelines.training.presets import resolve_config
 
+    configure_logging()
     overrides = {key: params[key] for key in OVERRIDE_KEYS if params.get(key) not in (None, "", [])}
     if isinstance(overrides.get("image_size"), int):
         overrides["image_size"] = [overrides["image_size"]] * 2
-    preset = params.get("preset") or get_settings().default_preset
+    preset = retrain_preset(params, run_type, conf)
     config = resolve_config(preset, overrides)
     if not config.architectures:
         raise ConfigError("no architecture to train")

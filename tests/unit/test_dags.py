@@ -167,6 +167,78 @@ def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
         plan_candidates({"preset": "cpu_smoke", "architectures": ["vgg99"]}, MANIFEST, VALIDATION)
 
 
+@pytest.mark.parametrize(
+    ("run_type", "conf", "expected"),
+    [
+        ("asset_triggered", {}, "cpu_smoke"),  # the monitor asked: params.yaml monitor.retrain_preset
+        ("asset_triggered", None, "cpu_smoke"),
+        ("manual", {}, "mura_paper"),  # `mura retrain` without --preset: the form's default
+        ("manual", {"preset": "mura_paper"}, "mura_paper"),  # the UI form sends its default in the conf
+        ("asset_triggered", {"preset": "ci_tiny"}, "ci_tiny"),  # a named preset wins either way
+        ("manual", {"preset": "ci_tiny"}, "ci_tiny"),
+        (None, None, "mura_paper"),  # no run facts (an older DAG file): as before
+    ],
+)
+def test_a_retrain_the_monitor_asked_for_trains_the_monitor_preset_not_the_form_default(
+    run_type, conf, expected, monkeypatch, caplog
+):
+    """A run the monitor's Asset started, with no preset in its conf, trains monitor.retrain_preset.
+
+    Any other run trains its conf's preset, else the form's. Compose's form default is mura_paper
+    (five DenseNet-169 at 320 px): not what an automatic run should spend unasked."""
+    from pipelines.config import load_config
+    from pipelines.orchestration import plan_candidates
+
+    monkeypatch.setenv("MURA_DEFAULT_PRESET", "mura_paper")
+    assert load_config().monitor.retrain_preset == "cpu_smoke"
+    params = {"preset": "mura_paper", "epochs": 2}  # Airflow fills params with the form's defaults
+    caplog.set_level("INFO", logger="pipelines")
+    candidates = plan_candidates(params, MANIFEST, VALIDATION, "run-1", run_type=run_type, conf=conf)
+    assert {candidate.preset for candidate in candidates} == {expected}
+    assert all(
+        candidate.overrides["epochs"] == 2 for candidate in candidates
+    )  # the form's fields still count
+    asked = [
+        record.getMessage() for record in caplog.records if "asked by the monitor" in record.getMessage()
+    ]
+    if run_type == "asset_triggered" and not conf:
+        assert asked and "preset cpu_smoke (params.yaml monitor.retrain_preset)" in asked[0]
+    else:
+        assert asked == []
+
+
+def test_the_dag_passes_its_run_type_and_conf_to_the_preset_decision():
+    source = (get_settings().repo_root / "dags" / "mura_retrain.py").read_text()
+    assert "run_type=dag_run.run_type" in source and "conf=dict(dag_run.conf or {})" in source
+
+
+def test_the_run_type_may_be_airflows_enum_or_its_value():
+    import enum
+
+    from pipelines.orchestration import retrain_preset
+
+    class DagRunType(str, enum.Enum):  # noqa: UP042 - airflow.sdk's, without importing Airflow
+        ASSET_TRIGGERED = "asset_triggered"
+
+    assert retrain_preset({"preset": "mura_paper"}, DagRunType.ASSET_TRIGGERED, {}) == "cpu_smoke"
+    assert retrain_preset({"preset": "mura_paper"}, "asset_triggered", {}) == "cpu_smoke"
+    assert retrain_preset({"preset": "mura_paper"}, "scheduled", {}) == "mura_paper"
+
+
+def test_an_unknown_monitor_retrain_preset_fails_at_config_load_naming_the_key_and_the_presets(tmp_path):
+    from pipelines.config import load_config
+    from pipelines.errors import ConfigError
+
+    source = (get_settings().repo_root / "params.yaml").read_text()
+    assert "  retrain_preset: cpu_smoke" in source
+    broken = tmp_path / "params.yaml"
+    broken.write_text(source.replace("  retrain_preset: cpu_smoke", "  retrain_preset: gpu_paper"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(broken)
+    assert "monitor.retrain_preset='gpu_paper'" in str(caught.value)
+    assert "ci_tiny, cpu_smoke, mura_paper" in str(caught.value)
+
+
 def _evaluation(arch: str, metrics: dict) -> Evaluation:
     candidate = Candidate("cpu_smoke", arch, {"architectures": [arch]}, MANIFEST, VALIDATION)
     trained = TrainResult(candidate, run_id=f"run-{arch}", task="binary", model_name="mura_binary")
