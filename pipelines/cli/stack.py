@@ -57,6 +57,45 @@ def _status(args) -> int:
     return 0 if report["healthy"] else 3
 
 
+def _backup(args) -> int:
+    import time
+    from pathlib import Path
+
+    from pipelines.settings import get_settings
+    from pipelines.stack.backup import backup
+
+    out = Path(args.out or f"mura-backup-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz")
+    result = backup(get_settings(), out)
+    emit(
+        result,
+        args.json,
+        f"backed up {result['files']} files ({result['databases']} SQLite databases, "
+        f"{result['bytes'] / 1e6:.1f} MB) of {result['mura_home']} to {result['archive']} "
+        "(mode 0600: it holds the stack's secrets)",
+    )
+    return 0
+
+
+def _restore(args) -> int:
+    from pipelines.settings import get_settings
+    from pipelines.stack.backup import restore
+    from pipelines.stack.control import running_services
+
+    settings = get_settings()
+    result = restore(settings, args.archive, running_services(settings), force=args.force)
+    aside = (
+        f"; the state that was there is kept in {', '.join(result['moved_aside'])}"
+        if result["moved_aside"]
+        else ""
+    )
+    emit(
+        result,
+        args.json,
+        f"restored {', '.join(result['restored'])} as of {result['created']}{aside}; start it with 'mura up'",
+    )
+    return 0
+
+
 def register(subparsers) -> None:
     """Add `up`, `down` and `status`."""
     for name, handler, text in (
@@ -67,3 +106,18 @@ def register(subparsers) -> None:
         parser = subparsers.add_parser(name, help=text, description=text)
         add_json_flag(parser)
         parser.set_defaults(handler=handler)
+    text = "write the embedded stack's whole state (MURA_HOME) to one archive; safe while it runs"
+    backup = subparsers.add_parser("backup", help=text, description=text)
+    backup.add_argument("--out", help="archive to write (default: mura-backup-<UTC time>.tar.gz here)")
+    add_json_flag(backup)
+    backup.set_defaults(handler=_backup)
+    text = "put a `mura backup` archive back in MURA_HOME (the stack must be stopped)"
+    restore = subparsers.add_parser("restore", help=text, description=text)
+    restore.add_argument("archive", metavar="ARCHIVE", help="a file written by `mura backup`")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="move state already in MURA_HOME aside (kept) instead of refusing",
+    )
+    add_json_flag(restore)
+    restore.set_defaults(handler=_restore)

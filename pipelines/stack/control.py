@@ -106,6 +106,13 @@ def down(settings: Settings | None = None) -> dict:
     return {"stopped": stopped}
 
 
+def running_services(settings: Settings | None = None) -> list[str]:
+    """The services `up` started that still run."""
+    settings = settings or get_settings()
+    run_dir, _ = _dirs(settings)
+    return [s.name for s in services(settings) if processes.running_pid(run_dir, s.name) is not None]
+
+
 def _airflow_components_healthy(settings: Settings) -> bool:
     health = _get_json(f"{settings.airflow_url.rstrip('/')}/api/v2/monitor/health")
     return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
