@@ -11,7 +11,7 @@ from pipelines.contracts import CHAMPION, check_model_name
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
-from pipelines.registry.promotion import alias_events
+from pipelines.registry.promotion import UnreadableTag, alias_events
 from pipelines.registry.reconciler import registered_models
 from pipelines.registry.tracking import connect, get_registered, get_version, tracking_errors
 
@@ -83,7 +83,10 @@ def version_lineage(spec: str, client=None) -> dict:
         found = get_version(client, model, version)
         tags, run = found.tags, client.get_run(found.run_id)
         run_tags, metrics = run.data.tags, run.data.metrics
-        events = [event for event in alias_events(client, model) if event.get("version") == version]
+        try:
+            events = [event for event in alias_events(client, model) if event.get("version") == version]
+        except UnreadableTag as error:  # the lineage still answers; the audit log's fault is shown
+            events = [{"at": "?", "by": "?", "alias": "?", "version": version, "action": str(error)}]
     airflow_run = tags.get("airflow.dag_run_id") or run_tags.get("airflow.dag_run_id")
     settings = get_settings()
     return {

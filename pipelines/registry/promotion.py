@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 from datetime import UTC, datetime
 
@@ -24,7 +25,8 @@ from pipelines.registry.tracking import (
 
 HISTORY_TAG = "champion.history"
 EVENTS_TAG = "alias.events"  # JSON list of {alias, version, action, by, at}, newest last
-MAX_EVENTS = 40  # MLflow caps tag values; older events fall off the front
+MAX_EVENTS = 40  # MLflow caps tag values; older events move to archive tags
+LOGGER = logging.getLogger(__name__)
 
 
 def actor() -> str:
@@ -32,21 +34,63 @@ def actor() -> str:
     return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
 
 
-def alias_events(client, model_name: str) -> list[dict]:
-    """The recorded alias moves of a model (who moved which alias to which version, when), oldest first."""
-    raw = client.get_registered_model(model_name).tags.get(EVENTS_TAG, "[]")
-    try:
-        events = json.loads(raw)
-    except ValueError:
+class UnreadableTag(RegistryError):
+    """A registered-model tag that should hold a JSON list holds something else."""
+
+
+def read_list(client, model_name: str, tag: str) -> list:
+    """The JSON list in a registered model's tag ([] when unset); UnreadableTag when it is not one."""
+    raw = client.get_registered_model(model_name).tags.get(tag)
+    if raw is None:
         return []
-    return events if isinstance(events, list) else []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, list):
+        raise UnreadableTag(
+            f"{model_name}: tag {tag}={raw[:80]!r} is not a JSON list (edited by hand?); "
+            "the next alias move keeps it under a tag of its own and starts a new list"
+        )
+    return value
+
+
+def _writable_list(client, model_name: str, tag: str) -> tuple[list, str | None]:
+    """The tag's list before appending to it. An unreadable value is never overwritten: it is kept
+    under `<tag>.unreadable.<UTC time>` and the list starts again; returns (list, that tag or None)."""
+    try:
+        return read_list(client, model_name, tag), None
+    except UnreadableTag as error:
+        kept = f"{tag}.unreadable.{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+        raw = client.get_registered_model(model_name).tags[tag]
+        client.set_registered_model_tag(model_name, kept, raw)
+        LOGGER.warning("%s; kept it in tag %s", error, kept)
+        return [], kept
+
+
+def alias_events(client, model_name: str) -> list[dict]:
+    """The recorded alias moves of a model (who moved which alias to which version, when), oldest first
+    (the newest MAX_EVENTS; older ones are in `alias.events.archive.<n>` tags)."""
+    return read_list(client, model_name, EVENTS_TAG)
 
 
 def record_alias_event(client, model_name: str, alias: str, version: int, action: str) -> None:
-    """Append one alias move to the model's event log."""
-    events = alias_events(client, model_name)
+    """Append one alias move to the model's event log; nothing already in it is ever lost."""
+    events, kept = _writable_list(client, model_name, EVENTS_TAG)
+    if kept:
+        events.append(
+            {"alias": alias, "version": int(version), "by": actor(), "at": now_utc(),
+             "action": f"log restarted: the earlier {EVENTS_TAG} was unreadable and is kept in tag {kept}"}
+        )  # fmt: skip
     events.append({"alias": alias, "version": int(version), "action": action, "by": actor(), "at": now_utc()})
-    client.set_registered_model_tag(model_name, EVENTS_TAG, json.dumps(events[-MAX_EVENTS:]))
+    if len(events) > MAX_EVENTS:  # MLflow caps a tag's length: the oldest half moves to an archive tag
+        archived, events = events[: MAX_EVENTS // 2], events[MAX_EVENTS // 2 :]
+        tags = client.get_registered_model(model_name).tags
+        number = 1 + sum(1 for name in tags if name.startswith(f"{EVENTS_TAG}.archive."))
+        client.set_registered_model_tag(
+            model_name, f"{EVENTS_TAG}.archive.{number:04d}", json.dumps(archived)
+        )
+    client.set_registered_model_tag(model_name, EVENTS_TAG, json.dumps(events))
 
 
 def now_utc() -> str:
@@ -56,18 +100,21 @@ def now_utc() -> str:
 
 def champion_history(client, model_name: str) -> list[int]:
     """Past and present champions of a model, oldest first (the `champion.history` tag)."""
-    raw = client.get_registered_model(model_name).tags.get(HISTORY_TAG, "[]")
     try:
-        return [int(version) for version in json.loads(raw)]
+        return [int(version) for version in read_list(client, model_name, HISTORY_TAG)]
     except (ValueError, TypeError) as error:
-        raise RegistryError(
-            f"{model_name}: tag {HISTORY_TAG}={raw!r} is not a JSON list of versions; fix or delete it"
-        ) from error
+        raise UnreadableTag(f"{model_name}: tag {HISTORY_TAG} holds something other than versions") from error
 
 
 def sync_history(client, model_name: str) -> list[int]:
-    """Append the current champion to the history when it was moved elsewhere (e.g. the MLflow UI)."""
-    history = champion_history(client, model_name)
+    """Append the current champion to the history when it was moved elsewhere (e.g. the MLflow UI).
+    An unreadable history is kept under a tag of its own and a new one starts (promotions and the
+    reconciler go on; only a rollback needs the old one)."""
+    try:
+        history = champion_history(client, model_name)
+    except UnreadableTag:
+        history, _ = _writable_list(client, model_name, HISTORY_TAG)
+        client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history))
     current = client.get_registered_model(model_name).aliases.get(CHAMPION)
     if current is not None and (not history or history[-1] != int(current)):
         history.append(int(current))
@@ -172,6 +219,12 @@ def rollback(model_name: str, client=None) -> dict:
         current = registered.aliases.get(CHAMPION)
         if current is None:
             raise RegistryError(f"{model_name} has no champion to roll back; promote a version first")
+        try:
+            champion_history(client, model_name)
+        except UnreadableTag as error:  # it cannot say where to go back to
+            raise RegistryError(
+                f"{error}; promote the version to go back to: mura promote MODEL VERSION"
+            ) from None
         history = sync_history(client, model_name)
         if len(history) < 2:
             raise RegistryError(f"{model_name}: no earlier champion to roll back to (history {history})")

@@ -380,3 +380,73 @@ def test_unversioned_data_fails_the_gate_forcing_is_recorded_and_lineage_tells_i
     assert code == 1 and "has no alias 'nosuch'" in error
     code, error = run_cli(["lineage", "Mura..x@champion"], capsys)
     assert code == 1 and "^mura_[a-z0-9_]+$" in error
+
+
+def _bare_versions(client, model: str, count: int) -> None:
+    """A registered model with `count` versions (no artifacts: the alias bookkeeping needs none)."""
+    client.create_registered_model(model)
+    for _ in range(count):
+        client.create_model_version(model, source="s3://mura-test/none")
+
+
+def test_an_unreadable_alias_log_is_kept_never_overwritten_and_no_event_falls_off(world, caplog):
+    """A hand-edited `alias.events` used to read as [] and the next move replaced the whole log; and
+    past 40 events the oldest fell off. An audit log keeps everything."""
+    import json
+
+    from pipelines.registry.promotion import (
+        EVENTS_TAG,
+        MAX_EVENTS,
+        UnreadableTag,
+        alias_events,
+        apply_promotion_rule,
+        record_alias_event,
+    )
+
+    client, model = world["client"], "mura_audit_events"
+    _bare_versions(client, model, 2)
+    client.set_registered_model_tag(model, EVENTS_TAG, "[{'edited': by hand")
+    with pytest.raises(UnreadableTag, match="alias.events"):
+        alias_events(client, model)
+
+    assert apply_promotion_rule(client, model, 1, passed=True, auto_promote=False) == ["champion"]
+    tags = client.get_registered_model(model).tags
+    (kept,) = [name for name in tags if name.startswith(f"{EVENTS_TAG}.unreadable.")]
+    assert tags[kept] == "[{'edited': by hand" and kept in caplog.text
+    events = alias_events(client, model)
+    assert kept in events[0]["action"] and events[-1]["action"] == "gate: first passing version"
+
+    for index in range(MAX_EVENTS + 5):
+        record_alias_event(client, model, "challenger", 2, f"move {index}")
+    tags = client.get_registered_model(model).tags
+    archives = sorted(name for name in tags if name.startswith(f"{EVENTS_TAG}.archive."))
+    everything = [event for name in archives for event in json.loads(tags[name])] + alias_events(
+        client, model
+    )
+    assert [event["action"] for event in everything[2:]] == [f"move {i}" for i in range(MAX_EVENTS + 5)]
+
+
+def test_an_unreadable_champion_history_stops_only_the_rollback_and_says_what_to_do(world):
+    """Promotions and the reconciler go on (the old value is kept under a tag of its own); a rollback,
+    which needs the history, is refused with the way out."""
+    from pipelines.registry.errors import RegistryError
+    from pipelines.registry.promotion import (
+        HISTORY_TAG,
+        apply_promotion_rule,
+        champion_history,
+        promote,
+        rollback,
+    )
+
+    client, model = world["client"], "mura_audit_history"
+    _bare_versions(client, model, 2)
+    apply_promotion_rule(client, model, 1, passed=True, auto_promote=False)
+    client.set_registered_model_tag(model, HISTORY_TAG, "v1 then v2")
+    with pytest.raises(RegistryError, match="champion.history.*mura promote MODEL VERSION"):
+        rollback(model, client)
+
+    promote(model, 2, client=client, force=True, reason="audit test")
+    tags = client.get_registered_model(model).tags
+    (kept,) = [name for name in tags if name.startswith(f"{HISTORY_TAG}.unreadable.")]
+    assert tags[kept] == "v1 then v2" and champion_history(client, model) == [1, 2]
+    assert rollback(model, client)["champion"] == 1
