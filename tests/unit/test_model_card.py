@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from pipelines.registry.card import paper
 from pipelines.registry.card.build import render
@@ -115,3 +116,22 @@ def test_rendered_card_escapes_what_users_wrote(tmp_path):
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "Research use only" in text and 'id="kappa-table"' in text and "[0.400, 0.600]" in text
     assert "| Overall | 80 | 0.610 | [0.510, 0.710]" in markdown.read_text()
+
+
+@pytest.mark.parametrize(
+    ("tag", "shown"),
+    [("True", "passed"), ("true", "passed"), ("False", "failed"), (None, "unknown (no validation recorded)")],
+)
+def test_the_card_states_the_validation_verdict_the_tag_holds(tmp_path, tag, shown):
+    """A validated model's card once read "not passed: True": the tag is Python's spelling."""
+    tags = {"gate.status": "passed"} | ({"validation.success": tag} if tag is not None else {})
+    card = {
+        "model": "mura_binary", "version": 3, "aliases": [], "run_id": "abc", "tags": tags, "run_tags": {},
+        "config": {"arch": "baseline_cnn", "weights": None}, "metrics": METRICS, "paper": paper,
+        "synthetic": False, "counts": None, "performance": performance_rows(METRICS),
+        "calibration": {"ece_raw": 0.16, "ece_calibrated": 0.09, "operating_point": METRICS["operating_point"]},
+        "figures": [], "overlays": [], "gaps": [], "limitations": ["one"],
+    }  # fmt: skip
+    html, markdown = render(card, tmp_path)
+    assert f"<dt>Great Expectations</dt><dd>{shown};" in html.read_text()
+    assert f"- Great Expectations: {shown};" in markdown.read_text()

@@ -91,13 +91,27 @@ def _overlays(model_path, predictions, data_root, metrics, out, subject) -> list
     return overlays(model_path, predictions, data_root, threshold, out / "overlays", subject)
 
 
+def validation_result(tag: str | None) -> str:
+    """The Great Expectations verdict a reviewer reads, from the `validation.success` tag (written as
+    Python's `True`/`False`; any spelling of true or false counts)."""
+    if tag is None:
+        return "unknown (no validation recorded)"
+    verdict = {"true": "passed", "false": "failed"}.get(tag.strip().lower())
+    return verdict or f"unknown (tag validation.success={tag!r})"
+
+
 def render(card: dict, out: Path) -> tuple[Path, Path]:
     """card.html (images inline: one file, no request) and card.md (images beside it) in `out`."""
     from pipelines.templating import environment as make_environment
 
     environment = make_environment("pipelines.registry.card")
     environment.filters["relative"] = lambda path: Path(path).relative_to(out).as_posix()
-    context = {**card, "CHAMPION": CHAMPION, "CHALLENGER": CHALLENGER}
+    context = {
+        **card,
+        "CHAMPION": CHAMPION,
+        "CHALLENGER": CHALLENGER,
+        "validation": validation_result(card["tags"].get("validation.success")),
+    }
     html = out / "card.html"
     markdown = out / "card.md"
     html.write_text(environment.get_template("card.html.j2").render(context), encoding="utf-8")
