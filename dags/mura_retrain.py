@@ -29,6 +29,7 @@ from pipelines.orchestration import (
     GPU_QUEUE,
     RETRAIN_DAG,
     RETRAIN_NEEDED_URI,
+    auto_promote_default,
     default_preset,
     preset_choices,
     retrain_form,
@@ -40,7 +41,7 @@ MODELS_ALIAS = AssetAlias("mura-registered-models")
 # The trigger form; `mura retrain` is built from the same fields and checks them the same way.
 PARAMS = {
     field.name: Param(field.default, **field.schema)
-    for field in retrain_form(default_preset(), preset_choices())
+    for field in retrain_form(default_preset(), preset_choices(), auto_promote_default())
 }
 
 

@@ -77,6 +77,7 @@ __all__ = [
     "TrainResult",
     "Validation",
     "default_preset",
+    "auto_promote_default",
     "preset_choices",
     "retrain_form",
 ]
@@ -85,6 +86,14 @@ __all__ = [
 def default_preset() -> str:
     """MURA_DEFAULT_PRESET (the DAG form's default preset)."""
     return get_settings().default_preset
+
+
+def auto_promote_default() -> bool:
+    """params.yaml gate.auto_promote: the retrain form's default, so a DAG run follows it unless the
+    form (or the conf) says otherwise."""
+    from pipelines.config import load_config
+
+    return load_config().gate.auto_promote
 
 
 def preset_choices() -> list[str]:

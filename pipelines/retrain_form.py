@@ -28,8 +28,9 @@ class FormField:
         return str(self.schema.get("description") or self.schema.get("title") or self.name)
 
 
-def retrain_form(default_preset: str, presets: list[str]) -> list[FormField]:
-    """The fields of the mura_retrain form, in the order the UI shows them."""
+def retrain_form(default_preset: str, presets: list[str], auto_promote: bool = False) -> list[FormField]:
+    """The fields of the mura_retrain form, in the order the UI shows them; `auto_promote` is the
+    default of its field (params.yaml gate.auto_promote in the DAG)."""
     return [
         FormField("preset", default_preset, {
             "type": "string", "enum": presets, "title": "Preset",
@@ -72,7 +73,7 @@ def retrain_form(default_preset: str, presets: list[str]) -> list[FormField]:
             "type": ["null", "string"], "title": "Data revision",
             "description": "Git revision of data.dvc to pull; empty for the current one.",
         }),
-        FormField("auto_promote", False, {
+        FormField("auto_promote", auto_promote, {
             "type": "boolean", "title": "Auto-promote",
             "description": "Make a version that passes the gate champion at once.",
         }),

@@ -45,8 +45,12 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 @pytest.fixture(scope="module")
 def parsed(tmp_path_factory):
     """The DAG folder as Airflow's DagBag sees it, parsed in a clean process."""
-    home = tmp_path_factory.mktemp("airflow_home")
+    return _parse_dags(tmp_path_factory.mktemp("airflow_home"))
+
+
+def _parse_dags(home, **environment: str) -> dict:
     env = {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": "/usr/bin:/bin"}
+    env.update(environment)
     dags = get_settings().repo_root / "dags"
     result = subprocess.run(
         [sys.executable, "-c", PROBE, str(dags)],
@@ -117,6 +121,20 @@ def test_retrain_params_are_the_design_names(parsed):
         "auto_promote",
     }
     assert params["preset"] == "cpu_smoke" and params["auto_promote"] is False
+
+
+def test_gate_auto_promote_in_params_yaml_is_the_dag_form_s_default(tmp_path):
+    """`gate.auto_promote: true` used to reach `mura register` but never a DAG run: the form's default
+    was a hard-coded False, which the gate task always passed on."""
+    import yaml
+
+    params = yaml.safe_load((get_settings().repo_root / "params.yaml").read_text())
+    params["gate"]["auto_promote"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    home = tmp_path / "airflow_home"
+    home.mkdir()
+    parsed = _parse_dags(home, MURA_PARAMS_FILE=str(tmp_path / "params.yaml"))
+    assert parsed["dags"]["mura_retrain"]["params"]["auto_promote"] is True
 
 
 def test_form_choices_match_the_zoo_tasks_and_presets():
