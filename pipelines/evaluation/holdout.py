@@ -4,18 +4,28 @@ compares a challenger with the champion (`valid` is only reported)."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from pipelines.config import EvaluationParams, load_config
+from pipelines.errors import MuraError
 from pipelines.evaluation.artifacts import OPERATING_POINT_FILE, download_model, split_rows
 from pipelines.evaluation.calibration import OperatingPoint, fit_operating_point
 
 HOLDOUT_STUDIES_FILE = "holdout_studies.csv"  # evaluation/: the gate's paired comparison reads it
 HOLDOUT_STUDY_PREFIX = "holdout.study_"  # study metrics at the fitted operating point: selection uses them
+READ_ATTEMPTS = 3  # reading a stored table: the first try and two retries, 1 s and 2 s apart
+READ_WAIT_SECONDS = 1.0
+LOGGER = logging.getLogger(__name__)
+
+
+class HoldoutUnreadable(MuraError):
+    """A run's stored holdout predictions exist but cannot be read: the gate fails rather than weaken."""
 
 
 def operating_point_of(
@@ -87,19 +97,49 @@ def study_table(images: pd.DataFrame) -> pd.DataFrame:
     return images[columns].groupby(["study_id", "body_part", "label"], as_index=False).mean()
 
 
-def stored_holdout_studies(client, run_id: str) -> tuple[pd.DataFrame, float] | None:
-    """(holdout study table, threshold) saved by the run's evaluation; None when it has none."""
-    import mlflow
+def stored_holdout_studies(
+    client, run_id: str, attempts: int = READ_ATTEMPTS, wait: float = READ_WAIT_SECONDS
+) -> tuple[pd.DataFrame, float] | None:
+    """(holdout study table, threshold) saved by the run's evaluation; None when the run has none (it
+    was evaluated before operating points existed: the gate then compares single numbers and says so).
+
+    A table that exists but cannot be read (MLflow or the artifact store failing, a half-written file)
+    is tried `attempts` times and then raises HoldoutUnreadable: a transient error must never weaken
+    the gate to single numbers."""
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory() as folder:
+    for attempt in range(1, attempts + 1):
         try:
-            table = client.download_artifacts(run_id, f"evaluation/{HOLDOUT_STUDIES_FILE}", folder)
-            stored = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=f"model/{OPERATING_POINT_FILE}", dst_path=folder
+            return _read_stored_holdout(client, run_id)
+        except (MlflowException, OSError, ValueError, KeyError) as error:
+            failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            LOGGER.warning(
+                "reading the holdout predictions of run %s failed (try %d of %d): %s",
+                run_id,
+                attempt,
+                attempts,
+                failure,
             )
-        except (MlflowException, OSError):
-            return None
+            if attempt < attempts:
+                time.sleep(wait * 2 ** (attempt - 1))
+    raise HoldoutUnreadable(
+        f"the holdout predictions of run {run_id} (evaluation/{HOLDOUT_STUDIES_FILE}, "
+        f"model/{OPERATING_POINT_FILE}) exist but could not be read in {attempts} tries ({failure}); the "
+        "gate does not fall back to a weaker comparison: retry it once MLflow and its artifact store answer"
+    )
+
+
+def _read_stored_holdout(client, run_id: str) -> tuple[pd.DataFrame, float] | None:
+    import mlflow
+
+    listed = {artifact.path for artifact in client.list_artifacts(run_id, "evaluation")}
+    if f"evaluation/{HOLDOUT_STUDIES_FILE}" not in listed:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        table = client.download_artifacts(run_id, f"evaluation/{HOLDOUT_STUDIES_FILE}", folder)
+        stored = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"model/{OPERATING_POINT_FILE}", dst_path=folder
+        )
         point = OperatingPoint.from_dict(json.loads(Path(stored).read_text(encoding="utf-8")))
         return pd.read_csv(table), point.threshold
 

@@ -99,3 +99,24 @@ def run_cli(argv: list[str], capsys) -> tuple[int, dict | str]:
     return code, json.loads(captured.out) if code == 0 and "--json" in argv else (
         captured.out if code == 0 else captured.err
     )
+
+
+def holdout_table(seed: int, missed: float = 0.0):
+    """120 holdout wrist studies of a good model; `missed`: share of abnormal ones now called normal."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(120) % 2
+    probability = np.clip(0.15 + 0.7 * labels + rng.normal(0, 0.12, 120), 0.01, 0.99)
+    abnormal = np.flatnonzero(labels == 1)
+    probability[abnormal[: int(missed * len(abnormal))]] = 0.05
+    return pd.DataFrame(
+        {
+            "study_id": [f"XR_WRIST/patient{i:05d}/study1" for i in range(120)],
+            "body_part": "XR_WRIST",
+            "label": labels,
+            "probability": probability,
+            "raw_probability": probability,
+        }
+    )

@@ -1,11 +1,12 @@
 """Exactly once: a retried registration, gate or card step never makes a second version or moves an
-alias twice, and exit codes tell the truth (a real `mlflow server` and the local TF Serving)."""
+alias twice, a verdict is never reached on weaker evidence than the gate's, and exit codes tell the
+truth (a real `mlflow server` and the local TF Serving)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.integration.registry_world import make_run, run_cli
+from tests.integration.registry_world import holdout_table, make_run, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GOOD = {"eval.study_kappa": 0.60, "eval.study_auroc": 0.80}
@@ -57,3 +58,24 @@ def test_a_registration_whose_card_failed_exits_non_zero_and_says_so(world, caps
     assert code == 1, stderr
     assert "model card of mura_14cls v1 could not be written" in stderr and "mura card mura_14cls/1" in stderr
     assert registration.registered_version(run_id, "mura_14cls") == 1  # registered and gated all the same
+
+
+def test_an_unreadable_champion_holdout_fails_the_gate_instead_of_weakening_it(world, caplog):
+    """The champion's stored holdout predictions half-written: the gate used to fall back to single
+    numbers with a misleading warning. Now it retries, then fails naming the run and the files, and
+    leaves the version without a verdict for the retried task to decide."""
+    from pipelines.evaluation.holdout import HoldoutUnreadable
+    from pipelines.registry.registration import register_run
+
+    client = world["client"]
+    champion = register_run(make_run(world, "elbow", GOOD, seed=31, holdout=holdout_table(1)))
+    assert champion["gate"]["status"] == "passed"
+    stored = next(world["home"].rglob(f"{champion['run_id']}/artifacts/model/operating_point.json"))
+    stored.write_text('{"temperature": 1.0, "shi')  # a half-written file in the artifact store
+
+    challenger_run = make_run(world, "elbow", BETTER, seed=32, holdout=holdout_table(2))
+    with pytest.raises(HoldoutUnreadable, match=f"run {champion['run_id']}.*operating_point.json.*3 tries"):
+        register_run(challenger_run)
+    assert caplog.text.count(f"reading the holdout predictions of run {champion['run_id']} failed") == 3
+    (version,) = client.search_model_versions(f"run_id = '{challenger_run}'")
+    assert version.tags["gate.status"] == "pending" and not version.aliases

@@ -36,6 +36,7 @@ WORSE = {
 
 from tests.integration.registry_world import (  # noqa: E402
     WEBHOOK_CACHE_TTL_S,
+    holdout_table,
     make_run,
     run_cli,
     stable_version,
@@ -80,38 +81,19 @@ def test_register_gate_pass_champion_then_challenger(world):
     }
 
 
-def _holdout(seed: int, missed: float = 0.0):
-    """120 holdout wrist studies of a good model; `missed`: share of abnormal ones now called normal."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    labels = np.arange(120) % 2
-    probability = np.clip(0.15 + 0.7 * labels + rng.normal(0, 0.12, 120), 0.01, 0.99)
-    abnormal = np.flatnonzero(labels == 1)
-    probability[abnormal[: int(missed * len(abnormal))]] = 0.05
-    return pd.DataFrame(
-        {
-            "study_id": [f"XR_WRIST/patient{i:05d}/study1" for i in range(120)],
-            "body_part": "XR_WRIST",
-            "label": labels,
-            "probability": probability,
-            "raw_probability": probability,
-        }
-    )
-
-
 def test_gate_compares_paired_holdout_predictions_with_intervals(world):
     from pipelines.registry.registration import register_run
 
-    register_run(make_run(world, None, GOOD, seed=11, holdout=_holdout(1), task="14cls"))
+    register_run(make_run(world, None, GOOD, seed=11, holdout=holdout_table(1), task="14cls"))
     # Lower valid numbers but retrain noise on the same holdout studies: passes, with the interval.
-    noisy = register_run(make_run(world, None, WORSE, seed=12, holdout=_holdout(2), task="14cls"))
+    noisy = register_run(make_run(world, None, WORSE, seed=12, holdout=holdout_table(2), task="14cls"))
     assert noisy["gate"]["status"] == "passed", noisy["gate"]["reason"]
     assert "120 paired holdout studies" in noisy["gate"]["reason"]
     assert "study kappa change" in noisy["gate"]["reason"] and "[" in noisy["gate"]["reason"]
     # A third of the abnormal studies missed: a regression whose interval lies below zero.
-    worse = register_run(make_run(world, None, GOOD, seed=13, holdout=_holdout(3, missed=0.35), task="14cls"))
+    worse = register_run(
+        make_run(world, None, GOOD, seed=13, holdout=holdout_table(3, missed=0.35), task="14cls")
+    )
     assert worse["gate"]["status"] == "failed"
     assert "a regression larger than 0.020 at 95% family-wise" in worse["gate"]["reason"]
 
