@@ -62,6 +62,7 @@ def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, param
     from pipelines.evaluation.metrics import Uncertainty
     from pipelines.monitoring.live import performance, score_served, shadow_comparison
     from pipelines.monitoring.profile import sample_rows
+    from pipelines.settings import get_settings
     from serving.client import ServingClient, ServingClientError
 
     labelled = manifest[manifest["split"] == "valid"]
@@ -84,7 +85,15 @@ def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, param
                 result["challenger"] = performance(shadow, uncertainty)
                 result["comparison"] = shadow_comparison(champion, shadow, uncertainty)
     except ServingClientError as error:
-        return {"error": f"the served models did not answer: {error}"}
+        # Without live numbers the live-kappa retrain trigger cannot fire: say so where people look
+        # (the task log, the MLflow run's monitor.live tag, `mura monitor`).
+        message = f"the served models did not answer at {get_settings().serving_grpc}: {error}"
+        LOGGER.error(
+            "live check of %s failed, so the live-kappa retrain trigger could not be evaluated: %s",
+            model,
+            message,
+        )
+        return {"error": message}
     return result
 
 

@@ -45,6 +45,15 @@ def check_metrics(check: MonitorCheck) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items() if value is not None and value == value}
 
 
+def _live_state(live: dict) -> str:
+    """`scored`, `skipped: why` or `failed: why` (a failed live check must be visible in the run)."""
+    if "error" in live:
+        return f"failed: {live['error']}"[:4000]
+    if "skipped" in live:
+        return f"skipped: {live['skipped']}"
+    return "scored"
+
+
 def log_check(client, check: MonitorCheck) -> MonitorCheck:
     """Log the check as a finished run; the check with its run id and the report's artifact URI."""
     from pipelines.monitoring.report import render_report
@@ -60,6 +69,7 @@ def log_check(client, check: MonitorCheck) -> MonitorCheck:
             "monitor.drift": str(check.drift).lower(),
             "monitor.retrain_requested": str(check.retrain_needed).lower(),
             "monitor.reasons": "; ".join(check.reasons)[:4000] or "none",
+            "monitor.live": _live_state(check.live),
         },
     )
     run_id = run.info.run_id
