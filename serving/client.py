@@ -189,17 +189,39 @@ class ServingClient:
         mean raw probability; for a model without one, the mean of its images' probabilities), cut at
         the model's own threshold (its `threshold` output; params.yaml's for a model without one)."""
         paths = study_images(Path(folder))
-        per_image = self.predict_images([p.read_bytes() for p in paths], model, version, label)
-        for path, result in zip(paths, per_image, strict=True):
-            result["path"] = str(path)
+        return self.predict_encoded_study(
+            [p.read_bytes() for p in paths],
+            [str(p) for p in paths],
+            str(folder),
+            body_part_from_path(Path(folder)),
+            model,
+            version,
+            label,
+        )
+
+    def predict_encoded_study(
+        self,
+        images: list[bytes],
+        names: list[str],
+        study: str,
+        body_part: str | None,
+        model: str = "mura_binary",
+        version: int | None = None,
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """`predict_study` on encoded images (a DICOM study converted by the one pixel path, say): the
+        study is named `study`, its images `names`; `body_part` unless the model reads its own."""
+        per_image = self.predict_images(images, model, version, label)
+        for name, result in zip(names, per_image, strict=True):
+            result["path"] = name
         probability = study_probability(per_image)
         threshold = float(per_image[0].get("threshold", self.threshold))
         parts = [result["body_part"] for result in per_image if "body_part" in result]
         return {
-            "study": str(folder),
+            "study": study,
             "model": model,
             "version": per_image[0]["version"],
-            "body_part": max(set(parts), key=parts.count) if parts else body_part_from_path(Path(folder)),
+            "body_part": max(set(parts), key=parts.count) if parts else body_part,
             "abnormal_probability": probability,
             "label": "abnormal" if probability >= threshold else "normal",
             "threshold": threshold,

@@ -20,10 +20,21 @@ from pipelines.logs import configure_logging
 from pipelines.progress import silence as silence_progress
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
-COMMAND_MODULES = ("data", "train", "retrain", "serve", "registry", "lineage", "monitor", "stack", "shell")
+COMMAND_MODULES = (
+    "data",
+    "train",
+    "retrain",
+    "serve",
+    "registry",
+    "lineage",
+    "monitor",
+    "stack",
+    "pacs",
+    "shell",
+)
 # The MLflow account each command acts as when none is set (pipelines/registry/accounts.py); the rest
 # act as `pipeline`.
-COMMAND_ACCOUNTS = {
+COMMAND_ACCOUNTS: dict[str, str | None] = {
     "promote": "reviewer",
     "rollback": "reviewer",
     "deploy": "deployer",
@@ -31,6 +42,10 @@ COMMAND_ACCOUNTS = {
     "models": "viewer",
     "lineage": "viewer",
     "runs": "viewer",
+    # No MLflow call: and a restore must not write (new generated logins) into the place it restores.
+    "backup": None,
+    "restore": None,
+    "pacs": None,
 }
 
 
@@ -113,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         silence_progress()  # stdout is one JSON document; stderr carries no bar redraws either
     configure_logging()
     try:
-        _act_as(COMMAND_ACCOUNTS.get(args.command, "pipeline"))
+        role = COMMAND_ACCOUNTS.get(args.command, "pipeline")
+        if role is not None:
+            _act_as(role)
         code = args.handler(args)
     except MuraError as error:
         return fail(str(error))

@@ -29,7 +29,9 @@ def register(subparsers) -> None:
         "path",
         metavar="IMAGE_OR_FOLDER",
         type=Path,
-        help="a PNG/JPEG image, a study folder, or a patient or study-type folder (each study under it)",
+        help="a PNG/JPEG image, a study folder, or a patient or study-type folder (each study under it); "
+        "a DICOM file or a folder of them (one answer per StudyInstanceUID, the study type from "
+        "BodyPartExamined)",
     )
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
     choice = predict.add_mutually_exclusive_group()
@@ -112,12 +114,67 @@ def _write_overlays(client, args, results: list[dict], what: str, version) -> No
     print(f"wrote {written} Grad-CAM++ overlay(s) to {args.explain}", file=sys.stderr)
 
 
+def _predict_dicom(args, files: list[Path]) -> int:
+    """DICOM files: one answer per study (by StudyInstanceUID), its type from BodyPartExamined; a study
+    the model cannot be asked about is refused with its reason, never guessed."""
+    from pipelines.dicom.studies import load_studies
+    from serving.client import ServingClient
+
+    if args.explain:
+        raise DataError("--explain reads PNG/JPEG images; DICOM overlays are not written yet")
+    studies, refused = load_studies(files)
+    with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
+        results = [
+            client.predict_encoded_study(
+                study.images,
+                study.names,
+                study.study_uid,
+                study.study_type,
+                args.model,
+                args.version,
+                args.label,
+            )
+            for study in studies
+        ]
+        version = results[0].get("version") if results else None
+        if results and version is None:
+            version = _served_version(client, args)
+    for result in results:
+        result.update(
+            sentence=_sentence(result, args.model, "study"), version=version, version_label=args.label
+        )
+    lines = [
+        f"study {result['study']}: {result['sentence']} ({len(result['images'])} image(s): abnormal probability "
+        f"{result['abnormal_probability']:.3f}, threshold {result['threshold']:.3f})"
+        for result in results
+    ]
+    lines += [f"refused {item['study']}: {item['reason']}" for item in refused]
+    if results:
+        lines.append(
+            f"{len(results)} stud{'y' if len(results) == 1 else 'ies'} answered, {len(refused)} refused; {_answered_by(args, version)}"
+        )
+    document = {
+        "model": args.model,
+        "version": version,
+        "version_label": args.label,
+        "studies": results,
+        "refused": refused,
+    }
+    emit(document, args.json, "\n".join(lines))
+    return 1 if refused else 0
+
+
 def handle_predict(args) -> int:
-    """The seed-style sentence for an image, a study, or each study under a patient/study-type folder."""
+    """The seed-style sentence for an image, a study, or each study under a patient/study-type folder;
+    DICOM files and folders of them by study."""
+    from pipelines.dicom.studies import dicom_files
     from serving.client import ServingClient, body_part_from_path, study_folders
 
     if not args.path.exists():
-        raise DataError(f"{args.path} does not exist: pass a PNG/JPEG image or a study folder")
+        raise DataError(f"{args.path} does not exist: pass a PNG/JPEG image, a DICOM file or a study folder")
+    dicom = dicom_files(args.path)
+    if dicom:
+        return _predict_dicom(args, dicom)
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
         if args.path.is_file():
             results = [client.predict_image(args.path, args.model, args.version, args.label)]

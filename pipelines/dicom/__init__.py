@@ -1,0 +1,1 @@
+"""DICOM: the one pixel path from a radiograph to the served model's input, and synthetic studies."""

@@ -1,0 +1,100 @@
+"""The one pixel path: every way a radiograph can be stored gives back the PNG it was made from, and
+every DICOM file the model cannot be asked about is refused with the reason."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.dicom.pixels import DicomImageError, grey_pixels, model_image_bytes, read_dicom, study_type
+from pipelines.dicom.synth import LABELS_FILE, radiograph, variants, write_studies
+
+PATIENT = {"PatientName": "SYNTH^EDDA1234", "PatientID": "MRN12345678", "PatientBirthDate": "19700101"}
+STUDY = {"StudyInstanceUID": "1.2.826.0.1.3680043.10.1137.1", "AccessionNumber": "ACC12345678"}
+
+
+def _pixels() -> np.ndarray:
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 48)).astype(np.uint8)
+    pixels[0, :2] = (0, 255)  # both ends of the range
+    return pixels
+
+
+def _round_trip(dataset):
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return read_dicom(buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    "variant", variants(), ids=lambda v: f"{v.photometric}-{v.syntax}-{v.voi}-{v.slope}x{v.intercept:+d}"
+)
+def test_every_stored_variant_gives_back_the_png_pixels_exactly(variant):
+    """Rescale, window or VOI LUT, MONOCHROME1 inversion and each lossless syntax: not one grey level off
+    (a prediction on the DICOM then equals the prediction on the PNG)."""
+    pixels = _pixels()
+    dataset = _round_trip(radiograph(pixels, variant, "WRIST", PATIENT, STUDY, "1.2.3", 1))
+    assert dataset.file_meta.TransferSyntaxUID == variant.syntax
+    assert np.array_equal(grey_pixels(dataset), pixels)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(model_image_bytes(dataset)))), pixels)
+
+
+def test_synthetic_studies_keep_labels_beside_them_and_identifiers_inside(tmp_path):
+    from pipelines.data.synth import generate_synthetic
+
+    generate_synthetic(tmp_path / "data", seed=3, train_patients=2, valid_patients=3, workers=1)
+    written = write_studies(tmp_path / "data", tmp_path / "dicom", limit=4)
+    rows = list(csv.DictReader((tmp_path / "dicom" / LABELS_FILE).open()))
+    assert written["studies"] == len(rows) == 6 and written["unknown_body_part"] == 2
+    files = sorted((tmp_path / "dicom").glob("*/*.dcm"))
+    assert sum(int(row["images"]) for row in rows) == len(files) == written["images"]
+    labels_text = (tmp_path / "dicom" / LABELS_FILE).read_text()
+    first = read_dicom(files[0])
+    assert (
+        first.PatientName and first.PatientID not in labels_text and str(first.PatientName) not in labels_text
+    )
+    refused = 0
+    for row in rows:
+        dataset = read_dicom(next((tmp_path / "dicom" / row["StudyInstanceUID"]).glob("*.dcm")))
+        if row["study_type"]:
+            assert study_type(dataset) == row["study_type"] and row["label"] in ("0", "1")
+        else:
+            with pytest.raises(DicomImageError, match="is not a study type the model knows"):
+                study_type(dataset)
+            refused += 1
+    assert refused == 2
+
+
+def test_what_the_model_cannot_be_asked_about_is_refused_with_the_reason(tmp_path):
+    variant = variants()[0]
+    good = radiograph(_pixels(), variant, "HAND", PATIENT, STUDY, "1.2.3", 1)
+    buffer = io.BytesIO()
+    good.save_as(buffer, enforce_file_format=True)
+    half = tmp_path / "half.dcm"  # a half-written file: its pixels end early
+    half.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(DicomImageError, match="half.dcm: pixel data cannot be read.*less than expected"):
+        grey_pixels(read_dicom(half), "half.dcm")
+    with pytest.raises(DicomImageError, match="missing \\(a truncated file\\?\\)"):
+        grey_pixels(read_dicom(buffer.getvalue()[:200]))
+    with pytest.raises(DicomImageError, match="not a readable DICOM file"):
+        read_dicom(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+
+    colour = _round_trip(good)
+    colour.PhotometricInterpretation = "RGB"
+    with pytest.raises(DicomImageError, match="PhotometricInterpretation RGB: only greyscale"):
+        grey_pixels(colour)
+    report = _round_trip(good)
+    del report.PixelData
+    with pytest.raises(DicomImageError, match="no pixel data"):
+        grey_pixels(report)
+    flat = _round_trip(good)
+    flat.WindowWidth = "0"
+    with pytest.raises(DicomImageError, match="Window Width 0.0 must be >= 1"):
+        grey_pixels(flat)
+    unknown = _round_trip(good)
+    del unknown.BodyPartExamined
+    with pytest.raises(DicomImageError, match="BodyPartExamined missing is not a study type"):
+        study_type(unknown)
