@@ -40,11 +40,15 @@ def _environment(settings: Settings) -> dict[str, str]:
 
 def _prepare(settings: Settings, env: dict[str, str]) -> None:
     """One-time state: the Airflow DB, the DVC pool, an empty models.config for the server."""
+    from pipelines.pacs.orthanc import orthanc_binary
+    from pipelines.pacs.orthanc import write_config as write_pacs_config
     from serving.repository import read_models_config, write_models_config
 
     admin_password(settings)
     if nginx_binary() is not None:
         write_gateway_config(settings)
+    if orthanc_binary() is not None:
+        write_pacs_config(settings)
     if not settings.models_config_path.is_file():
         write_models_config(read_models_config(settings.models_config_path), settings.models_config_path)
     for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *POOL_ARGUMENTS]):
@@ -107,10 +111,12 @@ def down(settings: Settings | None = None) -> dict:
 
 
 def running_services(settings: Settings | None = None) -> list[str]:
-    """The services `up` started that still run."""
+    """The services `up` started that still run, from their pid records alone (building the services'
+    environments would write generated secrets into MURA_HOME: a restore must not)."""
     settings = settings or get_settings()
     run_dir, _ = _dirs(settings)
-    return [s.name for s in services(settings) if processes.running_pid(run_dir, s.name) is not None]
+    names = sorted(path.name.removesuffix(".pid.json") for path in run_dir.glob("*.pid.json"))
+    return [name for name in names if processes.running_pid(run_dir, name) is not None]
 
 
 def _airflow_components_healthy(settings: Settings) -> bool:
@@ -153,6 +159,12 @@ def status(settings: Settings | None = None) -> dict:
         urls["gateway_grpc"] = settings.gateway_grpc
         urls["gateway_rest"] = f"https://{settings.gateway_rest}"
         urls["gateway_certificate"] = str(gateway_certificate(settings)[0])
+    if "pacs" in report:
+        from pipelines.pacs.orthanc import credentials_file
+
+        urls["pacs"] = settings.pacs_url
+        urls["pacs_explorer"] = settings.pacs_url.removesuffix("/dicom-web") + "/app/explorer.html"
+        urls["pacs_credentials"] = str(credentials_file(settings))
     return {
         "services": report,
         "urls": urls,

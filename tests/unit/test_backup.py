@@ -122,3 +122,12 @@ def test_a_file_that_is_not_a_backup_is_refused_by_name(tmp_path):
     bogus.write_text("not an archive")
     with pytest.raises(BackupError, match="notes.tar.gz is not a backup written by `mura backup`"):
         restore(_settings(tmp_path / "home"), bogus, running=[])
+
+
+def test_asking_which_services_run_writes_nothing_into_mura_home(tmp_path):
+    """`mura restore` asks first; building the services' environments used to generate new logins in
+    the very MURA_HOME it was about to restore, which then counted as state in the way."""
+    from pipelines.stack.control import running_services
+
+    home = tmp_path / "home"
+    assert running_services(_settings(home)) == [] and not home.exists()
