@@ -18,6 +18,7 @@ DEFAULT_GATEWAY_REST = "127.0.0.1:8444"
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
 EMBEDDED_MLFLOW_URL = "http://127.0.0.1:5000"
 DEFAULT_PRESET = "cpu_smoke"
+DEFAULT_PACS_URL = "http://127.0.0.1:8042/dicom-web"  # the research PACS' DICOMweb root (Orthanc)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Settings:
     gateway_rest: str = DEFAULT_GATEWAY_REST  # MURA_GATEWAY_REST
     serving_tls_ca: Path | None = None  # MURA_SERVING_TLS_CA: certificate to trust; set -> TLS (the gateway)
     serving_token: str | None = None  # MURA_SERVING_TOKEN: the gateway's bearer token (both sides)
+    pacs_url: str = DEFAULT_PACS_URL  # MURA_PACS_URL: DICOMweb root of the PACS (QIDO, WADO, STOW)
+    pacs_user: str | None = None  # MURA_PACS_USER / MURA_PACS_PASSWORD: its login (default: the
+    pacs_password: str | None = None  #   embedded stack's, $MURA_HOME/secrets/pacs.json)
 
     @property
     def models_config_path(self) -> Path:
@@ -78,4 +82,7 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         if env.get("MURA_SERVING_TLS_CA")
         else None,
         serving_token=env.get("MURA_SERVING_TOKEN") or None,
+        pacs_url=env.get("MURA_PACS_URL", DEFAULT_PACS_URL).rstrip("/"),
+        pacs_user=env.get("MURA_PACS_USER") or None,
+        pacs_password=env.get("MURA_PACS_PASSWORD") or None,
     )

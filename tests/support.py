@@ -59,7 +59,7 @@ def commit(root: Path, message: str, *paths: str) -> str:
 
 def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
     """Environment for `mura` commands on `project` with state in `home` and free ports for every service."""
-    airflow, mlflow, grpc, rest = free_ports(4)
+    airflow, mlflow, grpc, rest, pacs = free_ports(5)
     env = {
         **os.environ,
         "MURA_REPO_ROOT": str(project),
@@ -70,6 +70,7 @@ def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
         "MURA_SERVING_GRPC": f"127.0.0.1:{grpc}",
         "MURA_SERVING_REST": f"127.0.0.1:{rest}",
+        "MURA_PACS_URL": f"http://127.0.0.1:{pacs}/dicom-web",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DVC_NO_ANALYTICS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",

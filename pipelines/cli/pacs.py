@@ -1,4 +1,4 @@
-"""`mura pacs ...`: the research PACS side: synthetic DICOM studies to seed it with."""
+"""`mura pacs ...`: the research PACS: synthetic DICOM studies to seed it with, and its study list."""
 
 from __future__ import annotations
 
@@ -23,19 +23,44 @@ def _seed(args) -> int:
         raise DataError(
             f"{error}: pass --data (the folder holding MURA-v1.1/) or run `mura data synth`"
         ) from None
-    emit(
-        written,
-        args.json,
+    text = (
         f"wrote {written['images']} DICOM images in {written['studies']} studies to {out} "
         f"({written['unknown_body_part']} of a body part the model does not know); labels by "
-        f"StudyInstanceUID in {out / LABELS_FILE}",
+        f"StudyInstanceUID in {out / LABELS_FILE}"
     )
+    if args.push:
+        from pipelines.pacs.client import PacsClient
+        from pipelines.pacs.store import push_folder
+
+        pushed = push_folder(PacsClient(settings), out)
+        written["pushed"] = pushed
+        text += (
+            f"; stored {pushed['instances']} instances of {pushed['studies']} studies in {settings.pacs_url}"
+        )
+    emit(written, args.json, text)
+    return 0
+
+
+def _studies(args) -> int:
+    from pipelines.pacs.client import PacsClient
+
+    settings = get_settings()
+    found = PacsClient(settings).studies(args.date, args.body_part, args.accession, args.limit)
+    lines = [f"{'STUDY INSTANCE UID':66} {'DATE':8}  {'MOD':5} {'IMAGES':>6}  BODY PART"]
+    lines += [
+        f"{study.study_uid:66} {study.date:8}  {study.modalities:5} {study.images:6d}  {study.body_parts or '-'}"
+        for study in found
+    ]
+    lines.append(f"{len(found)} stud{'y' if len(found) == 1 else 'ies'} in {settings.pacs_url}")
+    emit([study.to_dict() for study in found], args.json, "\n".join(lines))
     return 0
 
 
 def register(subparsers) -> None:
     """Add the `pacs` command group."""
-    pacs = subparsers.add_parser("pacs", help="the research PACS: synthetic DICOM studies")
+    pacs = subparsers.add_parser(
+        "pacs", help="the research PACS: seed it with synthetic DICOM studies, list its studies"
+    )
     commands = pacs.add_subparsers(dest="pacs_command", required=True, metavar="COMMAND")
     text = (
         "write synthetic DICOM studies (CR/DX, 12-bit, windows and VOI LUTs, MONOCHROME1/2, lossless "
@@ -47,5 +72,16 @@ def register(subparsers) -> None:
     seed.add_argument("--split", choices=("valid", "train"), default="valid", help="which split's studies")
     seed.add_argument("--studies", type=positive_int, help="at most this many studies (default: all)")
     seed.add_argument("--seed", type=int, default=7, help="random seed of the made-up identities")
+    seed.add_argument(
+        "--push", action="store_true", help="also store them in the PACS (STOW-RS to MURA_PACS_URL)"
+    )
     add_json_flag(seed)
     seed.set_defaults(handler=_seed)
+    text = "list the PACS' studies (QIDO-RS): UID, date, modality, images, body part; no patient identifier"
+    studies = commands.add_parser("studies", help=text, description=text)
+    studies.add_argument("--date", help="StudyDate: YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
+    studies.add_argument("--body-part", help="BodyPartExamined of a series, e.g. WRIST")
+    studies.add_argument("--accession", help="AccessionNumber (sent as a filter, never printed)")
+    studies.add_argument("--limit", type=positive_int, default=100, help="at most this many (default 100)")
+    add_json_flag(studies)
+    studies.set_defaults(handler=_studies)

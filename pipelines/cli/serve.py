@@ -27,11 +27,17 @@ def register(subparsers) -> None:
     )
     predict.add_argument(
         "path",
+        nargs="?",
         metavar="IMAGE_OR_FOLDER",
         type=Path,
         help="a PNG/JPEG image, a study folder, or a patient or study-type folder (each study under it); "
         "a DICOM file or a folder of them (one answer per StudyInstanceUID, the study type from "
         "BodyPartExamined)",
+    )
+    predict.add_argument(
+        "--pacs",
+        metavar="STUDY_UID",
+        help="a study of the PACS (MURA_PACS_URL), retrieved over DICOMweb (WADO-RS), instead of a path",
     )
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
     choice = predict.add_mutually_exclusive_group()
@@ -114,15 +120,13 @@ def _write_overlays(client, args, results: list[dict], what: str, version) -> No
     print(f"wrote {written} Grad-CAM++ overlay(s) to {args.explain}", file=sys.stderr)
 
 
-def _predict_dicom(args, files: list[Path]) -> int:
-    """DICOM files: one answer per study (by StudyInstanceUID), its type from BodyPartExamined; a study
+def _predict_dicom(args, studies: list, refused: list[dict]) -> int:
+    """DICOM studies: one answer per study (by StudyInstanceUID), its type from BodyPartExamined; a study
     the model cannot be asked about is refused with its reason, never guessed."""
-    from pipelines.dicom.studies import load_studies
     from serving.client import ServingClient
 
     if args.explain:
         raise DataError("--explain reads PNG/JPEG images; DICOM overlays are not written yet")
-    studies, refused = load_studies(files)
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
         results = [
             client.predict_encoded_study(
@@ -167,14 +171,26 @@ def _predict_dicom(args, files: list[Path]) -> int:
 def handle_predict(args) -> int:
     """The seed-style sentence for an image, a study, or each study under a patient/study-type folder;
     DICOM files and folders of them by study."""
-    from pipelines.dicom.studies import dicom_files
+    from pipelines.dicom.studies import dicom_files, group_studies, load_studies
     from serving.client import ServingClient, body_part_from_path, study_folders
 
+    if args.pacs:
+        from pipelines.pacs.client import PacsClient
+        from pipelines.settings import get_settings
+
+        if args.path is not None:
+            raise DataError("give a path or --pacs STUDY_UID, not both")
+        datasets = PacsClient(get_settings()).retrieve_study(args.pacs)
+        return _predict_dicom(
+            args, *group_studies([(f"{args.pacs}/{ds.SOPInstanceUID}", ds) for ds in datasets])
+        )
+    if args.path is None:
+        raise DataError("give an image, a study folder or DICOM files, or --pacs STUDY_UID")
     if not args.path.exists():
         raise DataError(f"{args.path} does not exist: pass a PNG/JPEG image, a DICOM file or a study folder")
     dicom = dicom_files(args.path)
     if dicom:
-        return _predict_dicom(args, dicom)
+        return _predict_dicom(args, *load_studies(dicom))
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
         if args.path.is_file():
             results = [client.predict_image(args.path, args.model, args.version, args.label)]

@@ -28,6 +28,13 @@ def _describe(report: dict) -> str:
                 "Gateway      not started: install nginx (`apt-get install nginx`) for TLS in front of TF Serving"
             ]
         ),
+        *(
+            [
+                f"PACS         DICOMweb {urls['pacs']}, Orthanc {urls['pacs_explorer']}  (login in {urls['pacs_credentials']})"
+            ]
+            if "pacs" in urls
+            else ["PACS         not started: install Orthanc (`apt-get install orthanc orthanc-dicomweb`)"]
+        ),
         f"State        {report['mura_home']}  (stop with 'mura down')",
     ]
     return "\n".join(lines)

@@ -52,28 +52,36 @@ def dicom_files(root: Path) -> list[Path]:
 
 
 def load_studies(paths: list[Path]) -> tuple[list[DicomStudy], list[dict[str, str]]]:
-    """(the studies the model can be asked about, the refused ones with their one-line reason). A file
-    that cannot be read, or a body part the model does not know, refuses its whole study."""
-    studies: dict[str, DicomStudy] = {}
-    refused: dict[str, str] = {}
+    """(the studies in these files the model can be asked about, the refused ones with their reason)."""
+    readable, refused = [], []
     for path in paths:
         try:
-            dataset = read_dicom(path)
-            uid = str(dataset.get("StudyInstanceUID", "") or f"(no StudyInstanceUID) {path.name}")
+            readable.append((str(path), read_dicom(path)))
         except DicomImageError as error:
-            refused[str(path)] = str(error)
-            continue
+            refused.append({"study": str(path), "reason": str(error)})
+    studies, refused_studies = group_studies(readable)
+    return studies, refused + refused_studies
+
+
+def group_studies(items: list[tuple[str, object]]) -> tuple[list[DicomStudy], list[dict[str, str]]]:
+    """(name, Dataset) pairs -> studies by StudyInstanceUID, each image through the one pixel path. An
+    unreadable image, or a body part the model does not know, refuses its whole study."""
+    studies: dict[str, DicomStudy] = {}
+    refused: dict[str, str] = {}
+    for name, dataset in items:
+        label = Path(name).name
+        uid = str(dataset.get("StudyInstanceUID", "") or f"(no StudyInstanceUID) {label}")
         if uid in refused:
             continue
         try:
-            kind = study_type(dataset, path.name)
+            kind = study_type(dataset, label)
             study = studies.setdefault(uid, DicomStudy(uid, kind))
             if kind != study.study_type:
                 raise DicomImageError(
-                    f"{path.name}: BodyPartExamined says {kind}, the study's other images {study.study_type}"
+                    f"{label}: BodyPartExamined says {kind}, the study's other images {study.study_type}"
                 )
-            study.images.append(model_image_bytes(dataset, path.name))
-            study.names.append(str(path))
+            study.images.append(model_image_bytes(dataset, label))
+            study.names.append(name)
         except DicomImageError as error:
             refused[uid] = str(error)
             studies.pop(uid, None)

@@ -120,7 +120,7 @@ def radiograph(
     _voi_tags(dataset, variant, offset)
     dataset.PixelData = stored.tobytes()
     if variant.syntax != ExplicitVRLittleEndian:
-        dataset.compress(variant.syntax)
+        dataset.compress(variant.syntax, generate_instance_uid=False)  # lossless: the same instance
     return dataset
 
 

@@ -187,6 +187,19 @@ def gateway_service(settings: Settings) -> Service | None:
     )
 
 
+def pacs_service(settings: Settings) -> Service | None:
+    """Orthanc as the research PACS, when it is installed (`apt-get install orthanc orthanc-dicomweb`)."""
+    from pipelines.pacs.orthanc import command, orthanc_binary
+
+    if orthanc_binary() is None:
+        return None
+    host, port = host_port(settings.pacs_url)
+    # /system needs the login: any HTTP answer (401 included) says the server is up.
+    return Service(
+        "pacs", command(settings), ((host, port),), f"http://{host}:{port}/system", any_http_status=True
+    )
+
+
 def services(settings: Settings) -> list[Service]:
     """The stack's services in start order."""
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
@@ -213,6 +226,7 @@ def services(settings: Settings) -> list[Service]:
             any_http_status=True,
         ),
         *([gateway] if (gateway := gateway_service(settings)) else []),
+        *([pacs] if (pacs := pacs_service(settings)) else []),
         Service(
             "airflow-api-server",
             [airflow, "api-server", "--port", str(airflow_port), "--host", airflow_host],

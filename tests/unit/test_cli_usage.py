@@ -57,7 +57,7 @@ def probe(*argv: str, env: dict | None = None) -> dict:
         (["retrain", "--ensemble", "50"], "ensemble=50: 50 is greater than the maximum of 20"),
         (["retrain", "--architectures", "resnet9000"], "'resnet9000' is not one of"),
         (["retrain", "--image-size", "8"], "image_size=8: 8 is less than the minimum of 32"),
-        (["predict"], "the following arguments are required: IMAGE_OR_FOLDER"),
+        (["predict"], "give an image, a study folder or DICOM files, or --pacs STUDY_UID"),
     ],
 )
 def test_usage_errors_name_the_fault_before_any_heavy_import(argv, message):

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("serving", ("serving",)),
-    ("data", ("pipelines.data", "pipelines.dicom")),
+    ("data", ("pipelines.data", "pipelines.dicom", "pipelines.pacs")),
     ("validation", ("pipelines.validation",)),
     ("training", ("pipelines.training",)),
     ("evaluation", ("pipelines.evaluation",)),

@@ -1,0 +1,142 @@
+"""A PACS over DICOMweb (QIDO-RS search, WADO-RS retrieve, STOW-RS store), with errors that say what
+to do. Searches ask only for the attributes the platform needs: patient names, IDs, birth dates and
+accession numbers are never requested, printed or logged (a filter by accession number is sent, not
+echoed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.errors import MuraError
+from pipelines.settings import Settings
+
+STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "ModalitiesInStudy", "NumberOfStudyRelatedInstances")
+TAG_NAMES = {
+    "0020000D": "StudyInstanceUID",
+    "00080020": "StudyDate",
+    "00080061": "ModalitiesInStudy",
+    "00201208": "NumberOfStudyRelatedInstances",
+    "00180015": "BodyPartExamined",
+}
+
+
+class PacsError(MuraError):
+    """The PACS could not be reached or refused a request: the message names it and what to do."""
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What `mura pacs studies` shows of a study: nothing that identifies its patient."""
+
+    study_uid: str
+    date: str
+    modalities: str
+    images: int
+    body_parts: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _value(item: dict, keyword: str) -> str:
+    tag = next(tag for tag, name in TAG_NAMES.items() if name == keyword)
+    values = item.get(tag, {}).get("Value", [])
+    return "\\".join(str(value) for value in values)
+
+
+class PacsClient:
+    """DICOMweb calls to `settings.pacs_url` with the PACS login."""
+
+    def __init__(self, settings: Settings, timeout: float = 30.0):
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+
+        from pipelines.pacs.orthanc import credentials
+
+        self.url = settings.pacs_url
+        session = requests.Session()
+        session.auth = credentials(settings)
+        self._client = DICOMwebClient(self.url, session=session, timeout=timeout)
+
+    def _call(self, doing: str, call):
+        import requests
+
+        try:
+            return call()
+        except requests.ConnectionError:
+            raise PacsError(
+                f"the PACS at {self.url} is not reachable while {doing}: start it (`mura up`, with "
+                "`apt-get install orthanc orthanc-dicomweb`) or set MURA_PACS_URL"
+            ) from None
+        except requests.HTTPError as error:
+            status = error.response.status_code if error.response is not None else "?"
+            if status in (401, 403):
+                raise PacsError(
+                    f"the PACS at {self.url} refused the login while {doing} (HTTP {status}): check "
+                    "MURA_PACS_USER / MURA_PACS_PASSWORD or $MURA_HOME/secrets/pacs.json"
+                ) from None
+            if status == 404:
+                raise PacsError(
+                    f"the PACS at {self.url} found nothing while {doing}: list its studies with `mura pacs studies`"
+                ) from None
+            raise PacsError(f"the PACS at {self.url} answered HTTP {status} while {doing}") from None
+
+    def studies(
+        self,
+        date: str | None = None,
+        body_part: str | None = None,
+        accession: str | None = None,
+        limit: int = 100,
+    ) -> list[StudySummary]:
+        """Studies matching the filters (QIDO-RS), newest first; body parts from their series."""
+        filters = {
+            key: value for key, value in {"StudyDate": date, "AccessionNumber": accession}.items() if value
+        }
+        found = self._call(
+            "searching studies",
+            lambda: self._client.search_for_studies(
+                search_filters=filters, fields=list(STUDY_FIELDS), limit=limit
+            ),
+        )
+        summaries = []
+        for item in found:
+            uid = _value(item, "StudyInstanceUID")
+            series = self._call(
+                f"searching the series of study {uid}",
+                lambda uid=uid: self._client.search_for_series(
+                    study_instance_uid=uid, fields=["BodyPartExamined"]
+                ),
+            )
+            parts = sorted({_value(entry, "BodyPartExamined") for entry in series} - {""})
+            if body_part and body_part.upper() not in {part.upper() for part in parts}:
+                continue
+            summaries.append(
+                StudySummary(
+                    study_uid=uid,
+                    date=_value(item, "StudyDate"),
+                    modalities=_value(item, "ModalitiesInStudy"),
+                    images=int(_value(item, "NumberOfStudyRelatedInstances") or 0),
+                    body_parts=",".join(parts),
+                )
+            )
+        return sorted(summaries, key=lambda summary: (summary.date, summary.study_uid), reverse=True)
+
+    def retrieve_study(self, study_uid: str) -> list:
+        """The study's instances as pydicom Datasets (WADO-RS); PacsError when the PACS has none."""
+        # As stored (transfer-syntax=*): no transcoding, which Orthanc cannot do for every lossless syntax.
+        datasets = self._call(
+            f"retrieving study {study_uid}",
+            lambda: self._client.retrieve_study(study_uid, media_types=(("application/dicom", "*"),)),
+        )
+        if not datasets:
+            raise PacsError(
+                f"the PACS at {self.url} holds no study {study_uid}: list them with `mura pacs studies`"
+            )
+        return datasets
+
+    def store(self, datasets: list) -> int:
+        """Store instances (STOW-RS); how many the PACS accepted."""
+        if not datasets:
+            return 0
+        self._call("storing instances", lambda: self._client.store_instances(datasets))
+        return len(datasets)

@@ -1,0 +1,19 @@
+"""Filling a PACS from a folder of DICOM files, one STOW-RS request per study."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from pipelines.dicom.pixels import read_dicom
+from pipelines.dicom.studies import dicom_files
+
+
+def push_folder(client, folder: Path) -> dict:
+    """Store every DICOM file under `folder` in the PACS (`client`: a PacsClient), by study."""
+    by_study: dict[str, list] = defaultdict(list)
+    for path in dicom_files(folder):
+        dataset = read_dicom(path)
+        by_study[str(dataset.StudyInstanceUID)].append(dataset)
+    stored = sum(client.store(datasets) for datasets in by_study.values())
+    return {"studies": len(by_study), "instances": stored}
