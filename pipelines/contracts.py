@@ -191,5 +191,6 @@ GPU_QUEUE = "gpu"
 RETRAIN_DAG = "mura_retrain"
 DEPLOY_DAG = "mura_deploy"
 MONITOR_DAG = "mura_monitor"
+PACS_DAG = "mura_pacs_inference"  # the champion's answers into the PACS' new studies
 DATA_ASSET_URI = "mura://data/MURA-v1.1"  # a new data version (mura_retrain's pull_data emits it)
 RETRAIN_NEEDED_URI = "mura://monitor/retrain-needed"  # the monitor asks mura_retrain to run

@@ -20,6 +20,7 @@ from pipelines.contracts import (
     DVC_POOL,
     GPU_QUEUE,
     MONITOR_DAG,
+    PACS_DAG,
     RETRAIN_DAG,
     RETRAIN_NEEDED_URI,
     TASK_CHOICES,
@@ -76,6 +77,7 @@ __all__ = [
     "Registration",
     "TrainResult",
     "Validation",
+    "PACS_DAG",
     "default_preset",
     "auto_promote_default",
     "preset_choices",
@@ -359,6 +361,49 @@ def reconcile_serving(models: list[str] | None = None) -> dict:
 
     configure_logging()
     return reconcile(models=models)
+
+
+def pacs_new_studies(model: str = "mura_binary") -> list[str]:
+    """StudyInstanceUIDs of the PACS without a report of the served champion ([] before any champion)."""
+    from pipelines.pacs.client import PacsClient
+    from pipelines.pacs.inference import new_studies
+    from serving.client import ServingClient
+    from serving.errors import ServingClientError
+
+    configure_logging()
+    with ServingClient() as serving:
+        try:
+            return new_studies(PacsClient(get_settings()), serving, model)
+        except ServingClientError as error:
+            if error.code not in ("NOT_FOUND", "UNAVAILABLE"):
+                raise
+            LOGGER.info("no champion of %s serves yet (%s): nothing to answer", model, error)
+            return []
+
+
+def pacs_answer_studies(study_uids: list[str], model: str = "mura_binary") -> dict:
+    """Each study answered and its report stored (once per model version). A study that fails is
+    logged with its UID and the others go on; the task then fails naming them (a retry redoes only
+    those: the others hold their report)."""
+    from pipelines.errors import MuraError
+    from pipelines.pacs.client import PacsClient
+    from pipelines.pacs.inference import answer_study
+    from serving.client import ServingClient
+
+    configure_logging()
+    pacs, outcome, failed = PacsClient(get_settings()), {"answered": 0, "already": 0, "refused": 0}, []
+    with ServingClient() as serving:
+        for uid in study_uids:
+            try:
+                outcome[answer_study(pacs, serving, uid, model)["status"]] += 1
+            except MuraError as error:  # ServingClientError and PacsError among them
+                LOGGER.error("study %s failed: %s", uid, error)
+                failed.append(uid)
+    if failed:
+        raise MuraError(
+            f"{len(failed)} of {len(study_uids)} studies failed (their UIDs are in the log above): {', '.join(failed)}"
+        )
+    return {**outcome, "studies": len(study_uids)}
 
 
 def train_evaluate_export(

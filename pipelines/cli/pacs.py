@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, emit
@@ -56,6 +57,13 @@ def _studies(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from pipelines.cli.serve import _predict_pacs
+
+    args.pacs, args.path, args.label, args.version, args.explain = args.study_uid, None, None, None, None
+    return _predict_pacs(args)
+
+
 def register(subparsers) -> None:
     """Add the `pacs` command group."""
     pacs = subparsers.add_parser(
@@ -85,3 +93,20 @@ def register(subparsers) -> None:
     studies.add_argument("--limit", type=positive_int, default=100, help="at most this many (default 100)")
     add_json_flag(studies)
     studies.set_defaults(handler=_studies)
+    text = (
+        "answer a study of the PACS with the served champion and store the answer in it as a DICOM SR "
+        "(once per model version); the same as `mura predict --pacs STUDY_UID`"
+    )
+    predict = commands.add_parser("predict", help=text, description=text)
+    predict.add_argument("study_uid", metavar="STUDY_UID", help="StudyInstanceUID (`mura pacs studies`)")
+    predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
+    predict.add_argument(
+        "--write-back",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store the answer in the study as a DICOM SR (default)",
+    )
+    predict.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
+    predict.add_argument("--target", help="host:port (default MURA_SERVING_GRPC / MURA_SERVING_REST)")
+    add_json_flag(predict)
+    predict.set_defaults(handler=_predict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -38,6 +39,12 @@ def register(subparsers) -> None:
         "--pacs",
         metavar="STUDY_UID",
         help="a study of the PACS (MURA_PACS_URL), retrieved over DICOMweb (WADO-RS), instead of a path",
+    )
+    predict.add_argument(
+        "--write-back",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --pacs: store the answer in the study as a DICOM SR (default; once per model version)",
     )
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
     choice = predict.add_mutually_exclusive_group()
@@ -168,22 +175,45 @@ def _predict_dicom(args, studies: list, refused: list[dict]) -> int:
     return 1 if refused else 0
 
 
+def _predict_pacs(args) -> int:
+    """A study of the PACS: retrieved, answered by the champion, the answer stored back in the study as
+    a DICOM SR (once per model version) unless --no-write-back."""
+    from pipelines.pacs.client import PacsClient
+    from pipelines.pacs.inference import answer_study
+    from pipelines.settings import get_settings
+    from serving.client import ServingClient
+
+    if args.path is not None:
+        raise DataError("give a path or --pacs STUDY_UID, not both")
+    if args.label or args.version is not None or args.explain:
+        raise DataError("--pacs asks the champion of --model; --label, --version and --explain do not apply")
+    settings = get_settings()
+    with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as serving:
+        result = answer_study(PacsClient(settings), serving, args.pacs, args.model, args.write_back)
+    if result["status"] == "refused":
+        emit(result, args.json, f"refused study {result['study']}: {result['reason']}")
+        return 1
+    stored = {
+        "answered": " The report is stored in the study (DICOM SR)." if args.write_back else "",
+        "already": " The study holds this version's report already.",
+    }[result["status"]]
+    text = (
+        f"X-ray of {result['body_part']} is {result['label']}. (study {result['study']}, {result['images']} "
+        f"image(s): abnormal probability {result['abnormal_probability']:.3f}, threshold "
+        f"{result['threshold']:.3f}; answered by {result['model']} version {result['version']}){stored}"
+    )
+    emit(result, args.json, text)
+    return 0
+
+
 def handle_predict(args) -> int:
     """The seed-style sentence for an image, a study, or each study under a patient/study-type folder;
     DICOM files and folders of them by study."""
-    from pipelines.dicom.studies import dicom_files, group_studies, load_studies
+    from pipelines.dicom.studies import dicom_files, load_studies
     from serving.client import ServingClient, body_part_from_path, study_folders
 
     if args.pacs:
-        from pipelines.pacs.client import PacsClient
-        from pipelines.settings import get_settings
-
-        if args.path is not None:
-            raise DataError("give a path or --pacs STUDY_UID, not both")
-        datasets = PacsClient(get_settings()).retrieve_study(args.pacs)
-        return _predict_dicom(
-            args, *group_studies([(f"{args.pacs}/{ds.SOPInstanceUID}", ds) for ds in datasets])
-        )
+        return _predict_pacs(args)
     if args.path is None:
         raise DataError("give an image, a study folder or DICOM files, or --pacs STUDY_UID")
     if not args.path.exists():

@@ -141,6 +141,7 @@ def _study(rng: np.random.Generator, source: str, seed: int) -> dict[str, str]:
         "StudyInstanceUID": generate_uid(UID_ROOT, entropy_srcs=[source, str(seed)]),
         "AccessionNumber": f"ACC{rng.integers(10_000_000, 100_000_000)}",
         "StudyDate": f"2026{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}",
+        "StudyTime": f"{rng.integers(7, 19):02d}{rng.integers(0, 60):02d}00",
         "StudyDescription": "XR MUSCULOSKELETAL",
         "StudyID": str(rng.integers(1, 100_000)),
         "ReferringPhysicianName": "",

@@ -17,6 +17,8 @@ TAG_NAMES = {
     "00080061": "ModalitiesInStudy",
     "00201208": "NumberOfStudyRelatedInstances",
     "00180015": "BodyPartExamined",
+    "0008103E": "SeriesDescription",
+    "00080060": "Modality",
 }
 
 
@@ -120,6 +122,16 @@ class PacsClient:
                 )
             )
         return sorted(summaries, key=lambda summary: (summary.date, summary.study_uid), reverse=True)
+
+    def series_descriptions(self, study_uid: str) -> list[str]:
+        """The SeriesDescription of each series of a study (how the platform's reports are found)."""
+        series = self._call(
+            f"searching the series of study {study_uid}",
+            lambda: self._client.search_for_series(
+                study_instance_uid=study_uid, fields=["SeriesDescription"]
+            ),
+        )
+        return [_value(entry, "SeriesDescription") for entry in series]
 
     def retrieve_study(self, study_uid: str) -> list:
         """The study's instances as pydicom Datasets (WADO-RS); PacsError when the PACS has none."""

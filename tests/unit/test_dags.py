@@ -66,7 +66,14 @@ def _parse_dags(home, **environment: str) -> dict:
 def test_dag_folder_parses_without_errors_or_heavy_imports(parsed):
     assert parsed["errors"] == {}
     assert parsed["heavy"] == [], "DAG files must import TensorFlow/MLflow/GX/DVC inside tasks only"
-    assert set(parsed["dags"]) == {"mura_retrain", "mura_deploy", "mura_monitor"}
+    assert set(parsed["dags"]) == {"mura_retrain", "mura_deploy", "mura_monitor", "mura_pacs_inference"}
+
+
+def test_pacs_inference_polls_finds_then_answers_and_retries(parsed):
+    dag = parsed["dags"]["mura_pacs_inference"]
+    assert set(dag["tasks"]) == {"find_new_studies", "answer_studies"} and "pacs" in dag["tags"]
+    assert dag["timetable"] == "CronTriggerTimetable" and not dag["catchup"] and dag["doc"]
+    assert all(task["retries"] >= 1 for task in dag["tasks"].values())
 
 
 def test_the_monitor_runs_daily_and_on_new_data_and_asks_for_retrains_through_an_asset(parsed):

@@ -1,0 +1,85 @@
+"""A PACS study in, the champion's answer back into the same study, once per study and model version.
+
+Used by `mura predict --pacs` and the DAG `mura_pacs_inference`. Nothing of the patient leaves this
+module: results name the StudyInstanceUID only. The report (pipelines/pacs/report.py) is one DICOM
+instance stored in one STOW-RS request, so a failure leaves nothing half-written in the PACS.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pipelines.dicom.studies import group_studies
+from pipelines.pacs.report import SERIES_PREFIX, series_description, structured_report
+
+LOGGER = logging.getLogger(__name__)
+
+
+def served_version(serving, model: str) -> int:
+    """The version answering under `model` (its champion: the only one served under that name)."""
+    available = [entry["version"] for entry in serving.model_status(model) if entry["state"] == "AVAILABLE"]
+    if not available:
+        from serving.errors import ServingClientError
+
+        raise ServingClientError(f"{model} has no AVAILABLE version: deploy a champion first", "UNAVAILABLE")
+    return max(available)
+
+
+def is_image(dataset) -> bool:
+    """An image of the study, not a report or one of the platform's own results."""
+    return dataset.get("Modality") != "SR" and not str(dataset.get("SeriesDescription", "")).startswith(
+        SERIES_PREFIX
+    )
+
+
+def answer_study(pacs, serving, study_uid: str, model: str = "mura_binary", write_back: bool = True) -> dict:
+    """Retrieve the study, ask the served model, and (unless told not to, or done already for this
+    model version) store the answer in the study as a DICOM SR. `status`: answered, already, refused."""
+    datasets = [dataset for dataset in pacs.retrieve_study(study_uid) if is_image(dataset)]
+    studies, refused = group_studies([(f"{study_uid}/{d.SOPInstanceUID}", d) for d in datasets])
+    if refused or not studies:
+        reason = refused[0]["reason"] if refused else "no image in the study"
+        LOGGER.info("study %s refused: %s", study_uid, reason)
+        return {"study": study_uid, "status": "refused", "reason": reason}
+    study = studies[0]
+    answer = serving.predict_encoded_study(
+        study.images, study.names, study.study_uid, study.study_type, model
+    )
+    version = int(answer["version"] if answer["version"] is not None else served_version(serving, model))
+    result = {
+        "study": study_uid,
+        "status": "answered",
+        "model": model,
+        "version": version,
+        "body_part": answer["body_part"],
+        "label": answer["label"],
+        "abnormal_probability": answer["abnormal_probability"],
+        "threshold": answer["threshold"],
+        "images": len(study.images),
+    }
+    if not write_back:
+        return result
+    if series_description(model, version) in pacs.series_descriptions(study_uid):
+        LOGGER.info("study %s: the report of %s v%s is there already", study_uid, model, version)
+        return {**result, "status": "already"}
+    report = structured_report(datasets, answer, model, version)
+    pacs.store([report])
+    LOGGER.info(
+        "study %s: %s (%.3f) by %s v%s, report stored",
+        study_uid,
+        answer["label"],
+        answer["abnormal_probability"],
+        model,
+        version,
+    )
+    return {**result, "report": str(report.SOPInstanceUID)}
+
+
+def new_studies(pacs, serving, model: str = "mura_binary", limit: int = 500) -> list[str]:
+    """The PACS' studies without a report of the model's current version (the DAG's work list)."""
+    description = series_description(model, served_version(serving, model))
+    return [
+        study.study_uid
+        for study in pacs.studies(limit=limit)
+        if description not in pacs.series_descriptions(study.study_uid)
+    ]
