@@ -72,6 +72,32 @@ def _monitor_summary(model: str) -> str:
     )
 
 
+def _pacs_demo(client, settings, urls: dict) -> None:
+    """A few synthetic DICOM studies into the research PACS, answered by mura_pacs_inference, the
+    answer stored in each study as a DICOM SR; where to see it in Orthanc."""
+    from pipelines.dicom.synth import write_studies
+    from pipelines.pacs.client import PacsClient
+    from pipelines.pacs.store import push_folder
+
+    _step("DICOM studies into the research PACS; mura_pacs_inference writes the answers back (DICOM SR)")
+    seeded = write_studies(settings.data_dir, settings.mura_home / "pacs" / "seed", limit=3)
+    pushed = push_folder(PacsClient(settings), settings.mura_home / "pacs" / "seed")
+    print(
+        f"    {pushed['instances']} instances of {pushed['studies']} studies stored ({seeded['unknown_body_part']} of body parts the model refuses)"
+    )
+    client.unpause("mura_pacs_inference")
+    run = client.trigger("mura_pacs_inference")
+    state = client.wait("mura_pacs_inference", run, on_change=_print_progress)
+    if state != "success":
+        raise MuraError(
+            f"mura_pacs_inference run {run} ended {state}; open {settings.airflow_url}/dags/mura_pacs_inference"
+        )
+    print(
+        f"    Orthanc: {urls['pacs_explorer']} (login in {urls['pacs_credentials']}): each study's series "
+        "'MURA AI (research use) mura_binary v<N>' holds the model's report"
+    )
+
+
 def run_demo() -> int:
     """Run every step; return the exit code."""
     from pipelines.data import dvc
@@ -127,6 +153,8 @@ def run_demo() -> int:
         )
     print(_monitor_summary("mura_binary"))
     urls = status()["urls"]
+    if "pacs" in urls:
+        _pacs_demo(client, settings, urls)
     _step(f"Done in {time.monotonic() - started:.0f} s. Where to look:")
     print(
         f"    Airflow UI  {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']})"
