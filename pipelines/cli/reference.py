@@ -42,7 +42,7 @@ def reference() -> str:
         "# The `mura` command, every option",
         "",
         "Generated from the parsers by `make docs` (`python -m pipelines.cli.reference`); do not edit.",
-        "README.md explains what the commands are for.",
+        "docs/GUIDE.md explains what the commands are for.",
         "",
     ]
     sections = _sections(build_parser(), "mura")

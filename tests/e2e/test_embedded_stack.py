@@ -18,6 +18,7 @@ from tests.support import mura, platform_env, versioned_synthetic_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("MURA_TEST_ARTIFACTS", "test-artifacts"))
 RUN_TIMEOUT = 900
 
@@ -29,7 +30,10 @@ def stack(tmp_path_factory):
         tmp_path_factory.mktemp("e2e"), train_patients=200, valid_patients=60
     )
     # The form's default preset is the suite's tiny one: the module tests the flow, tests/model learning.
-    env = platform_env(project, home, MURA_DEFAULT_PRESET="ci_tiny")
+    # With a token set at `mura up`, the gateway answers only requests that carry it (made up here).
+    env = platform_env(
+        project, home, MURA_DEFAULT_PRESET="ci_tiny", MURA_SERVING_TOKEN="made-up-gateway-token"
+    )
     pids: list[int] = []
     try:
         report = json.loads(mura(env, "up", "--json", timeout=400).stdout)
@@ -55,6 +59,7 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
         "mlflow",
         "serving",
         "gateway",  # nginx is installed (.ci/run): TLS in front of the serving process
+        "pacs",  # so is Orthanc: the research PACS
         "airflow-api-server",
         "airflow-scheduler",
         "airflow-dag-processor",
@@ -119,12 +124,106 @@ def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     assert {answer["version"] for answer in answers} == {1}
     # The same answers through the TLS gateway, which refuses the reload call the reconciler uses.
     urls = report["urls"]
-    with ServingClient(urls["gateway_grpc"], tls_ca=urls["gateway_certificate"]) as gateway:
+    gateway_login = {"tls_ca": urls["gateway_certificate"], "token": env["MURA_SERVING_TOKEN"]}
+    with ServingClient(urls["gateway_grpc"], **gateway_login) as gateway:
         through = [gateway.predict_study(study, model="mura_binary", label="stable") for study in studies]
     assert through == answers
     assert all(0.0 <= answer["abnormal_probability"] <= 1.0 for answer in answers)
     printed = mura(env, "predict", str(studies[0]), "--label", "stable")
     assert printed.stdout.startswith("X-ray of XR_") and "probability" in printed.stdout
+
+
+def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tmp_path):
+    """`mura pacs seed` stores valid studies as DICOM in every way the pixel path reads (rescale,
+    window or VOI LUT, MONOCHROME1, lossless syntaxes); `mura predict` on them answers each study as the
+    PNGs it was made from, and refuses the body parts the model does not know with the reason."""
+    import csv
+
+    from serving.client import ServingClient
+
+    env, report = stack
+    out = tmp_path / "dicom"
+    seed = ["pacs", "seed", "--out", str(out), "--studies", "4", "--push", "--json"]
+    seeded = json.loads(mura(env, *seed).stdout)
+    assert seeded["studies"] == 6 and seeded["unknown_body_part"] == 2
+    assert seeded["pushed"] == {"studies": 6, "instances": seeded["images"]}
+    answered = mura(env, "predict", str(out), "--json", check=False)
+    assert answered.returncode == 1, answered.stderr  # the two studies of other body parts are refused
+    document = json.loads(answered.stdout)
+    assert len(document["refused"]) == 2
+    assert all("is not a study type the model knows" in item["reason"] for item in document["refused"])
+    rows = {row["StudyInstanceUID"]: row for row in csv.DictReader((out / "labels.csv").open())}
+    data = Path(env["MURA_DATA_DIR"])
+    with ServingClient(env["MURA_SERVING_GRPC"]) as serving:
+        for result in document["studies"]:
+            row = rows[result["study"]]
+            png = serving.predict_study(data / row["source"], model="mura_binary")
+            assert result["body_part"] == row["study_type"]
+            assert result["abnormal_probability"] == pytest.approx(png["abnormal_probability"], abs=1e-6)
+    assert len(document["studies"]) == 4
+
+    # The same studies from the PACS: listed over QIDO-RS, retrieved over WADO-RS, the same answers.
+    listed = json.loads(mura(env, "pacs", "studies", "--json").stdout)
+    assert {study["study_uid"] for study in listed} == set(rows)
+    chest = [study for study in listed if study["body_parts"] == "CHEST"]
+    assert (
+        len(chest) == 1
+        and json.loads(mura(env, "pacs", "studies", "--body-part", "chest", "--json").stdout) == chest
+    )
+    first = document["studies"][0]
+    from_pacs = json.loads(mura(env, "predict", "--pacs", first["study"], "--json").stdout)
+    assert from_pacs["studies"][0]["abnormal_probability"] == pytest.approx(
+        first["abnormal_probability"], abs=1e-6
+    )
+    refused = mura(env, "pacs", "predict", chest[0]["study_uid"], check=False)
+    assert refused.returncode == 1 and "BodyPartExamined 'CHEST' is not a study type" in refused.stdout
+
+    # mura_pacs_inference: every study of a known body part gets one report of the champion, the others
+    # none; a second run writes nothing (the study above had its report from `predict --pacs` already).
+    from pipelines.pacs.client import PacsClient
+    from pipelines.pacs.report import series_description
+    from pipelines.settings import get_settings
+
+    client = _client(report)
+    client.unpause("mura_pacs_inference")
+    pacs = PacsClient(get_settings(env))
+    wanted = series_description("mura_binary", document["version"])
+    for _ in range(2):
+        run_id = client.trigger("mura_pacs_inference")
+        assert client.wait("mura_pacs_inference", run_id, timeout=300) == "success"
+        images = {study.study_uid: study.images for study in pacs.studies()}
+        for uid, row in rows.items():
+            reports = pacs.series_descriptions(uid).count(wanted)
+            assert reports == (1 if row["study_type"] else 0), (uid, pacs.series_descriptions(uid))
+            assert images[uid] == int(row["images"]) + reports  # one SR instance, never two
+    _assert_no_patient_identifier_left_the_pacs(env, out)
+
+
+def _assert_no_patient_identifier_left_the_pacs(env, seeded: Path) -> None:
+    """The made-up names, IDs, birth dates and accession numbers of the seeded studies appear in no file
+    under MURA_HOME but the PACS' own (MLflow store and artifacts, Airflow's database with its XComs,
+    every log, DVC, serving), after the studies went through predict, the PACS and the DAG."""
+    from pipelines.dicom.pixels import read_dicom
+
+    identifiers = set()
+    for path in seeded.glob("*/*.dcm"):
+        dataset = read_dicom(path)
+        identifiers |= {
+            str(dataset.PatientName),
+            dataset.PatientID,
+            dataset.PatientBirthDate,
+            dataset.AccessionNumber,
+        }
+    # Whole tokens only: a birth date's digits may sit inside a longer number of a metrics file.
+    alternatives = "|".join(re.escape(value) for value in sorted(identifiers))
+    pattern = re.compile(f"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])".encode())
+    home = Path(env["MURA_HOME"])
+    leaks = [
+        str(path.relative_to(home))
+        for path in home.rglob("*")
+        if path.is_file() and not path.is_relative_to(home / "pacs") and pattern.search(path.read_bytes())
+    ]
+    assert len(identifiers) >= 12 and not leaks, leaks
 
 
 def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_nothing(stack):
@@ -159,6 +258,97 @@ def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_no
     run_id = client.trigger("mura_deploy")
     assert client.wait("mura_deploy", run_id, timeout=300) == "success"
     assert (config.read_bytes(), config.stat().st_mtime_ns) == before
+
+
+def test_every_block_of_the_clients_guide_answers_as_the_platform_client_does(stack, tmp_path):
+    """docs/CLIENTS.md cannot go stale: each of its code blocks runs against the served champion (plain
+    gRPC, TLS + token through the gateway, REST with b64, the error codes), and each answer equals the
+    platform's own client's; the signature it quotes is `saved_model_cli show`'s output."""
+    import subprocess
+    import sys
+
+    from serving.client import ServingClient
+    from tests.doc_blocks import blocks
+
+    env, report = stack
+    urls = report["urls"]
+    study = sorted((Path(env["MURA_DATA_DIR"]) / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*"))[0]
+    served = json.loads(mura(env, "models", "--json").stdout)[0]["version"]
+    block_env = {
+        **env,
+        "STUDY": str(study),
+        "MODEL_DIR": str(Path(env["MURA_MODEL_BASE_PATH"]) / "mura_binary" / str(served)),
+        "MURA_SERVING_TLS_CA": urls["gateway_certificate"],
+        "MURA_GATEWAY_GRPC": urls["gateway_grpc"],
+        "MURA_GATEWAY_REST": urls["gateway_rest"].removeprefix("https://"),
+    }
+    with ServingClient(env["MURA_SERVING_GRPC"]) as client:
+        expected = client.predict_study(study, model="mura_binary", label="stable")
+
+    outputs, checked = {}, []
+    for block in blocks(REPO / "docs" / "CLIENTS.md"):
+        assert block.kind, f"docs/CLIENTS.md line {block.line}: a block no test runs (mark it run: or check:)"
+        if block.kind == "check":
+            shown = subprocess.run(
+                ["bash", "-c", block.name], env=block_env, capture_output=True, text=True, check=True
+            )
+            assert _lines(shown.stdout) == _lines(block.code), f"line {block.line}: {block.name}"
+            checked.append(block.name)
+            continue
+        if block.name == "study-formula":  # a function: applied to the outputs the platform's client got
+            namespace: dict = {}
+            exec(block.code, namespace)
+            images = expected["images"]
+            raw = [image["raw_probability"] for image in images]
+            probability, label = namespace["study_answer"](
+                raw, images[0]["study_calibration"], expected["threshold"]
+            )
+            assert (label, probability) == (
+                expected["label"],
+                pytest.approx(expected["abnormal_probability"]),
+            )
+            checked.append(block.name)
+            continue
+        command = (
+            [sys.executable, "-c", block.code]
+            if block.language == "python"
+            else ["bash", "-euo", "pipefail", "-c", block.code]
+        )
+        result = subprocess.run(
+            command, env=block_env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{block.name} (line {block.line}): {result.stderr[-2000:]}"
+        outputs[block.name] = result.stdout.strip()
+
+    assert set(outputs) == {
+        "grpc-official",
+        "grpc-tls-token",
+        "platform-client",
+        "rest-b64",
+        "rest-gateway",
+        "errors",
+    }
+    assert len(checked) == 2
+    answer = f"{expected['label']} {expected['abnormal_probability']:.4f} version {expected['version']}"
+    assert outputs["grpc-official"] == answer and outputs["platform-client"] == answer
+    raw = [round(image["raw_probability"], 4) for image in expected["images"]]
+    assert outputs["grpc-tls-token"] == f"raw_probability {raw}"
+    rest = json.loads(outputs["rest-b64"])["predictions"][0]
+    assert rest["abnormal_probability"] == pytest.approx(
+        expected["images"][0]["abnormal_probability"], abs=1e-5
+    )
+    assert json.loads(outputs["rest-gateway"])["predictions"][0] == rest
+    assert outputs["errors"].splitlines() == [
+        "no token: UNAUTHENTICATED",
+        "unknown model: NOT_FOUND",
+        "not an image: INVALID_ARGUMENT",
+    ]
+
+
+def _lines(text: str) -> list[str]:
+    # Graph node names are TensorFlow's choice and may be numbered differently by another export.
+    text = re.sub(r"StatefulPartitionedCall(_\d+)?:", "StatefulPartitionedCall:", text)
+    return [line.rstrip() for line in text.strip().splitlines()]
 
 
 def test_browser_login_and_trigger_through_the_form(stack):
@@ -285,6 +475,37 @@ def _webhook_runs(client: AirflowClient, before: set[str]) -> list[dict]:
         for run in client.runs("mura_deploy")
         if run["dag_run_id"] not in before and "webhook" in (run.get("conf") or {})
     ]
+
+
+def test_a_backup_brings_back_registry_aliases_serving_and_dag_history_after_a_wipe(stack, tmp_path):
+    """docs/OPERATIONS.md's embedded restore, as an operator runs it: `mura backup` of the running
+    stack, `mura down`, MURA_HOME wiped, `mura restore`, `mura up`; the stack that comes back knows the
+    same versions, aliases and DAG runs and serves the same champion (the next test uses it too)."""
+    env, report = stack
+    client = _client(report)
+    for run in client.runs("mura_retrain"):  # the browser test's run, stopped once its first task ran
+        if run["state"] in ("queued", "running"):
+            client.stop("mura_retrain", run["dag_run_id"])
+    _wait_until_idle(client, ("mura_retrain", "mura_deploy"))
+    models = json.loads(mura(env, "models", "--json").stdout)
+    history = {(run["dag_run_id"], run["state"]) for run in client.runs("mura_retrain")}
+    archive = tmp_path / "state.tar.gz"
+    written = json.loads(mura(env, "backup", "--out", str(archive), "--json").stdout)
+    assert written["databases"] >= 2 and stat.S_IMODE(archive.stat().st_mode) == 0o600
+
+    mura(env, "down")
+    shutil.rmtree(env["MURA_HOME"])
+    restored = json.loads(mura(env, "restore", str(archive), "--json").stdout)
+    assert restored["restored"] == [env["MURA_HOME"]] and restored["moved_aside"] == []
+    assert json.loads(mura(env, "up", "--json", timeout=400).stdout)["healthy"]
+
+    assert json.loads(mura(env, "models", "--json").stdout) == models
+    assert history <= {(run["dag_run_id"], run["state"]) for run in _client(report).runs("mura_retrain")}
+    from serving.client import ServingClient
+
+    study = sorted((Path(env["MURA_DATA_DIR"]) / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*"))[0]
+    with ServingClient(env["MURA_SERVING_GRPC"]) as serving:
+        assert serving.predict_study(study, model="mura_binary")["version"] == models[0]["version"]
 
 
 def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to_run(stack, monkeypatch):

@@ -61,9 +61,9 @@ def test_env_example_leaves_every_secret_empty_and_the_compose_file_gives_none_a
 def test_every_service_of_the_issue_and_the_docs_exists(resolved):
     services = set(resolved["services"])
     assert set(SERVICES) <= services, sorted(set(SERVICES) - services)
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Production deployment") :]
-    docs = section + (REPO / "infra" / "README.md").read_text()
+    docs = "\n".join(
+        (REPO / page).read_text() for page in ("docs/PRODUCTION.md", "docs/OPERATIONS.md", "infra/README.md")
+    )
     named = set(re.findall(r"^\|\s*`([a-z][a-z0-9-]*)`\s*\|", docs, flags=re.MULTILINE))
     for command in re.findall(r"docker compose ((?:[a-z-]+ ?)+)", docs):
         verb, *rest = command.split()
