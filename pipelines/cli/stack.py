@@ -70,9 +70,12 @@ def _backup(args) -> int:
 
     from pipelines.settings import get_settings
     from pipelines.stack.backup import backup
+    from pipelines.stack.control import paused
 
     out = Path(args.out or f"mura-backup-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz")
-    result = backup(get_settings(), out)
+    settings = get_settings()
+    with paused(settings, "pacs"):  # Orthanc holds its index locked: it pauses for the copy (seconds)
+        result = backup(settings, out)
     emit(
         result,
         args.json,

@@ -74,17 +74,21 @@ def _sqlite_snapshot(path: Path, scratch: Path) -> Path:
     return copy
 
 
-def _files(root: Path, exclude: Path):
+def _files(root: Path):
+    """Regular files under `root`, links followed to the file they name (an archive holds no link:
+    a restore then writes plain files only); sockets, pipes and dangling links skipped."""
     for folder, dirnames, filenames in os.walk(root):
         here = Path(folder)
         dirnames[:] = sorted(d for d in dirnames if not (here == root and d in SKIPPED_DIRS))
         for name in sorted(filenames):
             path = here / name
-            if path == exclude or name.endswith(SKIPPED_SUFFIXES):
+            if name.endswith(SKIPPED_SUFFIXES):
                 continue
-            mode = path.lstat().st_mode
-            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                yield path
+            try:
+                if stat.S_ISREG(path.stat().st_mode):
+                    yield path
+            except OSError:  # a dangling link, or a file the running stack just removed
+                continue
 
 
 def backup(settings: Settings, out: Path) -> dict:
@@ -94,6 +98,11 @@ def backup(settings: Settings, out: Path) -> dict:
     sources = roots(settings)
     if not sources[0].path.is_dir():
         raise BackupError(f"nothing to back up: MURA_HOME {sources[0].path} does not exist")
+    inside = [root.path for root in sources if out.is_relative_to(root.path)]
+    if inside:
+        raise BackupError(
+            f"write the backup outside the state it backs up ({inside[0]}): pass --out elsewhere"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     descriptor, partial = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.fchmod(descriptor, 0o600)
@@ -108,26 +117,38 @@ def backup(settings: Settings, out: Path) -> dict:
             _add_bytes(archive, MANIFEST, json.dumps(manifest, indent=2).encode())
             with tempfile.TemporaryDirectory(prefix="mura-backup-") as scratch:
                 for root in sources:
-                    for path in _files(root.path, exclude=out):
+                    for path in _files(root.path):
                         name = f"{root.name}/{path.relative_to(root.path).as_posix()}"
-                        source = path
-                        if path.is_file() and not path.is_symlink() and _is_sqlite(path):
-                            source = _sqlite_snapshot(path, Path(scratch))
-                            counts["databases"] += 1
-                        info = archive.gettarinfo(str(source), arcname=name)
-                        info.mode = stat.S_IMODE(path.lstat().st_mode)
-                        if info.isreg():
+                        try:
+                            source = path
+                            if _is_sqlite(path):
+                                source = _sqlite_snapshot(path, Path(scratch))
+                                counts["databases"] += 1
+                            info = _regular(source, name, stat.S_IMODE(path.stat().st_mode))
                             with source.open("rb") as handle:
                                 archive.addfile(info, handle)
-                            counts["bytes"] += info.size
-                        else:
-                            archive.addfile(info)
+                        except FileNotFoundError:  # removed by the running stack meanwhile
+                            continue
+                        except sqlite3.Error as error:
+                            raise BackupError(
+                                f"the database {path} could not be copied ({error}); the process that "
+                                "holds it locked must stop for the backup (mura backup pauses the PACS)"
+                            ) from None
+                        counts["bytes"] += info.size
                         counts["files"] += 1
         os.replace(partial, out)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
     return {"archive": str(out), **manifest["roots"], **counts}
+
+
+def _regular(source: Path, name: str, mode: int) -> tarfile.TarInfo:
+    """A regular-file member (never a hard or symbolic link) of `source`'s current size."""
+    info = tarfile.TarInfo(name)
+    details = source.stat()
+    info.size, info.mtime, info.mode = details.st_size, int(details.st_mtime), mode
+    return info
 
 
 def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -209,11 +230,19 @@ def _stage(archive_path: Path, name: str, target: Path) -> Path:
         with tarfile.open(archive_path, mode="r:gz") as archive:
             members = []
             for member in archive.getmembers():
-                if member.name.startswith(prefix):
-                    member.name = member.name[len(prefix) :]
-                    members.append(member)
+                if not member.name.startswith(prefix):
+                    continue
+                member.name = member.name[len(prefix) :]
+                # Our archives hold regular files and folders only, named inside their root; anything
+                # else was not written by `mura backup` (and older Pythons' "data" filter has holes).
+                parts = Path(member.name).parts
+                if not (member.isreg() or member.isdir()) or member.name.startswith("/") or ".." in parts:
+                    raise tarfile.TarError(
+                        f"member {prefix}{member.name!r} is not a plain file inside the archive"
+                    )
+                members.append(member)
             archive.extractall(staging, members=members, filter="data")
-    except (OSError, tarfile.TarError) as error:
+    except (OSError, tarfile.TarError, KeyError) as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise BackupError(f"{archive_path} could not be restored, nothing was changed: {error}") from error
     return staging

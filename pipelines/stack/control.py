@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 
 from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION
@@ -108,6 +109,24 @@ def down(settings: Settings | None = None) -> dict:
         service.name for service in reversed(services(settings)) if processes.stop(service.name, run_dir)
     ]
     return {"stopped": stopped}
+
+
+@contextlib.contextmanager
+def paused(settings: Settings, name: str):
+    """Stop service `name` (if it runs) for the block, then start it again and wait for its health:
+    for a copy of files a running process keeps locked (Orthanc's index)."""
+    run_dir, log_dir = _dirs(settings)
+    service = next((s for s in services(settings) if s.name == name), None)
+    if service is None or not processes.stop(name, run_dir):
+        yield
+        return
+    try:
+        yield
+    finally:
+        processes.start(
+            name, service.command, {**_environment(settings), **service.extra_env}, run_dir, log_dir
+        )
+        processes.wait_until(lambda: healthy(service), START_TIMEOUT, name, log_dir / f"{name}.log")
 
 
 def running_services(settings: Settings | None = None) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import stat
 import tarfile
@@ -131,3 +132,42 @@ def test_asking_which_services_run_writes_nothing_into_mura_home(tmp_path):
 
     home = tmp_path / "home"
     assert running_services(_settings(home)) == [] and not home.exists()
+
+
+def test_links_are_stored_as_the_files_they_name_and_an_archive_of_links_is_refused(tmp_path):
+    """A hard link used to be archived as a link to a name the restore did not know (a KeyError and a
+    half-made folder); an absolute symlink could not be restored at all."""
+    home = tmp_path / "home"
+    _fake_home(home).close()
+    (home / "models.config").write_text("model_config_list {}")
+    os.link(home / "models.config", home / "hard.config")
+    (home / "soft.config").symlink_to(home / "models.config")
+    archive = tmp_path / "b.tar.gz"
+    backup(_settings(home), archive)
+    with tarfile.open(archive) as opened:
+        assert all(member.isreg() for member in opened.getmembers())
+    home.rename(tmp_path / "old")
+    restore(_settings(home), archive, running=[])
+    assert (home / "hard.config").read_text() == (home / "soft.config").read_text() == "model_config_list {}"
+
+    linked = tmp_path / "links.tar.gz"
+    with tarfile.open(linked, "w:gz") as out:
+        manifest = json.dumps(
+            {"format": 1, "created": "x", "roots": {"mura_home": str(tmp_path / "h2")}}
+        ).encode()
+        info = tarfile.TarInfo("BACKUP.json")
+        info.size = len(manifest)
+        out.addfile(info, io.BytesIO(manifest))
+        link = tarfile.TarInfo("mura_home/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        out.addfile(link)
+    with pytest.raises(BackupError, match="is not a plain file inside the archive"):
+        restore(_settings(tmp_path / "h2"), linked, running=[])
+    assert not list(tmp_path.glob(".h2.restoring-*"))
+
+
+def test_a_backup_written_into_the_state_it_backs_up_is_refused(tmp_path):
+    home = tmp_path / "home"
+    _fake_home(home).close()
+    with pytest.raises(BackupError, match="outside the state it backs up"):
+        backup(_settings(home), home / "backups" / "b.tar.gz")
