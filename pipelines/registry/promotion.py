@@ -55,11 +55,18 @@ def read_list(client, model_name: str, tag: str) -> list:
     return value
 
 
-def _writable_list(client, model_name: str, tag: str) -> tuple[list, str | None]:
-    """The tag's list before appending to it. An unreadable value is never overwritten: it is kept
-    under `<tag>.unreadable.<UTC time>` and the list starts again; returns (list, that tag or None)."""
+def _writable_list(client, model_name: str, tag: str, item=None) -> tuple[list, str | None]:
+    """The tag's list before appending to it. An unreadable value (or a list whose items `item` refuses)
+    is never overwritten: it is kept under `<tag>.unreadable.<UTC time>` and the list starts again;
+    returns (list, that tag or None)."""
     try:
-        return read_list(client, model_name, tag), None
+        values = read_list(client, model_name, tag)
+        if item is None:
+            return values, None
+        try:
+            return [item(value) for value in values], None
+        except (ValueError, TypeError):
+            raise UnreadableTag(f"{model_name}: tag {tag} holds a list of something else") from None
     except UnreadableTag as error:
         kept = f"{tag}.unreadable.{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
         raw = client.get_registered_model(model_name).tags[tag]
@@ -70,7 +77,7 @@ def _writable_list(client, model_name: str, tag: str) -> tuple[list, str | None]
 
 def alias_events(client, model_name: str) -> list[dict]:
     """The recorded alias moves of a model (who moved which alias to which version, when), oldest first
-    (the newest MAX_EVENTS; older ones are in `alias.events.archive.<n>` tags)."""
+    (the newest MAX_EVENTS; older ones are in `alias.events.archive.<UTC time>` tags)."""
     return read_list(client, model_name, EVENTS_TAG)
 
 
@@ -85,11 +92,8 @@ def record_alias_event(client, model_name: str, alias: str, version: int, action
     events.append({"alias": alias, "version": int(version), "action": action, "by": actor(), "at": now_utc()})
     if len(events) > MAX_EVENTS:  # MLflow caps a tag's length: the oldest half moves to an archive tag
         archived, events = events[: MAX_EVENTS // 2], events[MAX_EVENTS // 2 :]
-        tags = client.get_registered_model(model_name).tags
-        number = 1 + sum(1 for name in tags if name.startswith(f"{EVENTS_TAG}.archive."))
-        client.set_registered_model_tag(
-            model_name, f"{EVENTS_TAG}.archive.{number:04d}", json.dumps(archived)
-        )
+        stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"  # sorts by time; no count to collide on
+        client.set_registered_model_tag(model_name, f"{EVENTS_TAG}.archive.{stamp}", json.dumps(archived))
     client.set_registered_model_tag(model_name, EVENTS_TAG, json.dumps(events))
 
 
@@ -110,10 +114,8 @@ def sync_history(client, model_name: str) -> list[int]:
     """Append the current champion to the history when it was moved elsewhere (e.g. the MLflow UI).
     An unreadable history is kept under a tag of its own and a new one starts (promotions and the
     reconciler go on; only a rollback needs the old one)."""
-    try:
-        history = champion_history(client, model_name)
-    except UnreadableTag:
-        history, _ = _writable_list(client, model_name, HISTORY_TAG)
+    history, kept = _writable_list(client, model_name, HISTORY_TAG, item=int)
+    if kept:
         client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history))
     current = client.get_registered_model(model_name).aliases.get(CHAMPION)
     if current is not None and (not history or history[-1] != int(current)):

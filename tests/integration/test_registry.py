@@ -423,12 +423,12 @@ def test_an_unreadable_champion_history_stops_only_the_rollback_and_says_what_to
     client, model = world["client"], "mura_audit_history"
     _bare_versions(client, model, 2)
     apply_promotion_rule(client, model, 1, passed=True, auto_promote=False)
-    client.set_registered_model_tag(model, HISTORY_TAG, "v1 then v2")
+    client.set_registered_model_tag(model, HISTORY_TAG, '[{"version": 1}]')  # a list, of something else
     with pytest.raises(RegistryError, match="champion.history.*mura promote MODEL VERSION"):
         rollback(model, client)
 
     promote(model, 2, client=client, force=True, reason="audit test")
     tags = client.get_registered_model(model).tags
     (kept,) = [name for name in tags if name.startswith(f"{HISTORY_TAG}.unreadable.")]
-    assert tags[kept] == "v1 then v2" and champion_history(client, model) == [1, 2]
+    assert tags[kept] == '[{"version": 1}]' and champion_history(client, model) == [1, 2]
     assert rollback(model, client)["champion"] == 1
