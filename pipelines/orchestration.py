@@ -366,14 +366,16 @@ def reconcile_serving(models: list[str] | None = None) -> dict:
 def pacs_new_studies(model: str = "mura_binary") -> list[str]:
     """StudyInstanceUIDs of the PACS without a report of the served champion ([] before any champion)."""
     from pipelines.pacs.client import PacsClient
-    from pipelines.pacs.inference import new_studies
+    from pipelines.pacs.inference import new_studies, read_refusals, served_version
     from serving.client import ServingClient
     from serving.errors import ServingClientError
 
     configure_logging()
+    settings = get_settings()
     with ServingClient() as serving:
         try:
-            return new_studies(PacsClient(get_settings()), serving, model)
+            refused = read_refusals(settings.mura_home, model, served_version(serving, model))
+            return new_studies(PacsClient(settings), serving, model, skip=frozenset(refused))
         except ServingClientError as error:
             if error.code not in ("NOT_FOUND", "UNAVAILABLE"):
                 raise
@@ -391,14 +393,24 @@ def pacs_answer_studies(study_uids: list[str], model: str = "mura_binary") -> di
     from serving.client import ServingClient
 
     configure_logging()
-    pacs, outcome, failed = PacsClient(get_settings()), {"answered": 0, "already": 0, "refused": 0}, []
+    settings = get_settings()
+    pacs, outcome, failed = PacsClient(settings), {"answered": 0, "already": 0, "refused": 0}, []
+    refused: dict[str, str] = {}
     with ServingClient() as serving:
         for uid in study_uids:
             try:
-                outcome[answer_study(pacs, serving, uid, model)["status"]] += 1
+                result = answer_study(pacs, serving, uid, model, skip_reported=True)
             except MuraError as error:  # ServingClientError and PacsError among them
                 LOGGER.error("study %s failed: %s", uid, error)
                 failed.append(uid)
+                continue
+            outcome[result["status"]] += 1
+            if result["status"] == "refused":
+                refused[uid] = result["reason"]
+        if refused:
+            from pipelines.pacs.inference import record_refusals, served_version
+
+            record_refusals(settings.mura_home, model, served_version(serving, model), refused)
     if failed:
         raise MuraError(
             f"{len(failed)} of {len(study_uids)} studies failed (their UIDs are in the log above): {', '.join(failed)}"

@@ -90,7 +90,7 @@ def register(subparsers) -> None:
     studies.add_argument("--date", help="StudyDate: YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
     studies.add_argument("--body-part", help="BodyPartExamined of a series, e.g. WRIST")
     studies.add_argument("--accession", help="AccessionNumber (sent as a filter, never printed)")
-    studies.add_argument("--limit", type=positive_int, default=100, help="at most this many (default 100)")
+    studies.add_argument("--limit", type=positive_int, help="at most this many (default: every study)")
     add_json_flag(studies)
     studies.set_defaults(handler=_studies)
     text = (

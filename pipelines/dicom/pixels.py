@@ -101,7 +101,7 @@ def _voi(values: np.ndarray, dataset) -> np.ndarray:
         syntax = meta.get("TransferSyntaxUID") if meta is not None else None
         little = syntax is None or syntax != "1.2.840.10008.1.2.2"  # only Explicit VR Big Endian is big
         return voi_lut(values, dataset.VOILUTSequence[0], little)
-    if "WindowCenter" in dataset and "WindowWidth" in dataset:
+    if dataset.get("WindowCenter") not in (None, "") and dataset.get("WindowWidth") not in (None, ""):
         function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         return linear_window(values, _first(dataset.WindowCenter), _first(dataset.WindowWidth), function)
     low, high = float(values.min()), float(values.max())

@@ -70,7 +70,7 @@ def group_studies(items: list[tuple[str, object]]) -> tuple[list[DicomStudy], li
     refused: dict[str, str] = {}
     for name, dataset in items:
         label = Path(name).name
-        uid = str(dataset.get("StudyInstanceUID", "") or f"(no StudyInstanceUID) {label}")
+        uid = str(dataset.get("StudyInstanceUID", "") or f"(no StudyInstanceUID) {name}")  # never merged
         if uid in refused:
             continue
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pipelines.errors import MuraError
 from pipelines.settings import Settings
 
+PAGE = 100  # studies per QIDO-RS request
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "ModalitiesInStudy", "NumberOfStudyRelatedInstances")
 TAG_NAMES = {
     "0020000D": "StudyInstanceUID",
@@ -65,6 +66,8 @@ class PacsClient:
 
         try:
             return call()
+        except requests.Timeout:
+            raise PacsError(f"the PACS at {self.url} did not answer in time while {doing}") from None
         except requests.ConnectionError:
             raise PacsError(
                 f"the PACS at {self.url} is not reachable while {doing}: start it (`mura up`, with "
@@ -82,24 +85,33 @@ class PacsClient:
                     f"the PACS at {self.url} found nothing while {doing}: list its studies with `mura pacs studies`"
                 ) from None
             raise PacsError(f"the PACS at {self.url} answered HTTP {status} while {doing}") from None
+        except requests.RequestException as error:
+            raise PacsError(f"the PACS at {self.url} failed while {doing}: {error}") from None
 
     def studies(
         self,
         date: str | None = None,
         body_part: str | None = None,
         accession: str | None = None,
-        limit: int = 100,
+        limit: int | None = None,
     ) -> list[StudySummary]:
-        """Studies matching the filters (QIDO-RS), newest first; body parts from their series."""
+        """Studies matching the filters (QIDO-RS; every page, or the first `limit` matches the PACS
+        returns), newest first; body parts from their series."""
         filters = {
             key: value for key, value in {"StudyDate": date, "AccessionNumber": accession}.items() if value
         }
-        found = self._call(
-            "searching studies",
-            lambda: self._client.search_for_studies(
-                search_filters=filters, fields=list(STUDY_FIELDS), limit=limit
-            ),
-        )
+        found: list[dict] = []
+        while limit is None or len(found) < limit:  # a PACS caps each answer: page until a short one
+            size, offset = (PAGE if limit is None else min(PAGE, limit - len(found))), len(found)
+            page = self._call(
+                "searching studies",
+                lambda size=size, offset=offset: self._client.search_for_studies(
+                    search_filters=filters, fields=list(STUDY_FIELDS), limit=size, offset=offset
+                ),
+            )
+            found += page
+            if len(page) < size:
+                break
         summaries = []
         for item in found:
             uid = _value(item, "StudyInstanceUID")
@@ -150,5 +162,8 @@ class PacsClient:
         """Store instances (STOW-RS); how many the PACS accepted."""
         if not datasets:
             return 0
-        self._call("storing instances", lambda: self._client.store_instances(datasets))
+        reply = self._call("storing instances", lambda: self._client.store_instances(datasets))
+        failed = len(reply.get("FailedSOPSequence", []) or []) if reply is not None else 0
+        if failed:
+            raise PacsError(f"the PACS at {self.url} refused {failed} of {len(datasets)} instances (STOW-RS)")
         return len(datasets)

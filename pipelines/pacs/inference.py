@@ -25,20 +25,46 @@ def served_version(serving, model: str) -> int:
     return max(available)
 
 
-def is_image(dataset) -> bool:
-    """An image of the study, not a report or one of the platform's own results."""
-    return dataset.get("Modality") != "SR" and not str(dataset.get("SeriesDescription", "")).startswith(
-        SERIES_PREFIX
-    )
+# Computed and digital radiography (DX for presentation/processing, intra-oral too): what MURA holds.
+RADIOGRAPH_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.3",
+    "1.2.840.10008.5.1.4.1.1.1.3.1",
+}
 
 
-def answer_study(pacs, serving, study_uid: str, model: str = "mura_binary", write_back: bool = True) -> dict:
+def is_radiograph(dataset) -> bool:
+    """A radiograph of the study: not a report, a presentation state, a key object selection, a
+    secondary capture, or one of the platform's own results."""
+    return str(dataset.get("SOPClassUID", "")) in RADIOGRAPH_CLASSES and not str(
+        dataset.get("SeriesDescription", "")
+    ).startswith(SERIES_PREFIX)
+
+
+def answer_study(
+    pacs,
+    serving,
+    study_uid: str,
+    model: str = "mura_binary",
+    write_back: bool = True,
+    skip_reported: bool = False,
+) -> dict:
     """Retrieve the study, ask the served model, and (unless told not to, or done already for this
-    model version) store the answer in the study as a DICOM SR. `status`: answered, already, refused."""
-    datasets = [dataset for dataset in pacs.retrieve_study(study_uid) if is_image(dataset)]
+    model version) store the answer in the study as a DICOM SR. `status`: answered, already, refused.
+    `skip_reported` (the DAG): a study holding this version's report is not even retrieved."""
+    reported = False
+    if write_back:
+        version = served_version(serving, model)
+        reported = series_description(model, version) in pacs.series_descriptions(study_uid)
+        if reported and skip_reported:
+            LOGGER.info("study %s: the report of %s v%s is there already", study_uid, model, version)
+            return {"study": study_uid, "status": "already", "model": model, "version": version}
+    datasets = [dataset for dataset in pacs.retrieve_study(study_uid) if is_radiograph(dataset)]
     studies, refused = group_studies([(f"{study_uid}/{d.SOPInstanceUID}", d) for d in datasets])
     if refused or not studies:
-        reason = refused[0]["reason"] if refused else "no image in the study"
+        reason = refused[0]["reason"] if refused else "no radiograph (CR or DX) in the study"
         LOGGER.info("study %s refused: %s", study_uid, reason)
         return {"study": study_uid, "status": "refused", "reason": reason}
     study = studies[0]
@@ -59,8 +85,7 @@ def answer_study(pacs, serving, study_uid: str, model: str = "mura_binary", writ
     }
     if not write_back:
         return result
-    if series_description(model, version) in pacs.series_descriptions(study_uid):
-        LOGGER.info("study %s: the report of %s v%s is there already", study_uid, model, version)
+    if reported:  # asked again by a person: the answer, but never a second report
         return {**result, "status": "already"}
     report = structured_report(datasets, answer, model, version)
     pacs.store([report])
@@ -75,11 +100,41 @@ def answer_study(pacs, serving, study_uid: str, model: str = "mura_binary", writ
     return {**result, "report": str(report.SOPInstanceUID)}
 
 
-def new_studies(pacs, serving, model: str = "mura_binary", limit: int = 500) -> list[str]:
-    """The PACS' studies without a report of the model's current version (the DAG's work list)."""
+def new_studies(pacs, serving, model: str = "mura_binary", skip: frozenset[str] = frozenset()) -> list[str]:
+    """The PACS' studies without a report of the model's current version (the DAG's work list), every
+    page of them; `skip`: studies this version refused already (asked once, not every poll)."""
     description = series_description(model, served_version(serving, model))
     return [
         study.study_uid
-        for study in pacs.studies(limit=limit)
-        if description not in pacs.series_descriptions(study.study_uid)
+        for study in pacs.studies()
+        if study.study_uid not in skip and description not in pacs.series_descriptions(study.study_uid)
     ]
+
+
+def refusals_file(home, model: str, version: int):
+    """Studies a model version refused (UIDs and reasons; nothing of the patient), kept under MURA_HOME."""
+    from pathlib import Path
+
+    return Path(home) / "pacs_inference" / f"refused-{model}-v{version}.json"
+
+
+def read_refusals(home, model: str, version: int) -> dict[str, str]:
+    import json
+
+    path = refusals_file(home, model, version)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_refusals(home, model: str, version: int, refused: dict[str, str]) -> None:
+    """Add refusals (written to a unique temporary file, then renamed: two runs never share one)."""
+    import json
+    import os
+    import tempfile
+
+    path = refusals_file(home, model, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged = {**read_refusals(home, model, version), **refused}
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    with os.fdopen(descriptor, "w") as stream:
+        json.dump(merged, stream, indent=1, sort_keys=True)
+    os.replace(partial, path)

@@ -12,8 +12,13 @@ from pipelines.dicom.studies import dicom_files
 def push_folder(client, folder: Path) -> dict:
     """Store every DICOM file under `folder` in the PACS (`client`: a PacsClient), by study."""
     by_study: dict[str, list] = defaultdict(list)
+    skipped = []
     for path in dicom_files(folder):
         dataset = read_dicom(path)
-        by_study[str(dataset.StudyInstanceUID)].append(dataset)
+        uid = str(dataset.get("StudyInstanceUID", "") or "")
+        if not uid or "SOPInstanceUID" not in dataset:  # a DICOMDIR, or an instance stripped of its UIDs
+            skipped.append(path.name)
+            continue
+        by_study[uid].append(dataset)
     stored = sum(client.store(datasets) for datasets in by_study.values())
-    return {"studies": len(by_study), "instances": stored}
+    return {"studies": len(by_study), "instances": stored, "skipped": skipped}

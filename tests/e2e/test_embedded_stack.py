@@ -146,7 +146,7 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     seed = ["pacs", "seed", "--out", str(out), "--studies", "4", "--push", "--json"]
     seeded = json.loads(mura(env, *seed).stdout)
     assert seeded["studies"] == 6 and seeded["unknown_body_part"] == 2
-    assert seeded["pushed"] == {"studies": 6, "instances": seeded["images"]}
+    assert seeded["pushed"] == {"studies": 6, "instances": seeded["images"], "skipped": []}
     answered = mura(env, "predict", str(out), "--json", check=False)
     assert answered.returncode == 1, answered.stderr  # the two studies of other body parts are refused
     document = json.loads(answered.stdout)
@@ -172,9 +172,8 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     )
     first = document["studies"][0]
     from_pacs = json.loads(mura(env, "predict", "--pacs", first["study"], "--json").stdout)
-    assert from_pacs["studies"][0]["abnormal_probability"] == pytest.approx(
-        first["abnormal_probability"], abs=1e-6
-    )
+    assert from_pacs["status"] == "answered" and from_pacs["report"]  # its SR is stored in the study
+    assert from_pacs["abnormal_probability"] == pytest.approx(first["abnormal_probability"], abs=1e-6)
     refused = mura(env, "pacs", "predict", chest[0]["study_uid"], check=False)
     assert refused.returncode == 1 and "BodyPartExamined 'CHEST' is not a study type" in refused.stdout
 
@@ -196,6 +195,8 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
             reports = pacs.series_descriptions(uid).count(wanted)
             assert reports == (1 if row["study_type"] else 0), (uid, pacs.series_descriptions(uid))
             assert images[uid] == int(row["images"]) + reports  # one SR instance, never two
+    ledger = Path(env["MURA_HOME"]) / "pacs_inference" / f"refused-mura_binary-v{document['version']}.json"
+    assert len(json.loads(ledger.read_text())) == 2  # a refused study is asked once, not at every poll
     _assert_no_patient_identifier_left_the_pacs(env, out)
 
 

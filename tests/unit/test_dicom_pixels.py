@@ -98,3 +98,23 @@ def test_what_the_model_cannot_be_asked_about_is_refused_with_the_reason(tmp_pat
     del unknown.BodyPartExamined
     with pytest.raises(DicomImageError, match="BodyPartExamined missing is not a study type"):
         study_type(unknown)
+
+
+def test_an_empty_window_counts_as_none_and_files_without_a_study_uid_are_never_merged(tmp_path):
+    """An empty Window Center (legal for CR) was refused as unreadable; two files without a
+    StudyInstanceUID in different folders were one study when they had the same file name."""
+    from pipelines.dicom.studies import load_studies
+
+    variant = variants()[0]
+    pixels = _pixels()
+    dataset = _round_trip(radiograph(pixels, variant, "HAND", PATIENT, STUDY, "1.2.3", 1))
+    dataset.WindowCenter, dataset.WindowWidth = "", ""
+    shown = grey_pixels(dataset)  # the full range of the image instead
+    assert shown.min() == 0 and shown.max() == 255
+    for folder in ("a", "b"):
+        anonymous = _round_trip(radiograph(pixels, variant, "HAND", PATIENT, STUDY, "1.2.3", 1))
+        del anonymous.StudyInstanceUID
+        (tmp_path / folder).mkdir()
+        anonymous.save_as(tmp_path / folder / "1.dcm", enforce_file_format=True)
+    studies, refused = load_studies(sorted(tmp_path.glob("*/1.dcm")))
+    assert len(studies) == 2 and not refused
