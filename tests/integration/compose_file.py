@@ -36,6 +36,7 @@ SECRETS = (
     "MURA_MLFLOW_DEPLOYER_PASSWORD",
     "MURA_MLFLOW_VIEWER_PASSWORD",
     "MURA_GATEWAY_TOKEN",
+    "MURA_PACS_PASSWORD",
 )
 REQUIRED = (*SECRETS, "MINIO_ROOT_USER")
 FAKE_ENV = {name: f"test-{name.lower().replace('_', '-')}" for name in REQUIRED}
@@ -59,6 +60,7 @@ SERVICES = (
     "prometheus",
     "pushgateway",
     "grafana",
+    "pacs",
 )
 AIRFLOW_SERVICES = [name for name in SERVICES if name.startswith("airflow-")]
 # The settings' defaults are the one home of the ports; MinIO exists only in compose.
