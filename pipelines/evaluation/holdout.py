@@ -98,7 +98,7 @@ def study_table(images: pd.DataFrame) -> pd.DataFrame:
 
 
 def stored_holdout_studies(
-    client, run_id: str, attempts: int = READ_ATTEMPTS, wait: float = READ_WAIT_SECONDS
+    client, run_id: str, attempts: int = READ_ATTEMPTS, wait: float | None = None
 ) -> tuple[pd.DataFrame, float] | None:
     """(holdout study table, threshold) saved by the run's evaluation; None when the run has none (it
     was evaluated before operating points existed: the gate then compares single numbers and says so).
@@ -108,6 +108,8 @@ def stored_holdout_studies(
     the gate to single numbers."""
     from mlflow.exceptions import MlflowException
 
+    wait = READ_WAIT_SECONDS if wait is None else wait
+    failure = "no attempt made"
     for attempt in range(1, attempts + 1):
         try:
             return _read_stored_holdout(client, run_id)

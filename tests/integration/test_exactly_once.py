@@ -60,12 +60,15 @@ def test_a_registration_whose_card_failed_exits_non_zero_and_says_so(world, caps
     assert registration.registered_version(run_id, "mura_14cls") == 1  # registered and gated all the same
 
 
-def test_an_unreadable_champion_holdout_fails_the_gate_instead_of_weakening_it(world, caplog):
+def test_an_unreadable_champion_holdout_fails_the_gate_instead_of_weakening_it(world, caplog, monkeypatch):
     """The champion's stored holdout predictions half-written: the gate used to fall back to single
     numbers with a misleading warning. Now it retries, then fails naming the run and the files, and
     leaves the version without a verdict for the retried task to decide."""
+    from pipelines.evaluation import holdout
     from pipelines.evaluation.holdout import HoldoutUnreadable
     from pipelines.registry.registration import register_run
+
+    monkeypatch.setattr(holdout, "READ_WAIT_SECONDS", 0.0)  # the retries themselves, not their pauses
 
     client = world["client"]
     champion = register_run(make_run(world, "elbow", GOOD, seed=31, holdout=holdout_table(1)))
