@@ -72,6 +72,15 @@ def _monitor_summary(model: str) -> str:
     )
 
 
+def _run_dag(client, settings, dag_id: str) -> None:
+    """Unpause, trigger and follow one DAG run; a run that does not succeed ends the demo."""
+    client.unpause(dag_id)
+    run = client.trigger(dag_id)
+    state = client.wait(dag_id, run, on_change=_print_progress)
+    if state != "success":
+        raise MuraError(f"{dag_id} run {run} ended {state}; open {settings.airflow_url}/dags/{dag_id}")
+
+
 def _pacs_demo(client, settings, urls: dict) -> None:
     """A few synthetic DICOM studies into the research PACS, answered by mura_pacs_inference, the
     answer stored in each study as a DICOM SR; where to see it in Orthanc."""
@@ -85,13 +94,7 @@ def _pacs_demo(client, settings, urls: dict) -> None:
     print(
         f"    {pushed['instances']} instances of {pushed['studies']} studies stored ({seeded['unknown_body_part']} of body parts the model refuses)"
     )
-    client.unpause("mura_pacs_inference")
-    run = client.trigger("mura_pacs_inference")
-    state = client.wait("mura_pacs_inference", run, on_change=_print_progress)
-    if state != "success":
-        raise MuraError(
-            f"mura_pacs_inference run {run} ended {state}; open {settings.airflow_url}/dags/mura_pacs_inference"
-        )
+    _run_dag(client, settings, "mura_pacs_inference")
     print(
         f"    Orthanc: {urls['pacs_explorer']} (login in {urls['pacs_credentials']}): each study's series "
         "'MURA AI (research use) mura_binary v<N>' holds the model's report"
@@ -144,13 +147,7 @@ def run_demo() -> int:
                 f" radiologists: {truth}, version {result['version']})  {study.relative_to(settings.data_dir)}"
             )
     _step("Monitor the release against the champion (DAG mura_monitor: drift, live kappa over gRPC)")
-    client.unpause("mura_monitor")
-    monitor_run = client.trigger("mura_monitor")
-    state = client.wait("mura_monitor", monitor_run, on_change=_print_progress)
-    if state != "success":
-        raise MuraError(
-            f"mura_monitor run {monitor_run} ended {state}; open {settings.airflow_url}/dags/mura_monitor"
-        )
+    _run_dag(client, settings, "mura_monitor")
     print(_monitor_summary("mura_binary"))
     urls = status()["urls"]
     if "pacs" in urls:

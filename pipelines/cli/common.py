@@ -27,6 +27,18 @@ def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
+def add_write_back_flag(parser, when: str = "") -> None:
+    """--write-back / --no-write-back of the PACS predictions (`mura pacs predict`, `mura predict --pacs`)."""
+    import argparse
+
+    parser.add_argument(
+        "--write-back",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"{when}store the answer in the study as a DICOM SR (default; once per model version)",
+    )
+
+
 def json_stdout_guard(args):
     """With --json, whatever else prints (Keras epochs, MLflow's run links) goes to stderr, so stdout
     stays one JSON document."""

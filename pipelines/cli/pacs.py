@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from pipelines.cli.common import add_json_flag, emit
+from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
 from pipelines.cli.parsing import positive_int
 from pipelines.settings import get_settings
 
@@ -100,12 +99,7 @@ def register(subparsers) -> None:
     predict = commands.add_parser("predict", help=text, description=text)
     predict.add_argument("study_uid", metavar="STUDY_UID", help="StudyInstanceUID (`mura pacs studies`)")
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
-    predict.add_argument(
-        "--write-back",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="store the answer in the study as a DICOM SR (default)",
-    )
+    add_write_back_flag(predict, "")
     predict.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     predict.add_argument("--target", help="host:port (default MURA_SERVING_GRPC / MURA_SERVING_REST)")
     add_json_flag(predict)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from pipelines.cli.common import add_json_flag, emit
+from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
 from pipelines.errors import DataError
 
 
@@ -40,12 +39,7 @@ def register(subparsers) -> None:
         metavar="STUDY_UID",
         help="a study of the PACS (MURA_PACS_URL), retrieved over DICOMweb (WADO-RS), instead of a path",
     )
-    predict.add_argument(
-        "--write-back",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with --pacs: store the answer in the study as a DICOM SR (default; once per model version)",
-    )
+    add_write_back_flag(predict, "with --pacs: ")
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
     choice = predict.add_mutually_exclusive_group()
     choice.add_argument("--label", help="version label, e.g. stable or canary")
