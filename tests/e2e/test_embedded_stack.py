@@ -191,7 +191,7 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     assert refused.returncode == 1 and "BodyPartExamined 'CHEST' is not a study type" in refused.stdout
 
     # mura_pacs_inference: every study of a known body part gets one report of the champion, the others
-    # none; a second run writes nothing (the study above had its report from `predict --pacs` already).
+    # none (the study above had its report from `predict --pacs` already, and keeps exactly one).
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.report import series_description
     from pipelines.settings import get_settings
@@ -200,14 +200,15 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     client.unpause("mura_pacs_inference")
     pacs = PacsClient(get_settings(env))
     wanted = series_description("mura_binary", document["version"])
-    for _ in range(2):
-        run_id = client.trigger("mura_pacs_inference")
-        assert client.wait("mura_pacs_inference", run_id, timeout=300) == "success"
-        images = {study.study_uid: study.images for study in pacs.studies()}
-        for uid, row in rows.items():
-            reports = pacs.series_descriptions(uid).count(wanted)
-            assert reports == (1 if row["study_type"] else 0), (uid, pacs.series_descriptions(uid))
-            assert images[uid] == int(row["images"]) + reports  # one SR instance, never two
+    run_id = client.trigger("mura_pacs_inference")
+    assert client.wait("mura_pacs_inference", run_id, timeout=300) == "success"
+    again = json.loads(mura(env, "pacs", "predict", first["study"], "--json").stdout)
+    assert again["status"] == "already"  # asked again: the answer, never a second report
+    images = {study.study_uid: study.images for study in pacs.studies()}
+    for uid, row in rows.items():
+        reports = pacs.series_descriptions(uid).count(wanted)
+        assert reports == (1 if row["study_type"] else 0), (uid, pacs.series_descriptions(uid))
+        assert images[uid] == int(row["images"]) + reports  # one SR instance, never two
     ledger = Path(env["MURA_HOME"]) / "pacs_inference" / f"refused-mura_binary-v{document['version']}.json"
     assert len(json.loads(ledger.read_text())) == 2  # a refused study is asked once, not at every poll
     _assert_no_patient_identifier_left_the_pacs(env, out)
