@@ -77,9 +77,7 @@ def main() -> int:
         from pipelines.settings import get_settings
         from serving.client import ServingClient
 
-        generate_synthetic(
-            root / "data", seed=11, train_patients=2, valid_patients=max(10, args.studies // 2)
-        )
+        generate_synthetic(root / "data", seed=11, train_patients=2, valid_patients=max(10, args.studies))
         written = write_studies(root / "data", root / "dicom", limit=args.studies, seed=11)
         pacs_process = start_orthanc(root / "home")
         server, grpc_target, _, _ = serve_tiny_model(root / "serving")
