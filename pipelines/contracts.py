@@ -192,5 +192,8 @@ RETRAIN_DAG = "mura_retrain"
 DEPLOY_DAG = "mura_deploy"
 MONITOR_DAG = "mura_monitor"
 PACS_DAG = "mura_pacs_inference"  # the champion's answers into the PACS' new studies
+# UIDs the platform makes (its reports in a hospital's PACS, synthetic studies): pydicom's root, the
+# rest derived from what they are about, so a second write of the same thing has the same UIDs.
+DICOM_UID_ROOT = "1.2.826.0.1.3680043.8.498."
 DATA_ASSET_URI = "mura://data/MURA-v1.1"  # a new data version (mura_retrain's pull_data emits it)
 RETRAIN_NEEDED_URI = "mura://monitor/retrain-needed"  # the monitor asks mura_retrain to run

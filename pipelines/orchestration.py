@@ -25,7 +25,7 @@ from pipelines.contracts import (
     RETRAIN_NEEDED_URI,
     TASK_CHOICES,
 )
-from pipelines.errors import ConfigError, NothingToMonitor
+from pipelines.errors import ConfigError, MuraError, NothingToMonitor
 from pipelines.logs import configure_logging
 from pipelines.retrain_form import retrain_form  # the DAG's form, for dags/
 from pipelines.settings import get_settings
@@ -374,8 +374,9 @@ def pacs_new_studies(model: str = "mura_binary") -> list[str]:
     settings = get_settings()
     with ServingClient() as serving:
         try:
-            refused = read_refusals(settings.mura_home, model, served_version(serving, model))
-            return new_studies(PacsClient(settings), serving, model, skip=frozenset(refused))
+            version = served_version(serving, model)
+            refused = read_refusals(settings.mura_home, model, version)
+            return new_studies(PacsClient(settings), model, version, skip=frozenset(refused))
         except ServingClientError as error:
             if error.code not in ("NOT_FOUND", "UNAVAILABLE"):
                 raise
@@ -387,7 +388,6 @@ def pacs_answer_studies(study_uids: list[str], model: str = "mura_binary") -> di
     """Each study answered and its report stored (once per model version). A study that fails is
     logged with its UID and the others go on; the task then fails naming them (a retry redoes only
     those: the others hold their report)."""
-    from pipelines.errors import MuraError
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import answer_study
     from serving.client import ServingClient

@@ -24,8 +24,9 @@ class DicomStudy:
 
 def is_dicom_file(path: Path) -> bool:
     """A `.dcm` file, or any file with DICOM's "DICM" marker after the preamble."""
-    if path.suffix.lower() == ".dcm":
-        return True
+    suffix = path.suffix.lower()
+    if suffix in (".dcm", ".png", ".jpg", ".jpeg"):  # a study folder of PNGs: no file opened
+        return suffix == ".dcm"
     try:
         with path.open("rb") as stream:
             stream.seek(DICOM_MAGIC_OFFSET)

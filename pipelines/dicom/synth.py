@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.contracts import BODY_PARTS
+from pipelines.contracts import BODY_PARTS, DICOM_UID_ROOT
 
 LABELS_FILE = "labels.csv"
 LABEL_COLUMNS = ("StudyInstanceUID", "label", "study_type", "images", "source")
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
-UID_ROOT = "1.2.826.0.1.3680043.10.1137."  # a made-up root under pydicom's: these studies exist nowhere
 OTHER_BODY_PARTS = ("CHEST", "KNEE")  # studies the model must refuse, not guess
 FIRST_NAMES = ("ALMA", "BORIS", "CLEO", "DARIO", "EDDA", "FINN", "GRETA", "HUGO")
 
@@ -96,7 +95,9 @@ def radiograph(
     offset = 5 if variant.slope == 1 else 3
     stored = stored_values(pixels, variant, offset)
     sop_class = DX_STORAGE if instance % 2 else CR_STORAGE
-    sop_uid = generate_uid(UID_ROOT, entropy_srcs=[study["StudyInstanceUID"], series_uid, str(instance)])
+    sop_uid = generate_uid(
+        DICOM_UID_ROOT, entropy_srcs=[study["StudyInstanceUID"], series_uid, str(instance)]
+    )
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -138,7 +139,7 @@ def _study(rng: np.random.Generator, source: str, seed: int) -> dict[str, str]:
     from pydicom.uid import generate_uid
 
     return {
-        "StudyInstanceUID": generate_uid(UID_ROOT, entropy_srcs=[source, str(seed)]),
+        "StudyInstanceUID": generate_uid(DICOM_UID_ROOT, entropy_srcs=[source, str(seed)]),
         "AccessionNumber": f"ACC{rng.integers(10_000_000, 100_000_000)}",
         "StudyDate": f"2026{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}",
         "StudyTime": f"{rng.integers(7, 19):02d}{rng.integers(0, 60):02d}00",
@@ -179,7 +180,7 @@ def write_studies(
         patient_key = f"{folder.parent}:{body_part in OTHER_BODY_PARTS}"
         patient = patients.setdefault(patient_key, _identity(rng, len(patients)))
         study = _study(rng, f"{folder}:{body_part}", seed)
-        series_uid = generate_uid(UID_ROOT, entropy_srcs=[study["StudyInstanceUID"], "series"])
+        series_uid = generate_uid(DICOM_UID_ROOT, entropy_srcs=[study["StudyInstanceUID"], "series"])
         images = sorted(path for path in folder.glob("*.png") if not path.name.startswith("."))
         target = out / study["StudyInstanceUID"]
         target.mkdir(exist_ok=True)

@@ -36,9 +36,10 @@ class StudySummary:
     modalities: str
     images: int
     body_parts: str
+    series: tuple[str, ...] = ()  # the SeriesDescription of each series (the platform's reports among them)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "series": list(self.series)}
 
 
 def _value(item: dict, keyword: str) -> str:
@@ -115,12 +116,7 @@ class PacsClient:
         summaries = []
         for item in found:
             uid = _value(item, "StudyInstanceUID")
-            series = self._call(
-                f"searching the series of study {uid}",
-                lambda uid=uid: self._client.search_for_series(
-                    study_instance_uid=uid, fields=["BodyPartExamined"]
-                ),
-            )
+            series = self._series(uid)
             parts = sorted({_value(entry, "BodyPartExamined") for entry in series} - {""})
             if body_part and body_part.upper() not in {part.upper() for part in parts}:
                 continue
@@ -131,19 +127,23 @@ class PacsClient:
                     modalities=_value(item, "ModalitiesInStudy"),
                     images=int(_value(item, "NumberOfStudyRelatedInstances") or 0),
                     body_parts=",".join(parts),
+                    series=tuple(_value(entry, "SeriesDescription") for entry in series),
                 )
             )
         return sorted(summaries, key=lambda summary: (summary.date, summary.study_uid), reverse=True)
 
-    def series_descriptions(self, study_uid: str) -> list[str]:
-        """The SeriesDescription of each series of a study (how the platform's reports are found)."""
-        series = self._call(
+    def _series(self, study_uid: str) -> list[dict]:
+        """The series of a study (QIDO-RS) with their body part and description."""
+        return self._call(
             f"searching the series of study {study_uid}",
             lambda: self._client.search_for_series(
-                study_instance_uid=study_uid, fields=["SeriesDescription"]
+                study_instance_uid=study_uid, fields=["BodyPartExamined", "SeriesDescription"]
             ),
         )
-        return [_value(entry, "SeriesDescription") for entry in series]
+
+    def series_descriptions(self, study_uid: str) -> list[str]:
+        """The SeriesDescription of each series of a study (how the platform's reports are found)."""
+        return [_value(entry, "SeriesDescription") for entry in self._series(study_uid)]
 
     def retrieve_study(self, study_uid: str) -> list:
         """The study's instances as pydicom Datasets (WADO-RS); PacsError when the PACS has none."""

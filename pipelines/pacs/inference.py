@@ -7,7 +7,11 @@ instance stored in one STOW-RS request, so a failure leaves nothing half-written
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 from pipelines.dicom.studies import group_studies
 from pipelines.pacs.report import SERIES_PREFIX, series_description, structured_report
@@ -100,37 +104,29 @@ def answer_study(
     return {**result, "report": str(report.SOPInstanceUID)}
 
 
-def new_studies(pacs, serving, model: str = "mura_binary", skip: frozenset[str] = frozenset()) -> list[str]:
-    """The PACS' studies without a report of the model's current version (the DAG's work list), every
-    page of them; `skip`: studies this version refused already (asked once, not every poll)."""
-    description = series_description(model, served_version(serving, model))
+def new_studies(pacs, model: str, version: int, skip: frozenset[str] = frozenset()) -> list[str]:
+    """The PACS' studies without a report of `model` v`version` (the DAG's work list), every page of
+    them; `skip`: studies this version refused already (asked once, not every poll)."""
+    description = series_description(model, version)
     return [
         study.study_uid
         for study in pacs.studies()
-        if study.study_uid not in skip and description not in pacs.series_descriptions(study.study_uid)
+        if study.study_uid not in skip and description not in study.series
     ]
 
 
-def refusals_file(home, model: str, version: int):
+def refusals_file(home: Path, model: str, version: int) -> Path:
     """Studies a model version refused (UIDs and reasons; nothing of the patient), kept under MURA_HOME."""
-    from pathlib import Path
-
     return Path(home) / "pacs_inference" / f"refused-{model}-v{version}.json"
 
 
-def read_refusals(home, model: str, version: int) -> dict[str, str]:
-    import json
-
+def read_refusals(home: Path, model: str, version: int) -> dict[str, str]:
     path = refusals_file(home, model, version)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def record_refusals(home, model: str, version: int, refused: dict[str, str]) -> None:
+def record_refusals(home: Path, model: str, version: int, refused: dict[str, str]) -> None:
     """Add refusals (written to a unique temporary file, then renamed: two runs never share one)."""
-    import json
-    import os
-    import tempfile
-
     path = refusals_file(home, model, version)
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = {**read_refusals(home, model, version), **refused}

@@ -8,7 +8,7 @@ series is found again by its description (`MURA AI (research use) <model> v<vers
 
 from __future__ import annotations
 
-from pipelines.dicom.synth import UID_ROOT
+from pipelines.contracts import DICOM_UID_ROOT
 
 SERIES_PREFIX = "MURA AI (research use)"
 SERIES_NUMBER = 9001  # far from the modality's own series numbers
@@ -84,9 +84,9 @@ def structured_report(evidence: list, answer: dict, model: str, version: int):
     report = hd.sr.ComprehensiveSR(
         evidence=evidence,
         content=root,
-        series_instance_uid=generate_uid(UID_ROOT, entropy_srcs=[*seed, "series"]),
+        series_instance_uid=generate_uid(DICOM_UID_ROOT, entropy_srcs=[*seed, "series"]),
         series_number=SERIES_NUMBER,
-        sop_instance_uid=generate_uid(UID_ROOT, entropy_srcs=[*seed, "report"]),
+        sop_instance_uid=generate_uid(DICOM_UID_ROOT, entropy_srcs=[*seed, "report"]),
         instance_number=1,
         manufacturer="MURA MLOps platform",
         is_complete=True,
