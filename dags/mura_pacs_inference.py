@@ -6,7 +6,9 @@ each study without a report of the served champion is retrieved (DICOMweb WADO-R
 one pixel path, answered, and its answer stored in the same study as a DICOM SR (series
 `MURA AI (research use) <model> v<version>`). A study of a body part the model does not know is
 refused (logged), never guessed. Once per study and model version: a study that has its report is
-skipped, so a retry or an overlapping run changes nothing.
+skipped, so a retry or an overlapping run changes nothing. A study Orthanc does not yet hold as stable
+(instances still arriving) waits for the next poll. With params.yaml `pacs.overlays: true` each image
+also gets its Grad-CAM++ overlay as a Secondary Capture, stored with the report in one request.
 
 It polls the PACS (QIDO-RS) every 5 minutes rather than being called by it: a poll loses nothing while
 Airflow is down, and the PACS needs no Airflow credentials. Paused when created: unpause it once the

@@ -117,6 +117,13 @@ class MonitorParams:
 
 
 @dataclass(frozen=True)
+class PacsParams:
+    """The PACS DAG (mura_pacs_inference): what it stores in each study besides the report."""
+
+    overlays: bool  # also one Grad-CAM++ Secondary Capture per image
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     """Every section of params.yaml. `validation` and `presets` stay mappings: the GX suite and the
     preset resolver check their own keys (each has one home there)."""
@@ -130,6 +137,7 @@ class PlatformConfig:
     serving: ServingParams
     tuning: TuningParams
     monitor: MonitorParams
+    pacs: PacsParams
     source: str = ""
 
 

@@ -365,6 +365,7 @@ def reconcile_serving(models: list[str] | None = None) -> dict:
 
 def pacs_new_studies(model: str = "mura_binary") -> list[str]:
     """StudyInstanceUIDs of the PACS without a report of the served champion ([] before any champion)."""
+    from pipelines.config import load_config
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import new_studies, read_refusals, served_version
     from serving.client import ServingClient
@@ -376,7 +377,8 @@ def pacs_new_studies(model: str = "mura_binary") -> list[str]:
         try:
             version = served_version(serving, model)
             refused = read_refusals(settings.mura_home, model, version)
-            return new_studies(PacsClient(settings), model, version, skip=frozenset(refused))
+            overlays = load_config().pacs.overlays
+            return new_studies(PacsClient(settings), model, version, frozenset(refused), overlays)
         except ServingClientError as error:
             if error.code not in ("NOT_FOUND", "UNAVAILABLE"):
                 raise
@@ -388,6 +390,7 @@ def pacs_answer_studies(study_uids: list[str], model: str = "mura_binary") -> di
     """Each study answered and its report stored (once per model version). A study that fails is
     logged with its UID and the others go on; the task then fails naming them (a retry redoes only
     those: the others hold their report)."""
+    from pipelines.config import load_config
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import answer_study
     from serving.client import ServingClient
@@ -395,11 +398,12 @@ def pacs_answer_studies(study_uids: list[str], model: str = "mura_binary") -> di
     configure_logging()
     settings = get_settings()
     pacs, outcome, failed = PacsClient(settings), {"answered": 0, "already": 0, "refused": 0}, []
+    overlays = load_config().pacs.overlays
     refused: dict[str, str] = {}
     with ServingClient() as serving:
         for uid in study_uids:
             try:
-                result = answer_study(pacs, serving, uid, model, skip_reported=True)
+                result = answer_study(pacs, serving, uid, model, skip_reported=True, overlays=overlays)
             except MuraError as error:  # ServingClientError and PacsError among them
                 LOGGER.error("study %s failed: %s", uid, error)
                 failed.append(uid)

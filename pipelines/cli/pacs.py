@@ -57,9 +57,10 @@ def _studies(args) -> int:
 
 
 def _predict(args) -> int:
-    from pipelines.cli.serve import _predict_pacs
+    from pipelines.cli.serve import IN_THE_STUDY, _predict_pacs
 
-    args.pacs, args.path, args.label, args.version, args.explain = args.study_uid, None, None, None, None
+    args.pacs, args.path, args.label, args.version = args.study_uid, None, None, None
+    args.explain = IN_THE_STUDY if args.explain else None
     return _predict_pacs(args)
 
 
@@ -100,6 +101,11 @@ def register(subparsers) -> None:
     predict.add_argument("study_uid", metavar="STUDY_UID", help="StudyInstanceUID (`mura pacs studies`)")
     predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
     add_write_back_flag(predict, "")
+    predict.add_argument(
+        "--explain",
+        action="store_true",
+        help="also store one Grad-CAM++ overlay per image in the study (a Secondary Capture series)",
+    )
     predict.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     predict.add_argument("--target", help="host:port (default MURA_SERVING_GRPC / MURA_SERVING_REST)")
     add_json_flag(predict)

@@ -9,6 +9,8 @@ from pathlib import Path
 from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
 from pipelines.errors import DataError
 
+IN_THE_STUDY = Path("<in the study>")  # `--explain` without OUT_DIR: with --pacs, overlays go to the PACS
+
 
 def register(subparsers) -> None:
     """Add the serve, predict and export commands."""
@@ -50,7 +52,10 @@ def register(subparsers) -> None:
         "--explain",
         metavar="OUT_DIR",
         type=Path,
-        help="also write one Grad-CAM++ overlay PNG per image into OUT_DIR (the model's explain signature)",
+        nargs="?",
+        const=IN_THE_STUDY,
+        help="also write one Grad-CAM++ overlay PNG per image into OUT_DIR (the model's explain signature); "
+        "with --pacs and no OUT_DIR: store them in the study as a Secondary Capture series",
     )
     add_json_flag(predict)
     predict.set_defaults(handler=handle_predict)
@@ -90,19 +95,21 @@ def _served_version(client, args) -> int | None:
     return max(available) if available else None
 
 
-def _write_overlays(client, args, results: list[dict], what: str, version) -> None:
-    """One overlay PNG per image under args.explain, named after its study and file; paths recorded."""
+def _write_overlays(client, args, results: list[dict], what: str, version, encoded=None) -> None:
+    """One overlay PNG per image under args.explain, named after its study and file; paths recorded.
+    `encoded`: the images' bytes by path where they are not the files themselves (DICOM)."""
     from serving.overlay import overlay_png
 
+    if args.explain == IN_THE_STUDY:
+        raise DataError("--explain needs OUT_DIR for files (only a --pacs study keeps its overlays itself)")
     args.explain.mkdir(parents=True, exist_ok=True)
     written = 0
     for result in results:
         items = result.get("images") or [result]
         paths = [Path(item["path"]) for item in items]
-        explained = client.explain_images(
-            [path.read_bytes() for path in paths], args.model, args.version, args.label
-        )
-        for item, path, explanation in zip(items, paths, explained, strict=True):
+        images = [encoded[str(path)] if encoded else path.read_bytes() for path in paths]
+        explained = client.explain_images(images, args.model, args.version, args.label)
+        for item, path, image, explanation in zip(items, paths, images, explained, strict=True):
             name = (
                 "_".join(part for part in (*path.parent.parts[-2:], path.stem) if part)
                 if what == "study"
@@ -115,7 +122,7 @@ def _write_overlays(client, args, results: list[dict], what: str, version) -> No
                 + (f", label {args.label}" if args.label else "")
             )
             target = args.explain / f"{name}.png"
-            target.write_bytes(overlay_png(path.read_bytes(), explanation["heatmap"], title))
+            target.write_bytes(overlay_png(image, explanation["heatmap"], title))
             item["overlay"] = str(target)
             written += 1
     print(f"wrote {written} Grad-CAM++ overlay(s) to {args.explain}", file=sys.stderr)
@@ -126,8 +133,6 @@ def _predict_dicom(args, studies: list, refused: list[dict]) -> int:
     the model cannot be asked about is refused with its reason, never guessed."""
     from serving.client import ServingClient
 
-    if args.explain:
-        raise DataError("--explain reads PNG/JPEG images; DICOM overlays are not written yet")
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
         results = [
             client.predict_encoded_study(
@@ -144,6 +149,13 @@ def _predict_dicom(args, studies: list, refused: list[dict]) -> int:
         version = results[0].get("version") if results else None
         if results and version is None:
             version = _served_version(client, args)
+        if args.explain and results:
+            encoded = {
+                name: image
+                for study in studies
+                for name, image in zip(study.names, study.images, strict=True)
+            }
+            _write_overlays(client, args, results, "study", version, encoded)
     for result in results:
         result.update(
             sentence=_sentence(result, args.model, "study"), version=version, version_label=args.label
@@ -179,16 +191,29 @@ def _predict_pacs(args) -> int:
 
     if args.path is not None:
         raise DataError("give a path or --pacs STUDY_UID, not both")
-    if args.label or args.version is not None or args.explain:
-        raise DataError("--pacs asks the champion of --model; --label, --version and --explain do not apply")
+    if args.label or args.version is not None:
+        raise DataError("--pacs asks the champion of --model; --label and --version do not apply")
+    if args.explain not in (None, IN_THE_STUDY):
+        raise DataError("with --pacs, --explain takes no OUT_DIR: the overlays are stored in the study")
+    if args.explain and not args.write_back:
+        raise DataError(
+            "--explain with --pacs stores overlays in the study; it cannot go with --no-write-back"
+        )
     settings = get_settings()
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as serving:
-        result = answer_study(PacsClient(settings), serving, args.pacs, args.model, args.write_back)
+        result = answer_study(
+            PacsClient(settings), serving, args.pacs, args.model, args.write_back, overlays=bool(args.explain)
+        )
     if result["status"] == "refused":
         emit(result, args.json, f"refused study {result['study']}: {result['reason']}")
         return 1
     stored = {
-        "answered": " The report is stored in the study (DICOM SR)." if args.write_back else "",
+        "answered": (
+            " The report is stored in the study (DICOM SR"
+            + (", and one Grad-CAM++ Secondary Capture per image)." if args.explain else ").")
+        )
+        if args.write_back
+        else "",
         "already": " The study holds this version's report already.",
     }[result["status"]]
     text = (

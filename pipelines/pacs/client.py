@@ -60,6 +60,7 @@ class PacsClient:
         self.url = settings.pacs_url
         session = requests.Session()
         session.auth = credentials(settings)
+        self._session, self._timeout = session, timeout
         self._client = DICOMwebClient(self.url, session=session, timeout=timeout)
 
     def _call(self, doing: str, call):
@@ -144,6 +145,28 @@ class PacsClient:
     def series_descriptions(self, study_uid: str) -> list[str]:
         """The SeriesDescription of each series of a study (how the platform's reports are found)."""
         return [_value(entry, "SeriesDescription") for entry in self._series(study_uid)]
+
+    def is_stable(self, study_uid: str) -> bool | None:
+        """Whether the PACS holds the study as complete (no instance arrived for Orthanc's StableAge);
+        None where the PACS cannot say: DICOMweb has no such notion, Orthanc's own REST API does."""
+        root = self.url.rstrip("/")
+        if not root.endswith("/dicom-web"):
+            return None
+        root = root.removesuffix("/dicom-web")
+
+        def ask():
+            found = self._session.post(f"{root}/tools/lookup", data=study_uid, timeout=self._timeout)
+            if found.status_code == 404:  # not Orthanc
+                return None
+            found.raise_for_status()
+            ids = [item["ID"] for item in found.json() if item.get("Type") == "Study"]
+            if not ids:
+                return None
+            study = self._session.get(f"{root}/studies/{ids[0]}", timeout=self._timeout)
+            study.raise_for_status()
+            return bool(study.json().get("IsStable", True))  # the patient's tags in it are not kept
+
+        return self._call(f"asking whether study {study_uid} is complete", ask)
 
     def retrieve_study(self, study_uid: str) -> list:
         """The study's instances as pydicom Datasets (WADO-RS); PacsError when the PACS has none."""

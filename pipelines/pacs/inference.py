@@ -14,7 +14,13 @@ import tempfile
 from pathlib import Path
 
 from pipelines.dicom.studies import group_studies
-from pipelines.pacs.report import SERIES_PREFIX, series_description, structured_report
+from pipelines.pacs.report import (
+    SERIES_PREFIX,
+    overlay_captures,
+    overlay_series_description,
+    series_description,
+    structured_report,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -54,15 +60,20 @@ def answer_study(
     model: str = "mura_binary",
     write_back: bool = True,
     skip_reported: bool = False,
+    overlays: bool = False,
 ) -> dict:
     """Retrieve the study, ask the served model, and (unless told not to, or done already for this
-    model version) store the answer in the study as a DICOM SR. `status`: answered, already, refused.
-    `skip_reported` (the DAG): a study holding this version's report is not even retrieved."""
-    reported = False
+    model version) store the answer in the study as a DICOM SR, with `overlays` also one Grad-CAM++
+    Secondary Capture per image. `status`: answered, already, refused. `skip_reported` (the DAG): a
+    study holding what was asked for is not even retrieved."""
+    missing: list[str] = []
     if write_back:
         version = served_version(serving, model)
-        reported = series_description(model, version) in pacs.series_descriptions(study_uid)
-        if reported and skip_reported:
+        present = pacs.series_descriptions(study_uid)
+        wanted = [series_description(model, version)]
+        wanted += [overlay_series_description(model, version)] if overlays else []
+        missing = [description for description in wanted if description not in present]
+        if not missing and skip_reported:
             LOGGER.info("study %s: the report of %s v%s is there already", study_uid, model, version)
             return {"study": study_uid, "status": "already", "model": model, "version": version}
     datasets = [dataset for dataset in pacs.retrieve_study(study_uid) if is_radiograph(dataset)]
@@ -89,30 +100,77 @@ def answer_study(
     }
     if not write_back:
         return result
-    if reported:  # asked again by a person: the answer, but never a second report
+    if not missing:  # asked again by a person: the answer, but never a second report
         return {**result, "status": "already"}
-    report = structured_report(datasets, answer, model, version)
-    pacs.store([report])
+    results = []
+    if series_description(model, version) in missing:
+        results.append(structured_report(datasets, answer, model, version))
+    if overlay_series_description(model, version) in missing:
+        by_uid = {str(dataset.SOPInstanceUID): dataset for dataset in datasets}
+        images = [by_uid[name.rsplit("/", 1)[1]] for name in study.names]
+        results += overlay_captures(
+            overlay_pixels(serving, study.images, images, answer, model, version), model, version
+        )
+    pacs.store(results)  # one STOW-RS request: all of it is stored, or none
     LOGGER.info(
-        "study %s: %s (%.3f) by %s v%s, report stored",
+        "study %s: %s (%.3f) by %s v%s, %d result instance(s) stored",
         study_uid,
         answer["label"],
         answer["abnormal_probability"],
         model,
         version,
+        len(results),
     )
-    return {**result, "report": str(report.SOPInstanceUID)}
+    stored = {"stored": len(results)}
+    if series_description(model, version) in missing:
+        stored["report"] = str(results[0].SOPInstanceUID)
+    return {**result, **stored}
 
 
-def new_studies(pacs, model: str, version: int, skip: frozenset[str] = frozenset()) -> list[str]:
-    """The PACS' studies without a report of `model` v`version` (the DAG's work list), every page of
-    them; `skip`: studies this version refused already (asked once, not every poll)."""
-    description = series_description(model, version)
-    return [
+def overlay_pixels(
+    serving, encoded: list[bytes], datasets: list, answer: dict, model: str, version: int
+) -> list:
+    """(image Dataset, RGB overlay) per image: Grad-CAM++ from the served model's explain signature,
+    drawn as `mura predict --explain` draws it, with the study's answer in the title."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from serving.overlay import overlay_png
+
+    explained = serving.explain_images(encoded, model)
+    pairs = []
+    for number, (image, dataset, explanation) in enumerate(zip(encoded, datasets, explained, strict=True), 1):
+        title = (
+            f"image {number} of {len(encoded)}: study {answer['label']} (probability "
+            f"{answer['abnormal_probability']:.3f}; this image {explanation['abnormal_probability']:.3f})\n"
+            f"{model} version {version}; research use only, not for diagnosis"
+        )
+        png = overlay_png(image, explanation["heatmap"], title)
+        pairs.append((dataset, np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))))
+    return pairs
+
+
+def new_studies(
+    pacs, model: str, version: int, skip: frozenset[str] = frozenset(), overlays: bool = False
+) -> list[str]:
+    """The PACS' complete studies without a report of `model` v`version` (the DAG's work list), every
+    page of them; `skip`: studies this version refused already (asked once, not every poll). A study
+    the PACS does not yet hold as stable waits for the next poll."""
+    wanted = {series_description(model, version)}
+    wanted |= {overlay_series_description(model, version)} if overlays else set()
+    waiting = [
         study.study_uid
         for study in pacs.studies()
-        if study.study_uid not in skip and description not in study.series
+        if study.study_uid not in skip and not wanted <= set(study.series)
     ]
+    arriving = [uid for uid in waiting if pacs.is_stable(uid) is False]
+    if arriving:  # answered on their first images, they would get a report about part of the study
+        LOGGER.info(
+            "%d studies are still arriving; the next poll takes them: %s", len(arriving), ", ".join(arriving)
+        )
+    return [uid for uid in waiting if uid not in arriving]
 
 
 def refusals_file(home: Path, model: str, version: int) -> Path:

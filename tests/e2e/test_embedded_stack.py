@@ -152,6 +152,8 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     PNGs it was made from, and refuses the body parts the model does not know with the reason."""
     import csv
 
+    from pipelines.pacs.client import PacsClient
+    from pipelines.settings import get_settings
     from serving.client import ServingClient
 
     env, report = stack
@@ -160,10 +162,16 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     seeded = json.loads(mura(env, *seed).stdout)
     assert seeded["studies"] == 6 and seeded["unknown_body_part"] == 2
     assert seeded["pushed"] == {"studies": 6, "instances": seeded["images"], "skipped": []}
-    answered = mura(env, "predict", str(out), "--json", check=False)
+    pacs = PacsClient(get_settings(env))
+    # Just stored: Orthanc holds them as still arriving (10 s StableAge), which the DAG waits for.
+    assert any(pacs.is_stable(study.study_uid) is False for study in pacs.studies())
+    overlays = tmp_path / "overlays"
+    answered = mura(env, "predict", str(out), "--json", "--explain", str(overlays), check=False)
     assert answered.returncode == 1, answered.stderr  # the two studies of other body parts are refused
     document = json.loads(answered.stdout)
     assert len(document["refused"]) == 2
+    images = [image for study in document["studies"] for image in study["images"]]
+    assert sorted(path.name for path in overlays.iterdir()) == sorted(Path(i["overlay"]).name for i in images)
     assert all("is not a study type the model knows" in item["reason"] for item in document["refused"])
     rows = {row["StudyInstanceUID"]: row for row in csv.DictReader((out / "labels.csv").open())}
     data = Path(env["MURA_DATA_DIR"])
@@ -184,22 +192,22 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
         and json.loads(mura(env, "pacs", "studies", "--body-part", "chest", "--json").stdout) == chest
     )
     first = document["studies"][0]
-    from_pacs = json.loads(mura(env, "predict", "--pacs", first["study"], "--json").stdout)
+    from_pacs = json.loads(mura(env, "predict", "--pacs", first["study"], "--explain", "--json").stdout)
     assert from_pacs["status"] == "answered" and from_pacs["report"]  # its SR is stored in the study
+    assert from_pacs["stored"] == 1 + len(first["images"])  # and one overlay (Secondary Capture) per image
     assert from_pacs["abnormal_probability"] == pytest.approx(first["abnormal_probability"], abs=1e-6)
+    _orthanc_explorer_shows_the_results(env, first["study"], document["version"])
     refused = mura(env, "pacs", "predict", chest[0]["study_uid"], check=False)
     assert refused.returncode == 1 and "BodyPartExamined 'CHEST' is not a study type" in refused.stdout
 
     # mura_pacs_inference: every study of a known body part gets one report of the champion, the others
     # none (the study above had its report from `predict --pacs` already, and keeps exactly one).
-    from pipelines.pacs.client import PacsClient
     from pipelines.pacs.report import series_description
-    from pipelines.settings import get_settings
 
     client = _client(report)
     client.unpause("mura_pacs_inference")
-    pacs = PacsClient(get_settings(env))
     wanted = series_description("mura_binary", document["version"])
+    _wait_until_stable(pacs, list(rows))
     run_id = client.trigger("mura_pacs_inference")
     assert client.wait("mura_pacs_inference", run_id, timeout=300) == "success"
     again = json.loads(mura(env, "pacs", "predict", first["study"], "--json").stdout)
@@ -208,10 +216,77 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     for uid, row in rows.items():
         reports = pacs.series_descriptions(uid).count(wanted)
         assert reports == (1 if row["study_type"] else 0), (uid, pacs.series_descriptions(uid))
-        assert images[uid] == int(row["images"]) + reports  # one SR instance, never two
+        overlaid = int(row["images"]) if uid == first["study"] else 0
+        assert images[uid] == int(row["images"]) + reports + overlaid  # one SR instance, never two
     ledger = Path(env["MURA_HOME"]) / "pacs_inference" / f"refused-mura_binary-v{document['version']}.json"
     assert len(json.loads(ledger.read_text())) == 2  # a refused study is asked once, not at every poll
     _assert_no_patient_identifier_left_the_pacs(env, out)
+
+
+def _wait_until_stable(pacs, study_uids: list[str], timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(pacs.is_stable(uid) is False for uid in study_uids):
+        assert time.monotonic() < deadline, "Orthanc never held the seeded studies as stable"
+        time.sleep(1)
+
+
+def _orthanc_explorer_shows_the_results(env, study_uid: str, version: int) -> None:
+    """Where a radiologist looks: Orthanc's own explorer lists the report and the overlay series in
+    the study, and the first overlay renders as an image."""
+    import requests
+    from playwright.sync_api import sync_playwright
+
+    from pipelines.pacs.orthanc import credentials
+    from pipelines.pacs.report import overlay_series_description, series_description
+    from pipelines.settings import get_settings
+
+    settings = get_settings(env)
+    user, password = credentials(settings)
+    root = settings.pacs_url.removesuffix("/").removesuffix("/dicom-web")
+    found = requests.post(f"{root}/tools/lookup", data=study_uid, auth=(user, password), timeout=30).json()
+    study = next(item["ID"] for item in found if item["Type"] == "Study")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        context = browser.new_context(
+            http_credentials={"username": user, "password": password}, viewport={"width": 1200, "height": 900}
+        )
+        page = context.new_page()
+        page.goto(f"{root}/app/explorer.html#study?uuid={study}")
+        listed = page.locator("#list-series")
+        listed.get_by_text(overlay_series_description("mura_binary", version)).wait_for(timeout=30_000)
+        shown = listed.inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "orthanc_study_with_results.png"), full_page=True)
+        series = context.request.get(f"{root}/studies/{study}/series").json()
+        overlay = next(
+            item
+            for item in series
+            if item["MainDicomTags"].get("SeriesDescription")
+            == overlay_series_description("mura_binary", version)
+        )
+        preview = context.request.get(f"{root}/instances/{overlay['Instances'][0]}/preview")
+        assert preview.ok and preview.body().startswith(b"\x89PNG")
+        browser.close()
+    assert series_description("mura_binary", version) in shown and "SR" in shown
+
+
+def _chromium(playwright):
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(
+            "Chromium is missing for the browser tests: run `apt-get install chromium` (Debian), then make test"
+        )
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
 
 
 def _assert_no_patient_identifier_left_the_pacs(env, seeded: Path) -> None:
@@ -379,10 +454,6 @@ def test_browser_login_and_trigger_through_the_form(stack):
     """The UI's form starts a run with its defaults and the scheduler runs it; the retrain's outcome is the
     one `mura retrain --wait` above checked (one full retrain per module), so this run is stopped once
     its first task has succeeded."""
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(
-            "Chromium is missing for the browser test: run `apt-get install chromium` (Debian), then make test"
-        )
     from playwright.sync_api import sync_playwright
 
     env, report = stack
@@ -390,16 +461,7 @@ def test_browser_login_and_trigger_through_the_form(stack):
     before = {run["dag_run_id"] for run in client.runs("mura_retrain")}
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = _chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{report['urls']['airflow']}/dags/mura_retrain")
         page.fill("input[name=username]", report["airflow_user"])

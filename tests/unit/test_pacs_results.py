@@ -1,0 +1,84 @@
+"""What the platform writes into a hospital's PACS and when: the per-image overlays as Secondary
+Captures of the study, and a work list that waits for studies still arriving."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+
+from pipelines.dicom.synth import radiograph, variants
+from pipelines.pacs.client import StudySummary
+from pipelines.pacs.inference import new_studies
+from pipelines.pacs.report import overlay_captures, overlay_series_description, series_description
+
+PATIENT = {"PatientName": "SYNTH^OVERLAY77", "PatientID": "MRN77007700", "PatientBirthDate": "19610203"}
+STUDY = {"StudyInstanceUID": "1.2.826.0.1.3680043.10.1137.77", "AccessionNumber": "ACC77007700"}
+
+
+def test_overlays_are_secondary_captures_of_the_same_study_with_stable_uids():
+    """One RGB Secondary Capture per image, in the image's study and patient (it stays in the PACS),
+    in the overlay series, its UIDs the same on every run (a second store changes nothing)."""
+    images = [
+        radiograph(
+            np.full((40, 30), 100 + number, np.uint8), variants()[0], "WRIST", PATIENT, STUDY, "1.2.3", number
+        )
+        for number in (1, 2)
+    ]
+    rgb = np.zeros((20, 16, 3), np.uint8)
+    rgb[..., 0] = 255
+    captures = overlay_captures([(image, rgb) for image in images], "mura_binary", 3)
+    again = overlay_captures([(image, rgb) for image in images], "mura_binary", 3)
+    assert [str(c.SOPInstanceUID) for c in captures] == [str(c.SOPInstanceUID) for c in again]
+    assert len({str(c.SOPInstanceUID) for c in captures}) == 2
+    assert len({str(c.SeriesInstanceUID) for c in captures}) == 1
+    other_version = overlay_captures([(images[0], rgb)], "mura_binary", 4)[0]
+    assert str(other_version.SOPInstanceUID) != str(captures[0].SOPInstanceUID)
+    for capture in captures:
+        buffer = io.BytesIO()
+        capture.save_as(buffer, enforce_file_format=True)
+        stored = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+        assert stored.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+        assert (
+            stored.StudyInstanceUID == STUDY["StudyInstanceUID"] and stored.PatientID == PATIENT["PatientID"]
+        )
+        assert stored.SeriesDescription == overlay_series_description("mura_binary", 3)
+        assert stored.PhotometricInterpretation == "RGB"
+        assert np.array_equal(stored.pixel_array, rgb)
+        assert "Research use only" in stored.ImageComments
+
+
+class _Pacs:
+    """The two questions the work list asks of a PACS: which studies (with their series), and is one
+    still arriving."""
+
+    def __init__(self, series: dict[str, tuple[str, ...]], arriving: set[str], says_stable: bool = True):
+        self.series, self.arriving, self.says_stable = series, arriving, says_stable
+
+    def studies(self):
+        return [
+            StudySummary(uid, "20260101", "DX", 2, "WRIST", series) for uid, series in self.series.items()
+        ]
+
+    def is_stable(self, uid: str):
+        return (uid not in self.arriving) if self.says_stable else None
+
+
+def test_the_work_list_waits_for_arriving_studies_and_asks_for_missing_overlays():
+    report, overlays = series_description("mura_binary", 2), overlay_series_description("mura_binary", 2)
+    pacs = _Pacs(
+        {
+            "1.1": ("CR",),  # new, complete
+            "1.2": ("CR",),  # new, still arriving: answered on its first images, its report would be wrong
+            "1.3": ("CR", report),  # reported, no overlays
+            "1.4": ("CR", report, overlays),
+            "1.5": ("CR",),  # refused by this version before
+        },
+        arriving={"1.2"},
+    )
+    assert new_studies(pacs, "mura_binary", 2, frozenset({"1.5"})) == ["1.1"]
+    assert new_studies(pacs, "mura_binary", 2, frozenset({"1.5"}), overlays=True) == ["1.1", "1.3"]
+    assert new_studies(pacs, "mura_binary", 3) == ["1.1", "1.3", "1.4", "1.5"]  # a new champion: all again
+    pacs.says_stable = False  # a PACS that cannot say (not Orthanc): every study is taken as it is
+    assert new_studies(pacs, "mura_binary", 2) == ["1.1", "1.2", "1.5"]
