@@ -4,7 +4,8 @@ A local Orthanc (the embedded stack's configuration, on a free port) and a local
 tiny exported model; synthetic DICOM studies (`mura pacs seed`'s writer) stored over STOW-RS.
 Measured: (1) one 4-image study through `answer_study` (WADO-RS retrieve, the pixel path, gRPC predict,
 the SR stored over STOW-RS), seconds per study, median and range (target < 1.5 s); the baseline, in
-the same run, is the same study predicted from its PNG files (no PACS, no DICOM); (2) the DAG's work,
+the same run, is the same study predicted from its PNG files (no PACS, no DICOM); the same with a
+Grad-CAM++ overlay per image stored as Secondary Captures (`--explain`); (2) the DAG's work,
 `pacs_new_studies` + `pacs_answer_studies` (what mura_pacs_inference runs) over every seeded study:
 failures (target 0), then a second pass: reports written again (target 0: exactly once).
 
@@ -88,8 +89,9 @@ def main() -> int:
             import csv
 
             rows = list(csv.DictReader((root / "dicom" / "labels.csv").open()))
-            four = [row for row in rows if row["images"] == "4" and row["study_type"]][: args.repeats]
-            per_study, baseline = [], []
+            fours = [row for row in rows if row["images"] == "4" and row["study_type"]]
+            four, explained = fours[: args.repeats], fours[args.repeats : 2 * args.repeats]
+            per_study, baseline, with_overlays = [], [], []
             with ServingClient(grpc_target) as serving:
                 for row in four:
                     started = time.perf_counter()
@@ -98,6 +100,12 @@ def main() -> int:
                     started = time.perf_counter()
                     serving.predict_study(root / "data" / row["source"])
                     baseline.append(time.perf_counter() - started)
+                for row in explained:
+                    started = time.perf_counter()
+                    answer_study(pacs, serving, row["StudyInstanceUID"], write_back=True, overlays=True)
+                    with_overlays.append(time.perf_counter() - started)
+            while any(pacs.is_stable(row["StudyInstanceUID"]) is False for row in rows):
+                time.sleep(1)  # the DAG takes complete studies only (Orthanc's StableAge)
             started = time.perf_counter()
             todo = orchestration.pacs_new_studies()
             failures = 0
@@ -117,6 +125,7 @@ def main() -> int:
         "images_seeded": written["images"],
         "four_image_study_retrieve_predict_write_back": summary(per_study),
         "baseline_same_study_from_png_files": summary(baseline),
+        "four_image_study_with_overlays_stored": summary(with_overlays) if with_overlays else None,
         "ratio_pacs_over_png": statistics.median(per_study) / statistics.median(baseline),
         "bulk_first_pass": {**first, "seconds": bulk_seconds, "failed_runs": failures},
         "bulk_second_pass": second,

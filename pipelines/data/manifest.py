@@ -188,11 +188,11 @@ def build_manifest(
 
 def write_manifest(frame: pd.DataFrame, path: Path) -> Path:
     """Write the manifest as parquet (via a temporary name, so readers never see half a file)."""
+    from pipelines.atomic_files import replaced_atomically
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    frame.to_parquet(partial, index=False)
-    partial.replace(path)
+    with replaced_atomically(path) as partial:
+        frame.to_parquet(partial, index=False)
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.atomic_files import temporary_beside
 from pipelines.contracts import BODY_PARTS
 from pipelines.data.layout import IMAGE_CSV, MURA_TRAIN_IMAGES, RELEASE_DIR, STUDY_CSV
 from pipelines.data.synth_faults import FAULTS, apply_file_fault, apply_plan_fault
@@ -143,8 +144,8 @@ def generate_synthetic(
     if fault:
         apply_plan_fault(fault, studies)
     # Write next to the target and swap in at the end: a failed run leaves no half-written release.
-    staging = out_dir / f".{RELEASE_DIR}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    # (A folder of this writer's own: two runs writing the same release never share one.)
+    staging = temporary_beside(out_dir / RELEASE_DIR)
     staging.mkdir(parents=True)
     try:
         _write_tree(studies, staging, workers)

@@ -80,12 +80,12 @@ def publish(check: MonitorCheck, folder: Path) -> Path:
     """Write `<folder>/mura_monitor.prom` atomically; push to the Pushgateway when one is configured."""
     from prometheus_client import generate_latest, push_to_gateway
 
+    from pipelines.atomic_files import replaced_atomically
+
     registry = registry_of(check)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "mura_monitor.prom"
-    partial = folder / ".mura_monitor.prom.partial"
-    partial.write_bytes(generate_latest(registry))
-    partial.replace(path)  # a scraper never reads half a file
+    with replaced_atomically(path) as partial:  # a scraper never reads half a file
+        partial.write_bytes(generate_latest(registry))
     gateway = os.environ.get("MURA_PUSHGATEWAY_URL")
     if gateway:
         try:

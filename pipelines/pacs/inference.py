@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from pipelines.dicom.studies import group_studies
@@ -185,10 +183,9 @@ def read_refusals(home: Path, model: str, version: int) -> dict[str, str]:
 
 def record_refusals(home: Path, model: str, version: int, refused: dict[str, str]) -> None:
     """Add refusals (written to a unique temporary file, then renamed: two runs never share one)."""
+    from pipelines.atomic_files import replaced_atomically
+
     path = refusals_file(home, model, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
     merged = {**read_refusals(home, model, version), **refused}
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    with os.fdopen(descriptor, "w") as stream:
-        json.dump(merged, stream, indent=1, sort_keys=True)
-    os.replace(partial, path)
+    with replaced_atomically(path) as partial:
+        partial.write_text(json.dumps(merged, indent=1, sort_keys=True))

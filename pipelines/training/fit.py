@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from pipelines.atomic_files import replaced_atomically
 from pipelines.contracts import Task
 from pipelines.progress import keras_verbosity
 from pipelines.training.presets import TrainConfig
@@ -86,10 +87,8 @@ def read_state(work_dir: Path) -> dict:
 
 def write_state(work_dir: Path, state: dict) -> None:
     """Save progress atomically (a kill mid-write leaves the previous state)."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    temporary = work_dir / (STATE_FILE + ".tmp")
-    temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    temporary.replace(work_dir / STATE_FILE)
+    with replaced_atomically(work_dir / STATE_FILE) as temporary:
+        temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
 
 
 class CallbackState(keras.callbacks.Callback):
@@ -141,9 +140,8 @@ class CallbackState(keras.callbacks.Callback):
                 name: _plain(getattr(self.scheduler, name)) for name in ("wait", "best", "cooldown_counter")
             },
         }
-        temporary = self.folder / "callbacks.json.tmp"
-        temporary.write_text(json.dumps(state), encoding="utf-8")
-        temporary.replace(self.state_file)
+        with replaced_atomically(self.state_file) as temporary:
+            temporary.write_text(json.dumps(state), encoding="utf-8")
 
 
 def _plain(value):

@@ -1,0 +1,41 @@
+"""Files that readers never see half-written and that two writers never share a temporary name for.
+
+Each writer gets its own temporary path beside the target (process id and a random part in the name),
+writes it, and renames it over the target. A shared name such as `manifest.parquet.partial` let two
+runs building the same file at once (the retrain's `build_manifest` and the monitor's, started by the
+same data Asset event) move each other's temporary away: the slower one failed on a missing file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def temporary_beside(path: Path) -> Path:
+    """A name beside `path` that no other writer uses (hidden, ends in .partial)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
+
+
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """Yield this writer's own temporary path; when the block ends it replaces `path` in one rename
+    (a file or a folder); on an error it is removed and `path` stays as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_beside(path)
+    try:
+        yield temporary
+        if temporary.is_dir() and path.is_dir():  # a folder cannot be renamed over a full one
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
