@@ -30,6 +30,13 @@ GRPC_METHODS = (
 # REST: a model, optionally a version or label, then nothing (status), /metadata (GET) or :predict (POST).
 REST_MODEL_PATH = r"^/v1/models/[A-Za-z0-9_.-]+(/versions/[0-9]+|/labels/[A-Za-z0-9_-]+)?"
 MAX_BODY = "64m"  # the serving client's MAX_MESSAGE_BYTES
+# Bodies past this are spooled to the gateway's temp folder: 256 connections (worker_connections) of
+# in-memory buffers then hold at most 256 MiB, where 64 MiB buffers could hold 16 GiB (SECURITY.md).
+BODY_BUFFER = "1m"
+# A dot segment, or an encoded dot, slash or backslash, anywhere in the path as sent: nginx matches
+# locations on the normalised path but passes the request line as sent, so `/x/../v1/models/m` would
+# match an allowed location and reach TF Serving as `/x/../...`. Refused before any location.
+UNNORMAL_PATH = r"^[^?]*(/\.\.?(/|\?|$)|%2[eEfF]|%5[cC]|\x5c)"
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,9 @@ def http_block(options: GatewayOptions) -> str:
     ssl_certificate {options.certificate};
     ssl_certificate_key {options.key};
     ssl_protocols TLSv1.2 TLSv1.3;
+    server_tokens off;
     client_max_body_size {MAX_BODY};
-    client_body_buffer_size {MAX_BODY};
+    client_body_buffer_size {BODY_BUFFER};
     grpc_read_timeout 120s;
 {grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
     location / {{
@@ -81,9 +89,13 @@ server {{
     ssl_certificate {options.certificate};
     ssl_certificate_key {options.key};
     ssl_protocols TLSv1.2 TLSv1.3;
+    server_tokens off;
     client_max_body_size {MAX_BODY};
-    client_body_buffer_size {MAX_BODY};
+    client_body_buffer_size {BODY_BUFFER};
     proxy_read_timeout 120s;
+    if ($request_uri ~ "{UNNORMAL_PATH}") {{
+        return 400;
+    }}
     location ~ "{REST_MODEL_PATH}(/metadata)?$" {{
 {check}        limit_except GET {{ deny all; }}
         proxy_pass http://{options.upstream_rest};

@@ -146,6 +146,47 @@ def test_rest_passes_only_reads_and_predict(gateway):
         requests.get(f"{base}/v1/models/linear", timeout=10)  # TLS with a certificate the caller must trust
 
 
+def _raw_request(gateway, request_line: str, extra: str = "") -> str:
+    """The gateway's status line and headers for a request sent byte for byte (clients normalise paths)."""
+    import ssl
+
+    host, port = gateway["options"].rest_listen.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(gateway["ca"]))
+    with socket.create_connection((host, int(port)), timeout=10) as plain:
+        with context.wrap_socket(plain, server_hostname="localhost") as stream:
+            token = f"Authorization: Bearer {gateway['token']}\r\n" if gateway["token"] else ""
+            stream.sendall(
+                f"{request_line}\r\nHost: localhost\r\n{token}{extra}Connection: close\r\n\r\n".encode()
+            )
+            answer = b""
+            while chunk := stream.recv(65536):
+                answer += chunk
+    return answer.decode("latin-1")
+
+
+def test_dot_segments_are_refused_before_matching_and_the_version_is_not_announced(gateway):
+    """`/x/../v1/models/m` used to match the allowed location (nginx matches the normalised path) and
+    reach TF Serving as sent; encoded dots, slashes and backslashes the same. nginx said its version
+    in every answer and error page."""
+    plain = _raw_request(gateway, "GET /v1/models/linear HTTP/1.1")
+    assert plain.startswith("HTTP/1.1 200"), plain[:200]
+    for path in (
+        "/monitoring/prometheus/../../v1/models/linear",
+        "/v1/models/linear/./metadata",
+        "/v1/models/linear/versions/1/..",
+        "/v1/models/%2e%2e/linear",
+        "/v1/models%2flinear",
+        "/v1/models/linear%5c..",
+    ):
+        answer = _raw_request(gateway, f"GET {path} HTTP/1.1")
+        assert answer.startswith("HTTP/1.1 400"), (path, answer[:200])
+    denied = _raw_request(gateway, "DELETE /v1/models/linear HTTP/1.1")
+    assert denied.startswith("HTTP/1.1 403")
+    for answer in (plain, denied):
+        server = next(line for line in answer.split("\r\n") if line.lower().startswith("server:"))
+        assert server.strip().lower() == "server: nginx" and "nginx/" not in answer, answer[:400]
+
+
 @pytest.fixture(scope="module")
 def token_gateway(tmp_path_factory, server):
     process, options, certificate = _start_gateway(tmp_path_factory.mktemp("gateway"), server, TOKEN)
