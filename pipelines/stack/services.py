@@ -233,9 +233,11 @@ def services(settings: Settings) -> list[Service]:
             ((airflow_host, airflow_port),),
             f"{settings.airflow_url.rstrip('/')}/api/v2/monitor/health",
         ),
-        Service("airflow-scheduler", [airflow, "scheduler"], ()),
+        # No log servers (8793, 8794: they listen on every interface, with no option to bind one):
+        # the api-server reads the task logs from the shared log folder of this one machine.
+        Service("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], ()),
         Service("airflow-dag-processor", [airflow, "dag-processor"], ()),
-        Service("airflow-triggerer", [airflow, "triggerer"], ()),
+        Service("airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"], ()),
     ]
 
 

@@ -89,6 +89,36 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
     assert requests.get(search, timeout=10).status_code == 401
     assert requests.get(search, auth=("reviewer", status["mlflow_password"]), timeout=10).ok
     assert stat.S_IMODE(Path(status["mlflow_accounts"]).stat().st_mode) == 0o600
+    _every_listening_socket_is_on_loopback(report)
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+
+    parsed = ipaddress.ip_address(address.split("%")[0])
+    mapped = getattr(parsed, "ipv4_mapped", None)  # ::ffff:127.0.0.1, gRPC's dual-stack socket
+    return parsed.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _every_listening_socket_is_on_loopback(report) -> None:
+    """Every socket any process of the stack listens on, not only the configured ports: Airflow's log
+    servers listened on every interface (8793, 8794). Orthanc is the one exception SECURITY.md names
+    (Debian's 1.10 has no bind address; it refuses other hosts itself)."""
+    import psutil
+
+    listening = {}
+    for name, entry in report["services"].items():
+        root = psutil.Process(entry["pid"])
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                connections = process.net_connections(kind="inet")
+            except psutil.NoSuchProcess:  # a short-lived child (a task process) gone meanwhile
+                continue
+            for connection in connections:
+                if connection.status == psutil.CONN_LISTEN:
+                    listening[(name, connection.laddr.ip, connection.laddr.port)] = process.name()
+    exposed = [key for key in listening if not _loopback(key[1]) and key[0] != "pacs"]
+    assert listening and not exposed, exposed
 
 
 def test_up_names_a_port_that_is_already_taken(stack, tmp_path):

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pipelines.logs",
             "pipelines.parallel",
             "pipelines.private_files",
+            "pipelines.atomic_files",
             "pipelines.progress",
             "pipelines.stages",
             "pipelines.templating",
