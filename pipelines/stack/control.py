@@ -53,10 +53,27 @@ def _prepare(settings: Settings, env: dict[str, str]) -> None:
     if not settings.models_config_path.is_file():
         write_models_config(read_models_config(settings.models_config_path), settings.models_config_path)
     for command in (["airflow", "db", "migrate"], ["airflow", "pools", "set", *POOL_ARGUMENTS]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, check=False, umask=processes.PRIVATE_UMASK
+        )
         if result.returncode != 0:
             last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise StackError(f"'{' '.join(command)}' failed: {last_line}")
+
+
+def _keep_private(settings: Settings) -> None:
+    """MURA_HOME 0700 and its databases 0600 (a home an earlier version made 0755/0644 included); what
+    the services create from now on is private from its first byte (processes.PRIVATE_UMASK)."""
+    home = settings.mura_home
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.chmod(0o700)
+    for database in (
+        home / "airflow" / "airflow.db",
+        home / "mlflow" / "mlflow.db",
+        home / "mlflow" / "auth.db",
+    ):
+        if database.is_file():
+            database.chmod(0o600)
 
 
 def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict:
@@ -73,6 +90,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
                     "stop what listens there or change the port setting, then run 'mura up' again"
                 )
     if todo:
+        _keep_private(settings)
         _prepare(settings, env)
     for service in todo:
         processes.start(service.name, service.command, {**env, **service.extra_env}, run_dir, log_dir)

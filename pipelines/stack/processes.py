@@ -56,11 +56,17 @@ def running_pid(run_dir: Path, name: str) -> int | None:
     return None
 
 
+# The stack's processes create their databases, logs and stores readable by their user only, from the
+# first byte (MLflow's auth.db holds every account's password hash).
+PRIVATE_UMASK = 0o077
+
+
 def start(name: str, command: list[str], env: dict[str, str], run_dir: Path, log_dir: Path) -> int:
     """Start `command` in its own session with output to `<log_dir>/<name>.log`; record its pid."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{name}.log", "ab") as log:
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "ab") as log:
         process = subprocess.Popen(
             command,
             env=env,
@@ -69,6 +75,7 @@ def start(name: str, command: list[str], env: dict[str, str], run_dir: Path, log
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=env.get("MURA_REPO_ROOT"),
+            umask=PRIVATE_UMASK,
         )
     record = {"pid": process.pid, "start_time": _start_time(process.pid), "command": command}
     pid_file(run_dir, name).write_text(json.dumps(record))

@@ -90,6 +90,14 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
     assert requests.get(search, auth=("reviewer", status["mlflow_password"]), timeout=10).ok
     assert stat.S_IMODE(Path(status["mlflow_accounts"]).stat().st_mode) == 0o600
     _every_listening_socket_is_on_loopback(report)
+    # Private from the first byte: the home, its databases (auth.db: every password hash) and logs.
+    home = Path(env["MURA_HOME"])
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    private = [home / "airflow" / "airflow.db", home / "mlflow" / "mlflow.db", home / "mlflow" / "auth.db"]
+    private += sorted((home / "logs").glob("*.log"))
+    assert {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in private} == {
+        path.name: "0o600" for path in private
+    }
 
 
 def _loopback(address: str) -> bool:
