@@ -7,7 +7,12 @@ one candidate per requested architecture on the `gpu` queue (an ensemble: one ma
 member, then one model averaging them), fit each one's operating point on the holdout studies and
 evaluate it on valid at study level the way the MURA paper does (kappa and AUROC with bootstrap
 intervals), register the best by holdout study kappa in MLflow, gate it against the current
-champion (paired bootstrap on the same holdout studies), and reconcile TF Serving with the registry.
+champion (paired bootstrap on the same holdout studies), ask a reviewer whether a passing challenger
+becomes champion (task **approve**, with the form's *Approval* `required`: the question, with the
+paired comparison, the parts that moved and links to the evidence, waits under *Required actions* for
+the Airflow user `reviewer`; `auto` promotes at once, `off` asks nobody), and reconcile TF Serving with
+the registry. A version that fails the gate ends the run before any question is asked; a kept or
+timed-out question leaves the version challenger and the run green.
 
 It also runs when `mura_monitor` finds drift or a live performance drop on a new data version
 (Asset `mura://monitor/retrain-needed`), with the form's defaults except the preset: such a run
@@ -23,13 +28,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
 
+from pipelines.approval_step import ReviewerApproval
 from pipelines.orchestration import (
+    APPROVE_TASK,
     DATA_ASSET_URI,
     DVC_POOL,
     GPU_QUEUE,
     RETRAIN_DAG,
     RETRAIN_NEEDED_URI,
-    auto_promote_default,
+    approval_default,
     default_preset,
     preset_choices,
     retrain_form,
@@ -41,7 +48,7 @@ MODELS_ALIAS = AssetAlias("mura-registered-models")
 # The trigger form; `mura retrain` is built from the same fields and checks them the same way.
 PARAMS = {
     field.name: Param(field.default, **field.schema)
-    for field in retrain_form(default_preset(), preset_choices(), auto_promote_default())
+    for field in retrain_form(default_preset(), preset_choices(), approval_default())
 }
 
 
@@ -126,7 +133,7 @@ def mura_retrain():
         from pipelines import orchestration
 
         verdict = orchestration.gate(
-            orchestration.Registration.from_xcom(registered), bool(params.get("auto_promote"))
+            orchestration.Registration.from_xcom(registered), orchestration.approval_mode(dict(params))
         )
         return verdict.to_xcom()
 
@@ -140,7 +147,10 @@ def mura_retrain():
     candidates = plan_candidates(manifest, validate_data(manifest))
     trained = combine_members(train.expand(candidate=candidates))
     evaluated = evaluate.expand(trained=trained)
-    deploy(gate(select_and_register(evaluated)))
+    verdict = gate(select_and_register(evaluated))
+    approve = ReviewerApproval(task_id=APPROVE_TASK, verdict_task="gate")
+    verdict >> approve
+    deploy(approve.output)
 
 
 mura_retrain()

@@ -18,7 +18,22 @@ from typing import Any
 
 import yaml
 
+from pipelines.contracts import APPROVAL_MODES
 from pipelines.errors import ConfigError
+
+DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration_seconds(text: str, where: str = "duration") -> float:
+    """`3d`, `12h`, `30m` or `45s` in seconds; ConfigError naming `where` for anything else."""
+    value = str(text).strip()
+    try:
+        seconds = float(value[:-1]) * DURATION_UNITS[value[-1:]]
+    except (KeyError, ValueError):
+        raise ConfigError(f"{where}={text!r}: give a number and a unit, e.g. 3d, 12h, 30m or 45s") from None
+    if seconds <= 0:
+        raise ConfigError(f"{where}={text!r}: must be longer than zero")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -62,9 +77,15 @@ class GateParams:
     min_study_auroc: float
     max_overall_drop: float
     max_part_kappa_drop: float
-    auto_promote: bool
+    approval: str  # required | auto | off (APPROVAL_MODES)
+    approval_timeout: str  # a duration: 3d, 12h, 30m, 45s
     paired_replicates: int
     confidence: float
+
+    @property
+    def auto_promote(self) -> bool:
+        """`mura register`: a passing version becomes champion at once only with approval auto."""
+        return self.approval == "auto"
 
 
 @dataclass(frozen=True)
@@ -199,6 +220,11 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
         )
     if not 0.0 < config.monitor.alpha < 0.5 or config.monitor.permutations < 19:
         raise ConfigError("params.yaml monitor: alpha must lie in (0, 0.5) and permutations be >= 19")
+    if config.gate.approval not in APPROVAL_MODES:
+        raise ConfigError(
+            f"params.yaml gate.approval={config.gate.approval!r}: use one of {', '.join(APPROVAL_MODES)}"
+        )
+    duration_seconds(config.gate.approval_timeout, "params.yaml gate.approval_timeout")
     if config.monitor.retrain_preset not in config.presets:
         raise ConfigError(
             f"params.yaml monitor.retrain_preset={config.monitor.retrain_preset!r}: unknown preset; "

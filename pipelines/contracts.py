@@ -184,6 +184,21 @@ def served_model_name(model: str, label: str | None) -> str:
 
 CARD_TAG = "card.path"  # version tag: where the version's model card lies among its run's artifacts
 
+# --- A reviewer's approval (mura_retrain's task approve) ---------------------------------------
+# required: a passing version becomes challenger and a reviewer decides; auto: champion at once;
+# off: challenger without a question (the first passing version becomes champion).
+APPROVAL_MODES = ("required", "auto", "off")
+APPROVE_TASK = "approve"
+REVIEWER_ROLE = "reviewer"  # the Airflow user who may answer (the MLflow account of that name moves aliases)
+PROMOTE_OPTION = "Promote to champion"
+KEEP_OPTION = "Keep as challenger"
+# Version tags of the decision: approval.decision is promote, keep or timeout.
+APPROVAL_DECISION_TAG = "approval.decision"
+APPROVAL_BY_TAG = "approval.by"
+APPROVAL_RUN_TAG = "approval.dag_run_id"
+APPROVAL_AT_TAG = "approval.at"
+APPROVAL_NOTE_TAG = "approval.note"
+
 # --- Airflow ----------------------------------------------------------------------------------
 DVC_POOL = "mura_dvc"  # one slot: DVC's repository lock gives up after a few seconds
 DVC_POOL_DESCRIPTION = "DVC tasks one at a time: the repository lock gives up after a few seconds"

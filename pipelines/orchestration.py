@@ -9,12 +9,15 @@ this module is cheap (no TensorFlow, MLflow, GX or DVC): DAG files import it at 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from pipelines.contracts import (
+    APPROVE_TASK,
+    CHALLENGER,
     DATA_ASSET_URI,
     DEPLOY_DAG,
     DVC_POOL,
@@ -68,6 +71,7 @@ __all__ = [
     "DVC_POOL",
     "GPU_QUEUE",
     "RETRAIN_DAG",
+    "APPROVE_TASK",
     "TASK_CHOICES",
     "Candidate",
     "DataVersion",
@@ -79,7 +83,7 @@ __all__ = [
     "Validation",
     "PACS_DAG",
     "default_preset",
-    "auto_promote_default",
+    "approval_default",
     "preset_choices",
     "retrain_form",
 ]
@@ -90,12 +94,30 @@ def default_preset() -> str:
     return get_settings().default_preset
 
 
-def auto_promote_default() -> bool:
-    """params.yaml gate.auto_promote: the retrain form's default, so a DAG run follows it unless the
-    form (or the conf) says otherwise."""
+def approval_default() -> str:
+    """params.yaml gate.approval: the retrain form's default, so a DAG run follows it unless the form
+    (or the conf) says otherwise."""
     from pipelines.config import load_config
 
-    return load_config().gate.auto_promote
+    return load_config().gate.approval
+
+
+def approval_timeout() -> datetime.timedelta:
+    """params.yaml gate.approval_timeout: how long the approval step waits for a reviewer."""
+    from pipelines.config import duration_seconds, load_config
+
+    text = load_config().gate.approval_timeout
+    return datetime.timedelta(seconds=duration_seconds(text, "params.yaml gate.approval_timeout"))
+
+
+def approval_mode(params: dict[str, Any]) -> str:
+    """The run's approval: the form's field; a conf of an older client saying `auto_promote: true`
+    (and no approval) means auto, `false` means off."""
+    legacy = params.get("auto_promote")
+    if params.get("approval") is None and legacy is not None:
+        LOGGER.warning("conf auto_promote=%s is an old spelling: use approval=auto|off|required", legacy)
+        return "auto" if legacy else "off"
+    return str(params.get("approval") or approval_default())
 
 
 def preset_choices() -> list[str]:
@@ -317,13 +339,53 @@ def select_and_register(evaluated: list[Evaluation]) -> Registration:
     return Registration(**registered, candidates=ranking)
 
 
-def gate(registration: Registration, auto_promote: bool | None = None) -> GateVerdict:
-    """Decide: judge the version against the floors and the champion, apply the promotion rule."""
+def gate(registration: Registration, approval: str) -> GateVerdict:
+    """Decide: judge the version against the floors and the champion, apply the promotion rule
+    (`approval` auto: a passing version becomes champion; required: challenger, a reviewer decides)."""
     from pipelines.registry.registration import gate_version
 
     configure_logging()
-    verdict = gate_version(registration.model, registration.version, auto_promote)
+    verdict = gate_version(
+        registration.model,
+        registration.version,
+        auto_promote=approval == "auto",
+        for_review=approval == "required",
+    )
     return GateVerdict(**verdict)
+
+
+def approval_question(verdict: GateVerdict, approval: str, dag_run_id: str):
+    """The question for a reviewer (registry.approval.ApprovalQuestion), or None when none is asked:
+    approval is not required, the version failed the gate, or it holds no challenger alias (already
+    champion: a retried gate, or promoted meanwhile)."""
+    from pipelines.registry.approval import question
+
+    configure_logging()
+    if approval != "required" or not verdict.passed or CHALLENGER not in verdict.aliases:
+        LOGGER.info(
+            "%s v%s: no approval asked (approval %s, gate %s, aliases %s)",
+            verdict.model,
+            verdict.version,
+            approval,
+            verdict.status,
+            verdict.aliases or "none",
+        )
+        return None
+    return question(verdict.model, verdict.version, dag_run_id)
+
+
+def approval_answer(
+    verdict: GateVerdict, chosen: str | None, by: str | None, dag_run_id: str, asked_champion: int | None
+) -> GateVerdict:
+    """Act on the reviewer's answer (None: timed out) and record it; the verdict with the aliases the
+    version holds now (what deploy then serves). The model card is written again to show the decision."""
+    from pipelines.registry.approval import decide
+    from pipelines.registry.registration import republish_card
+
+    configure_logging()
+    decide(verdict.model, verdict.version, chosen, by, dag_run_id, asked_champion)
+    aliases, card = republish_card(verdict.model, verdict.version)
+    return dataclasses.replace(verdict, aliases=aliases, card=card or verdict.card)
 
 
 def deploy(verdict: GateVerdict) -> Deployment:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.contracts import TASK_CHOICES
+from pipelines.contracts import APPROVAL_MODES, TASK_CHOICES
 from pipelines.errors import ConfigError
 from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
@@ -28,9 +28,9 @@ class FormField:
         return str(self.schema.get("description") or self.schema.get("title") or self.name)
 
 
-def retrain_form(default_preset: str, presets: list[str], auto_promote: bool = False) -> list[FormField]:
-    """The fields of the mura_retrain form, in the order the UI shows them; `auto_promote` is the
-    default of its field (params.yaml gate.auto_promote in the DAG)."""
+def retrain_form(default_preset: str, presets: list[str], approval: str = "required") -> list[FormField]:
+    """The fields of the mura_retrain form, in the order the UI shows them; `approval` is the default
+    of its field (params.yaml gate.approval)."""
     return [
         FormField("preset", default_preset, {
             "type": "string", "enum": presets, "title": "Preset",
@@ -73,9 +73,10 @@ def retrain_form(default_preset: str, presets: list[str], auto_promote: bool = F
             "type": ["null", "string"], "title": "Data revision",
             "description": "Git revision of data.dvc to pull; empty for the current one.",
         }),
-        FormField("auto_promote", auto_promote, {
-            "type": "boolean", "title": "Auto-promote",
-            "description": "Make a version that passes the gate champion at once.",
+        FormField("approval", approval, {
+            "type": "string", "enum": list(APPROVAL_MODES), "title": "Approval",
+            "description": "required: a version that passes the gate becomes challenger and a reviewer "
+            "promotes it or keeps it (task approve); auto: champion at once; off: challenger, nobody asked.",
         }),
     ]  # fmt: skip
 

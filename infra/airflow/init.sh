@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One-shot set-up of the compose stack (service airflow-init, run as root): the metadata DB, the DVC
-# pool, the admin password file of the simple auth manager, an empty TF Serving models.config, the
+# pool, the password file of the simple auth manager (admin, reviewer), an empty TF Serving models.config, the
 # gateway's certificate, and ownership of the shared volumes for the Airflow user.
 set -euo pipefail
 
 : "${AIRFLOW_UID:?AIRFLOW_UID is not set}"
 : "${AIRFLOW_ADMIN_PASSWORD:?AIRFLOW_ADMIN_PASSWORD is not set; see .env.example}"
+: "${AIRFLOW_REVIEWER_PASSWORD:?AIRFLOW_REVIEWER_PASSWORD is not set; see .env.example}"
 passwords="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:?}"
 models_config="${MURA_MODEL_BASE_PATH:?}/models.config"
 
@@ -16,7 +17,13 @@ airflow pools set mura_dvc 1 "DVC tasks one at a time: the repository lock gives
 python - "$passwords" <<'PY'
 import json, os, sys
 with open(sys.argv[1], "w", encoding="utf-8") as handle:
-    json.dump({os.environ.get("AIRFLOW_ADMIN_USER", "admin"): os.environ["AIRFLOW_ADMIN_PASSWORD"]}, handle)
+    json.dump(
+        {
+            os.environ.get("AIRFLOW_ADMIN_USER", "admin"): os.environ["AIRFLOW_ADMIN_PASSWORD"],
+            "reviewer": os.environ["AIRFLOW_REVIEWER_PASSWORD"],  # answers mura_retrain's approvals
+        },
+        handle,
+    )
 PY
 chmod 600 "$passwords"
 

@@ -36,6 +36,13 @@ def _text(report: dict) -> str:
     lines.append(f"  gate        {gate['status']}: {gate['reason']}")
     if gate["forced_by"]:
         lines.append(f"              forced by {gate['forced_by']}: {gate['forced_reason']}")
+    approval = report["approval"]
+    if approval["decision"]:
+        note = f" ({approval['note']})" if approval["note"] else ""
+        lines.append(
+            f"  approval    {approval['decision']} by {approval['by']} in Airflow run {approval['dag_run_id']} "
+            f"at {approval['at']}{note}"
+        )
     for event in report["alias_history"]:
         lines.append(
             f"  alias       {event['at']} {event['by']}: {event['alias']} -> v{event['version']} ({event['action']})"

@@ -14,7 +14,7 @@ from pipelines.errors import ConfigError
 def _register(args) -> int:
     from pipelines.registry.registration import register_run
 
-    result = register_run(args.run_id, auto_promote=args.auto_promote)  # None: params.yaml gate.auto_promote
+    result = register_run(args.run_id, auto_promote=args.auto_promote)  # None: gate.approval == auto
     aliases = ", ".join(result["aliases"]) or "no alias"
     done = "already registered as" if result["reused"] else "registered"
     emit(
@@ -239,7 +239,7 @@ def register(subparsers) -> None:
         "--auto-promote",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="a passing version becomes champion at once (default: params.yaml gate.auto_promote)",
+        help="a passing version becomes champion at once (default: yes when params.yaml gate.approval is auto)",
     )
     add_json_flag(parser)
     parser.set_defaults(handler=_register)

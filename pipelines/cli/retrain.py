@@ -7,9 +7,11 @@ import argparse
 import sys
 
 from pipelines.cli.common import add_json_flag, emit
-from pipelines.cli.parsing import add_old_spellings
-from pipelines.contracts import RETRAIN_DAG
+from pipelines.cli.parsing import add_old_spellings, warn_deprecated
+from pipelines.contracts import APPROVE_TASK, RETRAIN_DAG, REVIEWER_ROLE
 from pipelines.retrain_form import FormField, check_conf, retrain_form
+
+AWAITING_INPUT = "awaiting_input"  # Airflow 3.3's state of a task waiting for a person
 
 # Schema type -> how the flag parses its text (arrays are comma separated).
 _PARSERS = {"integer": int, "number": float, "string": str}
@@ -17,15 +19,27 @@ _PARSERS = {"integer": int, "number": float, "string": str}
 
 def _form() -> list[FormField]:
     from pipelines.cli.parsing import preset_names
+    from pipelines.config import load_config
     from pipelines.errors import MuraError
     from pipelines.settings import get_settings
 
     default = get_settings().default_preset
     try:
-        presets = preset_names()
+        presets, approval = preset_names(), load_config().gate.approval
     except MuraError:  # a broken params.yaml: Airflow's own check reports it when the run is triggered
-        presets = [default]
-    return retrain_form(default, presets)
+        presets, approval = [default], "required"
+    return retrain_form(default, presets, approval)
+
+
+class _OldApproval(argparse.Action):
+    """`--[no-]auto-promote`, the spelling before the form's approval field: `--approval auto|off`."""
+
+    def __init__(self, option_strings, dest, const=None, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, const=const, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warn_deprecated(str(option_string), f"--approval {self.const}")
+        setattr(namespace, self.dest, self.const)
 
 
 def _schema_type(item: FormField) -> str:
@@ -62,13 +76,19 @@ def _add_field(parser: argparse.ArgumentParser, item: FormField) -> None:
     )
 
 
-def _print_changes(previous: dict[str, str]):
+def _print_changes(previous: dict[str, str], run_url: str = ""):
     """An on_change callback printing each task whose state moved (to stderr)."""
 
     def report(states: dict[str, str]) -> None:
         for task, state in states.items():
             if previous.get(task) != state:
                 print(f"  {task:<28} {state}", file=sys.stderr, flush=True)
+                if task == APPROVE_TASK and state == AWAITING_INPUT:
+                    print(
+                        f"  a reviewer decides (Airflow user {REVIEWER_ROLE}, Required actions): {run_url}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         previous.clear()
         previous.update(states)
 
@@ -89,7 +109,9 @@ def _retrain(args) -> int:
     if not args.wait:
         emit({**result, "state": "queued"}, args.json, run_id)
         return 0
-    state = client.wait(RETRAIN_DAG, run_id, timeout=args.timeout, on_change=_print_changes({}))
+    state = client.wait(
+        RETRAIN_DAG, run_id, timeout=args.timeout, on_change=_print_changes({}, result["url"])
+    )
     result.update(state=state, tasks=client.task_states(RETRAIN_DAG, run_id))
     emit(result, args.json, f"run {run_id} finished: {state}")
     return 0 if state == "success" else 1
@@ -137,6 +159,8 @@ def register(subparsers) -> None:
     for item in _form():
         _add_field(parser, item)
     add_old_spellings(parser)  # --arch, --augment true|false: `mura train`'s old spellings
+    for old, mode in (("--auto-promote", "auto"), ("--no-auto-promote", "off")):  # before --approval
+        parser.add_argument(old, dest="approval", action=_OldApproval, const=mode, help=argparse.SUPPRESS)
     parser.add_argument("--wait", action="store_true", help="follow the run's tasks and exit with its state")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")
     add_json_flag(parser)

@@ -51,7 +51,7 @@ class GatePolicy:
 
             section = dataclasses.asdict(load_config().gate)
         names = ("min_study_kappa", "min_study_auroc", "max_overall_drop", "max_part_kappa_drop")
-        missing = [name for name in (*names, "auto_promote") if name not in (section or {})]
+        missing = [name for name in (*names, "approval") if name not in (section or {})]
         if missing:
             raise ConfigError(
                 f"params.yaml gate: lacks {missing}; see the gate section in the repository's params.yaml"
@@ -75,7 +75,7 @@ class GatePolicy:
             raise ConfigError("params.yaml gate: paired_replicates must be >= 100 and confidence in [0.5, 1)")
         return cls(
             **values,
-            auto_promote=bool(section["auto_promote"]),
+            auto_promote=section["approval"] == "auto",
             paired_replicates=replicates,
             confidence=confidence,
         )

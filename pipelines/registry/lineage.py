@@ -7,7 +7,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.contracts import CHAMPION, check_model_name
+from pipelines.contracts import (
+    APPROVAL_AT_TAG,
+    APPROVAL_BY_TAG,
+    APPROVAL_DECISION_TAG,
+    APPROVAL_NOTE_TAG,
+    APPROVAL_RUN_TAG,
+    CHAMPION,
+    check_model_name,
+)
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
@@ -143,6 +151,13 @@ def version_lineage(spec: str, client=None) -> dict:
             "champion_version": tags.get("gate.champion_version") or None,
             "forced_by": tags.get("promotion.forced_by"),
             "forced_reason": tags.get("promotion.forced_reason"),
+        },
+        "approval": {
+            "decision": tags.get(APPROVAL_DECISION_TAG),
+            "by": tags.get(APPROVAL_BY_TAG),
+            "dag_run_id": tags.get(APPROVAL_RUN_TAG),
+            "at": tags.get(APPROVAL_AT_TAG),
+            "note": tags.get(APPROVAL_NOTE_TAG) or None,
         },
         "alias_history": events,
         "serving": {

@@ -137,9 +137,10 @@ def _make_champion(client, model_name: str, version: int, action: str = "promote
 
 
 def apply_promotion_rule(
-    client, model_name: str, version: int, passed: bool, auto_promote: bool
+    client, model_name: str, version: int, passed: bool, auto_promote: bool, for_review: bool = False
 ) -> list[str]:
-    """The promotion rule: first passing version -> champion; later ones -> challenger (+ champion if auto)."""
+    """The promotion rule: first passing version -> champion; later ones -> challenger (+ champion if
+    auto). `for_review` (a reviewer decides next): challenger, the first passing version too."""
     if not passed:
         return []
     aliases = client.get_registered_model(model_name).aliases
@@ -147,14 +148,15 @@ def apply_promotion_rule(
         return [CHAMPION]
     if aliases.get(CHALLENGER) == str(version) and not auto_promote:
         return [CHALLENGER]
-    if aliases.get(CHAMPION) is None:
+    if aliases.get(CHAMPION) is None and not for_review:
         _make_champion(client, model_name, version, "gate: first passing version")
         return [CHAMPION]
     if auto_promote:
         _make_champion(client, model_name, version, "gate: auto-promote")
         return [CHAMPION]
     client.set_registered_model_alias(model_name, CHALLENGER, str(version))
-    record_alias_event(client, model_name, CHALLENGER, version, "gate: passing challenger")
+    action = "gate: passing challenger" + (", a reviewer decides" if for_review else "")
+    record_alias_event(client, model_name, CHALLENGER, version, action)
     return [CHALLENGER]
 
 
@@ -165,8 +167,10 @@ def promote(
     force: bool = False,
     client=None,
     reason: str | None = None,
+    action: str | None = None,
 ) -> dict:
-    """Point `alias` (default champion) at `version`; a version that failed the gate needs `force`."""
+    """Point `alias` (default champion) at `version`; a version that failed the gate needs `force`.
+    `action`: what the audit log says moved it (default `promote`; the approval step names its reviewer)."""
     check_alias_name(alias)
     client = client or connect()
     with tracking_errors(client, f"promoting {model_name} v{version}"):
@@ -197,7 +201,7 @@ def promote(
                 ("promotion.forced_reason", reason or "none given"),
             ):
                 client.set_model_version_tag(model_name, str(version), key, value)
-        action = "promote --force" if status != PASSED else "promote"
+        action = (action or "promote") + (" --force" if status != PASSED else "")
         if alias == CHAMPION:
             _make_champion(client, model_name, int(version), action)
         else:

@@ -7,7 +7,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipelines.contracts import CARD_TAG, CHAMPION, check_model_name, model_name_for_task
+from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION, check_model_name, model_name_for_task
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.gate import GatePolicy, evaluate_gate, lineage_failures
@@ -231,6 +231,15 @@ def _publish_card(client, model: str, version: int) -> str | None:
         return None
 
 
+def republish_card(model: str, version: int, client=None) -> tuple[list[str], str | None]:
+    """(the aliases `version` holds now, its model card written again): after a reviewer's decision."""
+    client = client or connect()
+    with tracking_errors(client, f"reading the aliases of {model}"):
+        aliases = client.get_registered_model(model).aliases
+    held = [alias for alias in (CHAMPION, CHALLENGER) if aliases.get(alias) == str(version)]
+    return held, _publish_card(client, model, int(version))
+
+
 def _description(
     tags: dict[str, str], metrics: dict[str, float], gate_reason: str = "pending", card: str | None = None
 ) -> str:
@@ -252,10 +261,16 @@ def _aliases_of(client, model: str, version: int) -> list[str]:
 
 
 def gate_version(
-    model: str, version: int, auto_promote: bool | None = None, client=None, policy: GatePolicy | None = None
+    model: str,
+    version: int,
+    auto_promote: bool | None = None,
+    client=None,
+    policy: GatePolicy | None = None,
+    for_review: bool = False,
 ) -> dict:
     """Judge a registered version against the floors and the current champion, record the verdict as
     tags and apply the promotion rule; the verdict with the aliases the version now holds.
+    `for_review`: a reviewer decides next (a passing version becomes challenger, even the first).
 
     Safe to run twice: a version gated already keeps its recorded verdict (`repeated`), and only a
     step the first attempt did not reach (its model card) is done now.
@@ -290,7 +305,9 @@ def gate_version(
             "gate.champion_version": str(verdict.champion_version or ""),
         }.items():
             client.set_model_version_tag(model, str(version), key, value)
-        aliases = apply_promotion_rule(client, model, int(version), verdict.passed, auto_promote)
+        aliases = apply_promotion_rule(
+            client, model, int(version), verdict.passed, auto_promote, for_review=for_review
+        )
         client.set_model_version_tag(model, str(version), GATE_APPLIED_TAG, now_utc())
         card = _publish_card(client, model, int(version))
         client.update_model_version(

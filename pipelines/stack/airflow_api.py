@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import requests
 
+from pipelines.contracts import APPROVE_TASK
 from pipelines.errors import MuraError
 
 FINISHED = {"success", "failed"}
@@ -89,6 +90,19 @@ class AirflowClient:
             )
             states[key] = instance.get("state") or "none"
         return states
+
+    def approval(self, dag_id: str, run_id: str, task_id: str = APPROVE_TASK) -> dict:
+        """The human-in-the-loop request of a waiting task (subject, body, options, who may answer,
+        and the answer once given)."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails")
+
+    def respond(self, dag_id: str, run_id: str, option: str, task_id: str = APPROVE_TASK) -> dict:
+        """Answer a waiting task as this client's user (Airflow refuses a user who is not a respondent)."""
+        return self._call(
+            "PATCH",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+            json={"chosen_options": [option], "params_input": {}},
+        )
 
     def wait(
         self,

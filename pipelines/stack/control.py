@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 
-from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION
+from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION, REVIEWER_ROLE
 from pipelines.errors import MuraError
 from pipelines.registry.accounts import REVIEWER, account, accounts_file
 from pipelines.settings import Settings, get_settings
@@ -21,6 +21,7 @@ from pipelines.stack.services import (
     mlflow_url,
     nginx_binary,
     password_file,
+    reviewer_password,
     services,
     write_gateway_config,
 )
@@ -46,6 +47,7 @@ def _prepare(settings: Settings, env: dict[str, str]) -> None:
     from serving.repository import read_models_config, write_models_config
 
     admin_password(settings)
+    reviewer_password(settings)
     if nginx_binary() is not None:
         write_gateway_config(settings)
     if orthanc_binary() is not None:
@@ -208,6 +210,10 @@ def status(settings: Settings | None = None) -> dict:
         "mura_home": str(settings.mura_home),
         "airflow_user": AIRFLOW_ADMIN,
         "airflow_password": admin_password(settings) if password_file(settings).is_file() else None,
+        "airflow_reviewer": REVIEWER_ROLE,  # answers mura_retrain's approvals
+        "airflow_reviewer_password": reviewer_password(settings)
+        if password_file(settings).is_file()
+        else None,
         "mlflow_accounts": str(accounts_file(settings.mura_home)),
         "mlflow_user": REVIEWER,
         "mlflow_password": reviewer.password if reviewer else None,

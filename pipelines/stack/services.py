@@ -12,6 +12,7 @@ from pathlib import Path
 
 import requests
 
+from pipelines.contracts import REVIEWER_ROLE
 from pipelines.ports import host_port
 from pipelines.private_files import read_private, write_private
 from pipelines.registry.accounts import PIPELINE, account, ensure_embedded_accounts, server_environment
@@ -51,14 +52,25 @@ def password_file(settings: Settings) -> Path:
     return airflow_home(settings) / "passwords.json"
 
 
-def admin_password(settings: Settings) -> str:
-    """The Airflow admin password, made once per MURA_HOME and kept in its passwords file."""
+def airflow_password(settings: Settings, user: str = AIRFLOW_ADMIN) -> str:
+    """The password of an Airflow user of the embedded stack (admin, reviewer), made once per MURA_HOME
+    and kept in the auth manager's passwords file (0600); a user an older home lacks is added."""
     path = password_file(settings)
-    if path.is_file():
-        return json.loads(read_private(path))[AIRFLOW_ADMIN]
-    password = secrets.token_urlsafe(12)
-    write_private(path, json.dumps({AIRFLOW_ADMIN: password}))
-    return password
+    passwords = json.loads(read_private(path)) if path.is_file() else {}
+    if user not in passwords:
+        passwords[user] = secrets.token_urlsafe(12)
+        write_private(path, json.dumps(passwords))
+    return passwords[user]
+
+
+def admin_password(settings: Settings) -> str:
+    """The Airflow admin password."""
+    return airflow_password(settings, AIRFLOW_ADMIN)
+
+
+def reviewer_password(settings: Settings) -> str:
+    """The password of the Airflow user `reviewer`, the one respondent of mura_retrain's approvals."""
+    return airflow_password(settings, REVIEWER_ROLE)
 
 
 def base_environment(settings: Settings) -> dict[str, str]:
@@ -105,7 +117,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(2, cores)),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN}:admin",
+        # The reviewer answers approvals (role user: it can see runs and respond, not administer).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN}:admin,{REVIEWER_ROLE}:user",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
         "AIRFLOW__API_AUTH__JWT_SECRET": read_private(jwt_file).strip(),
         "AIRFLOW__API__HOST": host,

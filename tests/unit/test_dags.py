@@ -102,6 +102,7 @@ def test_retrain_shape_queue_pool_and_retries(parsed):
         "evaluate",
         "select_and_register",
         "gate",
+        "approve",
         "deploy",
     ]
     assert tasks["train"]["queue"] == "gpu"
@@ -125,23 +126,24 @@ def test_retrain_params_are_the_design_names(parsed):
         "augment",
         "ensemble",
         "data_rev",
-        "auto_promote",
+        "approval",
     }
-    assert params["preset"] == "cpu_smoke" and params["auto_promote"] is False
+    assert params["preset"] == "cpu_smoke" and params["approval"] == "required"
 
 
-def test_gate_auto_promote_in_params_yaml_is_the_dag_form_s_default(tmp_path):
+def test_gate_approval_in_params_yaml_is_the_dag_form_s_default(tmp_path):
     """`gate.auto_promote: true` used to reach `mura register` but never a DAG run: the form's default
-    was a hard-coded False, which the gate task always passed on."""
+    was a hard-coded False, which the gate task always passed on. Its successor, gate.approval, is the
+    form's default."""
     import yaml
 
     params = yaml.safe_load((get_settings().repo_root / "params.yaml").read_text())
-    params["gate"]["auto_promote"] = True
+    params["gate"]["approval"] = "auto"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     home = tmp_path / "airflow_home"
     home.mkdir()
     parsed = _parse_dags(home, MURA_PARAMS_FILE=str(tmp_path / "params.yaml"))
-    assert parsed["dags"]["mura_retrain"]["params"]["auto_promote"] is True
+    assert parsed["dags"]["mura_retrain"]["params"]["approval"] == "auto"
 
 
 def test_form_choices_match_the_zoo_tasks_and_presets():

@@ -1,0 +1,190 @@
+"""mura_retrain's task `approve`: Airflow's human-in-the-loop operator asking a reviewer about a passing
+challenger, with the evidence in its body (pipelines.registry.approval).
+
+The question is built when the task runs (subject and body come from the gate's verdict, not from the
+DAG file), and only when the run's `approval` is `required` and the version passed the gate as
+challenger; otherwise the step passes the verdict on without asking. While it waits (deferred: no
+worker slot), its trigger looks at the registry every CHECK_SECONDS: when `champion` moves in the
+MLflow UI or by `mura promote`, the question is closed (answered with the default, keep) and the step
+records why, instead of leaving a stale question for the reviewer. An answer in the UI or over the
+REST API resumes it at once; `gate.approval_timeout` without one keeps the version challenger.
+Respondents: the Airflow user `reviewer` only (the admin is not one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.providers.standard.triggers.hitl import HITLTrigger
+from airflow.triggers.base import TriggerEvent
+
+from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION, REVIEWER_ROLE
+
+ASKED_CHAMPION_KEY = "asked_champion"  # XCom: the champion the question was asked against
+CHECK_SECONDS = 30.0  # how often a waiting question looks whether the champion moved
+
+
+class ChampionWatchingTrigger(HITLTrigger):
+    """HITLTrigger (a response, or the timeout's default) that also ends the wait when the question went
+    stale: the champion moved, or the version became champion, outside the approval."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        version: int,
+        asked_champion: int | None,
+        check_seconds: float = CHECK_SECONDS,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.model, self.version, self.asked_champion = model, int(version), asked_champion
+        self.check_seconds = check_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        _, arguments = super().serialize()
+        arguments.update(
+            model=self.model,
+            version=self.version,
+            asked_champion=self.asked_champion,
+            check_seconds=self.check_seconds,
+        )
+        return f"{type(self).__module__}.{type(self).__qualname__}", arguments
+
+    async def _stale(self) -> str | None:
+        from asgiref.sync import sync_to_async
+
+        from pipelines.registry.approval import stale
+
+        try:
+            return await sync_to_async(stale)(self.model, self.version, self.asked_champion)
+        except Exception as error:  # noqa: BLE001 - the registry is down: keep waiting, look again later
+            self.log.warning(
+                "could not read %s's aliases (%s); looking again in %s s",
+                self.model,
+                error,
+                self.check_seconds,
+            )
+            return None
+
+    async def _close(self, reason: str) -> TriggerEvent:
+        """Answer the question with its default (so the UI stops asking) and say why."""
+        from airflow.sdk.execution_time.hitl import update_hitl_detail_response
+        from asgiref.sync import sync_to_async
+
+        closed = await sync_to_async(update_hitl_detail_response)(
+            ti_id=self.ti_id, chosen_options=self.defaults, params_input={}
+        )
+        self.log.info("[HITL] question closed: %s", reason)
+        return TriggerEvent(
+            {
+                "chosen_options": list(self.defaults or []),
+                "params_input": {},
+                "responded_at": closed.responded_at,
+                "responded_by_user": None,
+                "timedout": False,
+                "stale": reason,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow.sdk.timezone import utcnow
+
+        waited = self.check_seconds  # look at the registry first thing
+        while True:
+            if self.timeout_datetime and self.timeout_datetime < utcnow():
+                yield await self._handle_timeout()
+                return
+            event = await self._handle_response()
+            if event:
+                yield event
+                return
+            if waited >= self.check_seconds:
+                waited = 0.0
+                reason = await self._stale()
+                if reason:
+                    yield await self._close(reason)
+                    return
+            await asyncio.sleep(self.poke_interval)
+            waited += self.poke_interval
+
+
+def _name(user) -> str:
+    """The Airflow user who answered (a HITLUser mapping: id and name)."""
+    fields = user if isinstance(user, dict) else vars(user)
+    return str(fields.get("name") or fields.get("id"))
+
+
+class ReviewerApproval(HITLOperator):
+    """Promote or keep the challenger the upstream `gate` task (`verdict_task`) passed."""
+
+    def __init__(self, *, verdict_task: str, **kwargs) -> None:
+        from pipelines.orchestration import approval_timeout
+
+        super().__init__(
+            subject="A reviewer's decision on the retrain's challenger",  # replaced when the task runs
+            options=[PROMOTE_OPTION, KEEP_OPTION],
+            defaults=[KEEP_OPTION],  # what a timeout (or a stale question) decides
+            assigned_users=[{"id": REVIEWER_ROLE, "name": REVIEWER_ROLE}],
+            response_timeout=approval_timeout(),
+            **kwargs,
+        )
+        self.verdict_task = verdict_task
+
+    def _verdict(self, context):
+        from pipelines import orchestration
+
+        return orchestration.GateVerdict.from_xcom(context["ti"].xcom_pull(task_ids=self.verdict_task))
+
+    def execute(self, context) -> Any:
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+        from airflow.sdk.timezone import utcnow
+
+        from pipelines import orchestration
+
+        verdict = self._verdict(context)
+        approval = orchestration.approval_mode(dict(context["params"]))
+        asked = orchestration.approval_question(verdict, approval, context["run_id"])
+        if asked is None:
+            return verdict.to_xcom()
+        context["ti"].xcom_push(key=ASKED_CHAMPION_KEY, value=asked.champion)
+        upsert_hitl_detail(
+            ti_id=context["task_instance"].id,
+            options=self.options,
+            subject=asked.subject,
+            body=asked.body,
+            defaults=self.defaults,
+            multiple=False,
+            params=self.serialized_params,
+            assigned_users=self.assigned_users,
+        )
+        self.log.info("asked the reviewer: %s", asked.subject)
+        self.defer(
+            trigger=ChampionWatchingTrigger(
+                ti_id=context["task_instance"].id,
+                options=self.options,
+                defaults=self.defaults,
+                params=self.serialized_params,
+                multiple=False,
+                timeout_datetime=utcnow() + self.response_timeout,
+                model=verdict.model,
+                version=verdict.version,
+                asked_champion=asked.champion,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]) -> Any:
+        from pipelines import orchestration
+
+        answer = super().execute_complete(context, event)
+        responder = answer["responded_by_user"]
+        answered = responder is not None and not event.get("stale")
+        chosen = answer["chosen_options"][0] if answered else None
+        by = _name(responder) if answered else None
+        asked = context["ti"].xcom_pull(task_ids=self.task_id, key=ASKED_CHAMPION_KEY)
+        verdict = orchestration.approval_answer(self._verdict(context), chosen, by, context["run_id"], asked)
+        return verdict.to_xcom()
