@@ -101,6 +101,34 @@ def _pacs_demo(client, settings, urls: dict) -> None:
     )
 
 
+def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
+    """Follow the run to its approval step and answer it as the Airflow user `reviewer` over the REST
+    API (what a reviewer does in the UI under Required actions); nothing to do when no question came
+    (the version failed the gate)."""
+    from pipelines.contracts import APPROVE_TASK, PROMOTE_OPTION
+    from pipelines.stack.airflow_api import AirflowClient
+
+    previous: dict[str, str] = {}
+    while True:
+        states = client.task_states("mura_retrain", run_id)
+        if states != previous:
+            _print_progress(states)
+            previous = states
+        if states.get(APPROVE_TASK) in ("deferred", "awaiting_input"):
+            break
+        if client.run("mura_retrain", run_id)["state"] in ("success", "failed"):
+            return
+        time.sleep(3)
+    question = client.approval("mura_retrain", run_id)
+    page = f"{settings.airflow_url}/dags/mura_retrain/runs/{run_id}/tasks/{APPROVE_TASK}/required_actions"
+    print(f"    the question waits for the reviewer: {question['subject']}\n    {page}")
+    reviewer = AirflowClient(
+        settings.airflow_url, report["airflow_reviewer"], report["airflow_reviewer_password"]
+    )
+    reviewer.respond("mura_retrain", run_id, PROMOTE_OPTION)
+    print(f"    answered as {report['airflow_reviewer']} over the REST API: {PROMOTE_OPTION}")
+
+
 def run_demo() -> int:
     """Run every step; return the exit code."""
     from pipelines.data import dvc
@@ -119,11 +147,12 @@ def run_demo() -> int:
     print(f"    data.dvc md5 {version['dvc_md5']} pushed to {settings.dvc_local_remote}")
     _step("Start the embedded stack (MLflow, serving, Airflow)")
     report = up()
-    _step("Trigger mura_retrain through Airflow's REST API")
+    _step("Trigger mura_retrain through Airflow's REST API (approval required: a reviewer decides)")
     client = AirflowClient(settings.airflow_url, report["airflow_user"], report["airflow_password"])
     client.unpause("mura_retrain")
-    run_id = client.trigger("mura_retrain", {"preset": settings.default_preset})
+    run_id = client.trigger("mura_retrain", {"preset": settings.default_preset, "approval": "required"})
     print(f"    run {run_id}")
+    _approve_as_reviewer(client, settings, report, run_id)
     state = client.wait("mura_retrain", run_id, on_change=_print_progress)
     if state != "success":
         raise MuraError(
@@ -154,7 +183,8 @@ def run_demo() -> int:
         _pacs_demo(client, settings, urls)
     _step(f"Done in {time.monotonic() - started:.0f} s. Where to look:")
     print(
-        f"    Airflow UI  {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']})"
+        f"    Airflow UI  {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']}; "
+        f"approvals: user {report['airflow_reviewer']}, password {report['airflow_reviewer_password']})"
     )
     print(
         f"    MLflow UI   {urls['mlflow']}  (experiment 'mura', model 'mura_binary'; checks in 'mura-monitoring')"

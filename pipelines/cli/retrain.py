@@ -11,7 +11,9 @@ from pipelines.cli.parsing import add_old_spellings, warn_deprecated
 from pipelines.contracts import APPROVE_TASK, RETRAIN_DAG, REVIEWER_ROLE
 from pipelines.retrain_form import FormField, check_conf, retrain_form
 
-AWAITING_INPUT = "awaiting_input"  # Airflow 3.3's state of a task waiting for a person
+# The approval step waits deferred (its trigger also watches the registry); awaiting_input is Airflow
+# 3.3's own state of a human-in-the-loop task.
+WAITING_FOR_A_PERSON = ("deferred", "awaiting_input")
 
 # Schema type -> how the flag parses its text (arrays are comma separated).
 _PARSERS = {"integer": int, "number": float, "string": str}
@@ -83,9 +85,9 @@ def _print_changes(previous: dict[str, str], run_url: str = ""):
         for task, state in states.items():
             if previous.get(task) != state:
                 print(f"  {task:<28} {state}", file=sys.stderr, flush=True)
-                if task == APPROVE_TASK and state == AWAITING_INPUT:
+                if task == APPROVE_TASK and state in WAITING_FOR_A_PERSON:
                     print(
-                        f"  a reviewer decides (Airflow user {REVIEWER_ROLE}, Required actions): {run_url}",
+                        f"  a reviewer decides (Airflow user {REVIEWER_ROLE}): {run_url}/tasks/{APPROVE_TASK}/required_actions",
                         file=sys.stderr,
                         flush=True,
                     )

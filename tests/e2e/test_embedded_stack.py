@@ -145,18 +145,44 @@ def test_invalid_params_are_refused_with_the_reason(stack):
 
 
 def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
+    """`mura retrain --wait` triggers through Airflow's REST API, shows task states live and exits with
+    the run's state; with approval required (params.yaml's default) the passing version waits as
+    challenger until the reviewer promotes it in the Airflow UI, and serving then answers with it."""
+    import subprocess
+    import sys
+
     env, report = stack
-    # `mura retrain --wait` triggers through Airflow's REST API, shows task states live, and exits
-    # with the run's state.
-    done = mura(
-        env, "retrain", "--preset", "ci_tiny", "--epochs", "10", "--wait", "--json", timeout=RUN_TIMEOUT
+    before = {run["dag_run_id"] for run in _client(report).runs("mura_retrain")}
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "retrain", "--preset", "ci_tiny", "--epochs", "10"]
+        + ["--wait", "--json"],
+        env=env,
+        cwd=env["MURA_REPO_ROOT"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    result = json.loads(done.stdout)
+    try:
+        run_id = _wait_for_new_run(_client(report), before, timeout=120)
+        _the_reviewer_promotes_in_the_airflow_ui(report, run_id)
+        stdout, stderr = waiting.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        waiting.kill()
+    result = json.loads(stdout)
     assert result["state"] == "success", result["tasks"]
     assert result["conf"] == {"preset": "ci_tiny", "epochs": 10}
-    assert result["tasks"]["gate"] == "success" and "train[0]" in result["tasks"]
-    train_states = re.findall(r"^  train\[0\] +(\w+)$", done.stderr, re.MULTILINE)
-    assert "running" in train_states and train_states[-1] == "success", done.stderr[-2000:]
+    assert (
+        result["tasks"]["gate"] == result["tasks"]["approve"] == "success" and "train[0]" in result["tasks"]
+    )
+    train_states = re.findall(r"^  train\[0\] +(\w+)$", stderr, re.MULTILINE)
+    assert "running" in train_states and train_states[-1] == "success", stderr[-2000:]
+    assert (
+        f"a reviewer decides (Airflow user reviewer): {result['url']}/tasks/approve/required_actions"
+        in stderr
+    )
+    lineage = json.loads(mura(env, "lineage", "mura_binary@champion", "--json").stdout)
+    assert lineage["approval"]["decision"] == "promote" and lineage["approval"]["by"] == "reviewer"
+    assert lineage["approval"]["dag_run_id"] == run_id
     listed = json.loads(mura(env, "runs", "--airflow", "--json").stdout)
     assert listed[0]["dag_run_id"] == result["dag_run_id"] and listed[0]["state"] == "success"
     models = json.loads(mura(env, "models", "--json").stdout)
@@ -518,6 +544,51 @@ def test_browser_login_and_trigger_through_the_form(stack):
     client.stop("mura_retrain", run_id)
     assert client.run("mura_retrain", run_id)["conf"]["preset"] == "ci_tiny"  # the form's default
     assert started == "success", client.task_states("mura_retrain", run_id)
+
+
+def _the_reviewer_promotes_in_the_airflow_ui(report, run_id: str) -> None:
+    """The question waits for the reviewer only (the admin is refused over the REST API); the reviewer
+    opens the task's Required Action, reads the evidence and clicks the promote option."""
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    from pipelines.contracts import PROMOTE_OPTION
+    from pipelines.stack.airflow_api import AirflowError
+
+    admin = _client(report)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while admin.task_states("mura_retrain", run_id).get("approve") != "deferred":
+        states = admin.task_states("mura_retrain", run_id)
+        assert "failed" not in states.values() and time.monotonic() < deadline, states
+        time.sleep(3)
+    question = admin.approval("mura_retrain", run_id)
+    assert question["subject"] == "Promote mura_binary v1 to champion?", question["subject"]
+    assert "study kappa [95 % CI]" in question["body"] and question["assigned_users"] == [
+        {"id": "reviewer", "name": "reviewer"}
+    ]
+    with pytest.raises(AirflowError, match="403.*not a respondent"):
+        admin.respond("mura_retrain", run_id, PROMOTE_OPTION)
+    url = f"{report['urls']['airflow']}/dags/mura_retrain/runs/{run_id}/tasks/approve/required_actions"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.fill("input[name=username]", report["airflow_reviewer"])
+        page.fill("input[name=password]", report["airflow_reviewer_password"])
+        page.keyboard.press("Enter")
+        kappa = re.search(r"\| \*\*v1\*\* \(this version\) \| ([0-9.-]+ \[[0-9., -]+\])", question["body"])
+        assert kappa, question["body"]
+        page.get_by_text(kappa.group(1)).first.wait_for(timeout=60_000)  # the interval, as the body says
+        page.screenshot(path=str(SCREENSHOTS / "airflow_ui_approval.png"), full_page=True)
+        page.get_by_role("button", name=PROMOTE_OPTION).click()
+        deadline = time.monotonic() + 60
+        while admin.approval("mura_retrain", run_id)["responded_by_user"] is None:
+            assert time.monotonic() < deadline, "the click did not answer the question"
+            time.sleep(1)
+        browser.close()
+    assert admin.approval("mura_retrain", run_id)["chosen_options"] == [PROMOTE_OPTION]
 
 
 def _wait_for_task(client: AirflowClient, run_id: str, task_id: str, timeout: float = 300.0) -> str:

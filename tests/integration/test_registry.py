@@ -432,3 +432,132 @@ def test_an_unreadable_champion_history_stops_only_the_rollback_and_says_what_to
     (kept,) = [name for name in tags if name.startswith(f"{HISTORY_TAG}.unreadable.")]
     assert tags[kept] == '[{"version": 1}]' and champion_history(client, model) == [1, 2]
     assert rollback(model, client)["champion"] == 1
+
+
+def _reviewed_model(world, name: str, *metrics: dict) -> list[int]:
+    """Versions of a model `name` with the given valid metrics, each passed by the gate (no files:
+    deciding is about aliases and tags)."""
+    client = world["client"]
+    client.create_registered_model(name)
+    versions = []
+    for values in metrics:
+        run_id = client.create_run(world["experiment"], tags={"data.md5": "abc123.dir"}).info.run_id
+        for key, value in values.items():
+            client.log_metric(run_id, key, value)
+        version = client.create_model_version(name, f"runs:/{run_id}/tf_serving", run_id=run_id).version
+        client.set_model_version_tag(name, version, "gate.status", "passed")
+        client.set_model_version_tag(
+            name, version, "gate.reason", "passed: study kappa change +0.06 [+0.01, +0.11]"
+        )
+        versions.append(int(version))
+    return versions
+
+
+INTERVALS = {"eval.study_kappa_ci_low": 0.5, "eval.study_kappa_ci_high": 0.7}
+
+
+def test_a_reviewer_s_answer_moves_the_champion_through_promote_and_is_recorded(world):
+    """The question shows both versions' intervals and the part that moved; keep moves nothing,
+    promote moves champion with the reviewer and the run in the audit log, an answer to a question
+    gone stale (the champion moved meanwhile) is not acted on, no answer is a timeout; each is tagged."""
+    from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION
+    from pipelines.registry.approval import decide, question
+    from pipelines.registry.promotion import alias_events
+
+    client, model = world["client"], "mura_reviewed"
+    moved = {**BETTER, **INTERVALS, "eval.elbow.study_kappa": 0.65}
+    v1, v2, v3 = _reviewed_model(world, model, {**GOOD, **INTERVALS}, moved, BETTER)
+    client.set_registered_model_alias(model, "champion", str(v1))
+    client.set_registered_model_alias(model, "challenger", str(v2))
+    asked = question(model, v2, "manual__a", client)
+    assert (
+        asked.champion == v1 and asked.subject == f"Promote {model} v{v2} to champion? (champion now v{v1})"
+    )
+    assert "| **v2** (this version) | 0.660 [0.500, 0.700] |" in asked.body
+    assert "| v1 (champion) | 0.600 [0.500, 0.700] |" in asked.body
+    assert "elbow: study kappa 0.550 -> 0.650 (+0.100)" in asked.body and "hand:" not in asked.body
+    assert "study kappa change +0.06 [+0.01, +0.11]" in asked.body
+
+    def tags(version):
+        return {
+            k: v
+            for k, v in client.get_model_version(model, str(version)).tags.items()
+            if k.startswith("approval.")
+        }
+
+    kept = decide(model, v2, KEEP_OPTION, "reviewer", "manual__a", v1, client)
+    assert kept["decision"] == "keep" and client.get_registered_model(model).aliases == {
+        "champion": "1",
+        "challenger": "2",
+    }
+    assert tags(v2)["approval.by"] == "reviewer" and tags(v2)["approval.dag_run_id"] == "manual__a"
+
+    decide(model, v2, PROMOTE_OPTION, "reviewer", "manual__b", v1, client)
+    assert client.get_registered_model(model).aliases == {"champion": "2"}
+    assert alias_events(client, model)[-1]["action"] == "approved by reviewer (Airflow run manual__b)"
+    assert tags(v2)["approval.decision"] == "promote" and tags(v2)["approval.note"] == ""
+
+    client.set_registered_model_alias(model, "challenger", str(v3))
+    stale = decide(model, v3, PROMOTE_OPTION, "reviewer", "manual__c", v1, client)  # asked against v1
+    assert stale["decision"] == "keep" and "champion moved to v2" in stale["note"]
+    assert client.get_registered_model(model).aliases == {"champion": "2", "challenger": "3"}
+    timeout = decide(model, v3, None, None, "manual__d", v2, client)
+    assert timeout["decision"] == "timeout" and tags(v3)["approval.by"] == "nobody (timeout)"
+
+
+def test_a_waiting_question_closes_itself_when_the_champion_moves(world, monkeypatch, tmp_path):
+    """The approval step's trigger: while the champion stays it waits; once someone moves champion
+    (MLflow UI, `mura promote`), it answers the question with its default (Airflow's call stubbed:
+    there is no Airflow database here) and resumes the step with the reason."""
+    import asyncio
+    import uuid
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    import airflow.sdk.execution_time.hitl as hitl
+
+    from pipelines.approval_step import ChampionWatchingTrigger
+    from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION
+    from pipelines.registry.promotion import promote
+
+    client, model = world["client"], "mura_watched"
+    v1, v2, v3 = _reviewed_model(world, model, GOOD, BETTER, BETTER)
+    client.set_registered_model_alias(model, "champion", str(v1))
+    client.set_registered_model_alias(model, "challenger", str(v2))
+    answered = []
+    monkeypatch.setattr(
+        hitl,
+        "update_hitl_detail_response",
+        lambda **kwargs: answered.append(kwargs) or SimpleNamespace(responded_at="2026-12-02T00:00:00Z"),
+    )
+
+    async def nobody_answered(self):
+        return None
+
+    monkeypatch.setattr(ChampionWatchingTrigger, "_handle_response", nobody_answered)
+    trigger = ChampionWatchingTrigger(
+        ti_id=uuid.uuid4(),
+        options=[PROMOTE_OPTION, KEEP_OPTION],
+        defaults=[KEEP_OPTION],
+        params={},
+        timeout_datetime=None,
+        poke_interval=0.05,
+        model=model,
+        version=v2,
+        asked_champion=v1,
+        check_seconds=0.2,
+    )
+    _, arguments = trigger.serialize()
+    assert ChampionWatchingTrigger(**arguments).asked_champion == v1  # what the triggerer rebuilds
+
+    async def wait_then_move():
+        waiting = asyncio.ensure_future(trigger.run().__anext__())
+        await asyncio.sleep(1.0)
+        assert not waiting.done()  # nothing moved: the question stands
+        await asyncio.to_thread(promote, model, v3, client=client)  # someone promotes another version
+        return await asyncio.wait_for(waiting, 10)
+
+    event = asyncio.run(wait_then_move())
+    assert "champion moved to v3" in event.payload["stale"]
+    assert event.payload["chosen_options"] == [KEEP_OPTION] and event.payload["responded_by_user"] is None
+    assert answered == [{"ti_id": trigger.ti_id, "chosen_options": [KEEP_OPTION], "params_input": {}}]
