@@ -90,7 +90,7 @@ def question(model: str, version: int, dag_run_id: str, client=None) -> Approval
             "",
             *rows,
             "",
-            f"**Gate:** {ours['gate']['status']}: {ours['gate']['reason']}",
+            f"**Gate:** {ours['gate']['reason']}",  # the reason starts with the verdict
             "",
             "**Body parts that moved:**",
             *moved,
