@@ -7,8 +7,9 @@ challenger; otherwise the step passes the verdict on without asking. While it wa
 worker slot), its trigger looks at the registry every CHECK_SECONDS: when `champion` moves in the
 MLflow UI or by `mura promote`, the question is closed (answered with the default, keep) and the step
 records why, instead of leaving a stale question for the reviewer. An answer in the UI or over the
-REST API resumes it at once; `gate.approval_timeout` without one keeps the version challenger.
-Respondents: the Airflow user `reviewer` only (the admin is not one).
+REST API resumes the step itself (Airflow 3.3's API resumes a waiting task directly), so the trigger
+never reports answers: two resumes of one task made Airflow kill the second. `gate.approval_timeout`
+without an answer keeps the version challenger. Respondents: the Airflow user `reviewer` only.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class ChampionWatchingTrigger(HITLTrigger):
             return None
 
     async def _close(self, reason: str) -> TriggerEvent:
-        """Answer the question with its default (so the UI stops asking) and say why."""
+        """Answer the question with its default (so the UI stops asking) and say why (the execution API's
+        answer does not resume the step: the event does)."""
         from airflow.sdk.execution_time.hitl import update_hitl_detail_response
         from asgiref.sync import sync_to_async
 
@@ -90,26 +92,33 @@ class ChampionWatchingTrigger(HITLTrigger):
             }
         )
 
+    async def _answered(self) -> bool:
+        """A person answered: the API resumed the step already, and this trigger is about to be cancelled."""
+        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+        from asgiref.sync import sync_to_async
+
+        return bool((await sync_to_async(get_hitl_detail_content_detail)(ti_id=self.ti_id)).response_received)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.sdk.timezone import utcnow
 
-        waited = self.check_seconds  # look at the registry first thing
-        while True:
-            if self.timeout_datetime and self.timeout_datetime < utcnow():
-                yield await self._handle_timeout()
-                return
-            event = await self._handle_response()
-            if event:
-                yield event
-                return
-            if waited >= self.check_seconds:
-                waited = 0.0
-                reason = await self._stale()
-                if reason:
-                    yield await self._close(reason)
-                    return
+        waited = 0.0  # the first look after CHECK_SECONDS: a step resumed seconds after it deferred races
+        while True:  # the executor's report of its deferral
             await asyncio.sleep(self.poke_interval)
             waited += self.poke_interval
+            timed_out = bool(self.timeout_datetime and self.timeout_datetime < utcnow())
+            if not timed_out and waited < self.check_seconds:
+                continue
+            waited = 0.0
+            if await self._answered():
+                continue  # never a second resume: wait to be cancelled
+            if timed_out:
+                yield await self._handle_timeout()
+                return
+            reason = await self._stale()
+            if reason:
+                yield await self._close(reason)
+                return
 
 
 def _name(user) -> str:

@@ -101,6 +101,9 @@ def _pacs_demo(client, settings, urls: dict) -> None:
     )
 
 
+READING_SECONDS = 15
+
+
 def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
     """Follow the run to its approval step and answer it as the Airflow user `reviewer` over the REST
     API (what a reviewer does in the UI under Required actions); nothing to do when no question came
@@ -122,6 +125,9 @@ def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
     question = client.approval("mura_retrain", run_id)
     page = f"{settings.airflow_url}/dags/mura_retrain/runs/{run_id}/tasks/{APPROVE_TASK}/required_actions"
     print(f"    the question waits for the reviewer: {question['subject']}\n    {page}")
+    # As a person takes time to read: an answer within seconds of the question can reach the scheduler
+    # before the executor's report that the step deferred, and Airflow then fails the resumed step.
+    time.sleep(READING_SECONDS)
     reviewer = AirflowClient(
         settings.airflow_url, report["airflow_reviewer"], report["airflow_reviewer_password"]
     )

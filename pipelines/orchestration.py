@@ -358,7 +358,7 @@ def approval_question(verdict: GateVerdict, approval: str, dag_run_id: str):
     """The question for a reviewer (registry.approval.ApprovalQuestion), or None when none is asked:
     approval is not required, the version failed the gate, or it holds no challenger alias (already
     champion: a retried gate, or promoted meanwhile)."""
-    from pipelines.registry.approval import question
+    from pipelines.registry.approval import question, settled
 
     configure_logging()
     if approval != "required" or not verdict.passed or CHALLENGER not in verdict.aliases:
@@ -370,6 +370,10 @@ def approval_question(verdict: GateVerdict, approval: str, dag_run_id: str):
             verdict.status,
             verdict.aliases or "none",
         )
+        return None
+    reason = settled(verdict.model, verdict.version, dag_run_id)
+    if reason is not None:
+        LOGGER.info("%s v%s: no approval asked: %s", verdict.model, verdict.version, reason)
         return None
     return question(verdict.model, verdict.version, dag_run_id)
 

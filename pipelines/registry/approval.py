@@ -111,6 +111,20 @@ def question(model: str, version: int, dag_run_id: str, client=None) -> Approval
     return ApprovalQuestion(subject=subject, body=body, champion=champion)
 
 
+def settled(model: str, version: int, dag_run_id: str, client=None) -> str | None:
+    """Why no question is asked any more: `version` is champion already (a retried step whose first try
+    promoted it, or someone promoted it meanwhile). Recorded unless this run recorded a decision."""
+    client = client or connect()
+    with tracking_errors(client, f"reading the aliases of {model}"):
+        if client.get_registered_model(model).aliases.get(CHAMPION) != str(version):
+            return None
+        tags = client.get_model_version(model, str(version)).tags
+        reason = f"v{version} is champion already"
+        if tags.get(APPROVAL_RUN_TAG) != dag_run_id:
+            record(client, model, version, "promote", "nobody (asked)", dag_run_id, f"not asked: {reason}")
+    return reason
+
+
 def record(client, model: str, version: int, decision: str, by: str, dag_run_id: str, note: str = "") -> None:
     """The decision on the version's tags (what `mura lineage` and the model card show)."""
     for key, value in {

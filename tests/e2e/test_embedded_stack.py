@@ -562,6 +562,7 @@ def _the_reviewer_promotes_in_the_airflow_ui(report, run_id: str) -> None:
         states = admin.task_states("mura_retrain", run_id)
         assert "failed" not in states.values() and time.monotonic() < deadline, states
         time.sleep(3)
+    asked = time.monotonic()
     question = admin.approval("mura_retrain", run_id)
     assert question["subject"] == "Promote mura_binary v1 to champion?", question["subject"]
     assert "study kappa [95 % CI]" in question["body"] and question["assigned_users"] == [
@@ -582,6 +583,9 @@ def _the_reviewer_promotes_in_the_airflow_ui(report, run_id: str) -> None:
         assert kappa, question["body"]
         page.get_by_text(kappa.group(1)).first.wait_for(timeout=60_000)  # the interval, as the body says
         page.screenshot(path=str(SCREENSHOTS / "airflow_ui_approval.png"), full_page=True)
+        # Not within seconds of the question, as a person reading it: an answer that fast can reach the
+        # scheduler before the executor's report that the step deferred, and Airflow fails the step.
+        time.sleep(max(0.0, 15 - (time.monotonic() - asked)))
         page.get_by_role("button", name=PROMOTE_OPTION).click()
         deadline = time.monotonic() + 60
         while admin.approval("mura_retrain", run_id)["responded_by_user"] is None:

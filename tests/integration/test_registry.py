@@ -461,7 +461,7 @@ def test_a_reviewer_s_answer_moves_the_champion_through_promote_and_is_recorded(
     promote moves champion with the reviewer and the run in the audit log, an answer to a question
     gone stale (the champion moved meanwhile) is not acted on, no answer is a timeout; each is tagged."""
     from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION
-    from pipelines.registry.approval import decide, question
+    from pipelines.registry.approval import decide, question, settled
     from pipelines.registry.promotion import alias_events
 
     client, model = world["client"], "mura_reviewed"
@@ -496,6 +496,9 @@ def test_a_reviewer_s_answer_moves_the_champion_through_promote_and_is_recorded(
     assert client.get_registered_model(model).aliases == {"champion": "2"}
     assert alias_events(client, model)[-1]["action"] == "approved by reviewer (Airflow run manual__b)"
     assert tags(v2)["approval.decision"] == "promote" and tags(v2)["approval.note"] == ""
+    # A retried step whose first try promoted: no second question, the first decision kept.
+    assert settled(model, v2, "manual__b", client) == "v2 is champion already"
+    assert tags(v2)["approval.by"] == "reviewer" and settled(model, v3, "manual__b", client) is None
 
     client.set_registered_model_alias(model, "challenger", str(v3))
     stale = decide(model, v3, PROMOTE_OPTION, "reviewer", "manual__c", v1, client)  # asked against v1
@@ -532,9 +535,9 @@ def test_a_waiting_question_closes_itself_when_the_champion_moves(world, monkeyp
     )
 
     async def nobody_answered(self):
-        return None
+        return False
 
-    monkeypatch.setattr(ChampionWatchingTrigger, "_handle_response", nobody_answered)
+    monkeypatch.setattr(ChampionWatchingTrigger, "_answered", nobody_answered)
     trigger = ChampionWatchingTrigger(
         ti_id=uuid.uuid4(),
         options=[PROMOTE_OPTION, KEEP_OPTION],
@@ -545,7 +548,7 @@ def test_a_waiting_question_closes_itself_when_the_champion_moves(world, monkeyp
         model=model,
         version=v2,
         asked_champion=v1,
-        check_seconds=0.2,
+        check_seconds=0.3,
     )
     _, arguments = trigger.serialize()
     assert ChampionWatchingTrigger(**arguments).asked_champion == v1  # what the triggerer rebuilds
@@ -559,5 +562,18 @@ def test_a_waiting_question_closes_itself_when_the_champion_moves(world, monkeyp
 
     event = asyncio.run(wait_then_move())
     assert "champion moved to v3" in event.payload["stale"]
+
+    async def a_person_answered(self):
+        return True  # a person answered: the API resumed the step, the trigger must not resume it again
+
+    monkeypatch.setattr(ChampionWatchingTrigger, "_answered", a_person_answered)
+
+    async def no_second_resume():
+        waiting = asyncio.ensure_future(trigger.run().__anext__())
+        await asyncio.sleep(1.5)
+        assert not waiting.done()
+        waiting.cancel()
+
+    asyncio.run(no_second_resume())
     assert event.payload["chosen_options"] == [KEEP_OPTION] and event.payload["responded_by_user"] is None
     assert answered == [{"ti_id": trigger.ti_id, "chosen_options": [KEEP_OPTION], "params_input": {}}]
