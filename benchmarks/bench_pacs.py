@@ -104,8 +104,7 @@ def main() -> int:
                     started = time.perf_counter()
                     answer_study(pacs, serving, row["StudyInstanceUID"], write_back=True, overlays=True)
                     with_overlays.append(time.perf_counter() - started)
-            while any(pacs.is_stable(row["StudyInstanceUID"]) is False for row in rows):
-                time.sleep(1)  # the DAG takes complete studies only (Orthanc's StableAge)
+            pacs.wait_until_stable([row["StudyInstanceUID"] for row in rows])  # the DAG takes complete ones
             started = time.perf_counter()
             todo = orchestration.pacs_new_studies()
             failures = 0

@@ -90,10 +90,12 @@ def _pacs_demo(client, settings, urls: dict) -> None:
 
     _step("DICOM studies into the research PACS; mura_pacs_inference writes the answers back (DICOM SR)")
     seeded = write_studies(settings.data_dir, settings.mura_home / "pacs" / "seed", limit=3)
-    pushed = push_folder(PacsClient(settings), settings.mura_home / "pacs" / "seed")
+    pacs = PacsClient(settings)
+    pushed = push_folder(pacs, settings.mura_home / "pacs" / "seed")
     print(
         f"    {pushed['instances']} instances of {pushed['studies']} studies stored ({seeded['unknown_body_part']} of body parts the model refuses)"
     )
+    pacs.wait_until_stable([study.study_uid for study in pacs.studies()])  # the DAG takes complete ones
     _run_dag(client, settings, "mura_pacs_inference")
     print(
         f"    Orthanc: {urls['pacs_explorer']} (login in {urls['pacs_credentials']}): each study's series "

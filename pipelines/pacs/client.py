@@ -168,6 +168,19 @@ class PacsClient:
 
         return self._call(f"asking whether study {study_uid} is complete", ask)
 
+    def wait_until_stable(self, study_uids: list[str], timeout: float = 60.0) -> None:
+        """Return once the PACS holds every study as complete (or cannot say); PacsError after `timeout`
+        s: just stored studies become stable after Orthanc's StableAge."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while any(self.is_stable(uid) is False for uid in study_uids):
+            if time.monotonic() > deadline:
+                raise PacsError(
+                    f"the PACS at {self.url} still holds studies as arriving after {timeout:.0f} s"
+                )
+            time.sleep(1)
+
     def retrieve_study(self, study_uid: str) -> list:
         """The study's instances as pydicom Datasets (WADO-RS); PacsError when the PACS has none."""
         # As stored (transfer-syntax=*): no transcoding, which Orthanc cannot do for every lossless syntax.

@@ -109,13 +109,6 @@ def check_alias_name(alias: str) -> str:
     return alias
 
 
-def alias_version(client, model_name: str, alias: str) -> int | None:
-    """The version number `alias` points at, or None."""
-    registered = client.get_registered_model(model_name)
-    version = registered.aliases.get(alias)
-    return int(version) if version is not None else None
-
-
 def get_registered(client, model_name: str):
     """A RegisteredModel, or RegistryError saying how to create it."""
     from mlflow.exceptions import MlflowException

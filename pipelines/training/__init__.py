@@ -10,7 +10,6 @@ from typing import Any
 
 _LAZY = {
     "train": "pipelines.training.run",
-    "train_candidates": "pipelines.training.run",
     "TrainedRun": "pipelines.training.run",
     "TrainConfig": "pipelines.training.presets",
     "resolve_config": "pipelines.training.presets",

@@ -181,7 +181,7 @@ def train(
     if len(config.architectures) != 1:
         raise ConfigError(
             f"train() fits one architecture, got {list(config.architectures)}; "
-            "use train_candidates() or call it once per architecture"
+            "call it once per architecture (TrainConfig.for_arch)"
         )
     task = parse_task(config.task)
     settings = get_settings()
@@ -277,8 +277,3 @@ def _log_manifest(client, run_id: str, rows: pd.DataFrame) -> None:
         rows.to_parquet(path, index=False)
         client.log_artifact(run_id, str(path), artifact_path="data")
 
-
-def train_candidates(config: TrainConfig | dict | None, manifest, data_root=None) -> list[TrainedRun]:
-    """Train every architecture of `config.architectures` one after the other (one run each)."""
-    config = as_config(config)
-    return [train(config.for_arch(arch), manifest, data_root) for arch in config.architectures]

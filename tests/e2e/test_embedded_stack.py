@@ -271,7 +271,7 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     client = _client(report)
     client.unpause("mura_pacs_inference")
     wanted = series_description("mura_binary", document["version"])
-    _wait_until_stable(pacs, list(rows))
+    pacs.wait_until_stable(list(rows))
     run_id = client.trigger("mura_pacs_inference")
     assert client.wait("mura_pacs_inference", run_id, timeout=300) == "success"
     again = json.loads(mura(env, "pacs", "predict", first["study"], "--json").stdout)
@@ -285,15 +285,6 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     ledger = Path(env["MURA_HOME"]) / "pacs_inference" / f"refused-mura_binary-v{document['version']}.json"
     assert len(json.loads(ledger.read_text())) == 2  # a refused study is asked once, not at every poll
     _assert_no_patient_identifier_left_the_pacs(env, out)
-
-
-def _wait_until_stable(pacs, study_uids: list[str], timeout: float = 60.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while any(pacs.is_stable(uid) is False for uid in study_uids):
-        assert time.monotonic() < deadline, "Orthanc never held the seeded studies as stable"
-        time.sleep(1)
 
 
 def _orthanc_explorer_shows_the_results(env, study_uid: str, version: int) -> None:
