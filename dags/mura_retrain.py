@@ -129,12 +129,11 @@ def mura_retrain():
         return registered.to_xcom()
 
     @task
-    def gate(registered: dict, params=None) -> dict:
+    def gate(registered: dict, params=None, dag_run=None) -> dict:
         from pipelines import orchestration
 
-        verdict = orchestration.gate(
-            orchestration.Registration.from_xcom(registered), orchestration.approval_mode(dict(params))
-        )
+        approval = orchestration.approval_mode(dict(params), dict(dag_run.conf or {}))
+        verdict = orchestration.gate(orchestration.Registration.from_xcom(registered), approval)
         return verdict.to_xcom()
 
     @task

@@ -15,6 +15,7 @@ without an answer keeps the version challenger. Respondents: the Airflow user `r
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +27,10 @@ from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION, REVIEWER_ROLE
 
 ASKED_CHAMPION_KEY = "asked_champion"  # XCom: the champion the question was asked against
 CHECK_SECONDS = 30.0  # how often a waiting question looks whether the champion moved
+# An answer stored while the step had not deferred yet resumes nothing: after this long the trigger
+# reports it itself (the API resumes a deferred step within a second, and its trigger is then cancelled).
+UNRESUMED_ANSWER_SECONDS = 60.0
+DEFER_MARGIN = datetime.timedelta(hours=1)  # past the approval timeout, Airflow fails a stuck step
 
 
 class ChampionWatchingTrigger(HITLTrigger):
@@ -93,32 +98,47 @@ class ChampionWatchingTrigger(HITLTrigger):
         )
 
     async def _answered(self) -> bool:
-        """A person answered: the API resumed the step already, and this trigger is about to be cancelled."""
+        """A person answered (the API then resumed the step, and this trigger is about to be cancelled)."""
         from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
         from asgiref.sync import sync_to_async
 
-        return bool((await sync_to_async(get_hitl_detail_content_detail)(ti_id=self.ti_id)).response_received)
+        try:
+            detail = await sync_to_async(get_hitl_detail_content_detail)(ti_id=self.ti_id)
+        except Exception as error:  # noqa: BLE001 - Airflow's API hiccuped: look again at the next check
+            self.log.warning("could not read the question's answer (%s); looking again", error)
+            return False
+        return bool(detail.response_received)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.sdk.timezone import utcnow
 
-        waited = 0.0  # the first look after CHECK_SECONDS: a step resumed seconds after it deferred races
-        while True:  # the executor's report of its deferral
+        waited, answered_for = 0.0, 0.0  # the first look after CHECK_SECONDS: a step resumed seconds
+        while True:  # after it deferred races the executor's report of its deferral
             await asyncio.sleep(self.poke_interval)
             waited += self.poke_interval
             timed_out = bool(self.timeout_datetime and self.timeout_datetime < utcnow())
             if not timed_out and waited < self.check_seconds:
                 continue
-            waited = 0.0
             if await self._answered():
-                continue  # never a second resume: wait to be cancelled
-            if timed_out:
-                yield await self._handle_timeout()
-                return
-            reason = await self._stale()
-            if reason:
-                yield await self._close(reason)
-                return
+                answered_for += waited
+                waited = 0.0
+                if answered_for >= UNRESUMED_ANSWER_SECONDS:  # still here: nothing resumed the step
+                    event = await self._handle_response()
+                    if event:
+                        yield event
+                        return
+                continue  # otherwise never a second resume: wait to be cancelled
+            waited = 0.0
+            try:
+                if timed_out:
+                    yield await self._handle_timeout()
+                    return
+                reason = await self._stale()
+                if reason:
+                    yield await self._close(reason)
+                    return
+            except Exception as error:  # noqa: BLE001 - a failed close or timeout answer: try again later
+                self.log.warning("could not close the question (%s); trying again at the next check", error)
 
 
 def _name(user) -> str:
@@ -155,7 +175,7 @@ class ReviewerApproval(HITLOperator):
         from pipelines import orchestration
 
         verdict = self._verdict(context)
-        approval = orchestration.approval_mode(dict(context["params"]))
+        approval = orchestration.approval_mode(dict(context["params"]), dict(context["dag_run"].conf or {}))
         asked = orchestration.approval_question(verdict, approval, context["run_id"])
         if asked is None:
             return verdict.to_xcom()
@@ -184,6 +204,7 @@ class ReviewerApproval(HITLOperator):
                 asked_champion=asked.champion,
             ),
             method_name="execute_complete",
+            timeout=self.response_timeout + DEFER_MARGIN,
         )
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:

@@ -9,7 +9,6 @@ same data Asset event) move each other's temporary away: the slower one failed o
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,18 +23,14 @@ def temporary_beside(path: Path) -> Path:
 
 @contextmanager
 def replaced_atomically(path: Path) -> Iterator[Path]:
-    """Yield this writer's own temporary path; when the block ends it replaces `path` in one rename
-    (a file or a folder); on an error it is removed and `path` stays as it was."""
+    """Yield this writer's own temporary path for a file; when the block ends it replaces `path` in one
+    rename; on an error it is removed and `path` stays as it was. (Files only: a full folder cannot be
+    replaced in one step.)"""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_beside(path)
     try:
         yield temporary
-        if temporary.is_dir() and path.is_dir():  # a folder cannot be renamed over a full one
-            shutil.rmtree(path)
         os.replace(temporary, path)
     finally:
-        if temporary.is_dir():
-            shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            temporary.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)

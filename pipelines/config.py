@@ -31,8 +31,8 @@ def duration_seconds(text: str, where: str = "duration") -> float:
         seconds = float(value[:-1]) * DURATION_UNITS[value[-1:]]
     except (KeyError, ValueError):
         raise ConfigError(f"{where}={text!r}: give a number and a unit, e.g. 3d, 12h, 30m or 45s") from None
-    if seconds <= 0:
-        raise ConfigError(f"{where}={text!r}: must be longer than zero")
+    if not 0 < seconds <= 366 * 86400:  # NaN fails this too
+        raise ConfigError(f"{where}={text!r}: give more than zero and at most a year")
     return seconds
 
 

@@ -189,7 +189,7 @@ CARD_TAG = "card.path"  # version tag: where the version's model card lies among
 # off: challenger without a question (the first passing version becomes champion).
 APPROVAL_MODES = ("required", "auto", "off")
 APPROVE_TASK = "approve"
-REVIEWER_ROLE = "reviewer"  # the Airflow user who may answer (the MLflow account of that name moves aliases)
+REVIEWER_ROLE = "reviewer"  # the Airflow user who may answer (the step then moves aliases as `pipeline`)
 PROMOTE_OPTION = "Promote to champion"
 KEEP_OPTION = "Keep as challenger"
 # Version tags of the decision: approval.decision is promote, keep or timeout.

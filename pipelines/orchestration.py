@@ -110,11 +110,12 @@ def approval_timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=duration_seconds(text, "params.yaml gate.approval_timeout"))
 
 
-def approval_mode(params: dict[str, Any]) -> str:
-    """The run's approval: the form's field; a conf of an older client saying `auto_promote: true`
-    (and no approval) means auto, `false` means off."""
-    legacy = params.get("auto_promote")
-    if params.get("approval") is None and legacy is not None:
+def approval_mode(params: dict[str, Any], conf: dict[str, Any] | None = None) -> str:
+    """The run's approval: the form's field (in `params`, its default filled in); a `conf` of an older
+    client saying `auto_promote: true` and no approval means auto, `false` means off."""
+    conf = conf or {}
+    legacy = conf.get("auto_promote")
+    if "approval" not in conf and legacy is not None:
         LOGGER.warning("conf auto_promote=%s is an old spelling: use approval=auto|off|required", legacy)
         return "auto" if legacy else "off"
     return str(params.get("approval") or approval_default())

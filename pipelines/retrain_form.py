@@ -76,7 +76,8 @@ def retrain_form(default_preset: str, presets: list[str], approval: str = "requi
         FormField("approval", approval, {
             "type": "string", "enum": list(APPROVAL_MODES), "title": "Approval",
             "description": "required: a version that passes the gate becomes challenger and a reviewer "
-            "promotes it or keeps it (task approve); auto: champion at once; off: challenger, nobody asked.",
+            "promotes it or keeps it (task approve); auto: champion at once; off: nobody asked (the first "
+            "passing version becomes champion, later ones challenger).",
         }),
     ]  # fmt: skip
 

@@ -100,8 +100,6 @@ def _write_overlays(client, args, results: list[dict], what: str, version, encod
     `encoded`: the images' bytes by path where they are not the files themselves (DICOM)."""
     from serving.overlay import overlay_png
 
-    if args.explain == IN_THE_STUDY:
-        raise DataError("--explain needs OUT_DIR for files (only a --pacs study keeps its overlays itself)")
     args.explain.mkdir(parents=True, exist_ok=True)
     written = 0
     for result in results:
@@ -234,7 +232,10 @@ def handle_predict(args) -> int:
     if args.pacs:
         return _predict_pacs(args)
     if args.path is None:
-        raise DataError("give an image, a study folder or DICOM files, or --pacs STUDY_UID")
+        hint = f" (--explain took {args.explain} as its OUT_DIR: put the path first)" if args.explain else ""
+        raise DataError("give an image, a study folder or DICOM files, or --pacs STUDY_UID" + hint)
+    if args.explain == IN_THE_STUDY:
+        raise DataError("--explain needs OUT_DIR for files (only a --pacs study keeps its overlays itself)")
     if not args.path.exists():
         raise DataError(f"{args.path} does not exist: pass a PNG/JPEG image, a DICOM file or a study folder")
     dicom = dicom_files(args.path)

@@ -5,11 +5,13 @@ echoed)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pipelines.errors import MuraError
 from pipelines.settings import Settings
 
+LOGGER = logging.getLogger(__name__)
 PAGE = 100  # studies per QIDO-RS request
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "ModalitiesInStudy", "NumberOfStudyRelatedInstances")
 TAG_NAMES = {
@@ -58,8 +60,19 @@ class PacsClient:
         from pipelines.pacs.orthanc import credentials
 
         self.url = settings.pacs_url
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
         session = requests.Session()
         session.auth = credentials(settings)
+        # Orthanc closes an idle keep-alive connection after about a second: a request sent on it at
+        # that moment fails as "connection aborted". Retried (every call is idempotent: STOW-RS stores
+        # instances by their UIDs), never on an HTTP status.
+        retries = Retry(
+            total=3, connect=3, read=3, status=0, other=0, allowed_methods=None, backoff_factor=0.2
+        )
+        session.mount("http://", HTTPAdapter(max_retries=retries))
+        session.mount("https://", HTTPAdapter(max_retries=retries))
         self._session, self._timeout = session, timeout
         self._client = DICOMwebClient(self.url, session=session, timeout=timeout)
 
@@ -156,17 +169,19 @@ class PacsClient:
 
         def ask():
             found = self._session.post(f"{root}/tools/lookup", data=study_uid, timeout=self._timeout)
-            if found.status_code == 404:  # not Orthanc
-                return None
-            found.raise_for_status()
-            ids = [item["ID"] for item in found.json() if item.get("Type") == "Study"]
+            ids = [item["ID"] for item in found.json() if item.get("Type") == "Study"] if found.ok else []
             if not ids:
                 return None
             study = self._session.get(f"{root}/studies/{ids[0]}", timeout=self._timeout)
-            study.raise_for_status()
-            return bool(study.json().get("IsStable", True))  # the patient's tags in it are not kept
+            return bool(study.json().get("IsStable", True)) if study.ok else None  # patient tags dropped
 
-        return self._call(f"asking whether study {study_uid} is complete", ask)
+        try:
+            return self._call(f"asking whether study {study_uid} is complete", ask)
+        except (PacsError, ValueError, KeyError, TypeError, AttributeError) as error:  # not Orthanc's answer
+            LOGGER.warning(
+                "the PACS at %s cannot say whether studies are complete (%s): taken as found", root, error
+            )
+            return None
 
     def wait_until_stable(self, study_uids: list[str], timeout: float = 60.0) -> None:
         """Return once the PACS holds every study as complete (or cannot say); PacsError after `timeout`

@@ -64,14 +64,11 @@ def answer_study(
     model version) store the answer in the study as a DICOM SR, with `overlays` also one Grad-CAM++
     Secondary Capture per image. `status`: answered, already, refused. `skip_reported` (the DAG): a
     study holding what was asked for is not even retrieved."""
-    missing: list[str] = []
+    present: list[str] = []
     if write_back:
         version = served_version(serving, model)
         present = pacs.series_descriptions(study_uid)
-        wanted = [series_description(model, version)]
-        wanted += [overlay_series_description(model, version)] if overlays else []
-        missing = [description for description in wanted if description not in present]
-        if not missing and skip_reported:
+        if not _missing(present, model, version, overlays) and skip_reported:
             LOGGER.info("study %s: the report of %s v%s is there already", study_uid, model, version)
             return {"study": study_uid, "status": "already", "model": model, "version": version}
     datasets = [dataset for dataset in pacs.retrieve_study(study_uid) if is_radiograph(dataset)]
@@ -98,7 +95,8 @@ def answer_study(
     }
     if not write_back:
         return result
-    if not missing:  # asked again by a person: the answer, but never a second report
+    missing = _missing(present, model, version, overlays)  # of the version that answered (a deploy may
+    if not missing:  # have come between); asked again by a person: the answer, never a second report
         return {**result, "status": "already"}
     results = []
     if series_description(model, version) in missing:
@@ -123,6 +121,13 @@ def answer_study(
     if series_description(model, version) in missing:
         stored["report"] = str(results[0].SOPInstanceUID)
     return {**result, **stored}
+
+
+def _missing(present: list[str], model: str, version: int, overlays: bool) -> list[str]:
+    """The result series of `model` v`version` the study lacks (the report; the overlays if asked)."""
+    wanted = [series_description(model, version)]
+    wanted += [overlay_series_description(model, version)] if overlays else []
+    return [description for description in wanted if description not in present]
 
 
 def overlay_pixels(

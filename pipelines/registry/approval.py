@@ -112,16 +112,17 @@ def question(model: str, version: int, dag_run_id: str, client=None) -> Approval
 
 
 def settled(model: str, version: int, dag_run_id: str, client=None) -> str | None:
-    """Why no question is asked any more: `version` is champion already (a retried step whose first try
-    promoted it, or someone promoted it meanwhile). Recorded unless this run recorded a decision."""
+    """Why no question is asked (again): this run recorded a decision already (a retried step), or
+    `version` is champion already (someone promoted it meanwhile), which is then recorded."""
     client = client or connect()
-    with tracking_errors(client, f"reading the aliases of {model}"):
+    with tracking_errors(client, f"reading {model} v{version}"):
+        tags = client.get_model_version(model, str(version)).tags
+        if tags.get(APPROVAL_RUN_TAG) == dag_run_id and tags.get(APPROVAL_DECISION_TAG):
+            return f"this run decided already: {tags[APPROVAL_DECISION_TAG]} by {tags.get(APPROVAL_BY_TAG)}"
         if client.get_registered_model(model).aliases.get(CHAMPION) != str(version):
             return None
-        tags = client.get_model_version(model, str(version)).tags
         reason = f"v{version} is champion already"
-        if tags.get(APPROVAL_RUN_TAG) != dag_run_id:
-            record(client, model, version, "promote", "nobody (asked)", dag_run_id, f"not asked: {reason}")
+        record(client, model, version, "promote", "nobody (asked)", dag_run_id, f"not asked: {reason}")
     return reason
 
 
@@ -146,9 +147,8 @@ def stale(model: str, version: int, asked_champion: int | None, client=None) -> 
     if champion == int(version):
         return f"v{version} became champion outside the approval (MLflow UI or `mura promote`)"
     if champion != asked_champion:
-        return (
-            f"the champion moved to v{champion} while the question waited (asked against v{asked_champion})"
-        )
+        now = f"moved to v{champion}" if champion is not None else "alias was removed"
+        return f"the champion {now} while the question waited (asked against v{asked_champion})"
     if aliases.get(CHALLENGER) not in (None, str(version)):
         return f"v{aliases[CHALLENGER]} became challenger while the question waited"
     return None

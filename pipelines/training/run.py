@@ -276,4 +276,3 @@ def _log_manifest(client, run_id: str, rows: pd.DataFrame) -> None:
         path = Path(folder) / "manifest.parquet"
         rows.to_parquet(path, index=False)
         client.log_artifact(run_id, str(path), artifact_path="data")
-

@@ -496,9 +496,12 @@ def test_a_reviewer_s_answer_moves_the_champion_through_promote_and_is_recorded(
     assert client.get_registered_model(model).aliases == {"champion": "2"}
     assert alias_events(client, model)[-1]["action"] == "approved by reviewer (Airflow run manual__b)"
     assert tags(v2)["approval.decision"] == "promote" and tags(v2)["approval.note"] == ""
-    # A retried step whose first try promoted: no second question, the first decision kept.
-    assert settled(model, v2, "manual__b", client) == "v2 is champion already"
+    # A retried step: no second question, the first decision kept; a champion promoted by someone else
+    # meanwhile is not asked about either (and that is recorded).
+    assert settled(model, v2, "manual__b", client) == "this run decided already: promote by reviewer"
     assert tags(v2)["approval.by"] == "reviewer" and settled(model, v3, "manual__b", client) is None
+    assert settled(model, v2, "manual__z", client) == "v2 is champion already"
+    assert tags(v2)["approval.dag_run_id"] == "manual__z" and tags(v2)["approval.by"] == "nobody (asked)"
 
     client.set_registered_model_alias(model, "challenger", str(v3))
     stale = decide(model, v3, PROMOTE_OPTION, "reviewer", "manual__c", v1, client)  # asked against v1

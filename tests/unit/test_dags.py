@@ -357,3 +357,15 @@ def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(mon
     again = orchestration.select_and_register(candidates)
     assert exported == [first.run_id] and again.version == first.version == 1
     assert (first.reused, again.reused) == (False, True)
+
+
+def test_an_old_client_s_auto_promote_conf_still_decides_the_approval():
+    """The form fills `approval` with its default in the run's params, so an older client's conf
+    `auto_promote: true` was read as approval required (a 3-day wait); the conf decides now."""
+    from pipelines.orchestration import approval_mode
+
+    params = {"preset": "ci_tiny", "approval": "required"}  # what Airflow hands the task
+    assert approval_mode(params, {"auto_promote": True}) == "auto"
+    assert approval_mode(params, {"auto_promote": False}) == "off"
+    assert approval_mode(params, {"auto_promote": True, "approval": "required"}) == "required"
+    assert approval_mode({**params, "approval": "off"}, {"approval": "off"}) == "off"
