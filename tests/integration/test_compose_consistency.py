@@ -198,6 +198,11 @@ def test_mlflow_runs_basic_auth_and_only_the_workers_act_as_pipeline(resolved):
         if service.get("environment", {}).get("MLFLOW_TRACKING_USERNAME") == "pipeline"
     }  # fmt: skip
     assert acting == {"airflow-worker", "airflow-worker-gpu"}
+    reading = {  # the approval step's trigger looks at aliases: the read-only account
+        name for name, service in services.items()
+        if service.get("environment", {}).get("MLFLOW_TRACKING_USERNAME") == "viewer"
+    }  # fmt: skip
+    assert reading == {"airflow-triggerer"}
     for name in ("airflow-worker", "airflow-worker-gpu"):
         assert (
             services[name]["depends_on"]["mlflow-accounts"]["condition"] == "service_completed_successfully"
