@@ -22,8 +22,8 @@ def _synth(args) -> int:
     summary = generate_synthetic(
         out,
         seed=defaults.seed if args.seed is None else args.seed,
-        train_patients=args.train_patients or defaults.train_patients,
-        valid_patients=args.valid_patients or defaults.valid_patients,
+        train_patients=defaults.train_patients if args.train_patients is None else args.train_patients,
+        valid_patients=defaults.valid_patients if args.valid_patients is None else args.valid_patients,
         fault=args.fault,
         shift=args.shift,
     )
@@ -184,7 +184,7 @@ def register(subparsers) -> None:
         "--shift",
         choices=tuple(SHIFTS),
         help="draw a drifted (still valid) release: exposure, scanner noise, resolution, study-type "
-        "mix or label prevalence",
+        "mix, label prevalence, or another hospital (other_site: darker exposures, a hand clinic's mix)",
     )
     imported = _add(commands, "import", _import, "import a MURA-v1.1 folder or the official zip into data/")
     imported.add_argument("source", metavar="SRC", help="a MURA-v1.1 folder or the official MURA-v1.1.zip")

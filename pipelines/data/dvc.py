@@ -151,16 +151,25 @@ def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str |
         raise DataError(
             f"{root / data_dir}: no data to version; run 'mura data synth' or 'mura data import' first"
         )
+    version_folder(root, data_dir, remote)
+    return data_version(root)
+
+
+def version_folder(root: Path, folder: str, remote: str | None = None) -> dict:
+    """`dvc add <folder>` (writes `<folder>.dvc` beside it) then push its content to the remote; the
+    pointer's path and md5."""
+    pointer = root / f"{folder}.dvc"
     with open_repo(root) as repo:
         try:
-            repo.scm_context.quiet = True  # no "git add data.dvc" hint on stdout: it belongs to --json
-            repo.add([str(root / data_dir)])
-            repo.push(targets=[str(root / DVC_FILE)], remote=remote)
+            repo.scm_context.quiet = True  # no "git add ….dvc" hint on stdout: it belongs to --json
+            repo.add([str(root / folder)])
+            repo.push(targets=[str(pointer)], remote=remote)
         except Exception as error:  # DVC raises many types; the message is what the user needs
             raise DataError(
-                f"dvc add/push of {data_dir}/ to {_remote_description(repo, remote)} failed: {error}"
+                f"dvc add/push of {folder}/ to {_remote_description(repo, remote)} failed: {error}"
             ) from error
-    return data_version(root)
+    outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
+    return {"dvc_file": pointer.relative_to(root).as_posix(), "md5": str(outs[0].get("md5", ""))}
 
 
 def pointer_md5(root: Path | None = None) -> str | None:

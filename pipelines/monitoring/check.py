@@ -37,18 +37,36 @@ def _aliases(client, model: str) -> tuple[object, object | None]:
 
 
 def _drift(client, champion, manifest: pd.DataFrame, data_root: Path, params: MonitorParams, scratch: Path):
-    from pipelines.monitoring.drift import drift_tests, verdict
-    from pipelines.monitoring.reference import load_reference, profile_with_embeddings
     from pipelines.training.layers import load_model
 
-    reference, reference_embeddings = load_reference(client, champion.run_id, scratch)
     model = load_model(client.download_artifacts(champion.run_id, "model/model.keras", str(scratch)))
+    return drift_from_training(client, champion.run_id, model, manifest, data_root, params, scratch)
+
+
+def drift_from_training(
+    client,
+    run_id: str,
+    model,
+    manifest: pd.DataFrame,
+    data_root: Path,
+    params: MonitorParams,
+    scratch: Path,
+    leave_out: tuple[str, ...] = (),
+):
+    """(each drift test, drifted at all) of the release's images against the reference that run
+    `run_id` stored of its training images, in features of its own `model` too; the features in
+    `leave_out` are not tested (nor counted in the Holm family)."""
+    from pipelines.monitoring.drift import drift_tests, verdict
+    from pipelines.monitoring.reference import load_reference, profile_with_embeddings
+
+    reference, reference_embeddings = load_reference(client, run_id, scratch)
     current, embeddings = profile_with_embeddings(
         model, manifest, data_root, params.current_images, params.seed
     )
     tests = drift_tests(
         reference, current, reference_embeddings, embeddings, params.permutations, params.seed
     )
+    tests = [test for test in tests if test.feature not in leave_out]
     if len(tests) / (params.permutations + 1) >= params.alpha:
         # Holm multiplies the smallest p-value, 1 / (permutations + 1), by the number of tests.
         raise ConfigError(

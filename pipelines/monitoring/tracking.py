@@ -10,22 +10,10 @@ import tempfile
 from pathlib import Path
 
 from pipelines.contracts import part_slug
+from pipelines.registry.tracking import experiment_id
 from pipelines.stages import MonitorCheck
 
 EXPERIMENT = "mura-monitoring"
-
-
-def _experiment_id(client) -> str:
-    from pipelines.settings import get_settings
-
-    found = client.get_experiment_by_name(EXPERIMENT)
-    if found is not None:
-        return found.experiment_id
-    uri = get_settings().mlflow_tracking_uri
-    location = None
-    if uri.startswith("sqlite:///"):  # beside the store, not under whoever's current directory
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
-    return client.create_experiment(EXPERIMENT, artifact_location=location)
 
 
 def check_metrics(check: MonitorCheck) -> dict[str, float]:
@@ -59,7 +47,7 @@ def log_check(client, check: MonitorCheck) -> MonitorCheck:
     from pipelines.monitoring.report import render_report
 
     run = client.create_run(
-        _experiment_id(client),
+        experiment_id(client, EXPERIMENT),
         run_name=f"{check.model}-v{check.champion_version}-{check.data_md5[:8]}",
         tags={
             "monitor.model": check.model,

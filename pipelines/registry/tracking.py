@@ -151,3 +151,18 @@ def version_metrics(model_version) -> dict[str, float]:
             except ValueError:
                 continue
     return metrics
+
+
+def experiment_id(client, name: str) -> str:
+    """The id of MLflow experiment `name`, created when missing (with a SQLite store, its artifacts
+    beside the store, not under whoever's current directory)."""
+    from pipelines.settings import get_settings
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    uri = get_settings().mlflow_tracking_uri
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
