@@ -145,6 +145,15 @@ class PacsParams:
 
 
 @dataclass(frozen=True)
+class ExternalParams:
+    """External validation on a site's own studies (`mura external`, DAG mura_external_validation)."""
+
+    min_images: int  # the data gate's row_count.min for a site's release (every other rule as for MURA)
+    recalibration_fraction: float  # patient-level share of the site's studies --recalibrate fits on
+    seed: int  # the patient split of --recalibrate
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     """Every section of params.yaml. `validation` and `presets` stay mappings: the GX suite and the
     preset resolver check their own keys (each has one home there)."""
@@ -159,6 +168,7 @@ class PlatformConfig:
     tuning: TuningParams
     monitor: MonitorParams
     pacs: PacsParams
+    external: ExternalParams
     source: str = ""
 
 
@@ -229,6 +239,10 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
         raise ConfigError(
             f"params.yaml monitor.retrain_preset={config.monitor.retrain_preset!r}: unknown preset; "
             f"params.yaml presets: {', '.join(sorted(config.presets)) or 'none'}"
+        )
+    if not 0.0 < config.external.recalibration_fraction < 1.0 or config.external.min_images < 1:
+        raise ConfigError(
+            "params.yaml external: recalibration_fraction must lie in (0, 1) and min_images be >= 1"
         )
     return dataclasses.replace(config, source=source)
 

@@ -199,6 +199,14 @@ APPROVAL_RUN_TAG = "approval.dag_run_id"
 APPROVAL_AT_TAG = "approval.at"
 APPROVAL_NOTE_TAG = "approval.note"
 
+# --- External validation (pipelines/external) ---------------------------------------------------
+EXTERNAL_EXPERIMENT = "mura-external"  # one run per validation of a version on a site's release
+EXTERNAL_SITE_TAG = "external.site"
+EXTERNAL_DATA_TAG = "external.data_md5"  # the DVC hash of the site's release it was measured on
+MODEL_NAME_TAG = "model.name"
+MODEL_VERSION_TAG = "model.version"
+EXTERNAL_REPORT = "report/external_validation.html"  # among the run's artifacts
+
 # --- Airflow ----------------------------------------------------------------------------------
 DVC_POOL = "mura_dvc"  # one slot: DVC's repository lock gives up after a few seconds
 DVC_POOL_DESCRIPTION = "DVC tasks one at a time: the repository lock gives up after a few seconds"
@@ -207,6 +215,7 @@ RETRAIN_DAG = "mura_retrain"
 DEPLOY_DAG = "mura_deploy"
 MONITOR_DAG = "mura_monitor"
 PACS_DAG = "mura_pacs_inference"  # the champion's answers into the PACS' new studies
+EXTERNAL_DAG = "mura_external_validation"  # a registered version on a site's own studies
 # UIDs the platform makes (its reports in a hospital's PACS, synthetic studies): pydicom's root, the
 # rest derived from what they are about, so a second write of the same thing has the same UIDs.
 DICOM_UID_ROOT = "1.2.826.0.1.3680043.8.498."

@@ -44,6 +44,7 @@ class Settings:
     pacs_url: str = DEFAULT_PACS_URL  # MURA_PACS_URL: DICOMweb root of the PACS (QIDO, WADO, STOW)
     pacs_user: str | None = None  # MURA_PACS_USER / MURA_PACS_PASSWORD: its login (default: the
     pacs_password: str | None = None  #   embedded stack's, $MURA_HOME/secrets/pacs.json)
+    external_dir: Path | None = None  # MURA_EXTERNAL_DIR: sites' releases (default <repo>/external)
 
     @property
     def models_config_path(self) -> Path:
@@ -67,6 +68,7 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         repo_root=repo_root,
         mura_home=mura_home,
         data_dir=Path(env.get("MURA_DATA_DIR", repo_root / "data")).expanduser().resolve(),
+        external_dir=Path(env.get("MURA_EXTERNAL_DIR", repo_root / "external")).expanduser().resolve(),
         model_base_path=model_base.resolve(),
         serving_grpc=env.get("MURA_SERVING_GRPC", DEFAULT_SERVING_GRPC),
         serving_rest=env.get("MURA_SERVING_REST", DEFAULT_SERVING_REST),

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "monitor",
     "stack",
     "pacs",
+    "external",
     "shell",
 )
 # The MLflow account each command acts as when none is set (pipelines/registry/accounts.py); the rest

@@ -30,6 +30,10 @@ SHIFTS: dict[str, Shift] = {
     "resolution": Shift(size_range=(48, 160)),  # a low-resolution export
     "study_mix": Shift(part_weights={"XR_HAND": 0.45, "XR_FINGER": 0.45, "XR_SHOULDER": 0.1}),
     "prevalence": Shift(abnormal_rate=0.8),  # a referral clinic: mostly abnormal studies
+    # Another hospital (external validation's known answer): darker, flatter exposures and a hand clinic's mix.
+    "other_site": Shift(
+        contrast=0.55, offset=-20.0, part_weights={"XR_HAND": 0.4, "XR_FINGER": 0.3, "XR_WRIST": 0.3}
+    ),
 }
 
 

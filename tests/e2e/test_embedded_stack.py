@@ -210,7 +210,13 @@ def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     assert printed.stdout.startswith("X-ray of XR_") and "probability" in printed.stdout
 
 
-def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tmp_path):
+@pytest.fixture(scope="module")
+def seeded_dicom(tmp_path_factory) -> Path:
+    """Where the DICOM test seeds its studies (the external site's test searches for their identifiers)."""
+    return tmp_path_factory.mktemp("seeded") / "dicom"
+
+
+def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, seeded_dicom, tmp_path):
     """`mura pacs seed` stores valid studies as DICOM in every way the pixel path reads (rescale,
     window or VOI LUT, MONOCHROME1, lossless syntaxes); `mura predict` on them answers each study as the
     PNGs it was made from, and refuses the body parts the model does not know with the reason."""
@@ -221,7 +227,7 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
     from serving.client import ServingClient
 
     env, report = stack
-    out = tmp_path / "dicom"
+    out = seeded_dicom
     seed = ["pacs", "seed", "--out", str(out), "--studies", "4", "--push", "--json"]
     seeded = json.loads(mura(env, *seed).stdout)
     assert seeded["studies"] == 6 and seeded["unknown_body_part"] == 2
@@ -284,7 +290,6 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, tm
         assert images[uid] == int(row["images"]) + reports + overlaid  # one SR instance, never two
     ledger = Path(env["MURA_HOME"]) / "pacs_inference" / f"refused-mura_binary-v{document['version']}.json"
     assert len(json.loads(ledger.read_text())) == 2  # a refused study is asked once, not at every poll
-    _assert_no_patient_identifier_left_the_pacs(env, out)
 
 
 def _orthanc_explorer_shows_the_results(env, study_uid: str, version: int) -> None:
@@ -344,14 +349,16 @@ def _chromium(playwright):
     )
 
 
-def _assert_no_patient_identifier_left_the_pacs(env, seeded: Path) -> None:
+def _assert_no_patient_identifier_left_the_pacs(env, *seeded: Path) -> None:
     """The made-up names, IDs, birth dates and accession numbers of the seeded studies appear in no file
-    under MURA_HOME but the PACS' own (MLflow store and artifacts, Airflow's database with its XComs,
-    every log, DVC, serving), after the studies went through predict, the PACS and the DAG."""
+    under MURA_HOME but the PACS' own and the site's key to its pseudonyms (MLflow store, tags and
+    artifacts, Airflow's database with its XComs, every task log, DVC's remote, serving), nor in the
+    project (the external release, DVC's cache), after the studies went through predict, the PACS, the
+    DAGs, an external import and validation."""
     from pipelines.dicom.pixels import read_dicom
 
     identifiers = set()
-    for path in seeded.glob("*/*.dcm"):
+    for path in (path for folder in seeded for path in folder.glob("*/*.dcm")):
         dataset = read_dicom(path)
         identifiers |= {
             str(dataset.PatientName),
@@ -362,13 +369,19 @@ def _assert_no_patient_identifier_left_the_pacs(env, seeded: Path) -> None:
     # Whole tokens only: a birth date's digits may sit inside a longer number of a metrics file.
     alternatives = "|".join(re.escape(value) for value in sorted(identifiers))
     pattern = re.compile(f"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])".encode())
-    home = Path(env["MURA_HOME"])
+    home, project = Path(env["MURA_HOME"]), Path(env["MURA_REPO_ROOT"])
+    key = home / "secrets" / "pseudonyms-e2e-site.json"
+    assert pattern.search(key.read_bytes())  # the key holds them (the search can find them)...
     leaks = [
-        str(path.relative_to(home))
-        for path in home.rglob("*")
-        if path.is_file() and not path.is_relative_to(home / "pacs") and pattern.search(path.read_bytes())
+        str(path)
+        for root in (home, project / "external", project / ".dvc")
+        for path in root.rglob("*")
+        if path.is_file()
+        and not path.is_relative_to(home / "pacs")
+        and path != key  # ...and is the one place outside the PACS that may
+        and pattern.search(path.read_bytes())
     ]
-    assert len(identifiers) >= 12 and not leaks, leaks
+    assert len(identifiers) >= 36 and not leaks, leaks
 
 
 def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_nothing(stack):
@@ -403,6 +416,78 @@ def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_no
     run_id = client.trigger("mura_deploy")
     assert client.wait("mura_deploy", run_id, timeout=300) == "success"
     assert (config.read_bytes(), config.stat().st_mtime_ns) == before
+
+
+def test_an_external_site_imported_from_the_pacs_is_validated_through_the_dag(stack, seeded_dicom, tmp_path):
+    """Another "hospital": its own made-up patients' studies stored in the PACS, imported de-identified
+    from it, versioned with DVC, measured by the DAG mura_external_validation (the site's operating
+    point registered as a new version too). The studies were made from valid studies the champion was
+    evaluated on, so each study's score must equal that evaluation's: DICOM, the PACS,
+    de-identification and the pixel path change nothing the model sees. Then no made-up identifier of
+    this test's or the DICOM test's studies is anywhere but in the PACS and the site's key."""
+    import csv
+
+    import mlflow
+    import pandas as pd
+
+    from pipelines.contracts import EXTERNAL_DATA_TAG, EXTERNAL_EXPERIMENT, EXTERNAL_SITE_TAG
+
+    env, report = stack
+    client = _client(report)
+    version = json.loads(mura(env, "lineage", "mura_binary@champion", "--json").stdout)["version"]
+    site = tmp_path / "site"
+    mura(env, "pacs", "seed", "--out", str(site), "--studies", "12", "--seed", "8", "--push", "--json")
+    labels = site / "labels.csv"
+    imported = mura(
+        env, "external", "import", "--pacs", "--labels", str(labels), "--site", "e2e-site", "--json"
+    )
+    result = json.loads(imported.stdout)
+    assert result["studies"] == 12 and len(result["refused"]) == 2 and result["gate"]["success"]
+    project = Path(env["MURA_REPO_ROOT"])
+    assert result["dvc_file"] == "external/e2e-site.dvc" and (project / result["dvc_file"]).is_file()
+    pseudonyms = Path(env["MURA_HOME"]) / "secrets" / "pseudonyms-e2e-site.json"
+    assert stat.S_IMODE(pseudonyms.stat().st_mode) == 0o600
+
+    client.unpause("mura_external_validation")
+    with pytest.raises(Exception, match="site"):  # the form's pattern: never a path as a site
+        client.trigger("mura_external_validation", {"site": "../data"})
+    conf = {"site": "e2e-site", "recalibrate": True, "register": True}
+    run_id = client.trigger("mura_external_validation", conf)
+    assert client.wait("mura_external_validation", run_id, timeout=300) == "success"
+
+    tracking = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = tracking.get_experiment_by_name(EXTERNAL_EXPERIMENT)
+    (run,) = tracking.search_runs([experiment.experiment_id], f"tags.`{EXTERNAL_SITE_TAG}` = 'e2e-site'")
+    assert (
+        run.data.tags["model.version"] == str(version)
+        and run.data.tags[EXTERNAL_DATA_TAG] == result["data_md5"]
+    )
+    assert run.data.metrics["external.studies"] == 12 and "recalibrated.after.study_kappa" in run.data.metrics
+    # The site's operating point is a new version of the same weights, never the champion by itself.
+    made = tracking.get_model_version("mura_binary", run.data.tags["external.registered_version"])
+    assert made.tags["external.site"] == "e2e-site" and made.tags["gate.status"] == "not_gated"
+    assert made.aliases == [] and tracking.get_registered_model("mura_binary").aliases["champion"] == str(
+        version
+    )
+    folder = Path(tracking.download_artifacts(run.info.run_id, "report", str(tmp_path / "report")))
+    assert "External validation of mura_binary" in (folder / "external_validation.html").read_text()
+    scored = pd.read_csv(folder / "predictions.csv").groupby("study_id")["raw_probability"].mean()
+    champion_run = run.data.tags["model.run_id"]
+    evaluated = pd.read_csv(
+        tracking.download_artifacts(champion_run, "evaluation/predictions.csv", str(tmp_path))
+    )
+    expected = evaluated.groupby("study_id")["raw_probability"].mean()
+    sources = {row["StudyInstanceUID"]: row["source"] for row in csv.DictReader(labels.open())}
+    key = json.loads(pseudonyms.read_text())["studies"]
+    for uid, (patient, number) in key.items():
+        part = sources[uid].split("/")[2]
+        source = sources[uid].split("/", 2)[2].rsplit("_", 1)[0]  # XR_PART/patientNNNNN/studyN
+        assert scored[f"{part}/patient{patient:05d}/study{number}"] == pytest.approx(
+            expected[source], abs=1e-5
+        )
+    card = tracking.download_artifacts(champion_run, f"model_card/v{version}/card.md", str(tmp_path / "card"))
+    assert "| e2e-site | 12 |" in Path(card).read_text()  # the card lists the external validation
+    _assert_no_patient_identifier_left_the_pacs(env, seeded_dicom, site)
 
 
 def test_every_block_of_the_clients_guide_answers_as_the_platform_client_does(stack, tmp_path):

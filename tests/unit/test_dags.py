@@ -66,7 +66,27 @@ def _parse_dags(home, **environment: str) -> dict:
 def test_dag_folder_parses_without_errors_or_heavy_imports(parsed):
     assert parsed["errors"] == {}
     assert parsed["heavy"] == [], "DAG files must import TensorFlow/MLflow/GX/DVC inside tasks only"
-    assert set(parsed["dags"]) == {"mura_retrain", "mura_deploy", "mura_monitor", "mura_pacs_inference"}
+    assert set(parsed["dags"]) == {
+        "mura_retrain",
+        "mura_deploy",
+        "mura_monitor",
+        "mura_pacs_inference",
+        "mura_external_validation",
+    }
+
+
+def test_external_validation_checks_the_gate_then_measures_and_its_form_refuses_a_path_as_site(parsed):
+    import re
+
+    from pipelines.external.site import SITE_NAME
+
+    dag = parsed["dags"]["mura_external_validation"]
+    assert list(dag["tasks"]) == ["check_gate", "validate"] and dag["timetable"] == "NullTimetable"
+    assert all(task["retries"] >= 1 for task in dag["tasks"].values())
+    from pipelines.orchestration import SITE_PATTERN
+
+    assert SITE_PATTERN == SITE_NAME.pattern  # the form and the CLI accept the same names
+    assert re.match(SITE_PATTERN, "st-olav") and not re.match(SITE_PATTERN, "../data")
 
 
 def test_pacs_inference_polls_finds_then_answers_and_retries(parsed):

@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("export", ("pipelines.export",)),
     ("registry", ("pipelines.registry",)),
     ("monitoring", ("pipelines.monitoring",)),
+    ("external", ("pipelines.external",)),
     (
         "orchestration",
         ("pipelines.orchestration", "pipelines.approval_step", "pipelines.retrain_form", "pipelines.stack"),

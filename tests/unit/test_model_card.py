@@ -110,12 +110,30 @@ def test_rendered_card_escapes_what_users_wrote(tmp_path):
         "overlays": [],
         "gaps": [],
         "limitations": ["one"],
+        "external": [
+            {
+                "site": "st-olav",
+                "data_md5": "abc.dir",
+                "run_id": "r1",
+                "studies": 120.0,
+                "kappa": 0.31,
+                "kappa_ci": [0.2, 0.42],
+                "valid_kappa": 0.61,
+                "auroc": 0.7,
+                "drop_significant": True,
+                "drift": True,
+                "report": hostile,
+            }
+        ],
     }
     html, markdown = render(card, tmp_path)
     text = html.read_text()
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "Research use only" in text and 'id="kappa-table"' in text and "[0.400, 0.600]" in text
     assert "| Overall | 80 | 0.610 | [0.510, 0.710]" in markdown.read_text()
+    # The external validations: the site's kappa with its interval beside the valid one, the drop flagged.
+    assert "<td>st-olav</td><td>120</td><td>0.310</td>" in text and "[0.200, 0.420]" in text
+    assert "| st-olav | 120 | 0.310 | [0.200, 0.420] | 0.610 | 0.700 | yes | yes |" in markdown.read_text()
 
 
 @pytest.mark.parametrize(
@@ -130,7 +148,7 @@ def test_the_card_states_the_validation_verdict_the_tag_holds(tmp_path, tag, sho
         "config": {"arch": "baseline_cnn", "weights": None}, "metrics": METRICS, "paper": paper,
         "synthetic": False, "counts": None, "performance": performance_rows(METRICS),
         "calibration": {"ece_raw": 0.16, "ece_calibrated": 0.09, "operating_point": METRICS["operating_point"]},
-        "figures": [], "overlays": [], "gaps": [], "limitations": ["one"],
+        "figures": [], "overlays": [], "gaps": [], "limitations": ["one"], "external": [],
     }  # fmt: skip
     html, markdown = render(card, tmp_path)
     assert f"<dt>Great Expectations</dt><dd>{shown};" in html.read_text()

@@ -61,6 +61,7 @@ def collect(client, model: str, version: int, scratch: Path, out: Path) -> dict:
         "figures": [],
         "overlays": [],
         "gaps": [],
+        "external": gather.external_validations(client, model, version),
     }
     if not metrics:
         result["gaps"].append(

@@ -125,3 +125,44 @@ def limitations(facts: dict) -> list[str]:
     if ece is not None and ece > 0.05:
         items.append(f"Calibrated probabilities are off by {ece:.3f} on average (ECE): read them as scores.")
     return items
+
+
+def external_validations(client, model: str, version: int) -> list[dict]:
+    """The external validations logged for a version, newest first (what its model card lists)."""
+    from pipelines.contracts import (
+        EXTERNAL_DATA_TAG,
+        EXTERNAL_EXPERIMENT,
+        EXTERNAL_REPORT,
+        EXTERNAL_SITE_TAG,
+        MODEL_NAME_TAG,
+        MODEL_VERSION_TAG,
+    )
+
+    experiment = client.get_experiment_by_name(EXTERNAL_EXPERIMENT)
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{MODEL_NAME_TAG}` = '{model}' and tags.`{MODEL_VERSION_TAG}` = '{int(version)}'",
+        order_by=["start_time DESC"],
+        max_results=50,
+    )
+    return [
+        {
+            "site": run.data.tags.get(EXTERNAL_SITE_TAG, "?"),
+            "data_md5": run.data.tags.get(EXTERNAL_DATA_TAG, "?"),
+            "run_id": run.info.run_id,
+            "studies": run.data.metrics.get("external.studies"),
+            "kappa": run.data.metrics.get("external.study_kappa"),
+            "kappa_ci": [
+                run.data.metrics.get("external.study_kappa_ci_low"),
+                run.data.metrics.get("external.study_kappa_ci_high"),
+            ],
+            "valid_kappa": run.data.metrics.get("valid.study_kappa"),
+            "auroc": run.data.metrics.get("external.study_auroc"),
+            "drop_significant": run.data.tags.get("external.drop_significant") == "true",
+            "drift": run.data.tags.get("external.drift") == "true",
+            "report": f"runs:/{run.info.run_id}/{EXTERNAL_REPORT}",
+        }
+        for run in runs
+    ]

@@ -1,0 +1,112 @@
+"""The numbers of an external validation: a version's scored site studies at its own operating point,
+beside its valid-set numbers, and (optionally) the site's own operating point fitted on part of the
+patients and measured on the rest."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from pipelines.contracts import BODY_PARTS, study_type
+from pipelines.evaluation.calibration import OperatingPoint, fit_operating_point
+from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions
+
+COMPARED = ("kappa", "auroc")
+
+
+def at_point(images: pd.DataFrame, point: OperatingPoint) -> pd.DataFrame:
+    """Scored images (raw_probability) with the probabilities `point` gives them."""
+    images = images.copy()
+    images["probability"] = point.apply(images["raw_probability"])
+    images["study_probability"] = point.study_probability(images)
+    return images
+
+
+def measure(images: pd.DataFrame, point: OperatingPoint, bins: int, uncertainty: Uncertainty) -> dict:
+    """Every metric of the images at `point`: study kappa and AUROC with intervals, per study type,
+    sensitivity and specificity, calibration of the calibrated and the raw probabilities."""
+    metrics = evaluate_predictions(at_point(images, point), point.threshold, bins, uncertainty)
+    return {**metrics, "operating_point": point.to_dict()}
+
+
+def _value(study: dict, name: str) -> float:
+    value = study.get(name)
+    return math.nan if value is None else float(value)
+
+
+def side_by_side(site: dict, valid: dict | None) -> list[dict]:
+    """Per study type and overall: the site's study kappa/AUROC with intervals beside the version's
+    valid-set ones, the drop, and whether the site's interval excludes the valid value (a drop that
+    is not the site's sampling noise)."""
+    rows = []
+    named = [(study_type(part), part) for part in BODY_PARTS if part in site["per_part"]]
+    for name, part in [*named, ("Overall", None)]:
+        here = site["study"] if part is None else site["per_part"][part]["study"]
+        there = {}
+        if valid:
+            there = (
+                valid.get("study", {})
+                if part is None
+                else valid.get("per_part", {}).get(part, {}).get("study", {})
+            )
+        row = {
+            "type": name,
+            "studies": int(here.get("count", 0)),
+            "valid_studies": int(there.get("count", 0) or 0),
+        }
+        for metric in COMPARED:
+            site_value, valid_value = _value(here, metric), _value(there, metric)
+            low, high = _value(here, f"{metric}_ci_low"), _value(here, f"{metric}_ci_high")
+            row[metric] = {
+                "site": site_value,
+                "site_ci": [low, high],
+                "valid": valid_value,
+                "valid_ci": [_value(there, f"{metric}_ci_low"), _value(there, f"{metric}_ci_high")],
+                "drop": valid_value - site_value,
+                "significant": bool(valid_value > high)
+                if not math.isnan(high) and not math.isnan(valid_value)
+                else False,
+            }
+        for metric in ("sensitivity", "specificity"):
+            row[metric] = {"site": _value(here, metric), "valid": _value(there, metric)}
+        rows.append(row)
+    return rows
+
+
+def patient_split(images: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+    """A mask of the images whose patient falls in the fitting part (whole patients: no patient's
+    studies on both sides), the same for the same patients and seed."""
+    patients = np.array(sorted(images["patient_id"].astype(str).unique()))
+    if len(patients) < 4:
+        from pipelines.errors import DataError
+
+        raise DataError(
+            f"--recalibrate needs studies of at least 4 patients to fit on some and measure on others; "
+            f"the site has {len(patients)}"
+        )
+    chosen = np.random.default_rng(seed).permutation(patients)[: max(1, round(len(patients) * fraction))]
+    return images["patient_id"].astype(str).isin(set(chosen)).to_numpy()
+
+
+def recalibration(
+    images: pd.DataFrame,
+    point: OperatingPoint,
+    fraction: float,
+    seed: int,
+    bins: int,
+    uncertainty: Uncertainty,
+) -> dict:
+    """The site's operating point fitted on `fraction` of its patients; the other patients' metrics at
+    the version's own point (before) and at the site's (after)."""
+    fitting = patient_split(images, fraction, seed)
+    fit_rows, held = images[fitting], images[~fitting]
+    site_point = fit_operating_point(fit_rows.assign(probability=fit_rows["raw_probability"]), seed)
+    return {
+        "operating_point": site_point.to_dict(),
+        "fit_studies": int(fit_rows["study_id"].nunique()),
+        "measured_studies": int(held["study_id"].nunique()),
+        "before": measure(held, point, bins, uncertainty),
+        "after": measure(held, site_point, bins, uncertainty),
+    }

@@ -1,0 +1,55 @@
+"""A site's operating point registered as a new version of the same weights: a training-like run in
+experiment `mura` that holds the version's model with the site's operating point baked into a new
+SavedModel, registered and tagged with the site. It never replaces the original: it gets no alias, and
+its gate status says it was not gated, so only a deliberate `mura promote --force --reason` serves it."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from pipelines.contracts import EXTERNAL_SITE_TAG
+from pipelines.evaluation.artifacts import OPERATING_POINT_FILE
+
+NOT_GATED = "not_gated"
+FROM_VERSION_TAG = "recalibration.from_version"
+
+
+def register_recalibrated(client, model: str, version: int, site: str, point: dict, studies: int) -> dict:
+    """The new version (model, version, run id) of `model` v`version`'s weights at `point`."""
+    from pipelines.export import export_run
+    from pipelines.registry.registration import register_version
+    from pipelines.training.tracking import configure_mlflow
+
+    original = client.get_model_version(model, str(version))
+    source = client.get_run(original.run_id)
+    tags = {key: value for key, value in source.data.tags.items() if not key.startswith("mlflow.")}
+    tags.update(
+        {
+            EXTERNAL_SITE_TAG: site,
+            FROM_VERSION_TAG: str(version),
+            "recalibration.from_run": original.run_id,
+            "recalibration.studies": str(studies),
+        }
+    )
+    run = client.create_run(configure_mlflow(), run_name=f"{model}-v{version}-recalibrated-{site}", tags=tags)
+    with tempfile.TemporaryDirectory(prefix="mura-recalibrate-") as scratch:
+        folder = Path(client.download_artifacts(original.run_id, "model", scratch))
+        (folder / OPERATING_POINT_FILE).write_text(json.dumps(point, indent=2), encoding="utf-8")
+        client.log_artifacts(run.info.run_id, str(folder), artifact_path="model")
+    export_run(run.info.run_id)
+    client.set_terminated(run.info.run_id)
+    registered = register_version(run.info.run_id, client)
+    reason = (
+        f"the operating point of v{version} refitted on {studies} studies of site {site}; not compared with "
+        "the champion on MURA's holdout: promote it deliberately (mura promote --force --reason)"
+    )
+    for key, value in {
+        "gate.status": NOT_GATED,
+        "gate.reason": reason,
+        EXTERNAL_SITE_TAG: site,
+        FROM_VERSION_TAG: str(version),
+    }.items():
+        client.set_model_version_tag(model, str(registered["version"]), key, value)
+    return {"model": model, "version": registered["version"], "run_id": run.info.run_id}

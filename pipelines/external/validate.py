@@ -1,0 +1,210 @@
+"""`validate_site()`: a registered version on a site's release, what `mura external validate` and the
+DAG `mura_external_validation` run. Logged as a run of MLflow experiment `mura-external` with a
+self-contained HTML report; the version's model card then lists it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from pipelines.config import load_config
+from pipelines.errors import DataError
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_MODEL = "mura_binary@champion"
+
+
+def _valid_metrics(client, run_id: str, folder: Path) -> dict | None:
+    """The version's own evaluation on MURA valid (evaluation/metrics.json of its run), if stored."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        path = client.download_artifacts(run_id, "evaluation/metrics.json", str(folder))
+    except (MlflowException, OSError):
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _data_version(site) -> dict:
+    from pipelines.data.versioning import folder_md5
+
+    md5, files = folder_md5(site.root)
+    pointer = site.pointer
+    versioned = False
+    if pointer.is_file():
+        import yaml
+
+        outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
+        versioned = str(outs[0].get("md5", "")) == md5
+    return {"md5": md5, "files": files, "dvc_file": pointer.name if versioned else "", "versioned": versioned}
+
+
+def gated_release(site) -> tuple[dict, dict]:
+    """(the release's data version, the gate's verdict on it); DataError when the site has no release,
+    DataValidationError when it failed the gate."""
+    from pipelines.data.release import release_dir
+    from pipelines.external.gate import require_gate
+
+    try:
+        release_dir(site.root)
+    except DataError:
+        raise DataError(
+            f"site {site.name} has no release under {site.root}; import its studies first: "
+            f"mura external import DICOM_DIR --labels labels.csv --site {site.name}"
+        ) from None
+    data = _data_version(site)
+    return data, require_gate(site, data["md5"])
+
+
+def validate_site(
+    site_name: str,
+    model_spec: str = DEFAULT_MODEL,
+    recalibrate: bool = False,
+    register: bool = False,
+    client=None,
+) -> dict:
+    """Measure `model_spec` (MODEL, MODEL@alias or MODEL/VERSION) on the site's release; the result
+    (what the report shows) with the MLflow run id and the report's URI. `register` (with
+    `recalibrate`): the site's operating point also becomes a new version of the same weights."""
+    import mlflow
+
+    from pipelines.data.manifest import build_manifest
+    from pipelines.evaluation.artifacts import download_model, split_rows
+    from pipelines.evaluation.calibration import OperatingPoint
+    from pipelines.evaluation.metrics import Uncertainty
+    from pipelines.evaluation.predict import score_images
+    from pipelines.external.measure import measure, recalibration, side_by_side
+    from pipelines.external.site import IMPORT_REPORT
+    from pipelines.external.site import site as site_of
+    from pipelines.external.tracking import log_validation
+    from pipelines.monitoring.check import drift_from_training
+    from pipelines.registry.lineage import resolve_spec
+    from pipelines.registry.tracking import connect, tracking_errors
+    from pipelines.training.layers import load_model
+
+    if register and not recalibrate:
+        from pipelines.errors import ConfigError
+
+        raise ConfigError(
+            "registering a site's operating point needs --recalibrate (it is what is registered)"
+        )
+    config = load_config()
+    settings, external = config.evaluation, config.external
+    site = site_of(site_name)
+    data, gate = gated_release(site)
+    imported = json.loads((site.root / IMPORT_REPORT).read_text(encoding="utf-8"))
+    client = client or connect()
+    mlflow.set_tracking_uri(client.tracking_uri)  # the artifact downloads below use MLflow's global URI
+    uncertainty = Uncertainty(settings.bootstrap_replicates, settings.confidence, settings.bootstrap_seed)
+    with (
+        tracking_errors(client, f"validating {model_spec} on site {site.name}"),
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        model_name, version = resolve_spec(client, model_spec)
+        run_id = client.get_model_version(model_name, str(version)).run_id
+        model_path, class_map, stored = download_model(run_id, Path(scratch))
+        point = OperatingPoint.from_dict(stored, settings.threshold)
+        frame = build_manifest(site.root).frame
+        rows = split_rows(frame, class_map, "valid")
+        model = load_model(model_path)
+        images = score_images(model, rows, site.root, class_map, settings.batch_size)
+        images["raw_probability"] = images["probability"]
+        site_metrics = measure(images, point, settings.calibration_bins, uncertainty)
+        valid = _valid_metrics(client, run_id, Path(scratch))
+        # A site's DICOM becomes greyscale PNGs: colour mode would always differ from MURA's few RGB images.
+        tests, drifted = drift_from_training(
+            client, run_id, model, rows, site.root, config.monitor, Path(scratch), leave_out=("mode",)
+        )
+        result = {
+            "site": site.name,
+            "model": model_name,
+            "version": int(version),
+            "run_id": run_id,
+            "data": data,
+            "gate": gate,
+            "imported": {
+                key: imported.get(key)
+                for key in ("studies", "images", "refused", "labelled_not_found", "method")
+            },
+            "metrics": site_metrics,
+            "valid": valid,
+            "comparison": side_by_side(site_metrics, valid),
+            "drift": {"detected": drifted, "tests": [test.to_dict() for test in tests]},
+            "recalibration": (
+                recalibration(
+                    images,
+                    point,
+                    external.recalibration_fraction,
+                    external.seed,
+                    settings.calibration_bins,
+                    uncertainty,
+                )
+                if recalibrate
+                else None
+            ),
+        }
+        overall = result["comparison"][-1]
+        result["drop_significant"] = any(overall[metric]["significant"] for metric in ("kappa", "auroc"))
+        if register:
+            from pipelines.external.register import register_recalibrated
+
+            again = result["recalibration"]
+            result["registered"] = register_recalibrated(
+                client, model_name, int(version), site.name, again["operating_point"], again["fit_studies"]
+            )
+        result = log_validation(client, result, images, Path(scratch))
+    LOGGER.info(
+        "external validation of %s v%s on site %s: study kappa %.3f (valid %.3f), drift %s",
+        model_name,
+        version,
+        site.name,
+        overall["kappa"]["site"],
+        overall["kappa"]["valid"],
+        drifted,
+    )
+    return result
+
+
+def summary_lines(result: dict) -> list[str]:
+    """The validation as a few lines: per study type, the site beside valid; drift; where the report is."""
+
+    def span(values: list) -> str:
+        low, high = values
+        return "" if low is None or low != low else f" [{low:.2f}, {high:.2f}]"
+
+    def num(value) -> str:
+        return "  n/a" if value is None or value != value else f"{value:.3f}"
+
+    lines = [
+        f"{result['model']} v{result['version']} on site {result['site']} (data {result['data']['md5']}):",
+        f"  {'study type':<10} {'studies':>7}  {'site kappa':>10} {'95% interval':>14}  {'valid kappa':>11}  drop",
+    ]
+    for row in result["comparison"]:
+        kappa = row["kappa"]
+        mark = "  beyond the site's interval" if kappa["significant"] else ""
+        lines.append(
+            f"  {row['type']:<10} {row['studies']:>7}  {num(kappa['site']):>10} {span(kappa['site_ci']):>14}  "
+            f"{num(kappa['valid']):>11}  {num(kappa['drop'])}{mark}"
+        )
+    drifted = [test["feature"] for test in result["drift"]["tests"] if test["drifted"]]
+    lines.append(f"  drift against the training images: {', '.join(drifted) if drifted else 'none detected'}")
+    again = result.get("recalibration")
+    if again:
+        lines.append(
+            f"  site operating point (fitted on {again['fit_studies']} studies, measured on "
+            f"{again['measured_studies']}): kappa {num(again['before']['study']['kappa'])} -> "
+            f"{num(again['after']['study']['kappa'])}, ECE {num(again['before']['calibration']['study']['ece'])} "
+            f"-> {num(again['after']['calibration']['study']['ece'])}"
+        )
+    if result.get("registered"):
+        made = result["registered"]
+        lines.append(
+            f"  the site's operating point registered as {made['model']} v{made['version']} (no alias, "
+            "not gated: promote it deliberately with mura promote --force --reason)"
+        )
+    lines.append(
+        f"  report: {result['report']} (MLflow experiment mura-external); card: {result.get('card') or '-'}"
+    )
+    return lines
