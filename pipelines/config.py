@@ -148,7 +148,9 @@ class PacsParams:
 class ExternalParams:
     """External validation on a site's own studies (`mura external`, DAG mura_external_validation)."""
 
-    min_images: int  # the data gate's row_count.min for a site's release (every other rule as for MURA)
+    min_images: int  # the data gate's row_count.min for a site's release
+    max_image_side: int  # the gate's largest image width and height for a site
+    abnormal_ratio: dict  # the gate's abnormal share per study type for a site (min, max)
     recalibration_fraction: float  # patient-level share of the site's studies --recalibrate fits on
     seed: int  # the patient split of --recalibrate
 
@@ -240,9 +242,17 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
             f"params.yaml monitor.retrain_preset={config.monitor.retrain_preset!r}: unknown preset; "
             f"params.yaml presets: {', '.join(sorted(config.presets)) or 'none'}"
         )
-    if not 0.0 < config.external.recalibration_fraction < 1.0 or config.external.min_images < 1:
+    external = config.external
+    ratio = external.abnormal_ratio
+    if (
+        not 0.0 < external.recalibration_fraction < 1.0
+        or external.min_images < 1
+        or set(ratio) != {"min", "max"}
+        or not 0.0 <= ratio["min"] < ratio["max"] <= 1.0
+    ):
         raise ConfigError(
-            "params.yaml external: recalibration_fraction must lie in (0, 1) and min_images be >= 1"
+            "params.yaml external: recalibration_fraction must lie in (0, 1), min_images be >= 1 and "
+            "abnormal_ratio hold min < max in [0, 1]"
         )
     return dataclasses.replace(config, source=source)
 

@@ -30,11 +30,12 @@ def _import(args) -> int:
 
 
 def _validate(args) -> int:
+    from pipelines.evaluation.report import json_safe
     from pipelines.external.validate import summary_lines, validate_site
 
     with json_stdout_guard(args):
         result = validate_site(args.site, args.model, args.recalibrate, args.register)
-    emit(result, args.json, "\n".join(summary_lines(result)))
+    emit(json_safe(result), args.json, "\n".join(summary_lines(result)))  # NaN is not JSON: null
     return 0
 
 

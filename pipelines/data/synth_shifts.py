@@ -32,7 +32,7 @@ SHIFTS: dict[str, Shift] = {
     "prevalence": Shift(abnormal_rate=0.8),  # a referral clinic: mostly abnormal studies
     # Another hospital (external validation's known answer): darker, flatter exposures and a hand clinic's mix.
     "other_site": Shift(
-        contrast=0.55, offset=-20.0, part_weights={"XR_HAND": 0.4, "XR_FINGER": 0.3, "XR_WRIST": 0.3}
+        contrast=0.75, offset=-10.0, part_weights={"XR_HAND": 0.4, "XR_FINGER": 0.3, "XR_WRIST": 0.3}
     ),
 }
 

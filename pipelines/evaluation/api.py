@@ -12,17 +12,7 @@ from pipelines.config import EvaluationParams, load_config
 from pipelines.errors import ConfigError, DataError
 from pipelines.evaluation.artifacts import download_model, run_manifest, split_rows
 from pipelines.evaluation.holdout import HOLDOUT_STUDY_PREFIX, operating_point_of
-
-
-def _clean(value: Any) -> Any:
-    """NaN -> None recursively, so metrics.json is valid JSON."""
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+from pipelines.evaluation.report import json_safe
 
 
 def evaluate_run(
@@ -79,7 +69,7 @@ def evaluate_run(
         studies = study_scores(scored)
         subject = f"{class_map['model_name']}, run {run_id[:8]}, valid"
         plots.evaluation_figures(studies, metrics, folder / "figures", subject)
-        metrics = _clean(
+        metrics = json_safe(
             {"run_id": run_id, "task": class_map["task"], "model_name": class_map["model_name"], **metrics}
         )
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")

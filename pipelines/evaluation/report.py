@@ -91,3 +91,14 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
     for level, value in metrics.get("body_part_accuracy", {}).items():
         put(f"eval.{level}_body_part_accuracy", value)
     return flat
+
+
+def json_safe(value):
+    """NaN -> None recursively (tuples become lists), so the result is valid JSON."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -12,7 +12,9 @@ from pipelines.dicom.pixels import DicomImageError
 
 # Values that name the patient or the visit: none may survive in any element after the profile.
 IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "OtherPatientIDs")
-TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UT"}
+# Free text and names; UIDs (UI) and numbers are left out: they are replaced or cannot hold a name, and a
+# short numeric ID would match inside them by chance.
+TEXT_VRS = {"AE", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UT"}
 PROFILE_CODE = "113100"  # DCM: Basic Application Confidentiality Profile
 SHORTEST_CHECKED = 4  # shorter values (a sex, an initial) occur in any text by chance
 
@@ -33,13 +35,19 @@ def _original_values(dataset) -> set[str]:
 
 
 def _left_over(dataset, originals: set[str]) -> list[str]:
-    """Keywords of text elements (at any depth) that still hold an original identifier."""
+    """Keywords of text elements (at any depth) that still hold an original identifier as a whole
+    token (not as the digits inside a longer number)."""
+    import re
+
+    if not originals:
+        return []
+    alternatives = "|".join(re.escape(value) for value in sorted(originals, key=len, reverse=True))
+    pattern = re.compile(f"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])")
     found = []
     for element in dataset.iterall():
         if element.VR not in TEXT_VRS or element.value in (None, ""):
             continue
-        text = str(element.value)
-        if any(original in text for original in originals):
+        if pattern.search(str(element.value)):
             found.append(element.keyword or str(element.tag))
     return found
 
@@ -72,7 +80,14 @@ class Deidentifier:
                 "keeps; export the image without burned-in text (or with the annotation masked) and import again"
             )
         originals = _original_values(dataset)
-        self._anonymizer.anonymize(dataset)
+        try:
+            self._anonymizer.anonymize(dataset)
+        except Exception as error:  # noqa: BLE001 - dicognito raises what its parsers raise
+            # Its messages quote the value it could not parse (a birth date): only the kind goes on.
+            raise DicomImageError(
+                f"{name}: de-identification failed ({type(error).__name__} on a malformed element, "
+                "e.g. a date not written YYYYMMDD); correct the element at the site and import again"
+            ) from None
         dataset.PatientIdentityRemoved = "YES"
         dataset.DeidentificationMethod = self.method
         dataset.DeidentificationMethodCodeSequence = [_profile_code()]

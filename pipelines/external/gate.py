@@ -1,6 +1,7 @@
 """The data gate on a site's release: the Great Expectations suites of MURA data, in a GX project of
-their own (`$MURA_HOME/external/gx`, so a site's smaller size never rewrites the training data's suite),
-with `external.min_images` as the least number of images. A site that fails it is not evaluated."""
+their own (`$MURA_HOME/external/gx`, so a site's limits never rewrite the training data's suite), with
+a site's limits from params.yaml `external` (fewer images, larger plates, its own prevalence) and no
+train split. A site that fails it is not evaluated."""
 
 from __future__ import annotations
 
@@ -19,7 +20,14 @@ def gate_params() -> dict:
     """params.yaml's `validation` with the site's least number of images."""
     config = load_config()
     params = dict(config.validation)
-    params["row_count"] = {**params["row_count"], "min": config.external.min_images}
+    external = config.external
+    params["row_count"] = {**params["row_count"], "min": external.min_images}
+    params["image"] = {
+        **params["image"],
+        "max_width": external.max_image_side,
+        "max_height": external.max_image_side,
+    }
+    params["abnormal_ratio"] = {**params["abnormal_ratio"], **external.abnormal_ratio}
     params["required_splits"] = ["valid"]  # no train or holdout: the model was trained elsewhere
     return params
 

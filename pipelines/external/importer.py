@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR, STUDY_CSV
 from pipelines.dicom.pixels import DicomImageError
 from pipelines.errors import DataError
 from pipelines.external.pseudonyms import Pseudonyms
-from pipelines.external.site import IMPORT_REPORT, Site
+from pipelines.external.site import EXTERNAL_DIR, IMPORT_REPORT, Site
 from pipelines.external.sources import Label
 
 LOGGER = logging.getLogger(__name__)
@@ -54,12 +55,13 @@ class ImportResult:
 def _label_refusal(label: Label | None, found_type: str) -> str | None:
     if label is None:
         return "missing label: the study is not in the labels file"
+    # The site's own values are never echoed: a shifted column could hold a name or an ID.
     if label.label not in ("0", "1"):
-        return f"missing label: line {label.line} of the labels file says {label.label!r}, not 0 or 1"
+        return f"missing label: line {label.line} of the labels file has no label 0 or 1"
     if label.study_type and label.study_type != found_type:
         return (
-            f"line {label.line} of the labels file says {label.study_type}, the images' "
-            f"BodyPartExamined says {found_type}"
+            f"line {label.line} of the labels file names another study type than the images' "
+            f"BodyPartExamined ({found_type})"
         )
     return None
 
@@ -118,9 +120,15 @@ class ReleaseWriter:
         (release / STUDY_CSV["train"]).write_text("")
         (self.staging / IMPORT_REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
         old = temporary_beside(self.site.root)
-        if self.site.root.exists():
+        had_release = self.site.root.exists()
+        if had_release:
             os.replace(self.site.root, old)
-        os.replace(self.staging, self.site.root)
+        try:
+            os.replace(self.staging, self.site.root)
+        except BaseException:
+            if had_release:
+                os.replace(old, self.site.root)  # the earlier release stays what readers see
+            raise
         shutil.rmtree(old, ignore_errors=True)
         return self.site.root
 
@@ -168,10 +176,11 @@ def take_in(
                 + "; ".join(item["reason"] for item in result.refused[:3])
             )
         pseudonyms.save()
+        # Nothing machine-specific (the release's own path): the same studies, the same data version.
         report = {
             key: value
             for key, value in result.to_dict().items()
-            if key not in ("data_md5", "dvc_file", "gate")
+            if key not in ("data_md5", "dvc_file", "gate", "release")
         }
         writer.publish(report)
     except BaseException:
@@ -235,13 +244,41 @@ def import_site(
 ) -> ImportResult:
     """Import a site's labelled studies from a DICOM folder or (`pacs_query`, '' for the labelled
     studies) the PACS; gate and version the release. The result names studies by pseudonym only."""
-    from pipelines.data.versioning import folder_md5
     from pipelines.external import sources
-    from pipelines.external.gate import run_gate
     from pipelines.external.site import site as site_of
 
     site = site_of(site_name)
     labels = sources.read_labels(labels_path)
+    with _site_lock(site):
+        return _import(site, labels, folder, pacs_query, push)
+
+
+@contextmanager
+def _site_lock(site: Site):
+    """One import of a site at a time: the pseudonym map is read, extended and saved, and the release
+    numbered by it; two interleaved imports would leave a key that names other patients."""
+    import fcntl
+
+    path = site.mura_home / EXTERNAL_DIR / site.name / "import.lock"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                f"site {site.name} is being imported by another process; wait for it, then import again"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _import(site: Site, labels: dict[str, Label], folder, pacs_query, push: bool) -> ImportResult:
+    from pipelines.data.versioning import folder_md5
+    from pipelines.external import sources
+    from pipelines.external.gate import run_gate
+
     if (folder is None) == (pacs_query is None):
         raise DataError("give the studies either as a folder of DICOM files or with --pacs, not both")
     if folder is not None:

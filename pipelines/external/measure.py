@@ -86,7 +86,8 @@ def patient_split(images: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
             f"--recalibrate needs studies of at least 4 patients to fit on some and measure on others; "
             f"the site has {len(patients)}"
         )
-    chosen = np.random.default_rng(seed).permutation(patients)[: max(1, round(len(patients) * fraction))]
+    take = min(len(patients) - 1, max(1, round(len(patients) * fraction)))  # both parts keep patients
+    chosen = np.random.default_rng(seed).permutation(patients)[:take]
     return images["patient_id"].astype(str).isin(set(chosen)).to_numpy()
 
 
@@ -102,6 +103,15 @@ def recalibration(
     the version's own point (before) and at the site's (after)."""
     fitting = patient_split(images, fraction, seed)
     fit_rows, held = images[fitting], images[~fitting]
+    for name, part in (("fitting", fit_rows), ("measured", held)):
+        if part["label"].nunique() < 2:
+            from pipelines.errors import DataError
+
+            raise DataError(
+                f"--recalibrate: the {name} part of the site's patients holds one class only (normal or "
+                "abnormal studies alone): no operating point can be fitted or judged on it; import more "
+                "studies or change params.yaml external.seed"
+            )
     site_point = fit_operating_point(fit_rows.assign(probability=fit_rows["raw_probability"]), seed)
     return {
         "operating_point": site_point.to_dict(),

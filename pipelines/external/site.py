@@ -18,7 +18,7 @@ SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")  # also the DAG form's pat
 
 def check_site(name: str) -> str:
     """The site name, or ConfigError: it names folders and MLflow tags, so it is a plain slug."""
-    if not SITE_NAME.match(name or ""):
+    if not SITE_NAME.fullmatch(name or ""):  # fullmatch: `$` alone lets a trailing newline through
         raise ConfigError(
             f"site {name!r}: use 1-48 lower-case letters, digits, '-' or '_', starting with a letter or "
             "digit (e.g. st-olav); it names the folder external/<site>/ and the MLflow tag external.site"

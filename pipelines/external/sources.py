@@ -119,13 +119,12 @@ def pacs_study_uids(client, query: dict[str, str], labels: dict[str, Label]) -> 
 
 
 def pacs_studies(client, uids: list[str]) -> Iterator[tuple[str, list | None]]:
-    """(uid, its Datasets) for each study; None where the PACS does not hold it."""
-    from pipelines.pacs.client import PacsError
+    """(uid, its Datasets) for each study; None where the PACS does not hold it (any other PACS error
+    stops the import: nothing is published from a half-read site)."""
+    from pipelines.pacs.client import PacsNotFound
 
     for uid in uids:
         try:
             yield uid, client.retrieve_study(uid)
-        except PacsError as error:
-            if "holds no study" not in str(error):
-                raise
+        except PacsNotFound:
             yield uid, None

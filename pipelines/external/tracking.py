@@ -21,6 +21,7 @@ from pipelines.contracts import (
 from pipelines.contracts import (
     EXTERNAL_REPORT as REPORT,
 )
+from pipelines.evaluation.report import json_safe
 
 
 def validation_metrics(result: dict) -> dict[str, float]:
@@ -42,7 +43,8 @@ def validation_metrics(result: dict) -> dict[str, float]:
     metrics["external.study_ece"] = calibration["study"]["ece"]
     metrics["external.study_ece_raw"] = calibration.get("study_raw", {}).get("ece")
     metrics["external.studies"] = study.get("count")
-    metrics["drift.detected"] = float(result["drift"]["detected"])
+    if result["drift"]["detected"] is not None:
+        metrics["drift.detected"] = float(result["drift"]["detected"])
     for test in result["drift"]["tests"]:
         metrics[f"drift.{test['feature']}.adjusted_p"] = test["adjusted_p"]
     again = result.get("recalibration")
@@ -65,23 +67,13 @@ def _tags(result: dict) -> dict[str, str]:
         "external.versioned": str(result["data"]["versioned"]).lower(),
         "external.gate": "passed",
         "external.drop_significant": str(result["drop_significant"]).lower(),
-        "external.drift": str(result["drift"]["detected"]).lower(),
+        "external.drift": {True: "true", False: "false"}.get(result["drift"]["detected"], "not measured"),
         "external.recalibrated": str(result["recalibration"] is not None).lower(),
         MODEL_NAME_TAG: result["model"],
         MODEL_VERSION_TAG: str(result["version"]),
         "model.run_id": result["run_id"],
         "external.registered_version": str((result.get("registered") or {}).get("version", "")),
     }
-
-
-def _clean(value):
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def log_validation(client, result: dict, images: pd.DataFrame, scratch: Path) -> dict:
@@ -103,13 +95,19 @@ def log_validation(client, result: dict, images: pd.DataFrame, scratch: Path) ->
         run_id, metrics=[Metric(k, v, stamp, 0) for k, v in sorted(validation_metrics(result).items())]
     )
     result = {**result, "mlflow_run_id": run_id, "report": f"runs:/{run_id}/{REPORT}"}
-    folder = scratch / "external-run"
-    (folder / "report").mkdir(parents=True)
-    render_report(result, images, folder / REPORT)
-    (folder / "report" / "result.json").write_text(json.dumps(_clean(result), indent=2), encoding="utf-8")
-    columns = ["image_path", "study_id", "body_part", "label", "raw_probability"]
-    images[columns].to_csv(folder / "report" / "predictions.csv", index=False)
-    client.log_artifacts(run_id, str(folder / "report"), artifact_path="report")
+    try:
+        folder = scratch / "external-run"
+        (folder / "report").mkdir(parents=True)
+        render_report(result, images, folder / REPORT)
+        (folder / "report" / "result.json").write_text(
+            json.dumps(json_safe(result), indent=2), encoding="utf-8"
+        )
+        columns = ["image_path", "study_id", "body_part", "label", "raw_probability"]
+        images[columns].to_csv(folder / "report" / "predictions.csv", index=False)
+        client.log_artifacts(run_id, str(folder / "report"), artifact_path="report")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")  # never a run left RUNNING that looks like a result
+        raise
     client.set_terminated(run_id)
     _, card = republish_card(result["model"], result["version"], client)
     return {**result, "card": card}

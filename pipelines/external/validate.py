@@ -41,6 +41,22 @@ def _data_version(site) -> dict:
     return {"md5": md5, "files": files, "dvc_file": pointer.name if versioned else "", "versioned": versioned}
 
 
+def _drift(client, run_id: str, model, rows, root: Path, params, scratch: Path) -> dict:
+    """The drift tests of the site's images against the version's training images; a version without
+    a stored reference gets none, said in the result (its other numbers stand without them)."""
+    from pipelines.monitoring.check import drift_from_training
+
+    try:
+        # A site's DICOM becomes greyscale PNGs: colour mode would always differ from MURA's RGB images.
+        tests, drifted = drift_from_training(
+            client, run_id, model, rows, root, params, scratch, leave_out=("mode",)
+        )
+    except DataError as error:
+        LOGGER.warning("no drift tests: %s", error)
+        return {"detected": None, "tests": [], "skipped": str(error)}
+    return {"detected": drifted, "tests": [test.to_dict() for test in tests]}
+
+
 def gated_release(site) -> tuple[dict, dict]:
     """(the release's data version, the gate's verdict on it); DataError when the site has no release,
     DataValidationError when it failed the gate."""
@@ -79,7 +95,6 @@ def validate_site(
     from pipelines.external.site import IMPORT_REPORT
     from pipelines.external.site import site as site_of
     from pipelines.external.tracking import log_validation
-    from pipelines.monitoring.check import drift_from_training
     from pipelines.registry.lineage import resolve_spec
     from pipelines.registry.tracking import connect, tracking_errors
     from pipelines.training.layers import load_model
@@ -113,10 +128,7 @@ def validate_site(
         images["raw_probability"] = images["probability"]
         site_metrics = measure(images, point, settings.calibration_bins, uncertainty)
         valid = _valid_metrics(client, run_id, Path(scratch))
-        # A site's DICOM becomes greyscale PNGs: colour mode would always differ from MURA's few RGB images.
-        tests, drifted = drift_from_training(
-            client, run_id, model, rows, site.root, config.monitor, Path(scratch), leave_out=("mode",)
-        )
+        drift = _drift(client, run_id, model, rows, site.root, config.monitor, Path(scratch))
         result = {
             "site": site.name,
             "model": model_name,
@@ -131,7 +143,7 @@ def validate_site(
             "metrics": site_metrics,
             "valid": valid,
             "comparison": side_by_side(site_metrics, valid),
-            "drift": {"detected": drifted, "tests": [test.to_dict() for test in tests]},
+            "drift": drift,
             "recalibration": (
                 recalibration(
                     images,
@@ -152,7 +164,13 @@ def validate_site(
 
             again = result["recalibration"]
             result["registered"] = register_recalibrated(
-                client, model_name, int(version), site.name, again["operating_point"], again["fit_studies"]
+                client,
+                model_name,
+                int(version),
+                site.name,
+                data["md5"],
+                again["operating_point"],
+                again["fit_studies"],
             )
         result = log_validation(client, result, images, Path(scratch))
     LOGGER.info(
@@ -162,7 +180,7 @@ def validate_site(
         site.name,
         overall["kappa"]["site"],
         overall["kappa"]["valid"],
-        drifted,
+        drift["detected"],
     )
     return result
 
@@ -189,7 +207,10 @@ def summary_lines(result: dict) -> list[str]:
             f"{num(kappa['valid']):>11}  {num(kappa['drop'])}{mark}"
         )
     drifted = [test["feature"] for test in result["drift"]["tests"] if test["drifted"]]
-    lines.append(f"  drift against the training images: {', '.join(drifted) if drifted else 'none detected'}")
+    if result["drift"]["detected"] is None:
+        lines.append(f"  drift against the training images: not measured ({result['drift']['skipped']})")
+    else:
+        lines.append(f"  drift against the training images: {', '.join(drifted) or 'none detected'}")
     again = result.get("recalibration")
     if again:
         lines.append(

@@ -29,6 +29,10 @@ class PacsError(MuraError):
     """The PACS could not be reached or refused a request: the message names it and what to do."""
 
 
+class PacsNotFound(PacsError):
+    """The PACS holds nothing of what was asked for (HTTP 404, or an empty answer)."""
+
+
 @dataclass(frozen=True)
 class StudySummary:
     """What `mura pacs studies` shows of a study: nothing that identifies its patient."""
@@ -96,7 +100,7 @@ class PacsClient:
                     "MURA_PACS_USER / MURA_PACS_PASSWORD or $MURA_HOME/secrets/pacs.json"
                 ) from None
             if status == 404:
-                raise PacsError(
+                raise PacsNotFound(
                     f"the PACS at {self.url} found nothing while {doing}: list its studies with `mura pacs studies`"
                 ) from None
             raise PacsError(f"the PACS at {self.url} answered HTTP {status} while {doing}") from None
@@ -204,7 +208,7 @@ class PacsClient:
             lambda: self._client.retrieve_study(study_uid, media_types=(("application/dicom", "*"),)),
         )
         if not datasets:
-            raise PacsError(
+            raise PacsNotFound(
                 f"the PACS at {self.url} holds no study {study_uid}: list them with `mura pacs studies`"
             )
         return datasets

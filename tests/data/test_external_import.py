@@ -162,6 +162,36 @@ def test_an_identifier_left_in_a_text_element_refuses_the_image(site_dicom):
     assert clean.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
 
 
+def test_a_malformed_date_refuses_the_image_without_quoting_it(site_dicom):
+    """dicognito parses every date; a birth date written 1980-05-12 made it raise with the value in the
+    message, which reached the CLI's error line and log, and stopped the whole import."""
+    from pipelines.dicom.pixels import DicomImageError
+    from pipelines.external.deidentify import Deidentifier
+
+    dataset = read_dicom(next(site_dicom.glob("*/*.dcm")))
+    dataset.PatientBirthDate = "1980-05-12"
+    with pytest.raises(DicomImageError) as raised:
+        Deidentifier()(dataset, "image 1")
+    assert "de-identification failed" in str(raised.value) and "1980" not in str(raised.value)
+
+
+def test_a_study_the_pacs_does_not_hold_is_reported_and_any_other_pacs_error_stops_the_import():
+    from pipelines.external.sources import pacs_studies
+    from pipelines.pacs.client import PacsError, PacsNotFound
+
+    class Pacs:
+        def retrieve_study(self, uid):
+            if uid == "missing":
+                raise PacsNotFound("the PACS found nothing")
+            if uid == "broken":
+                raise PacsError("the PACS answered HTTP 500")
+            return ["dataset"]
+
+    assert list(pacs_studies(Pacs(), ["here", "missing"])) == [("here", ["dataset"]), ("missing", None)]
+    with pytest.raises(PacsError, match="HTTP 500"):
+        list(pacs_studies(Pacs(), ["here", "broken"]))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -180,7 +210,7 @@ def test_a_malformed_labels_file_is_refused_with_the_reason(tmp_path, text, mess
         read_labels(path)
 
 
-@pytest.mark.parametrize("name", ["../data", "St Olav", "", "a" * 49, "-x"])
+@pytest.mark.parametrize("name", ["../data", "St Olav", "", "a" * 49, "-x", "st-olav\n"])
 def test_a_site_name_that_is_not_a_plain_slug_is_refused(name):
     from pipelines.errors import ConfigError
     from pipelines.external.site import check_site

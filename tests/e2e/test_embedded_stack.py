@@ -290,6 +290,7 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, se
         assert images[uid] == int(row["images"]) + reports + overlaid  # one SR instance, never two
     ledger = Path(env["MURA_HOME"]) / "pacs_inference" / f"refused-mura_binary-v{document['version']}.json"
     assert len(json.loads(ledger.read_text())) == 2  # a refused study is asked once, not at every poll
+    _assert_no_patient_identifier_left_the_pacs(env, out)
 
 
 def _orthanc_explorer_shows_the_results(env, study_uid: str, version: int) -> None:
@@ -371,7 +372,9 @@ def _assert_no_patient_identifier_left_the_pacs(env, *seeded: Path) -> None:
     pattern = re.compile(f"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])".encode())
     home, project = Path(env["MURA_HOME"]), Path(env["MURA_REPO_ROOT"])
     key = home / "secrets" / "pseudonyms-e2e-site.json"
-    assert pattern.search(key.read_bytes())  # the key holds them (the search can find them)...
+    assert not key.exists() or pattern.search(
+        key.read_bytes()
+    )  # the key holds them (the search finds them)...
     leaks = [
         str(path)
         for root in (home, project / "external", project / ".dvc")
@@ -381,7 +384,7 @@ def _assert_no_patient_identifier_left_the_pacs(env, *seeded: Path) -> None:
         and path != key  # ...and is the one place outside the PACS that may
         and pattern.search(path.read_bytes())
     ]
-    assert len(identifiers) >= 36 and not leaks, leaks
+    assert len(identifiers) >= 12 and not leaks, leaks
 
 
 def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_nothing(stack):
@@ -418,7 +421,9 @@ def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_no
     assert (config.read_bytes(), config.stat().st_mtime_ns) == before
 
 
-def test_an_external_site_imported_from_the_pacs_is_validated_through_the_dag(stack, seeded_dicom, tmp_path):
+def test_an_external_site_imported_from_the_pacs_is_validated_through_the_dag(
+    stack, seeded_dicom, tmp_path, monkeypatch
+):
     """Another "hospital": its own made-up patients' studies stored in the PACS, imported de-identified
     from it, versioned with DVC, measured by the DAG mura_external_validation (the site's operating
     point registered as a new version too). The studies were made from valid studies the champion was
@@ -455,6 +460,10 @@ def test_an_external_site_imported_from_the_pacs_is_validated_through_the_dag(st
     run_id = client.trigger("mura_external_validation", conf)
     assert client.wait("mura_external_validation", run_id, timeout=300) == "success"
 
+    from pipelines.registry.accounts import account
+
+    for name, value in account("viewer", Path(env["MURA_HOME"]), environ={}).environment().items():
+        monkeypatch.setenv(name, value)
     tracking = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = tracking.get_experiment_by_name(EXTERNAL_EXPERIMENT)
     (run,) = tracking.search_runs([experiment.experiment_id], f"tags.`{EXTERNAL_SITE_TAG}` = 'e2e-site'")
@@ -503,7 +512,7 @@ def test_every_block_of_the_clients_guide_answers_as_the_platform_client_does(st
     env, report = stack
     urls = report["urls"]
     study = sorted((Path(env["MURA_DATA_DIR"]) / "MURA-v1.1" / "valid").glob("XR_*/patient*/study*"))[0]
-    served = json.loads(mura(env, "models", "--json").stdout)[0]["version"]
+    served = json.loads(mura(env, "lineage", "mura_binary@champion", "--json").stdout)["version"]
     block_env = {
         **env,
         "STUDY": str(study),
@@ -831,7 +840,8 @@ def test_a_backup_brings_back_registry_aliases_serving_and_dag_history_after_a_w
     assert history <= runs
     # What serves: the restored model base holds the champion's files, the hash the registry recorded.
     lineage = json.loads(mura(offline, "lineage", "mura_binary@champion", "--json").stdout)
-    assert lineage["version"] == models[0]["version"] and lineage["serving"]["labels"] == ["stable"]
+    champion = next(row["version"] for row in models if "champion" in row["aliases"])
+    assert lineage["version"] == champion and lineage["serving"]["labels"] == ["stable"]
     assert lineage["serving"]["hash_matches"] is True
 
 

@@ -78,6 +78,17 @@ def test_a_site_operating_point_repairs_the_calibration_a_shifted_site_broke():
     assert result["operating_point"]["method"] == "fitted"
 
 
+def test_recalibration_refuses_a_part_with_one_class_and_always_keeps_patients_on_both_sides():
+    from pipelines.errors import DataError
+    from pipelines.external.measure import patient_split, recalibration
+
+    images = _site_images(40)
+    assert (~patient_split(images, 0.99, seed=0)).any()  # a fraction near 1 still leaves some to measure
+    normal = images.assign(label=0)
+    with pytest.raises(DataError, match="one class only"):
+        recalibration(normal, OperatingPoint(), 0.5, 0, 10, Uncertainty())
+
+
 def test_recalibration_refuses_a_site_too_small_to_split():
     from pipelines.errors import DataError
     from pipelines.external.measure import recalibration
