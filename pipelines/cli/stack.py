@@ -5,10 +5,15 @@ from __future__ import annotations
 from pipelines.cli.common import add_json_flag, emit
 
 
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 def _describe(report: dict) -> str:
     lines = [
-        f"{name:24} {'healthy' if entry['healthy'] else ('running' if entry['running'] else 'stopped'):8} "
-        f"pid {entry['pid'] or '-'}"
+        f"{name:24} {'healthy' if entry['healthy'] else entry['state'].lower():8} pid {entry['pid'] or '-':<8} "
+        f"up {_duration(entry['uptime_s']):>8}  restarts {entry['restarts']}"
         for name, entry in report["services"].items()
     ]
     urls = report["urls"]

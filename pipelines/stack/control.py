@@ -9,7 +9,7 @@ from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION, REVIEWER_ROLE
 from pipelines.errors import MuraError
 from pipelines.registry.accounts import REVIEWER, account, accounts_file
 from pipelines.settings import Settings, get_settings
-from pipelines.stack import processes
+from pipelines.stack import processes, supervision
 from pipelines.stack.processes import StackError
 from pipelines.stack.services import (
     AIRFLOW_ADMIN,
@@ -78,12 +78,26 @@ def _keep_private(settings: Settings) -> None:
             database.chmod(0o600)
 
 
+def _programs(settings: Settings) -> list[supervision.Program]:
+    return [
+        supervision.Program(service.name, service.command, str(settings.repo_root), service.extra_env)
+        for service in services(settings)
+    ]
+
+
 def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict:
-    """Start every service not running yet, wait for health, and return the status."""
+    """Start every service not running yet under the stack's supervisor, wait for health, and return
+    the status."""
     settings = settings or get_settings()
     run_dir, log_dir = _dirs(settings)
+    _stop_unsupervised(run_dir)
     env = _environment(settings)
-    todo = [service for service in services(settings) if processes.running_pid(run_dir, service.name) is None]
+    supervised = supervision.programs_info(run_dir)
+    todo = [
+        service
+        for service in services(settings)
+        if supervised.get(service.name, {}).get("state") not in ("RUNNING", "STARTING")
+    ]
     for service in todo:
         for host, port in service.ports:
             if processes.port_in_use(host, port):
@@ -94,8 +108,14 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
     if todo:
         _keep_private(settings)
         _prepare(settings, env)
-    for service in todo:
-        processes.start(service.name, service.command, {**env, **service.extra_env}, run_dir, log_dir)
+    supervision.write_config(run_dir, log_dir, _programs(settings))
+    if supervision.is_running(run_dir):
+        supervision.apply_config(run_dir)
+    else:
+        (run_dir / supervision.RESTARTS).unlink(missing_ok=True)
+        supervision.start_daemon(run_dir, log_dir, env)
+    for service in todo:  # all at once, as before: the health checks below wait for each in order
+        supervision.start_program(run_dir, service.name, wait=False)
     for service in services(settings):
         processes.wait_until(
             lambda service=service: healthy(service), timeout, service.name, log_dir / f"{service.name}.log"
@@ -111,6 +131,13 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
     return status(settings)
 
 
+def _stop_unsupervised(run_dir) -> list[str]:
+    """Services an earlier version started with pid files (before the supervisor): stopped, so the
+    supervised ones find their ports free."""
+    names = sorted(path.name.removesuffix(".pid.json") for path in run_dir.glob("*.pid.json"))
+    return [name for name in names if processes.stop(name, run_dir)]
+
+
 def _provision_accounts(settings: Settings) -> None:
     """The MLflow accounts and their permissions on the embedded server (idempotent)."""
     from pipelines.registry.accounts import ensure_embedded_accounts, provision
@@ -122,12 +149,10 @@ def _provision_accounts(settings: Settings) -> None:
 
 
 def down(settings: Settings | None = None) -> dict:
-    """Stop what `up` started (by its pid records), in reverse order."""
+    """Stop every service (each with its whole process group), then the supervisor."""
     settings = settings or get_settings()
     run_dir, _ = _dirs(settings)
-    stopped = [
-        service.name for service in reversed(services(settings)) if processes.stop(service.name, run_dir)
-    ]
+    stopped = supervision.shutdown(run_dir) + _stop_unsupervised(run_dir)
     return {"stopped": stopped}
 
 
@@ -137,25 +162,25 @@ def paused(settings: Settings, name: str):
     for a copy of files a running process keeps locked (Orthanc's index)."""
     run_dir, log_dir = _dirs(settings)
     service = next((s for s in services(settings) if s.name == name), None)
-    if service is None or not processes.stop(name, run_dir):
+    if service is None or not supervision.is_running(run_dir) or not supervision.stop_program(run_dir, name):
         yield
         return
     try:
         yield
     finally:
-        processes.start(
-            name, service.command, {**_environment(settings), **service.extra_env}, run_dir, log_dir
-        )
+        supervision.start_program(run_dir, name)
         processes.wait_until(lambda: healthy(service), START_TIMEOUT, name, log_dir / f"{name}.log")
 
 
 def running_services(settings: Settings | None = None) -> list[str]:
-    """The services `up` started that still run, from their pid records alone (building the services'
-    environments would write generated secrets into MURA_HOME: a restore must not)."""
+    """The services that run now, as the supervisor (and an older version's pid records) says: no
+    service environment is built (that would write generated secrets into MURA_HOME: a restore must not)."""
     settings = settings or get_settings()
     run_dir, _ = _dirs(settings)
-    names = sorted(path.name.removesuffix(".pid.json") for path in run_dir.glob("*.pid.json"))
-    return [name for name in names if processes.running_pid(run_dir, name) is not None]
+    names = {name for name, info in supervision.programs_info(run_dir).items() if info["pid"]}
+    records = (path.name.removesuffix(".pid.json") for path in run_dir.glob("*.pid.json"))
+    names |= {name for name in records if processes.running_pid(run_dir, name) is not None}
+    return sorted(names)
 
 
 def _airflow_components_healthy(settings: Settings) -> bool:
@@ -178,12 +203,16 @@ def status(settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     run_dir, log_dir = _dirs(settings)
     report = {}
+    supervised = supervision.programs_info(run_dir)
     for service in services(settings):
-        pid = processes.running_pid(run_dir, service.name)
+        info = supervised.get(service.name, {"state": "STOPPED", "pid": None, "uptime_s": 0, "restarts": 0})
         report[service.name] = {
-            "pid": pid,
-            "running": pid is not None,
-            "healthy": pid is not None and healthy(service),
+            "pid": info["pid"],
+            "running": info["pid"] is not None,
+            "healthy": info["pid"] is not None and healthy(service),
+            "state": info["state"],  # the supervisor's: RUNNING, STARTING, BACKOFF, FATAL, STOPPED
+            "uptime_s": info["uptime_s"],
+            "restarts": info["restarts"],  # unexpected exits the supervisor restarted since `mura up`
             "log": str(log_dir / f"{service.name}.log"),
         }
     rest = settings.serving_rest

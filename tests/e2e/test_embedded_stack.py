@@ -59,6 +59,7 @@ def stack(tmp_path_factory):
             assert (
                 not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
             ), f"pid {pid} still runs after mura down"
+        assert _processes_of(home) == []  # no worker, task or supervisor of the stack left either
 
 
 def _client(report) -> AirflowClient:
@@ -807,6 +808,71 @@ def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to
     experiment = tracking.get_experiment_by_name("mura-monitoring")
     found = tracking.search_runs([experiment.experiment_id], "tags.`monitor.retrain_requested` = 'true'")
     assert len(found) == 1 and "mean_intensity" in found[0].data.tags["monitor.reasons"]
+
+
+def test_a_killed_service_is_restarted_by_the_supervisor_and_leaves_nothing_behind(stack):
+    """kill -9, as the OOM killer would: the serving process comes back and answers with the same
+    version; the MLflow server comes back on its port although its worker held it (the supervisor's
+    reaper kills what a dead service left in its process group); `mura status` counts each restart."""
+    import signal
+    import time
+
+    from serving.client import ServingClient
+    from serving.samples import sample_png
+
+    env, _ = stack
+
+    def services() -> dict:
+        return json.loads(mura(env, "status", "--json", check=False).stdout)["services"]
+
+    with ServingClient(env["MURA_SERVING_GRPC"]) as client:
+        version = client.predict_images([sample_png(30, 30)], model="mura_binary")[0]["version"]
+    before = services()
+    for name in ("serving", "mlflow"):
+        old = before[name]
+        group = _process_group(old["pid"])
+        os.kill(old["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while not ((now := services()[name])["healthy"] and now["pid"] not in (None, old["pid"])):
+            assert time.monotonic() < deadline, now
+            time.sleep(1)
+        assert now["state"] == "RUNNING" and now["restarts"] == old["restarts"] + 1
+        assert _process_group(old["pid"]) == [] and len(group) >= 1, name  # nothing of the old one is left
+    with ServingClient(env["MURA_SERVING_GRPC"]) as client:
+        assert client.predict_images([sample_png(30, 30)], model="mura_binary")[0]["version"] == version
+
+
+def _process_group(pgid: int) -> list[int]:
+    """The live processes of process group `pgid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _processes_of(home: Path) -> list[str]:
+    """Live processes whose environment names this MURA_HOME: what a stack of it left running."""
+    wanted = f"MURA_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (
+                wanted in (entry / "environ").read_bytes().split(b"\0")
+                and "Z" != (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            ):
+                found.append(f"{entry.name} {(entry / 'cmdline').read_bytes()[:120]!r}")
+        except OSError:
+            continue
+    return found
 
 
 def test_a_backup_brings_back_registry_aliases_serving_and_dag_history_after_a_wipe(stack, tmp_path):

@@ -1,0 +1,197 @@
+"""How the embedded stack heals: services killed with -9 under the supervisor (`mura up` on a scratch
+MURA_HOME, a tiny exported model served, 2 cores).
+
+Measured: (1) serving killed 5 times: seconds from the kill until a gRPC Predict answers again
+(median, range; target < 5 s); (2) 16 clients predicting in a bounded loop through the TLS gateway,
+each retrying UNAVAILABLE once as gRPC clients do, across one serving kill: the share of requests that
+failed (target <= 1 %); the baseline, in the same run, is the same load without a kill; (3) 20 kills of
+random services, each waited out, then `mura down`: processes of the stack left (target 0).
+
+    python benchmarks/bench_recovery.py --out benchmarks/results [--kills 5] [--random-kills 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _status(env) -> dict:
+    from tests.support import mura
+
+    return json.loads(mura(env, "status", "--json", check=False).stdout)["services"]
+
+
+def _wait_healthy(env, name: str, old_pid: int, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = _status(env)[name]
+        if entry["healthy"] and entry["pid"] not in (None, old_pid):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{name} did not come back within {timeout:.0f} s")
+
+
+def _left(home: Path) -> list[str]:
+    wanted = f"MURA_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append((entry / "cmdline").read_bytes()[:80].decode(errors="replace"))
+            except OSError:
+                continue
+    return found
+
+
+def _time_to_answer(env, image: bytes) -> float:
+    from serving.client import ServingClient, ServingClientError
+
+    pid = _status(env)["serving"]["pid"]
+    killed = time.perf_counter()
+    os.kill(pid, signal.SIGKILL)
+    while True:
+        try:
+            with ServingClient(env["MURA_SERVING_GRPC"], timeout=2) as client:
+                client.predict_images([image], model="mura_binary")
+            return time.perf_counter() - killed
+        except ServingClientError:
+            time.sleep(0.05)
+        if time.perf_counter() - killed > 180:
+            raise SystemExit("serving did not answer within 180 s of a kill")
+
+
+def _load(env, image: bytes, seconds: float, kill: bool) -> dict:
+    """16 clients through the gateway for `seconds`; with `kill`, serving is killed after a third."""
+    from serving.client import ServingClient, ServingClientError
+
+    counts = {"ok": 0, "failed": 0}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client_loop() -> None:
+        with ServingClient(
+            env["MURA_GATEWAY_GRPC"],
+            timeout=10,
+            tls_ca=env["MURA_SERVING_TLS_CA"],
+            token=env.get("MURA_SERVING_TOKEN"),
+        ) as client:
+            while time.monotonic() < stop:
+                outcome = "failed"
+                for _ in range(2):  # the request and one retry, as a gRPC client retries UNAVAILABLE
+                    try:
+                        client.predict_images([image], model="mura_binary")
+                        outcome = "ok"
+                        break
+                    except ServingClientError as error:
+                        if error.code != "UNAVAILABLE":
+                            break
+                        time.sleep(0.2)
+                with lock:
+                    counts[outcome] += 1
+
+    threads = [threading.Thread(target=client_loop) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    if kill:
+        time.sleep(seconds / 3)
+        os.kill(_status(env)["serving"]["pid"], signal.SIGKILL)
+    for thread in threads:
+        thread.join()
+    total = counts["ok"] + counts["failed"]
+    return {**counts, "failed_share": counts["failed"] / total if total else float("nan")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--random-kills", type=int, default=20)
+    parser.add_argument("--load-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+
+    from serving.samples import sample_png
+    from tests.support import mura, platform_env
+
+    with tempfile.TemporaryDirectory(prefix="bench-recovery-") as folder:
+        home = Path(folder) / "home"
+        from pipelines.ports import free_ports
+
+        gateway_grpc, gateway_rest = free_ports(2)
+        env = platform_env(
+            ROOT,
+            home,
+            MURA_SERVING_TOKEN="bench-token",
+            MURA_GATEWAY_GRPC=f"127.0.0.1:{gateway_grpc}",
+            MURA_GATEWAY_REST=f"127.0.0.1:{gateway_rest}",
+        )
+        _publish_tiny_model(home / "serving" / "models")  # served from the first start
+        mura(env, "up", "--json", timeout=600)
+        try:
+            env["MURA_SERVING_TLS_CA"] = str(home / "secrets" / "gateway" / "gateway.crt")
+            image = sample_png(64, 64)
+            answers = [_time_to_answer(env, image) for _ in range(args.kills)]
+            baseline = _load(env, image, args.load_seconds, kill=False)
+            killed = _load(env, image, args.load_seconds, kill=True)
+            names = list(_status(env))
+            rng = random.Random(0)
+            chosen = [rng.choice(names) for _ in range(args.random_kills)]
+            for name in chosen:
+                pid = _status(env)[name]["pid"]
+                os.kill(pid, signal.SIGKILL)
+                _wait_healthy(env, name, pid)
+            restarts = {name: entry["restarts"] for name, entry in _status(env).items()}
+        finally:
+            mura(env, "down", "--json", check=False)
+        time.sleep(2)
+        left = _left(home)
+    report = {
+        "benchmark": "recovery",
+        "serving_answers_again_s": {
+            "median": statistics.median(answers),
+            "min": min(answers),
+            "max": max(answers),
+            "kills": len(answers),
+        },
+        "load_16_clients": {"no_kill": baseline, "serving_killed": killed},
+        "random_kills": {"kills": len(chosen), "restarts_counted": restarts},
+        "processes_left_after_down": left,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "recovery.json").write_text(text)
+    return 0
+
+
+def _publish_tiny_model(base: Path) -> None:
+    """A tiny exported binary model on the stack's model base, served as mura_binary."""
+    from pipelines import contracts, export
+    from serving import repository, samples
+
+    images = [samples.sample_png(64, 64, seed=seed) for seed in range(2)]
+    model = samples.tiny_keras_model("binary", (32, 32), seed=0)
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = export.export_saved_model(
+            model, contracts.class_map("binary", "tiny", (32, 32)), Path(scratch) / "x", images
+        )
+        repository.publish_version(saved, "mura_binary", base_path=base)
+    repository.set_served_versions("mura_binary", [1], {"stable": 1}, base / "models.config", base)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
