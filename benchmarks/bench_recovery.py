@@ -44,19 +44,6 @@ def _wait_healthy(env, name: str, old_pid: int, timeout: float = 180.0) -> None:
     raise SystemExit(f"{name} did not come back within {timeout:.0f} s")
 
 
-def _left(home: Path) -> list[str]:
-    wanted = f"MURA_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if wanted in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append((entry / "cmdline").read_bytes()[:80].decode(errors="replace"))
-            except OSError:
-                continue
-    return found
-
-
 def _time_to_answer(env, image: bytes) -> float:
     from serving.client import ServingClient, ServingClientError
 
@@ -157,7 +144,9 @@ def main() -> int:
         finally:
             mura(env, "down", "--json", check=False)
         time.sleep(2)
-        left = _left(home)
+        from tests.support import processes_of
+
+        left = processes_of(home)
     report = {
         "benchmark": "recovery",
         "serving_answers_again_s": {

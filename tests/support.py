@@ -119,3 +119,54 @@ def versioned_synthetic_project(
     mura(env, "data", "push")
     commit(project, "data", "data.dvc")
     return project, home
+
+
+def dicom_identifiers(*folders: Path) -> set[str]:
+    """The made-up patient names, IDs, birth dates and accession numbers of the synthetic DICOM
+    studies in `folders` (`<folder>/<StudyInstanceUID>/<n>.dcm`): what must never leave the PACS."""
+    from pipelines.dicom.pixels import read_dicom
+
+    found: set[str] = set()
+    for path in (path for folder in folders for path in Path(folder).glob("*/*.dcm")):
+        dataset = read_dicom(path)
+        found |= {
+            str(dataset.PatientName),
+            dataset.PatientID,
+            dataset.PatientBirthDate,
+            dataset.AccessionNumber,
+        }
+    return found
+
+
+def _live_processes():
+    """(pid folder, fields of its stat after the name) of every live, non-zombie process."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            yield entry, fields
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live processes of process group `pgid`."""
+    return [int(entry.name) for entry, fields in _live_processes() if int(fields[2]) == pgid]
+
+
+def processes_of(home: Path) -> list[str]:
+    """Live processes whose environment names this MURA_HOME (what a stack of it left running), each
+    as its pid and the start of its command line."""
+    wanted = f"MURA_HOME={home}".encode()
+    found = []
+    for entry, _ in _live_processes():
+        if int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(f"{entry.name} {(entry / 'cmdline').read_bytes()[:120]!r}")
+        except OSError:
+            continue
+    return found

@@ -23,7 +23,8 @@ def pid_file(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}.pid.json"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie child counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,7 +51,7 @@ def running_pid(run_dir: Path, name: str) -> int | None:
         return None
     record = json.loads(path.read_text())
     pid = int(record["pid"])
-    if _alive(pid) and _start_time(pid) == record.get("start_time"):
+    if alive(pid) and _start_time(pid) == record.get("start_time"):
         return pid
     path.unlink(missing_ok=True)
     return None
@@ -92,7 +93,7 @@ def stop(name: str, run_dir: Path, timeout: float = 20.0) -> bool:
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.2)
     try:
         os.killpg(pid, signal.SIGKILL)  # the rest of the group (workers that ignored SIGTERM)

@@ -11,7 +11,6 @@ listener `pipelines.stack.reaper` first kills what the dead process left behind 
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.stack.processes import PRIVATE_UMASK, StackError
+from pipelines.stack.processes import PRIVATE_UMASK, StackError, alive
 
 CONFIG = "supervisord.conf"
 SOCKET = "supervisor.sock"
@@ -82,6 +81,7 @@ def write_config(run_dir: Path, log_dir: Path, programs: list[Program]) -> Path:
         f"command={_escaped(shlex.join([sys.executable, '-m', 'pipelines.stack.reaper', str(run_dir)]))}",
         "events=PROCESS_STATE_EXITED,PROCESS_STATE_STOPPED",
         "autorestart=true",
+        "stdout_logfile=NONE",  # its stdout is the event protocol, not a log
         f"stderr_logfile={_escaped(str(log_dir / 'reaper.log'))}",
         f"stderr_logfile_maxbytes={LOG_BYTES}",
         "",
@@ -228,16 +228,6 @@ def shutdown(run_dir: Path, timeout: float = 60.0) -> list[str]:
     pid_text = (run_dir / PID_FILE).read_text().strip() if (run_dir / PID_FILE).is_file() else ""
     server.shutdown()
     deadline = time.monotonic() + timeout
-    while pid_text and _alive(int(pid_text)) and time.monotonic() < deadline:
+    while pid_text and alive(int(pid_text)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return ran
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -14,7 +14,14 @@ import pytest
 import requests
 
 from pipelines.stack.airflow_api import AirflowClient
-from tests.support import mura, platform_env, versioned_synthetic_project
+from tests.support import (
+    dicom_identifiers,
+    mura,
+    platform_env,
+    process_group,
+    processes_of,
+    versioned_synthetic_project,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
@@ -59,7 +66,7 @@ def stack(tmp_path_factory):
             assert (
                 not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
             ), f"pid {pid} still runs after mura down"
-        assert _processes_of(home) == []  # no worker, task or supervisor of the stack left either
+        assert processes_of(home) == []  # no worker, task or supervisor of the stack left either
 
 
 def _client(report) -> AirflowClient:
@@ -357,17 +364,7 @@ def _assert_no_patient_identifier_left_the_pacs(env, *seeded: Path) -> None:
     artifacts, Airflow's database with its XComs, every task log, DVC's remote, serving), nor in the
     project (the external release, DVC's cache), after the studies went through predict, the PACS, the
     DAGs, an external import and validation."""
-    from pipelines.dicom.pixels import read_dicom
-
-    identifiers = set()
-    for path in (path for folder in seeded for path in folder.glob("*/*.dcm")):
-        dataset = read_dicom(path)
-        identifiers |= {
-            str(dataset.PatientName),
-            dataset.PatientID,
-            dataset.PatientBirthDate,
-            dataset.AccessionNumber,
-        }
+    identifiers = dicom_identifiers(*seeded)
     # Whole tokens only: a birth date's digits may sit inside a longer number of a metrics file.
     alternatives = "|".join(re.escape(value) for value in sorted(identifiers))
     pattern = re.compile(f"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])".encode())
@@ -830,49 +827,16 @@ def test_a_killed_service_is_restarted_by_the_supervisor_and_leaves_nothing_behi
     before = services()
     for name in ("serving", "mlflow"):
         old = before[name]
-        group = _process_group(old["pid"])
+        group = process_group(old["pid"])
         os.kill(old["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 120
         while not ((now := services()[name])["healthy"] and now["pid"] not in (None, old["pid"])):
             assert time.monotonic() < deadline, now
             time.sleep(1)
         assert now["state"] == "RUNNING" and now["restarts"] == old["restarts"] + 1
-        assert _process_group(old["pid"]) == [] and len(group) >= 1, name  # nothing of the old one is left
+        assert process_group(old["pid"]) == [] and len(group) >= 1, name  # nothing of the old one is left
     with ServingClient(env["MURA_SERVING_GRPC"]) as client:
         assert client.predict_images([sample_png(30, 30)], model="mura_binary")[0]["version"] == version
-
-
-def _process_group(pgid: int) -> list[int]:
-    """The live processes of process group `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def _processes_of(home: Path) -> list[str]:
-    """Live processes whose environment names this MURA_HOME: what a stack of it left running."""
-    wanted = f"MURA_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if (
-                wanted in (entry / "environ").read_bytes().split(b"\0")
-                and "Z" != (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            ):
-                found.append(f"{entry.name} {(entry / 'cmdline').read_bytes()[:120]!r}")
-        except OSError:
-            continue
-    return found
 
 
 def test_a_backup_brings_back_registry_aliases_serving_and_dag_history_after_a_wipe(stack, tmp_path):

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from pipelines.ports import free_ports
 from pipelines.stack.processes import port_in_use
+from tests.support import process_group
 
 pytestmark = [pytest.mark.integration]
 
@@ -38,19 +38,6 @@ def _wait(check, timeout: float = 20.0) -> None:
         time.sleep(0.2)
 
 
-def _group(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
-
-
 def test_a_killed_service_comes_back_on_its_port_and_shutdown_leaves_nothing(tmp_path):
     from pipelines.stack import supervision as supervisor
 
@@ -66,7 +53,9 @@ def test_a_killed_service_comes_back_on_its_port_and_shutdown_leaves_nothing(tmp
         supervisor.start_program(run_dir, "svc")
         _wait(lambda: port_in_use("127.0.0.1", port))
         first = supervisor.programs_info(run_dir)["svc"]
-        assert first["state"] == "RUNNING" and first["restarts"] == 0 and len(_group(first["pid"])) == 2
+        assert (
+            first["state"] == "RUNNING" and first["restarts"] == 0 and len(process_group(first["pid"])) == 2
+        )
 
         os.kill(first["pid"], signal.SIGKILL)  # the worker holding the port is left behind
         _wait(lambda: supervisor.programs_info(run_dir)["svc"]["pid"] not in (None, first["pid"]))
@@ -77,24 +66,24 @@ def test_a_killed_service_comes_back_on_its_port_and_shutdown_leaves_nothing(tmp
             )
         )
         second = supervisor.programs_info(run_dir)["svc"]
-        assert second["restarts"] == 1 and _group(first["pid"]) == []  # the old worker is gone
-        assert len(_group(second["pid"])) == 2
+        assert second["restarts"] == 1 and process_group(first["pid"]) == []  # the old worker is gone
+        assert len(process_group(second["pid"])) == 2
     finally:
         stopped = supervisor.shutdown(run_dir)
     assert stopped == ["svc"] and not supervisor.is_running(run_dir)
-    assert _group(second["pid"]) == [] and not port_in_use("127.0.0.1", port)
+    assert process_group(second["pid"]) == [] and not port_in_use("127.0.0.1", port)
 
 
 def test_the_reaper_kills_what_a_dead_leader_left_and_counts_only_unexpected_exits(tmp_path):
     from pipelines.stack.reaper import handle
 
     leader = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
-    _wait(lambda: len(_group(leader.pid)) == 2)
+    _wait(lambda: len(process_group(leader.pid)) == 2)
     leader.kill()
     leader.wait()
-    assert len(_group(leader.pid)) == 1  # the orphaned sleep
+    assert len(process_group(leader.pid)) == 1  # the orphaned sleep
     payload = {"processname": "svc", "pid": str(leader.pid), "expected": "0"}
     assert "killed" in handle(tmp_path, "PROCESS_STATE_EXITED", payload)
-    _wait(lambda: _group(leader.pid) == [])
+    _wait(lambda: process_group(leader.pid) == [])
     handle(tmp_path, "PROCESS_STATE_STOPPED", {"processname": "svc", "pid": str(leader.pid)})
     assert (tmp_path / "restarts.json").read_text() == '{"svc": 1}'
