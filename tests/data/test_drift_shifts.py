@@ -19,6 +19,7 @@ EXPECTED = {
     "resolution": "width",
     "study_mix": "body_part",
     "prevalence": "label",
+    "other_site": "mean_intensity",  # another hospital: darker exposures (and its own study mix)
 }
 PARAMS = {"alpha": 0.05, "min_effect": {"default": 0.1}}
 
