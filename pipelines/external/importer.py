@@ -10,7 +10,6 @@ listed in the release's import_report.json by pseudonym and reason, never by a v
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.atomic_files import temporary_beside
-from pipelines.contracts import study_type as study_type_name
 from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR, STUDY_CSV
 from pipelines.dicom.pixels import DicomImageError
 from pipelines.errors import DataError
@@ -220,18 +218,6 @@ def summary_lines(result: ImportResult) -> list[str]:
         f"  the key to the pseudonyms stays here: {Path('$MURA_HOME/secrets') / f'pseudonyms-{result.site}.json'}"
     )
     return lines
-
-
-def part_counts(root: Path) -> dict[str, int]:
-    """Studies per study type in a site's release (from its valid study list)."""
-    counts: dict[str, int] = {}
-    path = root / RELEASE_DIR / STUDY_CSV["valid"]
-    with path.open(newline="") as stream:
-        for row in csv.reader(stream):
-            if row:
-                name = study_type_name(row[0].split("/")[2])
-                counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 def import_site(

@@ -16,17 +16,6 @@ LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "mura_binary@champion"
 
 
-def _valid_metrics(client, run_id: str, folder: Path) -> dict | None:
-    """The version's own evaluation on MURA valid (evaluation/metrics.json of its run), if stored."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        path = client.download_artifacts(run_id, "evaluation/metrics.json", str(folder))
-    except (MlflowException, OSError):
-        return None
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def _data_version(site) -> dict:
     from pipelines.data.versioning import folder_md5
 
@@ -95,6 +84,7 @@ def validate_site(
     from pipelines.external.site import IMPORT_REPORT
     from pipelines.external.site import site as site_of
     from pipelines.external.tracking import log_validation
+    from pipelines.registry.card.facts import artifact, load_json
     from pipelines.registry.lineage import resolve_spec
     from pipelines.registry.tracking import connect, tracking_errors
     from pipelines.training.layers import load_model
@@ -127,7 +117,8 @@ def validate_site(
         images = score_images(model, rows, site.root, class_map, settings.batch_size)
         images["raw_probability"] = images["probability"]
         site_metrics = measure(images, point, settings.calibration_bins, uncertainty)
-        valid = _valid_metrics(client, run_id, Path(scratch))
+        # The version's own evaluation on MURA valid, when its run stored one.
+        valid = load_json(artifact(client, run_id, "evaluation/metrics.json", Path(scratch)))
         drift = _drift(client, run_id, model, rows, site.root, config.monitor, Path(scratch))
         result = {
             "site": site.name,
