@@ -13,6 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The one default of each address (docs/ARCHITECTURE.md, "Ports, state and settings").
 DEFAULT_SERVING_GRPC = "127.0.0.1:8500"
 DEFAULT_SERVING_REST = "127.0.0.1:8501"
+# The embedded stack's second serving process: the gateway fails over to it while the first restarts.
+DEFAULT_SERVING_REPLICA_GRPC = "127.0.0.1:8510"
+DEFAULT_SERVING_REPLICA_REST = "127.0.0.1:8511"
 DEFAULT_GATEWAY_GRPC = "127.0.0.1:8443"  # the TLS inference gateway (serving/gateway.py)
 DEFAULT_GATEWAY_REST = "127.0.0.1:8444"
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
@@ -45,11 +48,20 @@ class Settings:
     pacs_user: str | None = None  # MURA_PACS_USER / MURA_PACS_PASSWORD: its login (default: the
     pacs_password: str | None = None  #   embedded stack's, $MURA_HOME/secrets/pacs.json)
     external_dir: Path | None = None  # MURA_EXTERNAL_DIR: sites' releases (default <repo>/external)
+    # MURA_SERVING_REPLICA_GRPC / _REST: the embedded stack's second serving process (empty: none).
+    serving_replica_grpc: str = DEFAULT_SERVING_REPLICA_GRPC
+    serving_replica_rest: str = DEFAULT_SERVING_REPLICA_REST
 
     @property
     def models_config_path(self) -> Path:
         """The TF Serving `models.config` inside the model base path."""
         return self.model_base_path / "models.config"
+
+    @property
+    def serving_replicas(self) -> tuple[tuple[str, str], ...]:
+        """(gRPC, REST) of every serving process of the embedded stack: the first, then the replica."""
+        replica = (self.serving_replica_grpc, self.serving_replica_rest)
+        return ((self.serving_grpc, self.serving_rest),) + ((replica,) if all(replica) else ())
 
     @property
     def dvc_local_remote(self) -> Path:
@@ -87,4 +99,12 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         pacs_url=env.get("MURA_PACS_URL", DEFAULT_PACS_URL).rstrip("/"),
         pacs_user=env.get("MURA_PACS_USER") or None,
         pacs_password=env.get("MURA_PACS_PASSWORD") or None,
+        # The default replica comes with the default server: MURA_SERVING_GRPC naming another server
+        # means no replica unless MURA_SERVING_REPLICA_* name one too.
+        serving_replica_grpc=env.get(
+            "MURA_SERVING_REPLICA_GRPC", "" if "MURA_SERVING_GRPC" in env else DEFAULT_SERVING_REPLICA_GRPC
+        ),
+        serving_replica_rest=env.get(
+            "MURA_SERVING_REPLICA_REST", "" if "MURA_SERVING_REST" in env else DEFAULT_SERVING_REPLICA_REST
+        ),
     )

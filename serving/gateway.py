@@ -29,6 +29,8 @@ GRPC_METHODS = (
 )
 # REST: a model, optionally a version or label, then nothing (status), /metadata (GET) or :predict (POST).
 REST_MODEL_PATH = r"^/v1/models/[A-Za-z0-9_.-]+(/versions/[0-9]+|/labels/[A-Za-z0-9_-]+)?"
+GRPC_UPSTREAM, REST_UPSTREAM = "mura_serving_grpc", "mura_serving_rest"
+FAIL_TIMEOUT = "5s"
 MAX_BODY = "64m"  # the serving client's MAX_MESSAGE_BYTES
 # Bodies past this are spooled to the gateway's temp folder: 256 connections (worker_connections) of
 # in-memory buffers then hold at most 256 MiB, where 64 MiB buffers could hold 16 GiB (SECURITY.md).
@@ -45,11 +47,17 @@ class GatewayOptions:
 
     grpc_listen: str  # host:port of TLS gRPC
     rest_listen: str  # host:port of TLS REST
-    upstream_grpc: str  # TF Serving's gRPC host:port (internal)
-    upstream_rest: str  # TF Serving's REST host:port (internal)
+    upstream_grpc: tuple[str, ...]  # every TF Serving replica's gRPC host:port (internal)
+    upstream_rest: tuple[str, ...]  # and REST host:port, in the same order
     certificate: str
     key: str
     token: str | None = None
+
+
+def _upstream(name: str, servers: tuple[str, ...]) -> str:
+    # A replica that failed once is skipped for FAIL_TIMEOUT (it is restarting), then tried again.
+    lines = "".join(f"    server {server} max_fails=1 fail_timeout={FAIL_TIMEOUT};\n" for server in servers)
+    return f"upstream {name} {{\n{lines}}}\n"
 
 
 def _token_check(token: str | None) -> str:
@@ -67,10 +75,13 @@ def http_block(options: GatewayOptions) -> str:
     )
     check = _token_check(options.token)
     grpc_locations = "".join(
-        f"    location = {method} {{\n{check}        grpc_pass grpc://{options.upstream_grpc};\n    }}\n"
+        f"    location = {method} {{\n{check}        grpc_pass grpc://{GRPC_UPSTREAM};\n    }}\n"
         for method in GRPC_METHODS
     )
-    return f"""{token_map}server {{
+    upstreams = _upstream(GRPC_UPSTREAM, options.upstream_grpc) + _upstream(
+        REST_UPSTREAM, options.upstream_rest
+    )
+    return f"""{token_map}{upstreams}server {{
     listen {options.grpc_listen} ssl http2;
     ssl_certificate {options.certificate};
     ssl_certificate_key {options.key};
@@ -79,6 +90,10 @@ def http_block(options: GatewayOptions) -> str:
     client_max_body_size {MAX_BODY};
     client_body_buffer_size {BODY_BUFFER};
     grpc_read_timeout 120s;
+    # The passed calls only read: one that failed on a replica (refused, reset by a killed process)
+    # is sent again to the next one before the client sees an error.
+    grpc_next_upstream error timeout non_idempotent;
+    grpc_next_upstream_tries {len(options.upstream_grpc)};
 {grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
     location / {{
         return 403;
@@ -93,16 +108,18 @@ server {{
     client_max_body_size {MAX_BODY};
     client_body_buffer_size {BODY_BUFFER};
     proxy_read_timeout 120s;
+    proxy_next_upstream error timeout non_idempotent;
+    proxy_next_upstream_tries {len(options.upstream_rest)};
     if ($request_uri ~ "{UNNORMAL_PATH}") {{
         return 400;
     }}
     location ~ "{REST_MODEL_PATH}(/metadata)?$" {{
 {check}        limit_except GET {{ deny all; }}
-        proxy_pass http://{options.upstream_rest};
+        proxy_pass http://{REST_UPSTREAM};
     }}
     location ~ "{REST_MODEL_PATH}:predict$" {{
 {check}        limit_except POST {{ deny all; }}
-        proxy_pass http://{options.upstream_rest};
+        proxy_pass http://{REST_UPSTREAM};
     }}
     location / {{
         return 403;
@@ -190,8 +207,8 @@ def ensure_certificate(
 COMPOSE_OPTIONS = GatewayOptions(
     grpc_listen="8443",
     rest_listen="8444",
-    upstream_grpc="tfserving:8500",
-    upstream_rest="tfserving:8501",
+    upstream_grpc=("tfserving:8500",),
+    upstream_rest=("tfserving:8501",),
     certificate="/etc/nginx/certs/gateway.crt",
     key="/etc/nginx/certs/gateway.key",
     token="${MURA_GATEWAY_TOKEN}",  # filled in by the nginx image's envsubst of /etc/nginx/templates

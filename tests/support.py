@@ -59,7 +59,7 @@ def commit(root: Path, message: str, *paths: str) -> str:
 
 def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
     """Environment for `mura` commands on `project` with state in `home` and free ports for every service."""
-    airflow, mlflow, grpc, rest, pacs = free_ports(5)
+    airflow, mlflow, grpc, rest, pacs, replica_grpc, replica_rest = free_ports(7)
     env = {
         **os.environ,
         "MURA_REPO_ROOT": str(project),
@@ -70,6 +70,8 @@ def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
         "MURA_SERVING_GRPC": f"127.0.0.1:{grpc}",
         "MURA_SERVING_REST": f"127.0.0.1:{rest}",
+        "MURA_SERVING_REPLICA_GRPC": f"127.0.0.1:{replica_grpc}",
+        "MURA_SERVING_REPLICA_REST": f"127.0.0.1:{replica_rest}",
         "MURA_PACS_URL": f"http://127.0.0.1:{pacs}/dicom-web",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DVC_NO_ANALYTICS": "1",
@@ -154,6 +156,21 @@ def _live_processes():
 def process_group(pgid: int) -> list[int]:
     """The live processes of process group `pgid`."""
     return [int(entry.name) for entry, fields in _live_processes() if int(fields[2]) == pgid]
+
+
+def outside_of(home: Path, ancestor: int) -> list[str]:
+    """The processes of this MURA_HOME's stack (see processes_of) that `ancestor` did not start,
+    directly or further down: for the supervisor's pid, what it would not stop or restart."""
+    parents = {int(entry.name): int(fields[1]) for entry, fields in _live_processes()}
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == ancestor:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return [entry for entry in processes_of(home) if not descends(int(entry.split()[0]))]
 
 
 def processes_of(home: Path) -> list[str]:

@@ -35,6 +35,7 @@ class DeployOptions:
     request_timeout_seconds: float
     quarantine_path: Path  # where folders of the base path that the registry does not account for go
     server_base_path: str | None = None  # the base path as the server sees it (e.g. /models in compose)
+    replica_targets: tuple[str, ...] = ()  # the other serving processes on the same models.config
 
     @classmethod
     def from_settings(cls, **overrides) -> DeployOptions:
@@ -51,8 +52,11 @@ class DeployOptions:
             "config_path": settings.models_config_path,
             "grpc_target": settings.serving_grpc,
             "quarantine_path": settings.mura_home / "serving" / "quarantine",
+            "replica_targets": tuple(grpc for grpc, _ in settings.serving_replicas[1:]),
             **dataclasses.asdict(load_config().deploy),
         }
+        if overrides.get("grpc_target") is not None and overrides.get("replica_targets") is None:
+            values["replica_targets"] = ()  # another server than the stack's: not the stack's replica
         values.update({key: value for key, value in overrides.items() if value is not None})
         if values["reload"] not in ("grpc", "poll"):
             raise ConfigError(f"deploy reload={values['reload']!r}: use grpc or poll")

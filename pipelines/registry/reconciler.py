@@ -2,8 +2,9 @@
 
 For every registered `mura_*` model: publish the aliased versions (hash-checked), rewrite
 models.config in two phases when a label moves to a version not loaded yet (TF Serving only labels
-loaded versions), reload, wait for AVAILABLE, smoke-predict, and restore the previous config on
-any failure. Running it again with nothing changed writes nothing.
+loaded versions), reload, wait for AVAILABLE, smoke-predict (on every serving process: the embedded
+stack runs two behind its gateway), and restore the previous config on any failure. Running it again
+with nothing changed writes nothing.
 
 The registered name serves the champion alone (label `stable`): TF Serving answers a request that
 names no version with the highest loaded version, so only approved versions may be loaded there. The
@@ -29,7 +30,7 @@ from pipelines.contracts import (
 )
 from pipelines.registry.errors import DeployError, RegistryError
 from pipelines.registry.publishing import DeployOptions, ensure_published, version_folder
-from pipelines.registry.serving_ops import ServingTarget, sample_images
+from pipelines.registry.serving_ops import ServingReplicas, sample_images
 from pipelines.registry.tracking import connect, tracking_errors
 
 LOGGER = logging.getLogger(__name__)
@@ -74,9 +75,9 @@ def served_models(model: str, aliases: dict[str, str]) -> dict[str, tuple[list[i
 
 
 class Reconciler:
-    """Runs one reconcile pass over the registered models against one server."""
+    """Runs one reconcile pass over the registered models against the serving replicas."""
 
-    def __init__(self, client, options: DeployOptions, target: ServingTarget):
+    def __init__(self, client, options: DeployOptions, target: ServingReplicas):
         self.client, self.options, self.target = client, options, target
 
     def _write(self, name: str, versions: list[int], labels: dict[str, int], folder: str) -> None:
@@ -268,7 +269,7 @@ def reconcile(client=None, options: DeployOptions | None = None, models: list[st
 
 
 def _reconcile_all(client, options: DeployOptions, models: list[str] | None) -> dict:
-    target = ServingTarget(options.grpc_target, options.request_timeout_seconds)
+    target = ServingReplicas((options.grpc_target, *options.replica_targets), options.request_timeout_seconds)
     results, failures = [], []
     try:
         with tracking_errors(client, "listing registered models"):

@@ -132,6 +132,46 @@ class ServingTarget:
         return probabilities
 
 
+class ServingReplicas:
+    """Every serving process behind the gateway, driven as one: each reloads, loads and labels alike,
+    so whichever replica the gateway picks answers with the same version."""
+
+    def __init__(self, grpc_targets: tuple[str, ...], timeout_seconds: float = 30.0):
+        self.replicas = [ServingTarget(target, timeout_seconds) for target in grpc_targets]
+
+    def close(self) -> None:
+        """Close every replica's channels."""
+        for replica in self.replicas:
+            replica.close()
+
+    def reload_config(self, config) -> None:
+        """Send the config to every replica (DeployError naming the first that refuses)."""
+        for replica in self.replicas:
+            replica.reload_config(config)
+
+    def wait_available(self, model: str, versions: list[int], timeout_seconds: float) -> None:
+        """Wait until every replica has every version AVAILABLE."""
+        for replica in self.replicas:
+            replica.wait_available(model, versions, timeout_seconds)
+
+    def wait_labels(self, model: str, labels: dict[str, int], timeout_seconds: float) -> None:
+        """Wait until each label resolves to its version on every replica."""
+        for replica in self.replicas:
+            replica.wait_labels(model, labels, timeout_seconds)
+
+    def label_version(self, model: str, label: str) -> int | None:
+        """The version `label` resolves to when every replica agrees; None when any differs."""
+        found = {replica.label_version(model, label) for replica in self.replicas}
+        return found.pop() if len(found) == 1 else None
+
+    def smoke_predict(
+        self, model: str, label: str, expected_version: int, images: list[bytes]
+    ) -> list[float]:
+        """Smoke-predict on every replica; the first replica's probabilities."""
+        answers = [replica.smoke_predict(model, label, expected_version, images) for replica in self.replicas]
+        return answers[0]
+
+
 def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:
     """Up to `count` encoded images from the version's warm-up file (a generated PNG when it has none)."""
     images: list[bytes] = []

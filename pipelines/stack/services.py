@@ -100,7 +100,7 @@ def base_environment(settings: Settings) -> dict[str, str]:
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    """Airflow's configuration for one machine: SQLite, LocalExecutor, small parallelism, DAGs unpaused."""
+    """Airflow's configuration for one machine: SQLite, a LocalExecutor, small parallelism, DAGs unpaused."""
     home = airflow_home(settings)
     host, port = host_port(settings.airflow_url)
     cores = os.cpu_count() or 2
@@ -111,7 +111,11 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.repo_root / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # LocalExecutor that gives back the try of an attempt lost with a killed scheduler.
+        "AIRFLOW__CORE__EXECUTOR": "pipelines.stack.airflow_executor.MuraLocalExecutor",
+        # A restarted scheduler finds such attempts within this (default 300 s); the old one counts
+        # as dead once its heartbeat is older than scheduler_health_check_threshold (30 s).
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
         # Each running task is a process that may load TensorFlow: size the slots for the cores.
         "AIRFLOW__CORE__PARALLELISM": str(max(2, cores)),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(2, cores)),
@@ -132,11 +136,12 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def serving_command(settings: Settings) -> list[str]:
-    """The server on the model base path (tensorflow_model_server instead where installed); poll
-    intervals from params.yaml `serving`."""
-    _, grpc_port = host_port(settings.serving_grpc)
-    _, rest_port = host_port(settings.serving_rest)
+def serving_command(settings: Settings, replica: int = 0) -> list[str]:
+    """Serving process `replica` (0: the first) on the model base path; poll intervals from params.yaml
+    `serving`."""
+    grpc, rest = settings.serving_replicas[replica]
+    _, grpc_port = host_port(grpc)
+    _, rest_port = host_port(rest)
     return [
         sys.executable,
         "-m",
@@ -172,8 +177,8 @@ def write_gateway_config(settings: Settings) -> Path:
     options = GatewayOptions(
         grpc_listen=settings.gateway_grpc,
         rest_listen=settings.gateway_rest,
-        upstream_grpc=settings.serving_grpc,
-        upstream_rest=settings.serving_rest,
+        upstream_grpc=tuple(grpc for grpc, _ in settings.serving_replicas),
+        upstream_rest=tuple(rest for _, rest in settings.serving_replicas),
         certificate=str(certificate),
         key=str(key),
         token=settings.serving_token,
@@ -213,13 +218,34 @@ def pacs_service(settings: Settings) -> Service | None:
     )
 
 
+def serving_name(replica: int) -> str:
+    """The supervised program of serving process `replica`: serving, then serving-replica."""
+    return "serving" if replica == 0 else "serving-replica"
+
+
+def serving_services(settings: Settings) -> list[Service]:
+    """Every serving process: each loads the same models.config; the gateway spreads requests over
+    them and fails over while one restarts."""
+    found = []
+    for replica, (grpc, rest) in enumerate(settings.serving_replicas):
+        rest_host, rest_port = host_port(rest)
+        found.append(
+            Service(
+                serving_name(replica),
+                serving_command(settings, replica),
+                (host_port(grpc), (rest_host, rest_port)),
+                f"http://{rest_host}:{rest_port}/v1/models/mura_binary",
+                any_http_status=True,
+            )
+        )
+    return found
+
+
 def services(settings: Settings) -> list[Service]:
     """The stack's services in start order."""
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
     mlflow_host, mlflow_port = host_port(mlflow_url(settings))
     airflow_host, airflow_port = host_port(settings.airflow_url)
-    grpc = host_port(settings.serving_grpc)
-    rest = host_port(settings.serving_rest)
     backend_store, artifacts = embedded_store(settings.mura_home)
     return [
         Service(
@@ -231,13 +257,7 @@ def services(settings: Settings) -> list[Service]:
             f"{mlflow_url(settings)}/health",
             extra_env={**SERVER_ENVIRONMENT, **server_environment(settings.mura_home)},
         ),
-        Service(
-            "serving",
-            serving_command(settings),
-            (grpc, rest),
-            f"http://{rest[0]}:{rest[1]}/v1/models/mura_binary",
-            any_http_status=True,
-        ),
+        *serving_services(settings),
         *([gateway] if (gateway := gateway_service(settings)) else []),
         *([pacs] if (pacs := pacs_service(settings)) else []),
         Service(

@@ -17,6 +17,7 @@ from pipelines.stack.airflow_api import AirflowClient
 from tests.support import (
     dicom_identifiers,
     mura,
+    outside_of,
     platform_env,
     process_group,
     processes_of,
@@ -67,6 +68,23 @@ def stack(tmp_path_factory):
                 not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
             ), f"pid {pid} still runs after mura down"
         assert processes_of(home) == []  # no worker, task or supervisor of the stack left either
+        from pipelines.ports import host_port
+        from pipelines.stack.processes import port_in_use
+
+        listening = [url for url in _stack_addresses(env) if port_in_use(*host_port(url))]
+        assert listening == [], f"still listening after mura down: {listening}"
+
+
+def _stack_addresses(env) -> list[str]:
+    """Every address a service of the stack listens on."""
+    from pipelines.settings import get_settings
+
+    settings = get_settings(env)
+    replicas = [address for pair in settings.serving_replicas for address in pair]
+    return [settings.airflow_url, settings.mlflow_tracking_uri, settings.pacs_url, *replicas] + [
+        settings.gateway_grpc,
+        settings.gateway_rest,
+    ]
 
 
 def _client(report) -> AirflowClient:
@@ -79,6 +97,7 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
     assert set(report["services"]) == {
         "mlflow",
         "serving",
+        "serving-replica",  # the gateway sends to both and fails over while one restarts
         "gateway",  # nginx is installed (.ci/run): TLS in front of the serving process
         "pacs",  # so is Orthanc: the research PACS
         "airflow-api-server",
@@ -172,12 +191,17 @@ def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     )
     try:
         run_id = _wait_for_new_run(_client(report), before, timeout=120)
+        _kill_the_scheduler_during_training(env, report, run_id)
         _the_reviewer_promotes_in_the_airflow_ui(report, run_id)
         stdout, stderr = waiting.communicate(timeout=RUN_TIMEOUT)
     finally:
         waiting.kill()
     result = json.loads(stdout)
     assert result["state"] == "success", result["tasks"]
+    # The attempt the killed scheduler took with it was run again, and its try given back: the one
+    # retry of the training task is still there for a real error.
+    train = _client(report)._call("GET", f"/dags/mura_retrain/dagRuns/{run_id}/taskInstances/train/0")
+    assert (train["try_number"], train["max_tries"]) == (2, 2), train
     assert result["conf"] == {"preset": "ci_tiny", "epochs": 10}
     assert (
         result["tasks"]["gate"] == result["tasks"]["approve"] == "success" and "train[0]" in result["tasks"]
@@ -678,6 +702,22 @@ def _the_reviewer_promotes_in_the_airflow_ui(report, run_id: str) -> None:
     assert admin.approval("mura_retrain", run_id)["chosen_options"] == [PROMOTE_OPTION]
 
 
+def _kill_the_scheduler_during_training(env, report, run_id: str) -> None:
+    """kill -9 the scheduler while train[0] runs: the supervisor restarts it, its reaper kills the
+    attempt that ran under the old one, and the new scheduler schedules the task again."""
+    import signal
+    import time
+
+    client = _client(report)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while client.task_states("mura_retrain", run_id).get("train[0]") != "running":
+        assert time.monotonic() < deadline, client.task_states("mura_retrain", run_id)
+        time.sleep(1)
+    time.sleep(10)  # into its epochs, past TensorFlow's start-up
+    scheduler = json.loads(mura(env, "status", "--json").stdout)["services"]["airflow-scheduler"]
+    os.kill(scheduler["pid"], signal.SIGKILL)
+
+
 def _wait_for_task(client: AirflowClient, run_id: str, task_id: str, timeout: float = 300.0) -> str:
     """The state of `task_id` in the run once it is done (success, failed, ...) or the last one seen."""
     import time
@@ -807,36 +847,123 @@ def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to
     assert len(found) == 1 and "mean_intensity" in found[0].data.tags["monitor.reasons"]
 
 
-def test_a_killed_service_is_restarted_by_the_supervisor_and_leaves_nothing_behind(stack):
-    """kill -9, as the OOM killer would: the serving process comes back and answers with the same
-    version; the MLflow server comes back on its port although its worker held it (the supervisor's
-    reaper kills what a dead service left in its process group); `mura status` counts each restart."""
+def test_chaos_each_service_killed_once_under_load_comes_back_and_no_request_is_lost(stack):
+    """Chaos, kill -9 as the OOM killer would, of every supervised service once while 8 clients
+    predict through the gateway (retrying UNAVAILABLE once, as gRPC clients do): each comes back
+    healthy with a new pid and its restart counted, nothing of its old process group is left (the
+    supervisor's reaper kills what a dead service left, e.g. MLflow's worker holding its port), and
+    every process of the stack runs under the supervisor. Serving is killed one replica at a time:
+    no client request fails (the gateway sends a call a killed replica dropped to the other one), and
+    every answer comes from the same version."""
+    from serving.client import ServingClient
+
+    env, report = stack
+    before = _services(env)
+    with ServingClient(env["MURA_SERVING_GRPC"]) as client:
+        version = client.predict_images([_sample_image()], model="mura_binary")[0]["version"]
+    others = sorted(set(before) - {"serving", "serving-replica", "gateway"})
+    with _GatewayLoad(report, env, clients=8) as load:
+        for wave in (["serving"], ["serving-replica"], others, ["gateway"]):  # a wave's kills at once
+            load.phase = "gateway" if wave == ["gateway"] else "others"
+            _kill_and_wait(env, before, wave)
+    lost = [failure for failure in load.failures if failure[0] != "gateway"]
+    assert lost == [] and load.answers, lost[:3]
+    assert set(load.answers) == {version}
+    after = _services(env)
+    assert {name: after[name]["restarts"] - before[name]["restarts"] for name in before} == {
+        name: 1 for name in before
+    }
+    supervisor = int((Path(env["MURA_HOME"]) / "run" / "supervisord.pid").read_text())
+    assert outside_of(Path(env["MURA_HOME"]), supervisor) == []
+    with ServingClient(env["MURA_SERVING_GRPC"]) as client:
+        assert client.predict_images([_sample_image()], model="mura_binary")[0]["version"] == version
+
+
+def _sample_image() -> bytes:
+    from serving.samples import sample_png
+
+    return sample_png(30, 30)
+
+
+def _services(env) -> dict:
+    return json.loads(mura(env, "status", "--json", check=False).stdout)["services"]
+
+
+def _kill_and_wait(env, before: dict, names: list[str]) -> None:
+    """kill -9 each of `names`, then wait until each is healthy again with a new pid and nothing of
+    its old process group is left."""
     import signal
     import time
 
-    from serving.client import ServingClient
-    from serving.samples import sample_png
+    killed = {}
+    for name in names:
+        pid = _services(env)[name]["pid"]
+        assert process_group(pid), name  # a group to leave nothing of
+        os.kill(pid, signal.SIGKILL)
+        killed[name] = pid
+    deadline = time.monotonic() + 180
+    waiting = dict(killed)
+    while waiting:
+        now = _services(env)
+        for name, pid in list(waiting.items()):
+            if now[name]["healthy"] and now[name]["pid"] not in (None, pid):
+                assert now[name]["state"] == "RUNNING", now[name]
+                del waiting[name]
+        assert time.monotonic() < deadline, {name: now[name] for name in waiting}
+        time.sleep(0.5)
+    assert {name: process_group(pid) for name, pid in killed.items()} == {name: [] for name in killed}
 
-    env, _ = stack
 
-    def services() -> dict:
-        return json.loads(mura(env, "status", "--json", check=False).stdout)["services"]
+class _GatewayLoad:
+    """Clients predicting through the TLS gateway in a bounded loop, each retrying UNAVAILABLE once;
+    the versions that answered, and (phase, error) of each request that failed."""
 
-    with ServingClient(env["MURA_SERVING_GRPC"]) as client:
-        version = client.predict_images([sample_png(30, 30)], model="mura_binary")[0]["version"]
-    before = services()
-    for name in ("serving", "mlflow"):
-        old = before[name]
-        group = process_group(old["pid"])
-        os.kill(old["pid"], signal.SIGKILL)
-        deadline = time.monotonic() + 120
-        while not ((now := services()[name])["healthy"] and now["pid"] not in (None, old["pid"])):
-            assert time.monotonic() < deadline, now
-            time.sleep(1)
-        assert now["state"] == "RUNNING" and now["restarts"] == old["restarts"] + 1
-        assert process_group(old["pid"]) == [] and len(group) >= 1, name  # nothing of the old one is left
-    with ServingClient(env["MURA_SERVING_GRPC"]) as client:
-        assert client.predict_images([sample_png(30, 30)], model="mura_binary")[0]["version"] == version
+    def __init__(self, report, env, clients: int):
+        self.options = {
+            "tls_ca": report["urls"]["gateway_certificate"],
+            "token": env["MURA_SERVING_TOKEN"],
+            "timeout": 20,
+        }
+        self.target, self.clients = report["urls"]["gateway_grpc"], clients
+        self.answers: list[int] = []
+        self.failures: list[tuple[str, str]] = []
+        self.phase = "start"
+        self._stop = None
+        self._threads: list = []
+
+    def _loop(self) -> None:
+        import time
+
+        from serving.client import ServingClient, ServingClientError
+
+        with ServingClient(self.target, **self.options) as client:
+            while not self._stop.is_set():
+                for attempt in range(2):
+                    try:
+                        self.answers.append(
+                            client.predict_images([_sample_image()], model="mura_binary")[0]["version"]
+                        )
+                        break
+                    except ServingClientError as error:
+                        if error.code != "UNAVAILABLE" or attempt == 1:
+                            self.failures.append((self.phase, str(error)))
+                            break
+                        time.sleep(0.2)
+                self._stop.wait(0.05)  # bounded: about 20 requests a second per client at most
+
+    def __enter__(self):
+        import threading
+
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
 
 
 def test_a_backup_brings_back_registry_aliases_serving_and_dag_history_after_a_wipe(stack, tmp_path):

@@ -16,7 +16,8 @@ def resolved(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A real MLflow server, a local TF-Serving server on models.config, and the env pointing at both."""
+    """A real MLflow server, two local TF-Serving servers on one models.config (the embedded stack's
+    serving process and its replica), and the env pointing at them."""
     from pipelines.registry.tracking_server import start_tracking_server
     from serving.repository import read_models_config, write_models_config
     from serving.server import ServerOptions, start_server
@@ -39,7 +40,7 @@ def world(tmp_path_factory):
         model_config_file_poll_wait_seconds=0,
         file_system_poll_wait_seconds=0,
     )
-    serving = start_server(options)
+    serving, replica = start_server(options), start_server(options)
     patch = pytest.MonkeyPatch()
     for name, value in {
         "MURA_HOME": str(home),
@@ -47,6 +48,8 @@ def world(tmp_path_factory):
         "MLFLOW_TRACKING_URI": tracking.uri,
         "MURA_SERVING_GRPC": serving.grpc_target,
         "MURA_SERVING_REST": serving.rest_url,
+        "MURA_SERVING_REPLICA_GRPC": replica.grpc_target,
+        "MURA_SERVING_REPLICA_REST": replica.rest_url,
     }.items():
         patch.setenv(name, value)
     import mlflow
@@ -57,6 +60,7 @@ def world(tmp_path_factory):
         yield {
             "tracking": tracking,
             "serving": serving,
+            "replica": replica,
             "client": client,
             "experiment": experiment_id,
             "base": base,
@@ -66,4 +70,5 @@ def world(tmp_path_factory):
     finally:
         patch.undo()
         serving.stop()
+        replica.stop()
         tracking.stop()

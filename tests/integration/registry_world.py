@@ -64,12 +64,12 @@ def make_run(
     return run_id
 
 
-def stable_version(world, model: str, label: str = "stable") -> int:
-    """The version that answers a prediction through `label` on the serving process."""
+def stable_version(world, model: str, label: str = "stable", server: str = "serving") -> int:
+    """The version that answers a prediction through `label` on the serving process (or its replica)."""
     from serving.client import ServingClient
     from serving.samples import sample_png
 
-    with ServingClient(world["serving"].grpc_target) as client:
+    with ServingClient(world[server].grpc_target) as client:
         return client.predict_images([sample_png(30, 30)], model=model, label=label)[0]["version"]
 
 

@@ -48,16 +48,19 @@ def server(tmp_path_factory):
     handle.stop()
 
 
-def _start_gateway(folder, server, token):
+def _start_gateway(folder, server, token, dead_replicas: int = 0):
     from serving.gateway import GatewayOptions, command, ensure_certificate, write_standalone
 
     certificate, key = ensure_certificate(folder / "certs")
-    grpc_port, rest_port = free_ports(2)
+    grpc_port, rest_port, *dead = free_ports(2 + 2 * dead_replicas)  # nothing listens on `dead`
     options = GatewayOptions(
         grpc_listen=f"127.0.0.1:{grpc_port}",
         rest_listen=f"127.0.0.1:{rest_port}",
-        upstream_grpc=server.grpc_target,
-        upstream_rest=server.rest_url.removeprefix("http://"),
+        upstream_grpc=(*[f"127.0.0.1:{port}" for port in dead[::2]], server.grpc_target),
+        upstream_rest=(
+            *[f"127.0.0.1:{port}" for port in dead[1::2]],
+            server.rest_url.removeprefix("http://"),
+        ),
         certificate=str(certificate),
         key=str(key),
         token=token,
@@ -105,6 +108,26 @@ def test_predict_through_the_gateway_equals_a_direct_call(gateway, server, proto
         got, _ = through.predict({"x": np.array(X, np.float32)}, "linear", label="stable")
         assert np.array_equal(got["y"], expected["y"]) and np.allclose(got["y"], [2.5, 3.0, 0.25])
         assert through.model_status("linear")[0]["state"] == "AVAILABLE"
+
+
+def test_a_dead_replica_costs_no_request(server, tmp_path):
+    """The first replica is down (killed, restarting): every call, gRPC and REST, is answered by the
+    other one, including the calls nginx first sent to the dead one."""
+    process, options, certificate = _start_gateway(tmp_path, server, None, dead_replicas=1)
+    try:
+        gateway = {"options": options, "ca": certificate, "token": None}
+        for protocol in ("grpc", "rest"):
+            with _client(gateway, protocol) as client:
+                answers = [
+                    client.predict({"x": np.array(X, np.float32)}, "linear", label="stable")[0]["y"]
+                    for _ in range(6)
+                ]
+            assert all(np.allclose(answer, [2.5, 3.0, 0.25]) for answer in answers), protocol
+        tried = (tmp_path / "nginx" / "error.log").read_text()
+        assert "Connection refused" in tried  # the dead replica was tried, and the caller never knew
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def test_reload_config_is_refused_at_the_gateway_and_nothing_is_unloaded(gateway):

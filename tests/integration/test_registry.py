@@ -128,7 +128,11 @@ def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
     code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
     assert code == 0 and report["models"][0]["labels"] == {"stable": 1, "canary": 2}
     assert report["models"][0]["served"] == {model: {"stable": 1}, f"{model}_challenger": {"canary": 2}}
-    assert (stable_version(world, model), stable_version(world, model, "canary")) == (1, 2)
+    for server in ("serving", "replica"):  # each replica the gateway may pick answers alike
+        assert (
+            stable_version(world, model, server=server),
+            stable_version(world, model, "canary", server),
+        ) == (1, 2)
     # The most common call, official stubs naming no version, gets the champion, not the newest version.
     assert (unlabelled_version(world, model), unlabelled_version(world, f"{model}_challenger")) == (1, 2)
 
@@ -136,6 +140,7 @@ def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
     code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
     assert code == 0 and report["models"][0]["labels"] == {"stable": 2}
     assert stable_version(world, model) == 2 == unlabelled_version(world, model)
+    assert stable_version(world, model, server="replica") == 2
     with pytest.raises(ServingClientError, match="no challenger of mura_binary_hand is served") as gone:
         stable_version(world, model, "canary")  # the challenger became champion: its name is gone
     assert gone.value.code == "NOT_FOUND" and "serves as mura_binary_hand (label stable)" in str(gone.value)
@@ -160,6 +165,10 @@ def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
     assert set(load.answers) <= {1, 2}, sorted(set(load.answers))
     assert stable_version(world, model) == 1 == unlabelled_version(world, model)
     assert stable_version(world, model, "canary") == 3
+    assert (
+        stable_version(world, model, server="replica"),
+        stable_version(world, model, "canary", "replica"),
+    ) == (1, 3)
     code, error = run_cli(["rollback", model], capsys)
     assert code == 1 and "no earlier champion" in error
 
@@ -261,7 +270,10 @@ def test_failed_smoke_prediction_restores_the_previous_config(world):
     assert states[1] == "AVAILABLE" and states.get(2, "END") == "END"  # v2 was loaded, then unloaded again
 
 
-def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch):
+@pytest.mark.parametrize("down", ["MURA_SERVING_GRPC", "MURA_SERVING_REPLICA_GRPC"])
+def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch, down):
+    """The serving process or its replica is down: the deploy names it and keeps the old config (a
+    replica left behind would answer the gateway's requests with the old version)."""
     from pipelines.ports import free_port
     from pipelines.registry.errors import DeployError
     from pipelines.registry.reconciler import reconcile
@@ -269,7 +281,7 @@ def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch):
 
     register_run(make_run(world, "shoulder", GOOD, seed=12))
     dead = f"127.0.0.1:{free_port()}"
-    monkeypatch.setenv("MURA_SERVING_GRPC", dead)
+    monkeypatch.setenv(down, dead)
     config_before = world["config"].read_bytes()
     with pytest.raises(DeployError, match=f"mura_binary_shoulder: deploy failed.*TF Serving at {dead}"):
         reconcile(models=["mura_binary_shoulder"])
