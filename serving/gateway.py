@@ -30,7 +30,7 @@ GRPC_METHODS = (
 # REST: a model, optionally a version or label, then nothing (status), /metadata (GET) or :predict (POST).
 REST_MODEL_PATH = r"^/v1/models/[A-Za-z0-9_.-]+(/versions/[0-9]+|/labels/[A-Za-z0-9_-]+)?"
 GRPC_UPSTREAM, REST_UPSTREAM = "mura_serving_grpc", "mura_serving_rest"
-FAIL_TIMEOUT = "5s"
+CONNECT_TIMEOUT = "5s"  # a replica that does not accept within this is skipped for the next one
 MAX_BODY = "64m"  # the serving client's MAX_MESSAGE_BYTES
 # Bodies past this are spooled to the gateway's temp folder: 256 connections (worker_connections) of
 # in-memory buffers then hold at most 256 MiB, where 64 MiB buffers could hold 16 GiB (SECURITY.md).
@@ -55,8 +55,10 @@ class GatewayOptions:
 
 
 def _upstream(name: str, servers: tuple[str, ...]) -> str:
-    # A replica that failed once is skipped for FAIL_TIMEOUT (it is restarting), then tried again.
-    lines = "".join(f"    server {server} max_fails=1 fail_timeout={FAIL_TIMEOUT};\n" for server in servers)
+    # max_fails=0: never mark a replica down. nginx's marking outlives a restart by up to its
+    # fail_timeout, so a kill of the other replica in that window found "no live upstreams" (502)
+    # although one was up; a dead replica costs a refused connect (or CONNECT_TIMEOUT), then the next.
+    lines = "".join(f"    server {server} max_fails=0;\n" for server in servers)
     return f"upstream {name} {{\n{lines}}}\n"
 
 
@@ -93,6 +95,7 @@ def http_block(options: GatewayOptions) -> str:
     # The passed calls only read: one that failed on a replica (refused, reset by a killed process)
     # is sent again to the next one before the client sees an error.
     grpc_next_upstream error timeout non_idempotent;
+    grpc_connect_timeout {CONNECT_TIMEOUT};
     grpc_next_upstream_tries {len(options.upstream_grpc)};
 {grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
     location / {{
@@ -109,6 +112,7 @@ server {{
     client_body_buffer_size {BODY_BUFFER};
     proxy_read_timeout 120s;
     proxy_next_upstream error timeout non_idempotent;
+    proxy_connect_timeout {CONNECT_TIMEOUT};
     proxy_next_upstream_tries {len(options.upstream_rest)};
     if ($request_uri ~ "{UNNORMAL_PATH}") {{
         return 400;

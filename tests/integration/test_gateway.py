@@ -26,12 +26,10 @@ def _nginx() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _linear_models(base):
+    """models.config serving the linear test model as `linear` (label stable)."""
     from serving import repository, samples
-    from serving.server import ServerOptions, start_server
 
-    base = tmp_path_factory.mktemp("gateway_models")
     samples.write_linear_saved_model(base / "linear" / "1")
     config = base / "models.config"
     models = repository.read_models_config(config)
@@ -39,27 +37,44 @@ def server(tmp_path_factory):
     linear.model_version_policy.specific.versions.append(1)
     linear.version_labels["stable"] = 1
     repository.write_models_config(models, config)
-    handle = start_server(
+    return config
+
+
+def _serve(config, grpc_port: int = 0, rest_port: int = 0):
+    from serving.server import ServerOptions, start_server
+
+    return start_server(
         ServerOptions(
-            port=0, rest_api_port=0, model_config_file=str(config), model_config_file_poll_wait_seconds=0
+            port=grpc_port,
+            rest_api_port=rest_port,
+            model_config_file=str(config),
+            model_config_file_poll_wait_seconds=0,
         )
     )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    handle = _serve(_linear_models(tmp_path_factory.mktemp("gateway_models")))
     yield handle
     handle.stop()
 
 
-def _start_gateway(folder, server, token, dead_replicas: int = 0):
+def _start_gateway(folder, server, token, dead_replicas: int = 0, replica=None):
+    """nginx in front of `server`, after `dead_replicas` upstreams nothing listens on, and before
+    `replica` when given."""
     from serving.gateway import GatewayOptions, command, ensure_certificate, write_standalone
 
     certificate, key = ensure_certificate(folder / "certs")
-    grpc_port, rest_port, *dead = free_ports(2 + 2 * dead_replicas)  # nothing listens on `dead`
+    grpc_port, rest_port, *dead = free_ports(2 + 2 * dead_replicas)
+    servers = [server, *([replica] if replica else [])]
     options = GatewayOptions(
         grpc_listen=f"127.0.0.1:{grpc_port}",
         rest_listen=f"127.0.0.1:{rest_port}",
-        upstream_grpc=(*[f"127.0.0.1:{port}" for port in dead[::2]], server.grpc_target),
+        upstream_grpc=(*[f"127.0.0.1:{port}" for port in dead[::2]], *[one.grpc_target for one in servers]),
         upstream_rest=(
             *[f"127.0.0.1:{port}" for port in dead[1::2]],
-            server.rest_url.removeprefix("http://"),
+            *[one.rest_url.removeprefix("http://") for one in servers],
         ),
         certificate=str(certificate),
         key=str(key),
@@ -128,6 +143,37 @@ def test_a_dead_replica_costs_no_request(server, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_the_replicas_killed_one_after_the_other_cost_no_request(tmp_path):
+    """Replica A dies and comes back, then B dies at once: the gateway must send to A again
+    although A failed moments ago (nginx's marking of a failed server kept A down for its
+    fail_timeout: 502 with one replica up)."""
+    config = _linear_models(tmp_path / "models")
+    first, second = _serve(config), _serve(config)
+    ports = (first.grpc_port, first.rest_port)
+    process, options, certificate = _start_gateway(tmp_path, first, None, replica=second)
+    gateway = {"options": options, "ca": certificate, "token": None}
+
+    def answered(count: int) -> list:
+        with _client(gateway, "grpc") as client:
+            return [
+                client.predict({"x": np.array(X, np.float32)}, "linear", label="stable")[0]["y"].tolist()
+                for _ in range(count)
+            ]
+
+    try:
+        assert len(answered(4)) == 4
+        first.stop(0)
+        assert len(answered(4)) == 4  # all from the second; the first was tried and refused
+        first = _serve(config, *ports)  # back on its ports
+        second.stop(0)
+        assert answered(4) == [[2.5, 3.0, 0.25]] * 4  # all from the first, at once
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        first.stop(0)
+        second.stop(0)
 
 
 def test_reload_config_is_refused_at_the_gateway_and_nothing_is_unloaded(gateway):
