@@ -22,6 +22,7 @@ from pipelines.stack.services import (
     nginx_binary,
     password_file,
     reviewer_password,
+    service_secrets,
     services,
     write_gateway_config,
 )
@@ -79,8 +80,15 @@ def _keep_private(settings: Settings) -> None:
 
 
 def _programs(settings: Settings) -> list[supervision.Program]:
+    """Each service with its own environment on top of the shared one: its settings and its secrets."""
+    held = service_secrets(settings)
     return [
-        supervision.Program(service.name, service.command, str(settings.repo_root), service.extra_env)
+        supervision.Program(
+            service.name,
+            service.command,
+            str(settings.repo_root),
+            {**service.extra_env, **held.get(service.name, {})},
+        )
         for service in services(settings)
     ]
 

@@ -15,7 +15,13 @@ import requests
 from pipelines.contracts import REVIEWER_ROLE
 from pipelines.ports import host_port
 from pipelines.private_files import read_private, write_private
-from pipelines.registry.accounts import PIPELINE, account, ensure_embedded_accounts, server_environment
+from pipelines.registry.accounts import (
+    PIPELINE,
+    VIEWER,
+    account,
+    ensure_embedded_accounts,
+    server_environment,
+)
 from pipelines.registry.tracking_server import SERVER_ENVIRONMENT, embedded_store, server_command
 from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
 
@@ -73,9 +79,27 @@ def reviewer_password(settings: Settings) -> str:
     return airflow_password(settings, REVIEWER_ROLE)
 
 
+# Variables that carry a secret: never in the environment every service shares (see service_secrets).
+SECRET_VARIABLES = (
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "MURA_SERVING_TOKEN",
+    "MURA_PACS_PASSWORD",
+    "MURA_AIRFLOW_PASSWORD",
+)
+
+
+def _is_secret(name: str) -> bool:
+    return name in SECRET_VARIABLES or (name.startswith("MURA_MLFLOW_") and name.endswith("_PASSWORD"))
+
+
 def base_environment(settings: Settings) -> dict[str, str]:
-    """Environment of every stack process: the venv first on PATH and the platform's settings."""
-    env = dict(os.environ)
+    """Environment every stack process shares: the venv first on PATH and the platform's settings; no
+    secret, not even one the invoking shell holds (each service gets its own: service_secrets)."""
+    env = {name: value for name, value in os.environ.items() if not _is_secret(name)}
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     env.update(
@@ -91,12 +115,34 @@ def base_environment(settings: Settings) -> dict[str, str]:
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
     )
-    # DAG tasks act as the `pipeline` MLflow account (the server runs the basic-auth app).
-    ensure_embedded_accounts(settings.mura_home)
-    pipeline = account(PIPELINE, settings.mura_home, environ={})
-    if pipeline is not None:
-        env.update(pipeline.environment())
     return env
+
+
+def service_secrets(settings: Settings) -> dict[str, dict[str, str]]:
+    """The secrets each service holds in its environment, and no other (SECURITY.md's table): a
+    process that never uses a secret cannot leak it (its environ, a crash report, a child it starts)."""
+    ensure_embedded_accounts(settings.mura_home)
+    jwt = {"AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(settings)}  # signs (scheduler), checks (API)
+    logins = {
+        role: login.environment()
+        for role in (PIPELINE, VIEWER)
+        if (login := account(role, settings.mura_home, environ={})) is not None
+    }
+    return {
+        "mlflow": server_environment(settings.mura_home),
+        "airflow-api-server": jwt,
+        "airflow-scheduler": {**jwt, **logins.get(PIPELINE, {})},  # its tasks act as `pipeline`
+        # The approval's trigger reads aliases; the triggerer reaches Airflow in-process (no token).
+        "airflow-triggerer": logins.get(VIEWER, {}),
+    }
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The key Airflow signs and checks its API tokens with: made once, readable by its owner only."""
+    path = airflow_home(settings) / "jwt_secret"
+    if not path.is_file():
+        write_private(path, secrets.token_urlsafe(32))
+    return read_private(path).strip()
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
@@ -104,9 +150,6 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     home = airflow_home(settings)
     host, port = host_port(settings.airflow_url)
     cores = os.cpu_count() or 2
-    jwt_file = home / "jwt_secret"  # signs every API token: readable by its owner only
-    if not jwt_file.is_file():
-        write_private(jwt_file, secrets.token_urlsafe(32))
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.repo_root / "dags"),
@@ -124,7 +167,6 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # The reviewer answers approvals (role user: it can see runs and respond, not administer).
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN}:admin,{REVIEWER_ROLE}:user",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
-        "AIRFLOW__API_AUTH__JWT_SECRET": read_private(jwt_file).strip(),
         "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": settings.airflow_url,
@@ -255,7 +297,7 @@ def services(settings: Settings) -> list[Service]:
             ),
             ((mlflow_host, mlflow_port),),
             f"{mlflow_url(settings)}/health",
-            extra_env={**SERVER_ENVIRONMENT, **server_environment(settings.mura_home)},
+            extra_env=SERVER_ENVIRONMENT,
         ),
         *serving_services(settings),
         *([gateway] if (gateway := gateway_service(settings)) else []),

@@ -117,6 +117,7 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
     assert requests.get(search, auth=("reviewer", status["mlflow_password"]), timeout=10).ok
     assert stat.S_IMODE(Path(status["mlflow_accounts"]).stat().st_mode) == 0o600
     _every_listening_socket_is_on_loopback(report)
+    _each_service_holds_only_its_secrets(env, report)
     # Private from the first byte: the home, its databases (auth.db: every password hash) and logs.
     home = Path(env["MURA_HOME"])
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
@@ -154,6 +155,41 @@ def _every_listening_socket_is_on_loopback(report) -> None:
                     listening[(name, connection.laddr.ip, connection.laddr.port)] = process.name()
     exposed = [key for key in listening if not _loopback(key[1]) and key[0] != "pacs"]
     assert listening and not exposed, exposed
+
+
+def _each_service_holds_only_its_secrets(env, report) -> None:
+    """/proc/PID/environ of every process of the stack, the supervisor's included: each secret only
+    in the services of its row in SECURITY.md (the MLflow server and serving held Airflow's JWT key
+    and the pipeline password; every service held the gateway token the shell had)."""
+    import psutil
+
+    from pipelines.registry.accounts import ensure_embedded_accounts
+
+    home = Path(env["MURA_HOME"])
+    secrets = {
+        **ensure_embedded_accounts(home),  # each MLflow account's password and the UI's CSRF key
+        "jwt": (home / "airflow" / "jwt_secret").read_text().strip(),
+        "gateway token": env["MURA_SERVING_TOKEN"],
+    }
+    rows = {
+        "mlflow": {"admin", "flask_secret_key"},
+        "airflow-api-server": {"jwt"},
+        "airflow-scheduler": {"jwt", "pipeline"},
+        "airflow-triggerer": {"viewer"},
+    }
+    held: dict[str, set[str]] = {}
+    for name, entry in report["services"].items():
+        root = psutil.Process(entry["pid"])
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                environ = Path(f"/proc/{process.pid}/environ").read_bytes()
+            except OSError:  # a short-lived child gone meanwhile
+                continue
+            found = {secret for secret, value in secrets.items() if value.encode() in environ}
+            held[name] = held.get(name, set()) | found
+    supervisor = Path(f"/proc/{(home / 'run' / 'supervisord.pid').read_text().strip()}/environ")
+    assert [secret for secret, value in secrets.items() if value.encode() in supervisor.read_bytes()] == []
+    assert held == {name: rows.get(name, set()) for name in report["services"]}
 
 
 def test_up_names_a_port_that_is_already_taken(stack, tmp_path):

@@ -31,12 +31,13 @@ def airflow_env(settings, base: dict[str, str], airflow_db: str, redis_db: int, 
     """The embedded stack's Airflow configuration switched to Celery on Postgres + Redis."""
     from cryptography.fernet import Fernet
 
-    from pipelines.stack.services import airflow_environment
+    from pipelines.stack.services import airflow_environment, jwt_secret
 
     result_db = airflow_db.replace("postgresql+psycopg2://", "db+postgresql://")
     return {
         **base,
         **airflow_environment(settings),
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(settings),  # one key: the scheduler signs, the API checks
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
         "AIRFLOW__CELERY__BROKER_URL": f"redis://{distributed.REDIS_HOST}:{distributed.REDIS_PORT}/{redis_db}",

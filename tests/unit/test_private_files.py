@@ -48,36 +48,49 @@ def test_read_private_narrows_a_file_others_could_read(tmp_path):
 
 def test_the_stack_secrets_are_0600(tmp_path, open_umask):
     from pipelines.settings import get_settings
-    from pipelines.stack.services import admin_password, airflow_environment, airflow_home, password_file
+    from pipelines.stack.services import admin_password, airflow_home, jwt_secret, password_file
 
     settings = get_settings({"MURA_HOME": str(tmp_path / "home")})
     password = admin_password(settings)
-    environment = airflow_environment(settings)
+    key = jwt_secret(settings)
     jwt = airflow_home(settings) / "jwt_secret"
     assert mode(password_file(settings)) == 0o600 and mode(jwt) == 0o600
-    assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == jwt.read_text().strip()
-    assert admin_password(settings) == password  # made once, read back
+    assert key == jwt.read_text().strip() == jwt_secret(settings)  # made once, read back
+    assert admin_password(settings) == password
 
 
-def test_the_mlflow_accounts_are_0600_and_reach_the_server_and_the_dag_tasks(tmp_path, open_umask):
+def test_the_mlflow_accounts_are_0600_and_reach_only_the_server_and_the_dag_tasks(
+    tmp_path, open_umask, monkeypatch
+):
     from pipelines.registry.accounts import ROLES, accounts_file, auth_config_file
     from pipelines.settings import get_settings
-    from pipelines.stack.services import base_environment, services
+    from pipelines.stack.services import base_environment, service_secrets, services
 
+    # Secrets of the shell that runs `mura up` stay out of what every service shares.
+    monkeypatch.setenv("MURA_SERVING_TOKEN", "made-up-token")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "made-up-password")
+    monkeypatch.setenv("MURA_MLFLOW_REVIEWER_PASSWORD", "made-up-reviewer")
     settings = get_settings({"MURA_HOME": str(tmp_path / "home")})
     mlflow = next(service for service in services(settings) if service.name == "mlflow")
+    held = service_secrets(settings)  # the accounts are made here, once
     passwords = accounts_file(settings.mura_home)
     assert mode(passwords) == 0o600 and mode(auth_config_file(settings.mura_home)) == 0o600
     stored = json.loads(passwords.read_text())
     assert set(ROLES) <= set(stored) and len({stored[role] for role in ROLES}) == len(ROLES)
     # The server's environment (not a flag: the 5th field once took it as `any_http_status`).
     assert mlflow.any_http_status is False and "--app-name" in mlflow.command
-    assert mlflow.extra_env["MLFLOW_AUTH_ADMIN_PASSWORD"] == stored["admin"]
+    assert held["mlflow"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == stored["admin"]
     assert mlflow.extra_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert stored["admin"] not in " ".join(mlflow.command)  # no secret on a command line
-    environment = base_environment(settings)
-    assert environment["MLFLOW_TRACKING_USERNAME"] == "pipeline"
-    assert environment["MLFLOW_TRACKING_PASSWORD"] == stored["pipeline"]
+    # The DAG tasks run under the scheduler and act as `pipeline`; no other service holds its login.
+    scheduler = held["airflow-scheduler"]
+    assert (scheduler["MLFLOW_TRACKING_USERNAME"], scheduler["MLFLOW_TRACKING_PASSWORD"]) == (
+        "pipeline",
+        stored["pipeline"],
+    )
+    shared = set(base_environment(settings).values())
+    made_up = {"made-up-token", "made-up-password", "made-up-reviewer"}
+    assert not shared & (set(stored.values()) | made_up)
     assert json.loads(passwords.read_text()) == stored  # generated once
 
 
