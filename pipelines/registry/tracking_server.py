@@ -39,6 +39,9 @@ def allowed_hosts(port: int, extra_hosts: tuple[str, ...] | list[str] = ()) -> s
     return ",".join(dict.fromkeys(names))
 
 
+AUTH_APP = "mura-auth"  # pipelines/registry/auth_app.py, an `mlflow.app` entry point of this package
+
+
 def server_command(
     backend_store_uri: str,
     artifacts_destination: str,
@@ -51,8 +54,9 @@ def server_command(
 ) -> list[str]:
     """The one `mlflow server` argument list.
 
-    `basic_auth`: MLflow's login app (pipelines/registry/accounts.py); its settings come from the
-    environment (MLFLOW_AUTH_CONFIG_PATH, the admin password, the Flask secret key).
+    `basic_auth`: MLflow's login app with the platform's guard (AUTH_APP: only the admin destroys or
+    grants, failed logins throttled); its settings come from the environment (MLFLOW_AUTH_CONFIG_PATH,
+    the admin password, the Flask secret key).
 
     `proxy_artifacts` (production): the server proxies `artifacts_destination`, so clients need no S3
     keys. Without it (the embedded stack) clients read and write the artifact folder directly, so the
@@ -71,7 +75,7 @@ def server_command(
         "--port", str(port),
         "--workers", str(workers),
         "--allowed-hosts", allowed_hosts(port, extra_hosts),
-        *(["--app-name", "basic-auth"] if basic_auth else []),
+        *(["--app-name", AUTH_APP] if basic_auth else []),
     ]  # fmt: skip
 
 

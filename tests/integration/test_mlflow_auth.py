@@ -1,4 +1,5 @@
-"""MLflow with its basic-auth app, as the embedded stack runs it: who may read, register and promote."""
+"""MLflow with its basic-auth app and the platform's guard, as the embedded stack runs it: who may read,
+register, promote, destroy and grant, and how many wrong passwords it takes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ MODEL = "mura_binary"
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory):
-    """A real `mlflow server --app-name basic-auth` with the platform's accounts provisioned, and one
+    """A real `mlflow server --app-name mura-auth` with the platform's accounts provisioned, and one
     registered version made by the `pipeline` account."""
     import mlflow
 
@@ -139,3 +140,53 @@ def _password(server: dict, role: str) -> str:
     from pipelines.registry.accounts import account
 
     return account(role, server["home"], environ={}).password
+
+
+def test_only_the_admin_deletes_models_or_grants_and_lists_accounts(auth_server, monkeypatch):
+    """The reviewer and the pipeline hold MANAGE (MLflow's price for moving aliases): with it, the
+    reviewer deleted a registered model (200) and both passed the grant route's check. The guard
+    answers 403 to both, and to a viewer listing the accounts; the admin still can."""
+    from pipelines.registry.accounts import ADMIN, PIPELINE, REVIEWER, VIEWER, account
+
+    uri, home = auth_server["uri"], auth_server["home"]
+
+    def login(role: str) -> tuple[str, str]:
+        found = account(role, home, environ={})
+        return found.username, found.password
+
+    grant = {"username": "viewer", "resource_type": "registered_model", "resource_pattern": MODEL}
+    for role in (REVIEWER, PIPELINE):
+        deleted = requests.delete(
+            f"{uri}/api/2.0/mlflow/registered-models/delete",
+            json={"name": MODEL},
+            auth=login(role),
+            timeout=10,
+        )
+        granted = requests.post(
+            f"{uri}/api/3.0/mlflow/users/permissions/grant", json={**grant, "permission": "MANAGE"},
+            auth=login(role), timeout=10,
+        )  # fmt: skip
+        assert (deleted.status_code, granted.status_code) == (403, 403), role
+        assert "only the admin account" in deleted.json()["message"]
+    assert requests.get(f"{uri}/api/2.0/mlflow/users/list", auth=login(VIEWER), timeout=10).status_code == 403
+    client = _client_as(REVIEWER, auth_server, monkeypatch)
+    assert client.get_registered_model(MODEL).aliases  # the model and its aliases are all still there
+    assert requests.get(f"{uri}/api/2.0/mlflow/users/list", auth=login(ADMIN), timeout=10).ok
+
+
+def test_wrong_passwords_lock_the_account_from_that_address_for_a_minute(auth_server):
+    """Last of the module (it locks `deployer`): 10 wrong passwords took 1.1 s and were all answered
+    401; now the sixth try, with the right password, gets 429 and says when to retry."""
+    from pipelines.registry.accounts import DEPLOYER, VIEWER, account
+
+    uri, home = auth_server["uri"], auth_server["home"]
+    search = f"{uri}/api/2.0/mlflow/registered-models/search"
+    deployer = account(DEPLOYER, home, environ={})
+    wrong = [
+        requests.get(search, auth=(deployer.username, f"guess-{n}"), timeout=10).status_code for n in range(5)
+    ]
+    assert wrong == [401] * 5
+    locked = requests.get(search, auth=(deployer.username, deployer.password), timeout=10)
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0, locked.text
+    viewer = account(VIEWER, home, environ={})
+    assert requests.get(search, auth=(viewer.username, viewer.password), timeout=10).ok  # others unlocked

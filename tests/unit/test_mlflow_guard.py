@@ -1,0 +1,100 @@
+"""The MLflow server's guard (pipelines/registry/auth_app.py): admin-only routes, throttled logins."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from pipelines.registry.auth_app import FAILURES, LOCK_SECONDS, Guard, LoginThrottle, admin_only, basic_user
+
+
+@pytest.mark.parametrize(
+    ("path", "only_admin"),
+    [
+        ("/api/2.0/mlflow/registered-models/delete", True),
+        ("/ajax-api/2.0/mlflow/model-versions/delete", True),
+        ("/api/3.0/mlflow/users/permissions/grant", True),
+        ("/api/2.0/mlflow/users/list", True),
+        ("/api/3.0/mlflow/roles/list", True),
+        ("/api/2.0/mlflow/registered-models/permissions/create", True),
+        ("/api/2.0/mlflow/experiments/permissions/update", True),
+        # What the accounts' jobs need stays open: aliases (set and delete), version tags, reads.
+        ("/api/2.0/mlflow/registered-models/alias", False),
+        ("/api/2.0/mlflow/model-versions/delete-tag", False),
+        ("/api/2.0/mlflow/registered-models/get", False),
+        ("/api/3.0/mlflow/users/current", False),
+        ("/api/3.0/mlflow/users/current/permissions", False),
+    ],
+)
+def test_destroying_and_granting_are_the_admins_alone(path, only_admin):
+    assert admin_only(path) is only_admin
+
+
+def _basic(user: str, password: str = "x") -> bytes:
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+def test_the_user_name_is_read_from_basic_auth_only():
+    assert basic_user(_basic("reviewer", "a:b")) == "reviewer"
+    assert [
+        basic_user(header)
+        for header in (None, b"Bearer abc", b"Basic !!!", b"Basic " + base64.b64encode(b"nocolon"))
+    ] == [None] * 4
+
+
+def test_a_lock_follows_the_fifth_wrong_password_in_the_window_and_ends():
+    now = [0.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    key = ("127.0.0.1", "pipeline")
+    for _ in range(FAILURES - 1):
+        throttle.failed(key)
+    assert throttle.retry_after(key) == 0  # four are not enough
+    throttle.succeeded(key)  # a right password clears them
+    for _ in range(FAILURES - 1):
+        throttle.failed(key)
+    assert throttle.retry_after(key) == 0
+    throttle.failed(key)
+    assert throttle.retry_after(key) == LOCK_SECONDS
+    assert throttle.retry_after(("10.0.0.2", "pipeline")) == 0  # the guesser's address only
+    now[0] += LOCK_SECONDS
+    assert throttle.retry_after(key) == 0
+
+
+def _call(guard: Guard, path: str, user: str | None, password: str = "right") -> tuple[int, bool]:
+    """(status, whether the account was locked when the answer left)."""
+    headers = [(b"authorization", _basic(user, password))] if user else []
+    scope = {"type": "http", "path": path, "headers": headers, "client": ("127.0.0.1", 5555)}
+    sent = []
+
+    async def send(message):  # with the lock as the client would find it on its next try
+        sent.append({**message, "locked": guard.throttle.retry_after(("127.0.0.1", user or "")) > 0})
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    asyncio.run(guard(scope, receive, send))
+    return sent[0]["status"], sent[0]["locked"]
+
+
+def test_the_guard_refuses_before_mlflow_answers_and_counts_what_mlflow_refused():
+    reached = []
+
+    async def mlflow_app(scope, receive, send):  # stands in for basic-auth: the password decides
+        reached.append(scope["path"])
+        password = base64.b64decode(dict(scope["headers"])[b"authorization"][6:]).decode().split(":")[1]
+        await send(
+            {"type": "http.response.start", "status": 200 if password == "right" else 401, "headers": []}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    guard = Guard(mlflow_app, admin="admin")
+    assert _call(guard, "/api/2.0/mlflow/registered-models/delete", "reviewer")[0] == 403
+    assert reached == []  # refused before MLflow's own checks
+    assert _call(guard, "/api/2.0/mlflow/registered-models/delete", "admin")[0] == 200
+    wrong = [_call(guard, "/api/2.0/mlflow/runs/get", "viewer", "wrong") for _ in range(FAILURES)]
+    # Locked by the time the fifth answer leaves (counted after it, a quick next try got in).
+    assert wrong == [(401, False)] * (FAILURES - 1) + [(401, True)]
+    assert _call(guard, "/api/2.0/mlflow/runs/get", "viewer")[0] == 429  # the right one too, while locked
+    assert _call(guard, "/api/2.0/mlflow/runs/get", "pipeline")[0] == 200  # other accounts are not locked
