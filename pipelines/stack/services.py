@@ -154,11 +154,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.repo_root / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # LocalExecutor that gives back the try of an attempt lost with a killed scheduler.
+        # LocalExecutor that runs an attempt lost with a killed scheduler again at once, its try given back.
         "AIRFLOW__CORE__EXECUTOR": "pipelines.stack.airflow_executor.MuraLocalExecutor",
-        # A restarted scheduler finds such attempts within this (default 300 s); the old one counts
-        # as dead once its heartbeat is older than scheduler_health_check_threshold (30 s).
-        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
         # Each running task is a process that may load TensorFlow: size the slots for the cores.
         "AIRFLOW__CORE__PARALLELISM": str(max(2, cores)),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(2, cores)),

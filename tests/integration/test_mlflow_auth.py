@@ -154,7 +154,7 @@ def test_only_the_admin_deletes_models_or_grants_and_lists_accounts(auth_server,
         found = account(role, home, environ={})
         return found.username, found.password
 
-    grant = {"username": "viewer", "resource_type": "registered_model", "resource_pattern": MODEL}
+    grant = {"username": "viewer", "resource_type": "registered_model", "resource_id": MODEL}
     for role in (REVIEWER, PIPELINE):
         deleted = requests.delete(
             f"{uri}/api/2.0/mlflow/registered-models/delete",
@@ -172,6 +172,81 @@ def test_only_the_admin_deletes_models_or_grants_and_lists_accounts(auth_server,
     client = _client_as(REVIEWER, auth_server, monkeypatch)
     assert client.get_registered_model(MODEL).aliases  # the model and its aliases are all still there
     assert requests.get(f"{uri}/api/2.0/mlflow/users/list", auth=login(ADMIN), timeout=10).ok
+
+
+# What each account can do on the registry (SECURITY.md's matrix), in the order the test tries it.
+ACTIONS = (
+    "read",
+    "set alias",
+    "set version tag",
+    "delete alias",
+    "create experiment",
+    "list users",
+    "grant permission",
+    "delete version",
+    "delete model",
+)
+MATRIX = {
+    "admin": set(ACTIONS),
+    "pipeline": {"read", "set alias", "set version tag", "delete alias", "create experiment"},
+    "reviewer": {"read", "set alias", "set version tag", "delete alias", "create experiment"},
+    "deployer": {"read", "set version tag", "create experiment"},
+    "viewer": {"read", "create experiment"},
+}
+
+
+def _attempts(client, uri: str, model: str, login) -> dict:
+    """Each action of ACTIONS on `model`, as the account of `client` and `login`."""
+    grant = {"username": "viewer", "resource_type": "registered_model", "resource_id": model}
+    auth = (login.username, login.password)
+    return {
+        "read": lambda: client.get_registered_model(model),
+        "set alias": lambda: client.set_registered_model_alias(model, "champion", "1"),
+        "set version tag": lambda: client.set_model_version_tag(model, "1", "matrix", login.username),
+        "delete alias": lambda: client.delete_registered_model_alias(model, "challenger"),
+        "create experiment": lambda: client.create_experiment(f"matrix-{login.username}"),
+        "list users": lambda: requests.get(
+            f"{uri}/api/2.0/mlflow/users/list", auth=auth, timeout=10
+        ).raise_for_status(),
+        "grant permission": lambda: requests.post(
+            f"{uri}/api/3.0/mlflow/users/permissions/grant",
+            json={**grant, "permission": "READ"},
+            auth=auth,
+            timeout=10,
+        ).raise_for_status(),  # fmt: skip
+        "delete version": lambda: client.delete_model_version(model, "1"),
+        "delete model": lambda: client.delete_registered_model(model),
+    }
+
+
+def test_each_account_can_do_what_the_matrix_says_and_nothing_more(auth_server, monkeypatch):
+    """Every account tries every action on a model of its own (made by the admin, with a version
+    and the alias `challenger`): what it was allowed is exactly its row of SECURITY.md's matrix."""
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.registry.accounts import ADMIN, account
+
+    uri, home = auth_server["uri"], auth_server["home"]
+    done = {}
+    for role in MATRIX:
+        admin = _client_as(ADMIN, auth_server, monkeypatch)
+        model = f"mura_matrix_{role}"
+        run = admin.create_run(admin.get_experiment_by_name("mura").experiment_id).info.run_id
+        admin.create_registered_model(model)
+        admin.create_model_version(model, f"runs:/{run}/tf_serving", run)
+        admin.set_registered_model_alias(model, "challenger", "1")
+        attempts = _attempts(
+            _client_as(role, auth_server, monkeypatch), uri, model, account(role, home, environ={})
+        )
+        done[role] = set()
+        for action in ACTIONS:
+            try:
+                attempts[action]()
+            except (MlflowException, requests.HTTPError) as error:
+                assert "403" in str(error) or "PERMISSION_DENIED" in str(error), (role, action, error)
+                continue
+            done[role].add(action)
+    assert done == MATRIX
 
 
 def test_wrong_passwords_lock_the_account_from_that_address_for_a_minute(auth_server):
