@@ -92,9 +92,9 @@ def http_block(options: GatewayOptions) -> str:
     client_max_body_size {MAX_BODY};
     client_body_buffer_size {BODY_BUFFER};
     grpc_read_timeout 120s;
-    # The passed calls only read: one that failed on a replica (refused, reset by a killed process)
-    # is sent again to the next one before the client sees an error.
-    grpc_next_upstream error timeout non_idempotent;
+    # A call a replica refused (dead, restarting) goes to the next one. One already sent is not sent
+    # again: a request that kills a replica must not kill the other (clients retry UNAVAILABLE).
+    grpc_next_upstream error timeout;
     grpc_connect_timeout {CONNECT_TIMEOUT};
     grpc_next_upstream_tries {len(options.upstream_grpc)};
 {grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
@@ -111,7 +111,7 @@ server {{
     client_max_body_size {MAX_BODY};
     client_body_buffer_size {BODY_BUFFER};
     proxy_read_timeout 120s;
-    proxy_next_upstream error timeout non_idempotent;
+    proxy_next_upstream error timeout;
     proxy_connect_timeout {CONNECT_TIMEOUT};
     proxy_next_upstream_tries {len(options.upstream_rest)};
     if ($request_uri ~ "{UNNORMAL_PATH}") {{

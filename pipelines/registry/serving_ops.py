@@ -6,11 +6,14 @@ that client, so this module sends it with the official tensorflow-serving-api st
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
 
 from pipelines.registry.errors import DeployError
+
+LOGGER = logging.getLogger(__name__)
 
 
 class ServingTarget:
@@ -134,10 +137,20 @@ class ServingTarget:
 
 class ServingReplicas:
     """Every serving process behind the gateway, driven as one: each reloads, loads and labels alike,
-    so whichever replica the gateway picks answers with the same version."""
+    so whichever replica the gateway picks answers with the same version. A replica other than the
+    first that accepts no connection (down, restarting, or a standalone `mura serve` without the
+    stack's replica) is left out of the pass with a warning: it reads models.config when it starts."""
 
     def __init__(self, grpc_targets: tuple[str, ...], timeout_seconds: float = 30.0):
-        self.replicas = [ServingTarget(target, timeout_seconds) for target in grpc_targets]
+        first, *others = grpc_targets
+        for target in others:
+            if not _accepts(target):
+                LOGGER.warning(
+                    "serving replica %s does not answer: skipped (it reads models.config when it starts)",
+                    target,
+                )
+        reachable = [target for target in others if _accepts(target)]
+        self.replicas = [ServingTarget(target, timeout_seconds) for target in (first, *reachable)]
 
     def close(self) -> None:
         """Close every replica's channels."""
@@ -170,6 +183,19 @@ class ServingReplicas:
         """Smoke-predict on every replica; the first replica's probabilities."""
         answers = [replica.smoke_predict(model, label, expected_version, images) for replica in self.replicas]
         return answers[0]
+
+
+def _accepts(target: str) -> bool:
+    """True when something accepts a TCP connection at host:port."""
+    import socket
+
+    from pipelines.ports import host_port
+
+    try:
+        socket.create_connection(host_port(target), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:

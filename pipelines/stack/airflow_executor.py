@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from airflow.executors.local_executor import LocalExecutor
 
+GIVE_BACK_UNTIL_TRY = 4  # from this try on, a lost attempt counts (a task that kills its scheduler)
+
 
 class MuraLocalExecutor(LocalExecutor):
     """LocalExecutor that runs again, with its try given back, an attempt a dead scheduler abandoned."""
@@ -31,6 +33,8 @@ class MuraLocalExecutor(LocalExecutor):
         from sqlalchemy import update
 
         super().start()
+        if self.job_id is None:  # not started by a scheduler: nothing to tell apart
+            return
         with create_session() as session:
             marked = session.execute(
                 update(Job)
@@ -44,6 +48,11 @@ class MuraLocalExecutor(LocalExecutor):
         """Adopt nothing (the processes died with the scheduler); add one try to each, then let Airflow
         reset them for scheduling."""
         for ti in tis:
+            if ti.try_number >= GIVE_BACK_UNTIL_TRY:  # a task that takes the scheduler down each time
+                self.log.warning(
+                    "%s lost attempt %s with a scheduler: rescheduled, the try counts", ti, ti.try_number
+                )
+                continue
             ti.max_tries += 1
             self.log.warning(
                 "%s lost its attempt with the previous scheduler: rescheduled, the try given back", ti

@@ -109,6 +109,9 @@ def base_environment(settings: Settings) -> dict[str, str]:
             "MURA_MODEL_BASE_PATH": str(settings.model_base_path),
             "MURA_SERVING_GRPC": settings.serving_grpc,
             "MURA_SERVING_REST": settings.serving_rest,
+            # Named too: the tasks set MURA_SERVING_GRPC, which alone would mean "no replica".
+            "MURA_SERVING_REPLICA_GRPC": settings.serving_replica_grpc,
+            "MURA_SERVING_REPLICA_REST": settings.serving_replica_rest,
             "MURA_DEFAULT_PRESET": settings.default_preset,
             "MLFLOW_TRACKING_URI": mlflow_url(settings),
             "DVC_NO_ANALYTICS": "1",
@@ -131,10 +134,17 @@ def service_secrets(settings: Settings) -> dict[str, dict[str, str]]:
     return {
         "mlflow": server_environment(settings.mura_home),
         "airflow-api-server": jwt,
-        "airflow-scheduler": {**jwt, **logins.get(PIPELINE, {})},  # its tasks act as `pipeline`
+        # Its tasks act as `pipeline`, and reach the PACS with the login the shell gave `mura up`.
+        "airflow-scheduler": {**jwt, **logins.get(PIPELINE, {}), **_pacs_login()},
         # The approval's trigger reads aliases; the triggerer reaches Airflow in-process (no token).
         "airflow-triggerer": logins.get(VIEWER, {}),
     }
+
+
+def _pacs_login() -> dict[str, str]:
+    """MURA_PACS_PASSWORD when the shell set it (else the tasks read the stack's own pacs.json)."""
+    password = os.environ.get("MURA_PACS_PASSWORD")
+    return {"MURA_PACS_PASSWORD": password} if password else {}
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -294,7 +304,9 @@ def services(settings: Settings) -> list[Service]:
             ),
             ((mlflow_host, mlflow_port),),
             f"{mlflow_url(settings)}/health",
-            extra_env=SERVER_ENVIRONMENT,
+            # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: the login throttle keys on
+            # the client's address, which a local guesser could then choose per request.
+            extra_env={**SERVER_ENVIRONMENT, "FORWARDED_ALLOW_IPS": ""},
         ),
         *serving_services(settings),
         *([gateway] if (gateway := gateway_service(settings)) else []),

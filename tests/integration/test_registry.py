@@ -270,10 +270,7 @@ def test_failed_smoke_prediction_restores_the_previous_config(world):
     assert states[1] == "AVAILABLE" and states.get(2, "END") == "END"  # v2 was loaded, then unloaded again
 
 
-@pytest.mark.parametrize("down", ["MURA_SERVING_GRPC", "MURA_SERVING_REPLICA_GRPC"])
-def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch, down):
-    """The serving process or its replica is down: the deploy names it and keeps the old config (a
-    replica left behind would answer the gateway's requests with the old version)."""
+def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch):
     from pipelines.ports import free_port
     from pipelines.registry.errors import DeployError
     from pipelines.registry.reconciler import reconcile
@@ -281,11 +278,27 @@ def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch, do
 
     register_run(make_run(world, "shoulder", GOOD, seed=12))
     dead = f"127.0.0.1:{free_port()}"
-    monkeypatch.setenv(down, dead)
+    monkeypatch.setenv("MURA_SERVING_GRPC", dead)
     config_before = world["config"].read_bytes()
     with pytest.raises(DeployError, match=f"mura_binary_shoulder: deploy failed.*TF Serving at {dead}"):
         reconcile(models=["mura_binary_shoulder"])
     assert world["config"].read_bytes() == config_before
+
+
+def test_a_replica_that_is_down_is_left_out_and_named(world, monkeypatch, caplog):
+    """The replica is restarting (or `mura serve` runs without the stack's replica): the deploy goes
+    on with the first process, says which replica it left out, and the config file it writes is what
+    that replica loads when it starts."""
+    from pipelines.ports import free_port
+    from pipelines.registry.reconciler import reconcile
+
+    dead = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MURA_SERVING_REPLICA_GRPC", dead)
+    report = reconcile(models=["mura_binary_shoulder"])  # registered by the test above, never served
+    assert report["models"][0]["served"] == {"mura_binary_shoulder": {"stable": 1}}
+    assert f"serving replica {dead} does not answer: skipped" in caplog.text
+    assert stable_version(world, "mura_binary_shoulder") == 1
+    assert "mura_binary_shoulder" in world["config"].read_text()
 
 
 def test_mlflow_down_names_the_tracking_uri(world, capsys, monkeypatch):

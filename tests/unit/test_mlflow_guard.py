@@ -36,12 +36,32 @@ def _basic(user: str, password: str = "x") -> bytes:
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
 
 
-def test_the_user_name_is_read_from_basic_auth_only():
-    assert basic_user(_basic("reviewer", "a:b")) == "reviewer"
-    assert [
-        basic_user(header)
-        for header in (None, b"Bearer abc", b"Basic !!!", b"Basic " + base64.b64encode(b"nocolon"))
-    ] == [None] * 4
+def test_the_user_name_is_read_as_mlflow_reads_it():
+    def user(*headers: tuple[bytes, bytes]) -> str | None:
+        return basic_user(list(headers))
+
+    assert user((b"authorization", _basic("reviewer", "a:b"))) == "reviewer"
+    # MLflow: X-MLflow-Authorization first, the first Authorization header, any whitespace, lenient base64.
+    assert (
+        user((b"authorization", _basic("viewer")), (b"x-mlflow-authorization", _basic("pipeline")))
+        == "pipeline"
+    )
+    assert user((b"authorization", _basic("viewer")), (b"authorization", _basic("admin"))) == "viewer"
+    assert user((b"authorization", b"Basic\t" + base64.b64encode(b"deployer:x") + b"!")) == "deployer"
+    assert [user(*headers) for headers in ([], [(b"authorization", b"Bearer abc")])] == [None, None]
+
+
+def test_a_burst_of_logins_after_a_failure_waits_for_the_answers():
+    throttle = LoginThrottle(clock=lambda: 0.0)
+    key = ("127.0.0.1", "pipeline")
+    for _ in range(FAILURES):
+        throttle.started(key)
+    assert throttle.retry_after(key) == 0  # no failure yet: a busy account is not slowed
+    throttle.failed(key)
+    assert throttle.retry_after(key) > 0  # one failure and four more on their way: the fifth waits
+    for _ in range(FAILURES):
+        throttle.finished(key)
+    assert throttle.retry_after(key) == 0 and throttle.in_flight == {}
 
 
 def test_a_lock_follows_the_fifth_wrong_password_in_the_window_and_ends():
@@ -69,7 +89,7 @@ def _call(guard: Guard, path: str, user: str | None, password: str = "right") ->
     sent = []
 
     async def send(message):  # with the lock as the client would find it on its next try
-        sent.append({**message, "locked": guard.throttle.retry_after(("127.0.0.1", user or "")) > 0})
+        sent.append({**message, "locked": ("127.0.0.1", user or "") in guard.throttle.locked_until})
 
     async def receive():
         return {"type": "http.request", "body": b""}
@@ -81,11 +101,15 @@ def _call(guard: Guard, path: str, user: str | None, password: str = "right") ->
 def test_the_guard_refuses_before_mlflow_answers_and_counts_what_mlflow_refused():
     reached = []
 
-    async def mlflow_app(scope, receive, send):  # stands in for basic-auth: the password decides
+    async def mlflow_app(scope, receive, send):  # basic-auth: the password decides; /health is open
         reached.append(scope["path"])
         password = base64.b64decode(dict(scope["headers"])[b"authorization"][6:]).decode().split(":")[1]
         await send(
-            {"type": "http.response.start", "status": 200 if password == "right" else 401, "headers": []}
+            {
+                "type": "http.response.start",
+                "status": 200 if password == "right" or scope["path"] == "/health" else 401,
+                "headers": [],
+            }
         )
         await send({"type": "http.response.body", "body": b""})
 
@@ -98,3 +122,8 @@ def test_the_guard_refuses_before_mlflow_answers_and_counts_what_mlflow_refused(
     assert wrong == [(401, False)] * (FAILURES - 1) + [(401, True)]
     assert _call(guard, "/api/2.0/mlflow/runs/get", "viewer")[0] == 429  # the right one too, while locked
     assert _call(guard, "/api/2.0/mlflow/runs/get", "pipeline")[0] == 200  # other accounts are not locked
+    # An open route answering 200 does not clear a guesser's count (it checks no password).
+    for _ in range(FAILURES - 1):
+        _call(guard, "/api/2.0/mlflow/runs/get", "deployer", "wrong")
+    assert _call(guard, "/health", "deployer", "wrong")[0] == 200
+    assert _call(guard, "/api/2.0/mlflow/runs/get", "deployer", "wrong") == (401, True)
