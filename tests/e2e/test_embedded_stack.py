@@ -48,7 +48,7 @@ RUN_TIMEOUT = 900
 def stack(tmp_path_factory):
     """A project copy with versioned synthetic data and its embedded stack up; stopped afterwards."""
     project, home = versioned_synthetic_project(
-        tmp_path_factory.mktemp("e2e"), train_patients=120, valid_patients=40
+        tmp_path_factory.mktemp("e2e"), train_patients=120, valid_patients=40, no_quality_floors=True
     )
     # The form's default preset is the suite's tiny one: the module tests the flow, tests/model learning.
     # With a token set at `mura up`, the gateway answers only requests that carry it (made up here).
