@@ -143,13 +143,15 @@ class ServingReplicas:
 
     def __init__(self, grpc_targets: tuple[str, ...], timeout_seconds: float = 30.0):
         first, *others = grpc_targets
-        for target in others:
-            if not _accepts(target):
+        reachable = []
+        for target in others:  # each probed once
+            if _accepts(target):
+                reachable.append(target)
+            else:
                 LOGGER.warning(
                     "serving replica %s does not answer: skipped (it reads models.config when it starts)",
                     target,
                 )
-        reachable = [target for target in others if _accepts(target)]
         self.replicas = [ServingTarget(target, timeout_seconds) for target in (first, *reachable)]
 
     def close(self) -> None:
