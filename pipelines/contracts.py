@@ -182,6 +182,11 @@ def served_model_name(model: str, label: str | None) -> str:
     return challenger_model_name(model) if label == CANARY else model
 
 
+# Version tags of the gate's verdict (pipelines/registry/verdict.py signs the first three).
+GATE_STATUS_TAG = "gate.status"
+GATE_REASON_TAG = "gate.reason"
+GATE_CHAMPION_TAG = "gate.champion_version"
+GATE_SIGNATURE_TAG = "gate.signature"
 CARD_TAG = "card.path"  # version tag: where the version's model card lies among its run's artifacts
 
 # --- A reviewer's approval (mura_retrain's task approve) ---------------------------------------

@@ -34,6 +34,8 @@ def _text(report: dict) -> str:
             f"              {part:<9} kappa {_number(values.get('study_kappa'))}  AUROC {_number(values.get('study_auroc'))}"
         )
     lines.append(f"  gate        {gate['status']}: {gate['reason']}")
+    if gate["signature_problem"]:
+        lines.append(f"              not trusted: {gate['signature_problem']}")
     if gate["forced_by"]:
         lines.append(f"              forced by {gate['forced_by']}: {gate['forced_reason']}")
     approval = report["approval"]

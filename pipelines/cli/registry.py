@@ -210,6 +210,15 @@ def _accounts(args) -> int:
     return 0
 
 
+def _gate_key(args) -> int:
+    from pipelines.registry.verdict import SIGNING_KEY_ENV, VERIFY_KEY_ENV, new_key_pair
+
+    signing, verifying = new_key_pair()
+    result = {SIGNING_KEY_ENV: signing, VERIFY_KEY_ENV: verifying}
+    emit(result, args.json, "\n".join(f"{name}={value}" for name, value in result.items()))
+    return 0
+
+
 def register(subparsers) -> None:
     """Add the registry commands."""
     parser = subparsers.add_parser(
@@ -256,6 +265,14 @@ def register(subparsers) -> None:
     parser.add_argument("--reason", help="why a failed version is forced (recorded with who and when)")
     add_json_flag(parser)
     parser.set_defaults(handler=_promote)
+
+    parser = subparsers.add_parser(
+        "gate-key",
+        help="print a new key pair for the gate's signed verdicts (compose's .env: MURA_GATE_SIGNING_KEY, "
+        "MURA_GATE_VERIFY_KEY); the embedded stack makes its own",
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=_gate_key)
 
     parser = subparsers.add_parser(
         "card", help="write (or fetch) a version's model card: HTML that renders offline, and Markdown"

@@ -14,6 +14,8 @@ from pipelines.contracts import (
     APPROVAL_NOTE_TAG,
     APPROVAL_RUN_TAG,
     CHAMPION,
+    GATE_CHAMPION_TAG,
+    GATE_REASON_TAG,
     check_model_name,
 )
 from pipelines.errors import ConfigError
@@ -22,6 +24,7 @@ from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.promotion import UnreadableTag, alias_events
 from pipelines.registry.reconciler import registered_models
 from pipelines.registry.tracking import connect, get_registered, get_version, tracking_errors
+from pipelines.registry.verdict import trusted_status
 
 SPEC = re.compile(r"^(?P<model>[^@/]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))?$")
 PART_METRIC = re.compile(r"^eval\.(?P<part>[a-z]+)\.study_(?P<metric>kappa|auroc)$")
@@ -97,6 +100,7 @@ def version_lineage(spec: str, client=None) -> dict:
             events = [{"at": "?", "by": "?", "alias": "?", "version": version, "action": str(error)}]
     airflow_run = tags.get("airflow.dag_run_id") or run_tags.get("airflow.dag_run_id")
     settings = get_settings()
+    gate_status, untrusted = trusted_status(model, found)
     return {
         "model": model,
         "version": version,
@@ -146,9 +150,10 @@ def version_lineage(spec: str, client=None) -> dict:
             "per_part": _per_part(metrics),
         },
         "gate": {
-            "status": tags.get("gate.status"),
-            "reason": tags.get("gate.reason"),
-            "champion_version": tags.get("gate.champion_version") or None,
+            "status": gate_status,  # `unverified`: a `passed` the gate did not sign
+            "reason": tags.get(GATE_REASON_TAG),
+            "signature_problem": untrusted,
+            "champion_version": tags.get(GATE_CHAMPION_TAG) or None,
             "forced_by": tags.get("promotion.forced_by"),
             "forced_reason": tags.get("promotion.forced_reason"),
         },

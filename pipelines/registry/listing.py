@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipelines.contracts import EXPERIMENT
+from pipelines.contracts import EXPERIMENT, GATE_STATUS_TAG
 from pipelines.registry.reconciler import registered_models
 from pipelines.registry.tracking import connect, tracking_errors
+from pipelines.registry.verdict import trusted_status, verify_key
 
 
 def _kappa(metrics: dict[str, float]) -> str:
@@ -60,6 +61,7 @@ def model_versions(client=None) -> list[dict]:
             aliases = {int(version): [] for version in registered.aliases.values()}
             for alias, version in registered.aliases.items():
                 aliases[int(version)].append(alias)
+            key = verify_key()
             versions = client.search_model_versions(f"name='{registered.name}'", max_results=1000)
             for version in sorted(versions, key=lambda item: -int(item.version)):
                 number = int(version.version)
@@ -70,7 +72,9 @@ def model_versions(client=None) -> list[dict]:
                         "version": number,
                         "aliases": sorted(aliases.get(number, [])),
                         "labels": sorted(label for label, served in labels.items() if served == number),
-                        "gate": version.tags.get("gate.status", "-"),
+                        "gate": trusted_status(registered.name, version, key)[0]
+                        if GATE_STATUS_TAG in version.tags
+                        else "-",
                         "study_kappa": _kappa(metrics),
                         "run_id": version.run_id,
                         "created": _when(version.creation_timestamp),

@@ -12,7 +12,7 @@ import logging
 import os
 from datetime import UTC, datetime
 
-from pipelines.contracts import CHALLENGER, CHAMPION
+from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.gate import PASSED
 from pipelines.registry.tracking import (
@@ -22,6 +22,7 @@ from pipelines.registry.tracking import (
     get_version,
     tracking_errors,
 )
+from pipelines.registry.verdict import trusted_status
 
 HISTORY_TAG = "champion.history"
 EVENTS_TAG = "alias.events"  # JSON list of {alias, version, action, by, at}, newest last
@@ -175,10 +176,16 @@ def promote(
     client = client or connect()
     with tracking_errors(client, f"promoting {model_name} v{version}"):
         model_version = get_version(client, model_name, version)
-        status = model_version.tags.get("gate.status", "unknown")
+        status, untrusted = trusted_status(model_name, model_version)
         previous = client.get_registered_model(model_name).aliases.get(alias)
         if status != PASSED and not force:
-            reason = model_version.tags.get("gate.reason", "no gate verdict recorded")
+            if untrusted:
+                raise RegistryError(
+                    f"{model_name} v{version}: its gate.status says passed, but {untrusted}. Only the "
+                    "gate writes a verdict a promotion trusts; pass --force to promote it anyway "
+                    "(recorded on the version)"
+                )
+            reason = model_version.tags.get(GATE_REASON_TAG, "no gate verdict recorded")
             raise RegistryError(
                 f"{model_name} v{version} did not pass the gate ({status}: {reason}); "
                 "pass --force to promote it anyway (recorded on the version)"

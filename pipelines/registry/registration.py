@@ -7,7 +7,16 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION, check_model_name, model_name_for_task
+from pipelines.contracts import (
+    CARD_TAG,
+    CHALLENGER,
+    CHAMPION,
+    GATE_CHAMPION_TAG,
+    GATE_REASON_TAG,
+    GATE_STATUS_TAG,
+    check_model_name,
+    model_name_for_task,
+)
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.gate import GatePolicy, evaluate_gate, lineage_failures
@@ -15,6 +24,7 @@ from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule, now_utc
 from pipelines.registry.tracking import connect, tracking_errors, version_metrics
+from pipelines.registry.verdict import Verdict, record_verdict
 
 LOGGER = logging.getLogger(__name__)
 ARTIFACT_PATH = "tf_serving"
@@ -190,7 +200,7 @@ def register_version(run_id: str, client=None) -> dict:
                 HASH_TAG: digest,
                 SIGNATURE_TAG: signature,
                 "serving.artifact_path": ARTIFACT_PATH,
-                "gate.status": "pending",
+                GATE_STATUS_TAG: "pending",
             }
         )
         tags.update({key: repr(float(value)) for key, value in metrics.items()})
@@ -299,12 +309,17 @@ def gate_version(
             lineage=lineage_failures(candidate.tags),
             paired=paired,
         )
-        for key, value in {
-            "gate.status": verdict.status,
-            "gate.reason": verdict.reason,
-            "gate.champion_version": str(verdict.champion_version or ""),
-        }.items():
-            client.set_model_version_tag(model, str(version), key, value)
+        record_verdict(
+            client,
+            Verdict(
+                model,
+                int(version),
+                candidate.run_id,
+                verdict.status,
+                verdict.reason,
+                verdict.champion_version,
+            ),
+        )
         aliases = apply_promotion_rule(
             client, model, int(version), verdict.passed, auto_promote, for_review=for_review
         )
@@ -334,15 +349,17 @@ def _recorded_verdict(client, model: str, version: int, entry) -> dict:
         client.update_model_version(
             model,
             str(version),
-            description=_description(tags, version_metrics(entry), tags.get("gate.reason", ""), card),
+            description=_description(tags, version_metrics(entry), tags.get(GATE_REASON_TAG, ""), card),
         )
-    champion = tags.get("gate.champion_version") or None
-    LOGGER.info("%s v%s was gated already (%s): its verdict stands", model, version, tags.get("gate.status"))
+    champion = tags.get(GATE_CHAMPION_TAG) or None
+    LOGGER.info(
+        "%s v%s was gated already (%s): its verdict stands", model, version, tags.get(GATE_STATUS_TAG)
+    )
     return {
         "model": model,
         "version": version,
-        "status": tags.get("gate.status", "unknown"),
-        "reason": tags.get("gate.reason", ""),
+        "status": tags.get(GATE_STATUS_TAG, "unknown"),
+        "reason": tags.get(GATE_REASON_TAG, ""),
         "champion_version": int(champion) if champion else None,
         "aliases": _aliases_of(client, model, version),
         "card": card,

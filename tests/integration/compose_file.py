@@ -38,6 +38,7 @@ SECRETS = (
     "MURA_MLFLOW_VIEWER_PASSWORD",
     "MURA_GATEWAY_TOKEN",
     "MURA_PACS_PASSWORD",
+    "MURA_GATE_SIGNING_KEY",
 )
 REQUIRED = (*SECRETS, "MINIO_ROOT_USER")
 FAKE_ENV = {name: f"test-{name.lower().replace('_', '-')}" for name in REQUIRED}

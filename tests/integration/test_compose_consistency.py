@@ -209,6 +209,16 @@ def test_mlflow_runs_basic_auth_and_only_the_workers_act_as_pipeline(resolved):
         )
 
 
+def test_only_the_worker_that_runs_the_gate_holds_its_signing_key(resolved):
+    """The deployer may tag versions; a verdict only the gate's key signs is one it cannot forge, so
+    no other container (the scheduler, the api-server, MLflow) may hold that key."""
+    key = FAKE_ENV["MURA_GATE_SIGNING_KEY"]
+    holders = {
+        name for name, service in resolved["services"].items() if key in str(service.get("environment", {}))
+    }
+    assert holders == {"airflow-worker"}
+
+
 def test_the_checkout_is_mounted_read_only_and_dvc_writes_into_volumes(resolved):
     for name, service in resolved["services"].items():
         for mount in service.get("volumes", []):

@@ -462,6 +462,8 @@ def test_an_unreadable_champion_history_stops_only_the_rollback_and_says_what_to
 def _reviewed_model(world, name: str, *metrics: dict) -> list[int]:
     """Versions of a model `name` with the given valid metrics, each passed by the gate (no files:
     deciding is about aliases and tags)."""
+    from pipelines.registry.verdict import Verdict, record_verdict
+
     client = world["client"]
     client.create_registered_model(name)
     versions = []
@@ -470,10 +472,8 @@ def _reviewed_model(world, name: str, *metrics: dict) -> list[int]:
         for key, value in values.items():
             client.log_metric(run_id, key, value)
         version = client.create_model_version(name, f"runs:/{run_id}/tf_serving", run_id=run_id).version
-        client.set_model_version_tag(name, version, "gate.status", "passed")
-        client.set_model_version_tag(
-            name, version, "gate.reason", "passed: study kappa change +0.06 [+0.01, +0.11]"
-        )
+        reason = "passed: study kappa change +0.06 [+0.01, +0.11]"
+        record_verdict(client, Verdict(name, int(version), run_id, "passed", reason, None))
         versions.append(int(version))
     return versions
 
