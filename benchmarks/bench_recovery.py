@@ -140,7 +140,7 @@ def main() -> int:
         _publish_tiny_model(home / "serving" / "models")  # served from the first start
         mura(env, "up", "--json", timeout=600)
         try:
-            env["MURA_SERVING_TLS_CA"] = str(home / "secrets" / "gateway" / "gateway.crt")
+            env["MURA_SERVING_TLS_CA"] = str(home / "secrets" / "gateway" / "ca.crt")
             image = sample_png(64, 64)
             answers = [_time_to_answer(env, image) for _ in range(args.kills)]
             baseline = _load(env, image, args.load_seconds, kill=False)

@@ -7,20 +7,23 @@ over gRPC, and `GET /v1/models/...` and `POST .../:predict` over REST; anything 
 client reads PERMISSION_DENIED). With a token, a request without `Authorization: Bearer <token>` gets
 401 (UNAUTHENTICATED). The reconciler reaches TF Serving directly, on the inside.
 
-`python -m serving.gateway certificate DIR [HOST ...]` writes a self-signed certificate (compose's
-init job does; replace it with one from your CA).
+`python -m serving.gateway certificate DIR [HOST ...]` writes the gateway's certificate, signed by a
+local CA that clients trust (`ca.crt`; compose's init job does; replace them with your CA's).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import getpass
+import hashlib
 import ipaddress
 import os
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 GRPC_METHODS = (
     "/tensorflow.serving.PredictionService/Predict",
@@ -38,7 +41,11 @@ BODY_BUFFER = "1m"
 # A dot segment, or an encoded dot, slash or backslash, anywhere in the path as sent: nginx matches
 # locations on the normalised path but passes the request line as sent, so `/x/../v1/models/m` would
 # match an allowed location and reach TF Serving as `/x/../...`. Refused before any location.
+TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 UNNORMAL_PATH = r"^[^?]*(/\.\.?(/|\?|$)|%2[eEfF]|%5[cC]|\x5c)"
+# nginx answers an HTTP/0.9 request line (`GET /path`, no version) with a bare body: no status, no
+# headers, nothing a client or a log can check. Such a connection is closed unanswered (444).
+OLD_PROTOCOL = '    if ($server_protocol !~ "^HTTP/[12]\\.") {\n        return 444;\n    }\n'
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def http_block(options: GatewayOptions) -> str:
     grpc_next_upstream error timeout;
     grpc_connect_timeout {CONNECT_TIMEOUT};
     grpc_next_upstream_tries {len(options.upstream_grpc)};
-{grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
+{OLD_PROTOCOL}{grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
     location / {{
         return 403;
     }}
@@ -114,7 +121,7 @@ server {{
     proxy_next_upstream error timeout;
     proxy_connect_timeout {CONNECT_TIMEOUT};
     proxy_next_upstream_tries {len(options.upstream_rest)};
-    if ($request_uri ~ "{UNNORMAL_PATH}") {{
+{OLD_PROTOCOL}    if ($request_uri ~ "{UNNORMAL_PATH}") {{
         return 400;
     }}
     location ~ "{REST_MODEL_PATH}(/metadata)?$" {{
@@ -132,16 +139,45 @@ server {{
 """
 
 
+def _unprivileged_user() -> tuple[str, str] | None:
+    """(user, group) nginx's workers switch to when it runs as root: `nobody` and its group, so a flaw
+    in request handling does not run as root. None when not root (workers keep the invoking user)."""
+    if os.geteuid() != 0:
+        return None
+    import grp
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    return nobody.pw_name, grp.getgrgid(nobody.pw_gid).gr_name
+
+
+def _temp_root(prefix: Path) -> Path:
+    """Where the workers spool bodies: under the prefix, or, when they drop root, a folder of root's
+    outside MURA_HOME (0700, so `nobody` could not reach into it) that nginx fills with folders of the
+    workers' own (it creates and chowns temp paths at start)."""
+    if _unprivileged_user() is None:
+        return prefix / "temp"
+    digest = hashlib.sha256(str(prefix.resolve()).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"mura-gateway-{digest}"
+    try:
+        folder.mkdir(mode=0o711)
+    except FileExistsError:
+        found = folder.lstat()
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != 0 or stat.S_IMODE(found.st_mode) & 0o022:
+            raise RuntimeError(
+                f"{folder} exists but is not a folder of root's that only root writes: remove it, then start "
+                "the gateway again"
+            ) from None
+    folder.chmod(0o711)
+    return folder
+
+
 def standalone_config(options: GatewayOptions, prefix: Path) -> str:
     """A whole nginx.conf for a gateway run by the embedded stack from `prefix` (pid, temp files, logs)."""
-    # As root, nginx's workers would switch to `nobody`, which cannot read the stack's folders: run them
-    # as the user who runs the rest of the stack.
-    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
-    temp = prefix / "temp"
-    temp_paths = "".join(
-        f"    {kind}_temp_path {temp / kind};\n"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
+    dropped = _unprivileged_user()
+    user = f"user {dropped[0]} {dropped[1]};\n" if dropped else ""
+    temp = _temp_root(prefix)
+    temp_paths = "".join(f"    {kind}_temp_path {temp / kind};\n" for kind in TEMP_KINDS)
     body = "".join(f"    {line}\n" if line else "\n" for line in http_block(options).splitlines())
     return (
         f"{user}worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} warn;\n"
@@ -151,10 +187,8 @@ def standalone_config(options: GatewayOptions, prefix: Path) -> str:
 
 
 def write_standalone(options: GatewayOptions, prefix: Path) -> Path:
-    """Write the embedded gateway's nginx.conf (and its temp folders) under `prefix`."""
+    """Write the embedded gateway's nginx.conf under `prefix` (nginx makes its temp folders at start)."""
     prefix.mkdir(parents=True, exist_ok=True)
-    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / "temp" / kind).mkdir(parents=True, exist_ok=True)
     path = prefix / "nginx.conf"
     path.write_text(standalone_config(options, prefix), encoding="utf-8")
     return path
@@ -165,47 +199,97 @@ def command(nginx: str, config: Path, prefix: Path) -> list[str]:
     return [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config), "-g", "daemon off;"]
 
 
-def ensure_certificate(
-    folder: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
-) -> tuple[Path, Path]:
-    """(certificate, key) in `folder`: a self-signed certificate for `hosts`, made once (key mode 0600)."""
+class GatewayCertificate(NamedTuple):
+    """The gateway's files: its certificate and key (nginx), and the certificate clients trust."""
+
+    certificate: Path
+    key: Path
+    ca: Path  # MURA_SERVING_TLS_CA: the local CA that signed `certificate`
+
+
+def _names(hosts: tuple[str, ...]) -> list:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    from pipelines.private_files import write_private
-
-    certificate, key_path = folder / "gateway.crt", folder / "gateway.key"
-    if certificate.is_file() and key_path.is_file():
-        return certificate, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    return names
+
+
+def ensure_certificate(
+    folder: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> GatewayCertificate:
+    """The gateway's certificate for `hosts` in `folder`, made once: a leaf (CA:FALSE, server auth
+    only) signed by a local CA whose key is discarded at once, so the certificate clients trust can
+    vouch for this one server and never sign another. The leaf's key has mode 0600.
+
+    A folder an older version filled with one self-signed CA:TRUE certificate is made again."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from pipelines.private_files import write_private
+
+    made = GatewayCertificate(folder / "gateway.crt", folder / "gateway.key", folder / "ca.crt")
+    if all(path.is_file() for path in made):
+        return made
     now = datetime.datetime.now(datetime.UTC)
-    built = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
+    valid = {"not_valid_before": now - datetime.timedelta(minutes=5)}
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"MURA gateway CA ({hosts[0]})")])
+    usage = dict.fromkeys(
+        ("content_commitment", "data_encipherment", "key_agreement", "encipher_only", "decipher_only"), False
+    )
+    ca = (
+        x509.CertificateBuilder(subject_name=ca_name, issuer_name=ca_name, public_key=ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(valid["not_valid_before"])
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, key_encipherment=False, key_cert_sign=True, crl_sign=True, **usage
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder(
+            subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]),
+            issuer_name=ca_name,
+            public_key=key.public_key(),
+        )
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid["not_valid_before"])
         .not_valid_after(now + datetime.timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_encipherment=False, key_cert_sign=False, crl_sign=False, **usage
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
     )
     pem_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    write_private(key_path, pem_key.decode("ascii"))
-    certificate.write_bytes(built.public_bytes(serialization.Encoding.PEM))
-    return certificate, key_path
+    write_private(made.key, pem_key.decode("ascii"))
+    made.certificate.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    made.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))  # the CA's key is never written
+    return made
 
 
 COMPOSE_OPTIONS = GatewayOptions(
@@ -232,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     `compose-template` prints compose's nginx template."""
     parser = argparse.ArgumentParser(prog="python -m serving.gateway")
     sub = parser.add_subparsers(dest="command", required=True)
-    make = sub.add_parser("certificate", help="write gateway.crt and gateway.key into DIR unless present")
+    make = sub.add_parser(
+        "certificate",
+        help="write gateway.crt, gateway.key and ca.crt (what clients trust) into DIR unless present",
+    )
     make.add_argument("folder", type=Path)
     make.add_argument("hosts", nargs="*", default=["localhost", "127.0.0.1"])
     sub.add_parser("compose-template", help="print infra/gateway/gateway.conf.template")
@@ -240,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compose-template":
         print(compose_template(), end="")
         return 0
-    certificate, key = ensure_certificate(args.folder, tuple(args.hosts))
-    print(f"gateway certificate {certificate}, key {key}")
+    made = ensure_certificate(args.folder, tuple(args.hosts))
+    print(f"gateway certificate {made.certificate}, key {made.key}; clients trust {made.ca}")
     return 0
 
 

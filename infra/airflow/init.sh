@@ -32,7 +32,8 @@ if [ ! -f "$models_config" ]; then
   printf 'model_config_list {\n}\n' > "$models_config"
 fi
 
-# The inference gateway's TLS certificate (self-signed, once; replace gateway.crt/.key with your CA's).
+# The inference gateway's TLS certificate, signed once by a local CA (ca.crt, for clients; its key is
+# discarded); replace gateway.crt/.key and ca.crt with your CA's.
 python -m serving.gateway certificate /opt/mura/gateway-certs localhost 127.0.0.1 gateway
 
 chown -R "${AIRFLOW_UID}:0" "$(dirname "$passwords")" "$MURA_MODEL_BASE_PATH" "$MURA_HOME" \

@@ -234,7 +234,7 @@ def status(settings: Settings | None = None) -> dict:
     if "gateway" in report:
         urls["gateway_grpc"] = settings.gateway_grpc
         urls["gateway_rest"] = f"https://{settings.gateway_rest}"
-        urls["gateway_certificate"] = str(gateway_certificate(settings)[0])
+        urls["gateway_certificate"] = str(gateway_certificate(settings).ca)  # what clients trust
     if "pacs" in report:
         from pipelines.pacs.orthanc import credentials_file
 

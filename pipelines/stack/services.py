@@ -9,6 +9,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -24,6 +25,9 @@ from pipelines.registry.accounts import (
 )
 from pipelines.registry.tracking_server import SERVER_ENVIRONMENT, embedded_store, server_command
 from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
+
+if TYPE_CHECKING:
+    from serving.gateway import GatewayCertificate
 
 AIRFLOW_ADMIN = "admin"
 
@@ -211,8 +215,8 @@ def gateway_folder(settings: Settings) -> Path:
     return settings.mura_home / "gateway"
 
 
-def gateway_certificate(settings: Settings) -> tuple[Path, Path]:
-    """(certificate, key) of the embedded gateway: self-signed for 127.0.0.1 and localhost."""
+def gateway_certificate(settings: Settings) -> GatewayCertificate:
+    """The embedded gateway's certificate and key for 127.0.0.1 and localhost, and the CA clients trust."""
     from serving.gateway import ensure_certificate
 
     return ensure_certificate(settings.mura_home / "secrets" / "gateway")
@@ -222,7 +226,7 @@ def write_gateway_config(settings: Settings) -> Path:
     """The embedded gateway's nginx.conf: TLS on MURA_GATEWAY_GRPC/REST in front of the local server."""
     from serving.gateway import GatewayOptions, write_standalone
 
-    certificate, key = gateway_certificate(settings)
+    certificate, key, _ = gateway_certificate(settings)
     options = GatewayOptions(
         grpc_listen=settings.gateway_grpc,
         rest_listen=settings.gateway_rest,
@@ -250,7 +254,7 @@ def gateway_service(settings: Settings) -> Service | None:
         (host_port(settings.gateway_grpc), rest),
         f"https://{rest[0]}:{rest[1]}/v1/models/mura_binary",
         any_http_status=True,
-        health_ca=str(settings.mura_home / "secrets" / "gateway" / "gateway.crt"),
+        health_ca=str(gateway_certificate(settings).ca),
     )
 
 

@@ -65,7 +65,7 @@ def _start_gateway(folder, server, token, dead_replicas: int = 0, replica=None):
     `replica` when given."""
     from serving.gateway import GatewayOptions, command, ensure_certificate, write_standalone
 
-    certificate, key = ensure_certificate(folder / "certs")
+    certificate, key, ca = ensure_certificate(folder / "certs")
     grpc_port, rest_port, *dead = free_ports(2 + 2 * dead_replicas)
     servers = [server, *([replica] if replica else [])]
     options = GatewayOptions(
@@ -94,13 +94,20 @@ def _start_gateway(folder, server, token, dead_replicas: int = 0, replica=None):
             break
         except OSError:
             time.sleep(0.1)
-    return process, options, certificate
+    return process, options, ca
 
 
 @pytest.fixture(scope="module", params=[None, TOKEN], ids=["open", "token"])
 def gateway(request, tmp_path_factory, server):
-    process, options, certificate = _start_gateway(tmp_path_factory.mktemp("gateway"), server, request.param)
-    yield {"options": options, "ca": certificate, "token": request.param}
+    folder = tmp_path_factory.mktemp("gateway")
+    process, options, certificate = _start_gateway(folder, server, request.param)
+    yield {
+        "options": options,
+        "ca": certificate,
+        "token": request.param,
+        "config": str(folder / "nginx" / "nginx.conf"),
+        "prefix": folder / "nginx",
+    }
     process.terminate()
     process.wait(timeout=20)
 
@@ -281,15 +288,83 @@ def test_a_missing_or_wrong_token_is_refused_when_tokens_are_on(token_gateway):
     assert plain.status_code == 401
 
 
-def test_the_certificate_key_is_private(tmp_path):
+def test_the_certificate_is_a_leaf_of_a_ca_whose_key_is_gone_and_its_key_is_private(tmp_path):
+    """The certificate clients trust was the server's own, with CA:TRUE: its key could sign a
+    certificate for any host. Now clients trust a CA that signed this one leaf and whose key was
+    never written; a folder an older version filled (one self-signed certificate) is made again."""
     import stat
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
     from serving.gateway import ensure_certificate
 
-    certificate, key = ensure_certificate(tmp_path)
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert ensure_certificate(tmp_path) == (certificate, key)  # made once
-    assert certificate.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    (tmp_path / "gateway.crt").write_text("an older version's self-signed certificate")
+    (tmp_path / "gateway.key").write_text("its key")
+    made = ensure_certificate(tmp_path)
+    assert stat.S_IMODE(made.key.stat().st_mode) == 0o600
+    assert ensure_certificate(tmp_path) == made  # made once
+    leaf = x509.load_pem_x509_certificate(made.certificate.read_bytes())
+    ca = x509.load_pem_x509_certificate(made.ca.read_bytes())
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert leaf.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign is False
+    assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    leaf.verify_directly_issued_by(ca)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ca.crt", "gateway.crt", "gateway.key"]
+    assert b"PRIVATE KEY" not in made.ca.read_bytes() + made.certificate.read_bytes()
+
+
+def test_an_http_0_9_request_is_closed_unanswered(gateway):
+    """nginx answered `GET /v1/models/linear` (no version: HTTP/0.9) with a bare body, no status line
+    or headers for a client or a log to check."""
+    import ssl
+
+    host, port = gateway["options"].rest_listen.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(gateway["ca"]))
+    with socket.create_connection((host, int(port)), timeout=10) as plain:
+        with context.wrap_socket(plain, server_hostname="localhost") as stream:
+            stream.sendall(b"GET /v1/models/linear\r\n")  # no version, no headers: HTTP/0.9
+            answer = b""
+            try:
+                while chunk := stream.recv(65536):
+                    answer += chunk
+            except (ssl.SSLError, ConnectionResetError):
+                pass
+    assert answer == b""
+    assert _raw_request(gateway, "GET /v1/models/linear HTTP/1.0").startswith("HTTP/1.1 200")
+
+
+def test_the_workers_do_not_run_as_root_and_still_spool_a_large_body(gateway):
+    """Run as root (CI is), nginx's workers ran as root; they drop to `nobody`, and a body past the
+    in-memory buffer is still written to their temp folder and passed on."""
+    import os
+
+    import psutil
+
+    master = next(
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if process.info["cmdline"] and gateway["config"] in process.info["cmdline"]
+    )
+    workers = master.children()
+    assert workers
+    expected = 65534 if os.geteuid() == 0 else os.geteuid()
+    assert {worker.uids().effective for worker in workers} == {expected}
+    padding = "0" * (3 << 20)  # 3 MiB: past the 1 MiB buffer, spooled to the temp folder
+    base = f"https://{gateway['options'].rest_listen}/v1/models/linear:predict"
+    headers = {"Authorization": f"Bearer {gateway['token']}"} if gateway["token"] else {}
+    answer = requests.post(
+        base,
+        data=f'{{"instances": [{X}], "pad": "{padding}"}}',
+        headers=headers,
+        verify=str(gateway["ca"]),
+        timeout=30,
+    )
+    assert answer.status_code in (200, 400), answer.text[:300]  # the server's answer, not nginx's 500
+    assert "Permission denied" not in (gateway["prefix"] / "error.log").read_text()
 
 
 def test_the_compose_gateway_template_is_a_valid_nginx_configuration(tmp_path):
@@ -297,7 +372,7 @@ def test_the_compose_gateway_template_is_a_valid_nginx_configuration(tmp_path):
     names pointed at this machine, passes `nginx -t`."""
     from serving.gateway import compose_template, ensure_certificate
 
-    certificate, key = ensure_certificate(tmp_path / "certs")
+    certificate, key, _ = ensure_certificate(tmp_path / "certs")
     body = (
         compose_template()
         .replace("${MURA_GATEWAY_TOKEN}", TOKEN)
