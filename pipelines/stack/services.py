@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -84,20 +85,16 @@ def reviewer_password(settings: Settings) -> str:
 
 
 # Variables that carry a secret: never in the environment every service shares (see service_secrets).
-SECRET_VARIABLES = (
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_AUTH_ADMIN_PASSWORD",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-    "MURA_SERVING_TOKEN",
-    "MURA_PACS_PASSWORD",
-    "MURA_AIRFLOW_PASSWORD",
-)
+# By name, so a secret the shell holds that no list foresaw (a webhook secret, a cloud key, a token of
+# another tool) stays out too.
+SECRET_VARIABLES = ("MLFLOW_TRACKING_USERNAME",)  # a login's name goes with its password
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|PRIVATE|FERNET|(^|_)KEY(_|$)|(^|_)AUTH(_|$)")
+# What DVC needs to reach a cloud remote the shell configured (the tasks pull and push data).
+DATA_REMOTE_CREDENTIALS = re.compile(r"^(AWS_|AZURE_STORAGE_|GOOGLE_APPLICATION_CREDENTIALS$|SSH_AUTH_SOCK$)")
 
 
 def _is_secret(name: str) -> bool:
-    return name in SECRET_VARIABLES or (name.startswith("MURA_MLFLOW_") and name.endswith("_PASSWORD"))
+    return name in SECRET_VARIABLES or bool(SECRET_NAME.search(name.upper()))
 
 
 def base_environment(settings: Settings) -> dict[str, str]:
@@ -138,8 +135,9 @@ def service_secrets(settings: Settings) -> dict[str, dict[str, str]]:
     return {
         "mlflow": server_environment(settings.mura_home),
         "airflow-api-server": jwt,
-        # Its tasks act as `pipeline`, and reach the PACS with the login the shell gave `mura up`.
-        "airflow-scheduler": {**jwt, **logins.get(PIPELINE, {}), **_pacs_login()},
+        # Its tasks act as `pipeline`, reach the PACS with the login the shell gave `mura up`, and a
+        # cloud DVC remote with the shell's keys for it.
+        "airflow-scheduler": {**jwt, **logins.get(PIPELINE, {}), **_pacs_login(), **_data_remote_keys()},
         # The approval's trigger reads aliases; the triggerer reaches Airflow in-process (no token).
         "airflow-triggerer": logins.get(VIEWER, {}),
     }
@@ -149,6 +147,11 @@ def _pacs_login() -> dict[str, str]:
     """MURA_PACS_PASSWORD when the shell set it (else the tasks read the stack's own pacs.json)."""
     password = os.environ.get("MURA_PACS_PASSWORD")
     return {"MURA_PACS_PASSWORD": password} if password else {}
+
+
+def _data_remote_keys() -> dict[str, str]:
+    """The shell's credentials for a DVC remote (S3, Azure, GCS, an SSH agent), when it holds any."""
+    return {name: value for name, value in os.environ.items() if DATA_REMOTE_CREDENTIALS.match(name)}
 
 
 def jwt_secret(settings: Settings) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipelines.contracts import GPU_QUEUE
 from pipelines.ports import host_port
+from pipelines.registry.tracking_server import AUTH_APP
 from pipelines.settings import DEFAULT_GATEWAY_GRPC, DEFAULT_GATEWAY_REST
 from tests.integration.compose_file import (
     AIRFLOW_SERVICES,
@@ -187,7 +188,9 @@ def test_only_minio_and_its_init_job_hold_the_root_keys(resolved):
 def test_mlflow_runs_basic_auth_and_only_the_workers_act_as_pipeline(resolved):
     services = resolved["services"]
     mlflow = services["mlflow"]
-    assert flag(mlflow["command"], "--app-name") == "basic-auth"
+    assert flag(mlflow["command"], "--app-name") == AUTH_APP  # the guard over MLflow's basic-auth
+    assert flag(mlflow["command"], "--workers") == "1"  # the throttle counts in one process
+    assert mlflow["environment"]["FORWARDED_ALLOW_IPS"] == ""
     ini = REPO / "infra" / "mlflow" / Path(mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]).name
     assert "default_permission = READ" in ini.read_text() and "admin_password" not in ini.read_text()
     assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == FAKE_ENV["MLFLOW_AUTH_ADMIN_PASSWORD"]
@@ -217,6 +220,30 @@ def test_only_the_worker_that_runs_the_gate_holds_its_signing_key(resolved):
         name for name, service in resolved["services"].items() if key in str(service.get("environment", {}))
     }
     assert holders == {"airflow-worker"}
+
+
+def test_the_mlflow_image_installs_the_guard_the_entry_point_names_and_nothing_it_would_lack():
+    """`--app-name mura-auth` needs the platform's `mlflow.app` entry point in the MLflow image; the
+    image installs the package without dependencies, so the guard may import only the standard
+    library and MLflow, and the files its package needs must reach the build."""
+    import sys
+    import tomllib
+
+    entry = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["mlflow.app"]
+    module = entry[AUTH_APP].split(":")[0]
+    source = Path(*module.split(".")).with_suffix(".py")
+    needed = [source, *(parent / "__init__.py" for parent in source.parents if parent != Path("."))]
+    dockerfile = (REPO / "infra" / "mlflow" / "Dockerfile").read_text()
+    ignore = (REPO / "infra" / "mlflow" / "Dockerfile.dockerignore").read_text().splitlines()
+    for path in needed:
+        assert str(path) in dockerfile and f"!{path}" in ignore, path
+    imported = set()
+    for node in ast.walk(ast.parse((REPO / source).read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert imported - set(sys.stdlib_module_names) <= {"__future__", "mlflow"}, imported
 
 
 def test_the_checkout_is_mounted_read_only_and_dvc_writes_into_volumes(resolved):

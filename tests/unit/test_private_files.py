@@ -70,6 +70,10 @@ def test_the_mlflow_accounts_are_0600_and_reach_only_the_server_and_the_dag_task
     monkeypatch.setenv("MURA_SERVING_TOKEN", "made-up-token")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "made-up-password")
     monkeypatch.setenv("MURA_MLFLOW_REVIEWER_PASSWORD", "made-up-reviewer")
+    # ... and those no list named (the shared environment once dropped a fixed list only).
+    monkeypatch.setenv("MURA_WEBHOOK_SECRET", "made-up-webhook")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "made-up-mlflow-token")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "made-up-s3-key")
     settings = get_settings({"MURA_HOME": str(tmp_path / "home")})
     mlflow = next(service for service in services(settings) if service.name == "mlflow")
     held = service_secrets(settings)  # the accounts are made here, once
@@ -89,8 +93,11 @@ def test_the_mlflow_accounts_are_0600_and_reach_only_the_server_and_the_dag_task
         stored["pipeline"],
     )
     shared = set(base_environment(settings).values())
-    made_up = {"made-up-token", "made-up-password", "made-up-reviewer"}
-    assert not shared & (set(stored.values()) | made_up)
+    made_up = {"made-up-token", "made-up-password", "made-up-reviewer", "made-up-webhook"}
+    assert not shared & (set(stored.values()) | made_up | {"made-up-mlflow-token", "made-up-s3-key"})
+    # The tasks (under the scheduler) need the S3 key for a DVC remote; no other service holds it.
+    assert [name for name, row in held.items() if "made-up-s3-key" in row.values()] == ["airflow-scheduler"]
+    assert not any(made_up & set(row.values()) for row in held.values())
     assert json.loads(passwords.read_text()) == stored  # generated once
 
 
