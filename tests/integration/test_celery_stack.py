@@ -101,7 +101,8 @@ def celery_stack(tmp_path, monkeypatch):
             monkeypatch.setenv(name, value)
         settings = get_settings()
         distributed.version_data(root)
-        base = base_environment(settings)
+        # The shared environment drops every secret by name; the S3 keys are handed on as compose does.
+        base = {**base_environment(settings), **credentials}
 
         mlflow_db = f"mura_test_mlflow_{tag}"
         databases.append(mlflow_db)
@@ -131,6 +132,7 @@ def celery_stack(tmp_path, monkeypatch):
         distributed.run_checked(["airflow", "db", "migrate"], env)
         distributed.run_checked(["airflow", "pools", "set", *POOL_ARGUMENTS], env)
         airflow = [str(Path(base["PATH"].split(":")[0]) / "airflow")]
+        without_jwt = {name: value for name, value in env.items() if name != "AIRFLOW__API_AUTH__JWT_SECRET"}
         for name, command, extra in (
             ("airflow-api-server", ["api-server", "--port", str(airflow_port), "--host", "127.0.0.1"], {}),
             ("airflow-scheduler", ["scheduler"], {}),
@@ -147,7 +149,11 @@ def celery_stack(tmp_path, monkeypatch):
                 {distributed.HOSTNAME_VARIABLE: GPU_WORKER},
             ),
         ):
-            processes.start(name, airflow + command, {**env, **extra}, run_dir, log_dir)
+            # Only the api-server (checks tokens) and the scheduler (signs them) hold the JWT key, as in
+            # compose: the workers run their tasks with the token each workload carries.
+            holds_jwt = name in ("airflow-api-server", "airflow-scheduler")
+            process_env = {**env, **extra} if holds_jwt else {**without_jwt, **extra}
+            processes.start(name, airflow + command, process_env, run_dir, log_dir)
             started.append(name)
         yield {
             "settings": settings,

@@ -154,10 +154,9 @@ def test_image_versions_follow_the_lock(resolved):
     assert f"ARG MLFLOW_VERSION={lock['mlflow']}" in (REPO / "infra" / "mlflow" / "Dockerfile").read_text()
 
 
-def test_airflow_containers_share_one_jwt_secret_fernet_key_and_database(resolved):
+def test_airflow_containers_share_one_fernet_key_and_database(resolved):
     services = resolved["services"]
     shared = (
-        "AIRFLOW__API_AUTH__JWT_SECRET",
         "AIRFLOW__CORE__FERNET_KEY",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         "AIRFLOW__CELERY__BROKER_URL",
@@ -168,7 +167,49 @@ def test_airflow_containers_share_one_jwt_secret_fernet_key_and_database(resolve
     }
     assert all(len(found) == 1 for found in values.values()), values
     assert values["AIRFLOW__CORE__EXECUTOR"] == {"CeleryExecutor"}
-    assert FAKE_ENV["AIRFLOW_JWT_SECRET"] in values["AIRFLOW__API_AUTH__JWT_SECRET"]
+
+
+AIRFLOW_ALL = set(AIRFLOW_SERVICES)
+WORKERS = {"airflow-worker", "airflow-worker-gpu"}
+# Which services hold each secret of .env (SECURITY.md's compose table): a service that never uses a
+# secret must not hold it. Every Airflow container reads the metadata database (and its Fernet-encrypted
+# connections) and knows the broker; only the api-server and the scheduler hold the JWT key (the
+# workers run each task with the token its workload carries: tests/integration/test_celery_stack.py).
+SECRET_HOLDERS = {
+    "POSTGRES_PASSWORD": AIRFLOW_ALL | {"postgres", "mlflow"},
+    "REDIS_PASSWORD": AIRFLOW_ALL | {"redis"},
+    "AIRFLOW_FERNET_KEY": AIRFLOW_ALL,
+    "AIRFLOW_JWT_SECRET": {"airflow-apiserver", "airflow-scheduler"},
+    "AIRFLOW_ADMIN_PASSWORD": {"airflow-init"},
+    "AIRFLOW_REVIEWER_PASSWORD": {"airflow-init"},
+    "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+    "MINIO_DVC_PASSWORD": WORKERS | {"minio-init"},
+    "MINIO_MLFLOW_PASSWORD": {"mlflow", "minio-init"},
+    "MLFLOW_AUTH_ADMIN_PASSWORD": {"mlflow", "mlflow-accounts"},
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": {"mlflow"},
+    "MURA_MLFLOW_PIPELINE_PASSWORD": WORKERS | {"mlflow-accounts"},
+    "MURA_MLFLOW_REVIEWER_PASSWORD": {"mlflow-accounts"},
+    "MURA_MLFLOW_DEPLOYER_PASSWORD": {"mlflow-accounts"},
+    "MURA_MLFLOW_VIEWER_PASSWORD": {"airflow-triggerer", "mlflow-accounts"},
+    "MURA_GATEWAY_TOKEN": {"gateway"},
+    "MURA_PACS_PASSWORD": WORKERS | {"pacs"},
+    "MURA_GATE_SIGNING_KEY": {"airflow-worker"},  # the gate signs its verdicts: nothing else may
+    "GRAFANA_ADMIN_PASSWORD": {"grafana"},
+}
+
+
+def test_each_service_holds_exactly_the_secrets_it_uses(resolved):
+    """Every Airflow container once held the JWT key, the PACS password and DVC's S3 key."""
+    assert set(SECRET_HOLDERS) == set(SECRETS)
+    holders = {
+        secret: {
+            name
+            for name, service in resolved["services"].items()
+            if FAKE_ENV[secret] in str(service.get("environment", {}))
+        }
+        for secret in SECRETS
+    }
+    assert holders == SECRET_HOLDERS
 
 
 def test_only_minio_and_its_init_job_hold_the_root_keys(resolved):
@@ -179,7 +220,7 @@ def test_only_minio_and_its_init_job_hold_the_root_keys(resolved):
     assert holders == {"minio", "minio-init"}
     services = resolved["services"]
     assert services["mlflow"]["environment"]["AWS_SECRET_ACCESS_KEY"] == FAKE_ENV["MINIO_MLFLOW_PASSWORD"]
-    for name in AIRFLOW_SERVICES:
+    for name in WORKERS:
         assert services[name]["environment"]["AWS_SECRET_ACCESS_KEY"] == FAKE_ENV["MINIO_DVC_PASSWORD"], name
     script = (REPO / "infra" / "minio" / "create-buckets.sh").read_text()
     assert script.count('scoped_user "') == 2 and "arn:aws:s3:::$3/*" in script
@@ -210,16 +251,6 @@ def test_mlflow_runs_basic_auth_and_only_the_workers_act_as_pipeline(resolved):
         assert (
             services[name]["depends_on"]["mlflow-accounts"]["condition"] == "service_completed_successfully"
         )
-
-
-def test_only_the_worker_that_runs_the_gate_holds_its_signing_key(resolved):
-    """The deployer may tag versions; a verdict only the gate's key signs is one it cannot forge, so
-    no other container (the scheduler, the api-server, MLflow) may hold that key."""
-    key = FAKE_ENV["MURA_GATE_SIGNING_KEY"]
-    holders = {
-        name for name, service in resolved["services"].items() if key in str(service.get("environment", {}))
-    }
-    assert holders == {"airflow-worker"}
 
 
 def test_the_mlflow_image_installs_the_guard_the_entry_point_names_and_nothing_it_would_lack():
