@@ -20,9 +20,20 @@ def enabled() -> bool:
     return setting in ("1", "true", "yes", "on") or sys.stderr.isatty()
 
 
+# MLflow draws its own "Downloading artifacts" bars on stderr unless told not to.
+MLFLOW_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
 def silence() -> None:
     """No bars from here on, in this process and its children (`--json`)."""
     os.environ[VARIABLE] = "0"
+
+
+def quiet_libraries() -> None:
+    """When bars are off, the libraries' own bars are off too (MLflow's artifact downloads in
+    `mura monitor`, `mura card`, ...), for this process and its children."""
+    if not enabled():
+        os.environ[MLFLOW_BARS] = "false"
 
 
 def bar(total: int | None, description: str, unit: str = "file", disable: bool = False):

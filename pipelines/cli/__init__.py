@@ -17,6 +17,7 @@ from pipelines.cli.common import fail
 from pipelines.cli.parsing import MuraParser
 from pipelines.errors import MuraError
 from pipelines.logs import configure_logging
+from pipelines.progress import quiet_libraries
 from pipelines.progress import silence as silence_progress
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "json", False):
         silence_progress()  # stdout is one JSON document; stderr carries no bar redraws either
+    quiet_libraries()
     configure_logging()
     try:
         role = COMMAND_ACCOUNTS.get(args.command, "pipeline")

@@ -144,6 +144,26 @@ def test_progress_bars_only_when_asked(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_json_and_mura_progress_0_also_turn_off_mlflow_s_download_bars(monkeypatch, capsys):
+    """`mura monitor --json` and `mura card` with MURA_PROGRESS=0 still drew MLflow's "Downloading
+    artifacts" bars on stderr."""
+    from pipelines.cli import main
+    from pipelines.progress import MLFLOW_BARS
+
+    for flags, setting in ((["--json"], None), ([], "0")):
+        monkeypatch.delenv(MLFLOW_BARS, raising=False)
+        monkeypatch.delenv("MURA_PROGRESS", raising=False)
+        if setting is not None:
+            monkeypatch.setenv("MURA_PROGRESS", setting)
+        assert main(["gate-key", *flags]) == 0
+        capsys.readouterr()
+        assert os.environ.get(MLFLOW_BARS) == "false", flags
+    monkeypatch.delenv(MLFLOW_BARS, raising=False)
+    monkeypatch.setenv("MURA_PROGRESS", "1")  # asked for: MLflow's own bars are left alone
+    assert main(["gate-key"]) == 0
+    assert MLFLOW_BARS not in os.environ
+
+
 def test_study_folders_under_a_patient_or_study_type_folder(tmp_path):
     from serving.client import study_folders
 
