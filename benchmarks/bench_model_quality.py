@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import itertools
 import json
@@ -182,8 +183,9 @@ def gate_stability(
     each retrain's holdout study table goes to out/gate_seed<S>/ (gate policies can be replayed offline)."""
     from mlflow.tracking import MlflowClient
 
+    from pipelines.config import load_config
     from pipelines.evaluation.holdout import stored_holdout_studies
-    from pipelines.registry.gate import GatePolicy, evaluate_gate
+    from pipelines.registry.gate import evaluate_gate
     from pipelines.registry.paired import PairedStudies
 
     data, manifest = _release(scratch / "gate_release", seed)
@@ -198,10 +200,8 @@ def gate_stability(
     for index, (table, threshold) in enumerate(holdout):
         table.to_csv(tables / f"retrain{index + 1}_holdout_studies.csv", index=False)
         models[index]["threshold"] = threshold
-    paired_policy = GatePolicy.from_params()
-    single_policy = GatePolicy(
-        paired_policy.min_study_kappa, paired_policy.min_study_auroc, 0.02, 0.05, False
-    )
+    paired_policy = load_config().gate
+    single_policy = dataclasses.replace(paired_policy, max_overall_drop=0.02, max_part_kappa_drop=0.05)
 
     @functools.cache  # a (champion, challenger) pair recurs in several trials
     def verdicts(champion: int, challenger: int) -> tuple[bool, bool, list[str]]:

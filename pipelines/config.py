@@ -71,7 +71,8 @@ class EvaluationParams:
 
 @dataclass(frozen=True)
 class GateParams:
-    """Floors and allowed drops of the champion/challenger gate."""
+    """Floors and allowed drops of the champion/challenger gate (pipelines/registry/gate.py), the
+    paired comparison's resamples and confidence, and who decides on a passing version."""
 
     min_study_kappa: float
     min_study_auroc: float
@@ -237,6 +238,7 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
             f"params.yaml gate.approval={config.gate.approval!r}: use one of {', '.join(APPROVAL_MODES)}"
         )
     duration_seconds(config.gate.approval_timeout, "params.yaml gate.approval_timeout")
+    _check_gate(config.gate)
     if config.monitor.retrain_preset not in config.presets:
         raise ConfigError(
             f"params.yaml monitor.retrain_preset={config.monitor.retrain_preset!r}: unknown preset; "
@@ -255,6 +257,20 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
             "abnormal_ratio hold min < max in [0, 1]"
         )
     return dataclasses.replace(config, source=source)
+
+
+def _check_gate(gate: GateParams) -> None:
+    for name in ("max_overall_drop", "max_part_kappa_drop"):
+        if getattr(gate, name) < 0:
+            raise ConfigError(
+                f"params.yaml gate.{name}={getattr(gate, name)}: an allowed drop cannot be negative"
+            )
+    if not -1.0 <= gate.min_study_kappa <= 1.0 or not 0.0 <= gate.min_study_auroc <= 1.0:
+        raise ConfigError(
+            "params.yaml gate: min_study_kappa must lie in [-1, 1] and min_study_auroc in [0, 1]"
+        )
+    if gate.paired_replicates < 100 or not 0.5 <= gate.confidence < 1.0:
+        raise ConfigError("params.yaml gate: paired_replicates must be >= 100 and confidence in [0.5, 1)")
 
 
 @lru_cache(maxsize=8)

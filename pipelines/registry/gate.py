@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from pipelines.errors import ConfigError
-from pipelines.registry.paired import PairedPolicy, PairedStudies, compare_paired
+from pipelines.config import GateParams
+from pipelines.registry.paired import PairedStudies, compare_paired
 
 KAPPA = "eval.study_kappa"
 AUROC = "eval.study_auroc"
@@ -20,65 +19,6 @@ PASSED, FAILED = "passed", "failed"
 # MLflow limits tag values; the reason is cut well below that.
 MAX_REASON_CHARS = 4000
 _SLACK = 1e-9  # float noise must not fail an equal model
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    """Floors and allowed drops of params.yaml `gate:`."""
-
-    min_study_kappa: float
-    min_study_auroc: float
-    max_overall_drop: float
-    max_part_kappa_drop: float
-    auto_promote: bool
-    paired_replicates: int = 1000
-    confidence: float = 0.95
-
-    @property
-    def paired(self) -> PairedPolicy:
-        """The paired-bootstrap part of the policy."""
-        return PairedPolicy(
-            self.max_overall_drop, self.max_part_kappa_drop, self.paired_replicates, self.confidence
-        )
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any] | None = None) -> GatePolicy:
-        """The policy of params.yaml `gate:` (or of `section`), with its values checked."""
-        if section is None:
-            import dataclasses
-
-            from pipelines.config import load_config
-
-            section = dataclasses.asdict(load_config().gate)
-        names = ("min_study_kappa", "min_study_auroc", "max_overall_drop", "max_part_kappa_drop")
-        missing = [name for name in (*names, "approval") if name not in (section or {})]
-        if missing:
-            raise ConfigError(
-                f"params.yaml gate: lacks {missing}; see the gate section in the repository's params.yaml"
-            )
-        try:
-            values = {name: float(section[name]) for name in names}
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"params.yaml gate: every threshold must be a number ({error})") from error
-        for name in ("max_overall_drop", "max_part_kappa_drop"):
-            if values[name] < 0:
-                raise ConfigError(
-                    f"params.yaml gate.{name}={values[name]}: an allowed drop cannot be negative"
-                )
-        if not -1.0 <= values["min_study_kappa"] <= 1.0 or not 0.0 <= values["min_study_auroc"] <= 1.0:
-            raise ConfigError(
-                "params.yaml gate: min_study_kappa must lie in [-1, 1] and min_study_auroc in [0, 1]"
-            )
-        replicates = int(section.get("paired_replicates", 1000))
-        confidence = float(section.get("confidence", 0.95))
-        if replicates < 100 or not 0.5 <= confidence < 1.0:
-            raise ConfigError("params.yaml gate: paired_replicates must be >= 100 and confidence in [0.5, 1)")
-        return cls(
-            **values,
-            auto_promote=section["approval"] == "auto",
-            paired_replicates=replicates,
-            confidence=confidence,
-        )
 
 
 @dataclass
@@ -101,7 +41,7 @@ def part_kappas(metrics: dict[str, float]) -> dict[str, float]:
     return {match["part"]: value for key, value in metrics.items() if (match := PART_KAPPA.match(key))}
 
 
-def _floors(candidate: dict[str, float], policy: GatePolicy, notes: list[str], failures: list[str]) -> None:
+def _floors(candidate: dict[str, float], policy: GateParams, notes: list[str], failures: list[str]) -> None:
     for key, floor, label in (
         (KAPPA, policy.min_study_kappa, "study kappa"),
         (AUROC, policy.min_study_auroc, "study AUROC"),
@@ -118,7 +58,7 @@ def _floors(candidate: dict[str, float], policy: GatePolicy, notes: list[str], f
 def _against_champion(
     candidate: dict[str, float],
     champion: dict[str, float],
-    policy: GatePolicy,
+    policy: GateParams,
     notes: list[str],
     failures: list[str],
 ) -> None:
@@ -173,7 +113,7 @@ def lineage_failures(tags: dict[str, str]) -> list[str]:
 def evaluate_gate(
     candidate: dict[str, float],
     champion: dict[str, float] | None,
-    policy: GatePolicy,
+    policy: GateParams,
     champion_version: int | None = None,
     lineage: list[str] | None = None,
     paired: PairedStudies | None = None,
@@ -185,7 +125,7 @@ def evaluate_gate(
     failures: list[str] = list(lineage or [])
     _floors(candidate, policy, notes, failures)
     if champion is not None and paired is not None:
-        paired_notes, paired_failures = compare_paired(paired, policy.paired)
+        paired_notes, paired_failures = compare_paired(paired, policy)
         notes += paired_notes
         failures += paired_failures
     elif champion is not None:

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipelines.config import GateParams
 from pipelines.contracts import part_slug
 from pipelines.evaluation.bootstrap import interval, paired_differences
 
 MIN_PAIRED_STUDIES = 20  # fewer paired studies than this cannot show a regression
+PAIRED_SEED = 0  # one resampling for every verdict: gating the same pair twice gives the same answer
 
 
 @dataclass(frozen=True)
@@ -47,25 +49,15 @@ class PairedStudies:
         return cls(frame.sort_values("study_id").reset_index(drop=True), thresholds)
 
 
-@dataclass(frozen=True)
-class PairedPolicy:
-    """How the paired comparison decides (params.yaml gate:)."""
-
-    max_overall_drop: float
-    max_part_kappa_drop: float
-    replicates: int
-    confidence: float
-    seed: int = 0
-
-
 def _describe(label: str, differences: np.ndarray, confidence: float) -> tuple[str, float]:
     low, high = interval(differences, confidence)
     centre = float(np.nanmedian(differences)) if np.isfinite(differences).any() else float("nan")
     return f"{label} {centre:+.3f} [{low:+.3f}, {high:+.3f}]", high
 
 
-def compare_paired(paired: PairedStudies, policy: PairedPolicy) -> tuple[list[str], list[str]]:
-    """(notes, failures) of the challenger against the champion on the paired studies."""
+def compare_paired(paired: PairedStudies, policy: GateParams) -> tuple[list[str], list[str]]:
+    """(notes, failures) of the challenger against the champion on the paired studies (params.yaml
+    gate: the allowed drops, paired_replicates, confidence)."""
     frame = paired.frame
     count = len(frame)
     if count < MIN_PAIRED_STUDIES:
@@ -87,8 +79,8 @@ def compare_paired(paired: PairedStudies, policy: PairedPolicy) -> tuple[list[st
         frame["champion"].to_numpy(),
         paired.thresholds,
         frame["body_part"],
-        policy.replicates,
-        policy.seed,
+        policy.paired_replicates,
+        PAIRED_SEED,
     )
     for metric, label in (("kappa", "study kappa"), ("auroc", "study AUROC")):
         text, high = _describe(f"{label} change", overall[metric], each)
@@ -107,8 +99,8 @@ def compare_paired(paired: PairedStudies, policy: PairedPolicy) -> tuple[list[st
             rows["champion"].to_numpy(),
             paired.thresholds,
             np.zeros(len(rows)),
-            policy.replicates,
-            policy.seed,
+            policy.paired_replicates,
+            PAIRED_SEED,
         )["kappa"]
         text, high = _describe(f"{slug} study kappa change", differences, each)
         if high < -policy.max_part_kappa_drop:

@@ -7,6 +7,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from pipelines.config import GateParams, load_config
 from pipelines.contracts import (
     CARD_TAG,
     CHALLENGER,
@@ -19,7 +20,7 @@ from pipelines.contracts import (
 )
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
-from pipelines.registry.gate import GatePolicy, evaluate_gate, lineage_failures
+from pipelines.registry.gate import evaluate_gate, lineage_failures
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule, now_utc
@@ -275,7 +276,7 @@ def gate_version(
     version: int,
     auto_promote: bool | None = None,
     client=None,
-    policy: GatePolicy | None = None,
+    policy: GateParams | None = None,
     for_review: bool = False,
 ) -> dict:
     """Judge a registered version against the floors and the current champion, record the verdict as
@@ -286,7 +287,7 @@ def gate_version(
     step the first attempt did not reach (its model card) is done now.
     """
     client = client or connect()
-    policy = policy or GatePolicy.from_params()
+    policy = policy or load_config().gate
     auto_promote = policy.auto_promote if auto_promote is None else bool(auto_promote)
     with tracking_errors(client, f"gating {model} v{version}"):
         candidate = client.get_model_version(model, str(version))
@@ -368,7 +369,7 @@ def _recorded_verdict(client, model: str, version: int, entry) -> dict:
 
 
 def register_run(
-    run_id: str, auto_promote: bool | None = None, client=None, policy: GatePolicy | None = None
+    run_id: str, auto_promote: bool | None = None, client=None, policy: GateParams | None = None
 ) -> dict:
     """Register the run's SavedModel, then gate it and apply the promotion rule (`mura register`)."""
     client = client or connect()

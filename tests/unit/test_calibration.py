@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.config import load_config
 from pipelines.errors import DataError
 from pipelines.evaluation.bootstrap import paired_differences, study_intervals
 from pipelines.evaluation.calibration import (
@@ -23,7 +25,7 @@ from pipelines.evaluation.calibration import (
 )
 from pipelines.evaluation.metrics import Uncertainty, binary_metrics, evaluate_predictions
 from pipelines.evaluation.report import flat_metrics, kappa_table
-from pipelines.registry.gate import GatePolicy, evaluate_gate
+from pipelines.registry.gate import evaluate_gate
 from pipelines.registry.paired import PairedStudies, compare_paired
 
 PARTS = ("XR_ELBOW", "XR_HAND", "XR_WRIST")
@@ -125,7 +127,14 @@ def test_evaluation_reports_intervals_in_metrics_and_table():
     assert f"[{flat['eval.study_kappa_ci_low']:5.2f}," in overall
 
 
-POLICY = GatePolicy(0.05, 0.55, 0.0, 0.0, False, paired_replicates=500)
+POLICY = dataclasses.replace(
+    load_config().gate,
+    min_study_kappa=0.05,
+    min_study_auroc=0.55,
+    max_overall_drop=0.0,
+    max_part_kappa_drop=0.0,
+    paired_replicates=500,
+)
 FLOOR_METRICS = {"eval.study_kappa": 0.6, "eval.study_auroc": 0.9}
 
 
@@ -153,7 +162,7 @@ def test_retrains_of_one_model_are_blocked_at_most_as_often_as_the_confidence_al
     """80 pairs of equally good models (one truth, independent noise) on 140 studies of 7 types: the
     gate asks 9 questions, so 95 % per interval blocked 6 of 80; family-wise 95 % may block 4 (1 here)."""
     parts = [f"XR_{name}" for name in ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")]
-    policy = GatePolicy(0.05, 0.55, 0.0, 0.0, False).paired
+    policy = dataclasses.replace(POLICY, paired_replicates=1000)
     blocked = 0
     for trial in range(80):
         truth = _studies(140, seed=200 + trial).assign(body_part=[parts[i % 7] for i in range(140)])
