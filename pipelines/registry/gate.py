@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from pipelines.config import GateParams
 from pipelines.registry.paired import PairedStudies, compare_paired
+from pipelines.registry.pairing import Unpaired
 
 KAPPA = "eval.study_kappa"
 AUROC = "eval.study_auroc"
@@ -116,28 +117,31 @@ def evaluate_gate(
     policy: GateParams,
     champion_version: int | None = None,
     lineage: list[str] | None = None,
-    paired: PairedStudies | None = None,
+    paired: PairedStudies | Unpaired | None = None,
 ) -> GateVerdict:
     """Judge `candidate` metrics: floors always; against the champion when there is one, by a paired
-    bootstrap on the same holdout studies when `paired` is given, else by single numbers;
+    bootstrap on the same holdout studies when `paired` holds them, else by single numbers (the
+    reason then says so and why);
     `lineage` failures (lineage_failures) fail it whatever its metrics."""
     notes: list[str] = []
     failures: list[str] = list(lineage or [])
+    fallback = ""  # a weaker comparison is said whatever the verdict
     _floors(candidate, policy, notes, failures)
-    if champion is not None and paired is not None:
+    if champion is not None and isinstance(paired, PairedStudies):
         paired_notes, paired_failures = compare_paired(paired, policy)
         notes += paired_notes
         failures += paired_failures
     elif champion is not None:
-        notes.append("no paired holdout predictions: single numbers compared")
+        why = paired.reason if isinstance(paired, Unpaired) else "no paired holdout predictions"
+        fallback = f" [single numbers compared: {why}]"
         _against_champion(candidate, champion, policy, notes, failures)
     against = f" vs champion v{champion_version}" if champion is not None and champion_version else ""
     if champion is None:
         against = " (first version: floors only)"
     if failures:
-        reason = f"failed{against}: " + "; ".join(failures)
+        reason = f"failed{against}{fallback}: " + "; ".join(failures)
     else:
-        reason = f"passed{against}: " + "; ".join(notes)
+        reason = f"passed{against}{fallback}: " + "; ".join(notes)
     return GateVerdict(
         not failures, reason[:MAX_REASON_CHARS], failures, champion_version if champion else None
     )

@@ -133,3 +133,38 @@ def test_lineage_that_cannot_be_shown_fails_the_gate_whatever_the_metrics():
     assert len(lineage_failures({})) == 2  # no lineage recorded at all
     verdict = evaluate_gate(candidate(), None, POLICY, lineage=unversioned)
     assert not verdict.passed and "lineage" in verdict.reason
+
+
+def test_a_single_number_fallback_is_said_in_the_verdict_whatever_it_is():
+    """A champion that could not be scored on the new holdout made the gate compare single numbers,
+    said only in a log line; the reason a reviewer reads (and the card) now names it and why."""
+    from pipelines.registry.pairing import Unpaired
+
+    why = Unpaired("the champion's run r1 could not be scored on the new holdout: 3 images missing")
+    passed = evaluate_gate(candidate(), CHAMPION, POLICY, 3, paired=why)
+    failed = evaluate_gate(candidate(study_kappa=0.5), CHAMPION, POLICY, 3, paired=why)
+    for verdict in (passed, failed):
+        assert f"vs champion v3 [single numbers compared: {why.reason}]:" in verdict.reason
+    assert passed.passed and not failed.passed
+
+
+def test_a_champion_that_cannot_be_scored_gives_the_reason_not_none(monkeypatch, caplog):
+    import pandas as pd
+
+    from pipelines.errors import DataError
+    from pipelines.evaluation import holdout
+    from pipelines.registry import pairing
+
+    table = pd.DataFrame({"study_id": ["s1", "s2"], "body_part": ["XR_HAND"] * 2, "label": [0, 1]})
+    monkeypatch.setattr(
+        holdout, "stored_holdout_studies", lambda client, run: (table, 0.5) if run == "new" else None
+    )
+
+    def unscorable(client, challenger_run, champion_run):
+        raise DataError("3 images of the holdout are missing under data/")
+
+    monkeypatch.setattr(pairing, "_score_champion", unscorable)
+    found = pairing.paired_holdout(None, "new", "old")
+    assert isinstance(found, pairing.Unpaired)
+    assert "run old could not be scored" in found.reason and "3 images" in found.reason
+    assert "single numbers" in caplog.text
