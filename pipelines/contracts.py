@@ -149,6 +149,30 @@ OUTPUT_THRESHOLD = (
 # is sigmoid((logit(mean raw_probability) - shift) / temperature); without it, the mean of its images'.
 OUTPUT_STUDY_CALIBRATION = "study_calibration"
 CALIBRATION_EPSILON = 1e-6  # probabilities are clipped to [eps, 1 - eps] before the logit (float32 safe)
+
+
+def logit(probabilities, ops=None):
+    """log(p / (1 - p)) of probabilities clipped to [eps, 1 - eps]. `ops`: the array functions (clip,
+    log, log1p, exp; numpy by default, TensorFlow's inside the exported graph)."""
+    if ops is None:
+        import numpy as ops
+    clipped = ops.clip(probabilities, CALIBRATION_EPSILON, 1.0 - CALIBRATION_EPSILON)
+    return ops.log(clipped) - ops.log1p(-clipped)
+
+
+def calibrated_from_logits(logits, temperature: float, shift: float, ops=None):
+    """sigmoid((logit - shift) / temperature): the one calibration formula (fitted by evaluation,
+    served by the SavedModel, applied to a study's mean by the client)."""
+    if ops is None:
+        import numpy as ops
+    return 1.0 / (1.0 + ops.exp(-(logits - shift) / temperature))
+
+
+def calibrated(probabilities, temperature: float, shift: float, ops=None):
+    """The calibrated probability of raw probabilities (see calibrated_from_logits)."""
+    return calibrated_from_logits(logit(probabilities, ops), temperature, shift, ops)
+
+
 OUTPUT_LABEL = "label"
 OUTPUT_BODY_PART = "body_part"
 OUTPUT_CLASS_PROBABILITIES = "class_probabilities"

@@ -14,13 +14,11 @@ from typing import Any
 import numpy as np
 
 from pipelines.contracts import (
-    CALIBRATION_EPSILON as EPSILON,
-)
-from pipelines.contracts import (
     CANARY,
     IMAGE_SUFFIXES,
     OUTPUT_STUDY_CALIBRATION,
     STABLE,
+    calibrated,
     challenger_model_name,
     is_hidden,
     part_slug,
@@ -286,9 +284,8 @@ def study_probability(per_image: list[dict[str, Any]]) -> float:
     if calibration is None:
         return float(np.mean([result["abnormal_probability"] for result in per_image]))
     temperature, shift = calibration
-    # The formula of pipelines.evaluation.calibration.calibrate, on the study's mean raw probability.
-    mean = float(np.clip(np.mean([result["raw_probability"] for result in per_image]), EPSILON, 1 - EPSILON))
-    return float(1.0 / (1.0 + np.exp(-(np.log(mean) - np.log1p(-mean) - shift) / temperature)))
+    # The contract's formula, on the study's mean raw probability.
+    return float(calibrated(np.mean([result["raw_probability"] for result in per_image]), temperature, shift))
 
 
 def _is_bytes(value) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from pipelines import contracts
 from pipelines.contracts import CALIBRATION_EPSILON
 from pipelines.errors import DataError
 
@@ -102,14 +103,13 @@ def check_probabilities(probabilities, what: str = "model output") -> np.ndarray
 
 
 def logit(probabilities) -> np.ndarray:
-    """log(p / (1 - p)) of probabilities clipped away from 0 and 1."""
-    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, 1.0 - EPSILON)
-    return np.log(clipped) - np.log1p(-clipped)
+    """log(p / (1 - p)) of probabilities clipped away from 0 and 1 (float64)."""
+    return contracts.logit(np.asarray(probabilities, dtype=np.float64))
 
 
 def calibrate(probabilities, temperature: float, shift: float) -> np.ndarray:
-    """sigmoid((logit(p) - shift) / temperature)."""
-    return 1.0 / (1.0 + np.exp(-(logit(probabilities) - shift) / temperature))
+    """sigmoid((logit(p) - shift) / temperature) (the contract's formula, in float64)."""
+    return contracts.calibrated(np.asarray(probabilities, dtype=np.float64), temperature, shift)
 
 
 def _study_index(study_ids) -> tuple[np.ndarray, int]:
@@ -146,7 +146,7 @@ def fit_calibration(image_probabilities, study_ids, study_labels) -> tuple[float
 
     def loss(parameters: np.ndarray) -> float:
         temperature, shift = math.exp(parameters[0]), parameters[1]
-        study = np.clip(1.0 / (1.0 + np.exp(-(logits - shift) / temperature)), EPSILON, 1.0 - EPSILON)
+        study = np.clip(contracts.calibrated_from_logits(logits, temperature, shift), EPSILON, 1.0 - EPSILON)
         return float(-np.mean(labels * np.log(study) + (1.0 - labels) * np.log1p(-study)))
 
     result = minimize(loss, x0=np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,11 @@ from pipelines.contracts import (
     OUTPUT_THRESHOLD,
     PIXELS_SIGNATURE,
     SERVING_SIGNATURE,
+    calibrated,
     parse_task,
 )
 from pipelines.errors import ConfigError, ExportError
-from pipelines.evaluation.calibration import EPSILON, OperatingPoint
+from pipelines.evaluation.calibration import OperatingPoint
 from pipelines.export.precision import float32_model
 from pipelines.export.warmup import placeholder_image, write_warmup_file
 from pipelines.progress import bar
@@ -101,10 +103,11 @@ def build_archive(model, class_map: dict[str, Any]):
         else:
             abnormal = tf.reshape(probabilities, [-1])
         outputs[OUTPUT_RAW_PROBABILITY] = abnormal
-        if point.method == "fitted":  # the formula of pipelines.evaluation.calibration.calibrate
-            clipped = tf.clip_by_value(abnormal, EPSILON, 1.0 - EPSILON)
-            logits = tf.math.log(clipped) - tf.math.log1p(-clipped)
-            abnormal = tf.sigmoid((logits - point.shift) / point.temperature)
+        if point.method == "fitted":  # the contract's formula, in the graph
+            ops = SimpleNamespace(
+                clip=tf.clip_by_value, log=tf.math.log, log1p=tf.math.log1p, exp=tf.math.exp
+            )
+            abnormal = calibrated(abnormal, point.temperature, point.shift, ops)
         outputs[OUTPUT_PROBABILITY] = abnormal  # an image alone: a study of one
         outputs[OUTPUT_THRESHOLD] = tf.fill(tf.shape(abnormal), tf.constant(point.threshold, tf.float32))
         if point.method == "fitted" and point.level == "study":

@@ -248,3 +248,23 @@ def test_a_point_stored_before_study_calibration_keeps_calibrating_images():
     assert study_level[2] == pytest.approx(calibrate([0.6], 2.0, 0.5)[0])  # one image: a study of one
     with pytest.raises(DataError, match="level study or image"):
         OperatingPoint.from_dict({**stored, "level": "patient"})
+
+
+def test_evaluation_the_served_graph_and_the_client_calibrate_with_one_formula():
+    """The calibration was written three times (evaluation, the SavedModel's graph, the client's
+    study step); each now calls the contract's function and gives the same numbers."""
+    from types import SimpleNamespace
+
+    from pipelines.contracts import OUTPUT_STUDY_CALIBRATION, calibrated
+    from pipelines.evaluation.calibration import calibrate
+    from serving.client import study_probability
+
+    raw = np.array([0.0, 1e-9, 0.2, 0.5, 0.93, 1.0])
+    temperature, shift = 1.7, -0.4
+    expected = calibrate(raw, temperature, shift)
+    assert np.allclose(calibrated(raw, temperature, shift), expected)
+    # The graph's array functions (a namespace of clip, log, log1p, exp), here numpy's own under other names.
+    graph_like = SimpleNamespace(clip=np.clip, log=np.log, log1p=np.log1p, exp=np.exp)
+    assert np.allclose(calibrated(raw.astype(np.float32), temperature, shift, graph_like), expected, atol=1e-6)
+    answers = [{"raw_probability": p, OUTPUT_STUDY_CALIBRATION: [temperature, shift]} for p in raw[2:5]]
+    assert study_probability(answers) == pytest.approx(float(calibrate(raw[2:5].mean(), temperature, shift)))
