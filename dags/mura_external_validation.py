@@ -20,7 +20,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from pipelines.orchestration import EXTERNAL_DAG, SITE_PATTERN
+from pipelines.orchestration import DEFAULT_CHAMPION, EXTERNAL_DAG, SITE_PATTERN
 
 
 @dag(
@@ -39,7 +39,7 @@ from pipelines.orchestration import EXTERNAL_DAG, SITE_PATTERN
             description="imported with `mura external import`",
         ),
         "model": Param(
-            "mura_binary@champion",
+            DEFAULT_CHAMPION,
             type="string",
             title="Model",
             description="MODEL, MODEL@alias or MODEL/VERSION",

@@ -134,6 +134,26 @@ def class_map(task: Task | str, arch: str, image_size: tuple[int, int] | list[in
     }
 
 
+# --- A training run's artifacts in MLflow (the layout every step reads) ---------------------------
+MODEL_ARTIFACT_DIR = "model"  # the Keras model and its class map
+MODEL_FILE = "model.keras"
+CLASS_MAP_FILE = "class_map.json"
+MODEL_ARTIFACT = f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE}"
+CLASS_MAP_ARTIFACT = f"{MODEL_ARTIFACT_DIR}/{CLASS_MAP_FILE}"
+SAVED_MODEL_ARTIFACT = "tf_serving"  # the exported SavedModel that is registered and served
+# Metric and tag names the gate, the cards and the listings read.
+STUDY_KAPPA = "eval.study_kappa"
+STUDY_AUROC = "eval.study_auroc"
+VALIDATION_SUCCESS_TAG = "validation.success"  # the data gate's verdict on the run's data
+DEFAULT_MODEL = Task("binary").model_name  # what `mura predict`, the PACS DAG and the demo ask for
+DEFAULT_CHAMPION = f"{DEFAULT_MODEL}@champion"  # the version external validation measures by default
+
+
+def interval_names(metric: str) -> tuple[str, str]:
+    """The names of a metric's interval bounds: `eval.study_kappa` -> `eval.study_kappa_ci_low`, `_ci_high`."""
+    return f"{metric}_ci_low", f"{metric}_ci_high"
+
+
 # --- SavedModel signatures --------------------------------------------------------------------
 SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"

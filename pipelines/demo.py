@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from pipelines.config import load_config
-from pipelines.contracts import CHAMPION
+from pipelines.contracts import CHAMPION, DEFAULT_MODEL, GATE_REASON_TAG, STABLE
 from pipelines.errors import MuraError
 from pipelines.settings import get_settings
 
@@ -51,7 +51,7 @@ def _require_champion(model: str) -> None:
     versions = client.search_model_versions(f"name='{model}'")
     latest = max(versions, key=lambda version: int(version.version))
     raise MuraError(
-        f"{model} v{latest.version} did not become champion: {latest.tags.get('gate.reason', 'no gate verdict')}"
+        f"{model} v{latest.version} did not become champion: {latest.tags.get(GATE_REASON_TAG, 'no gate verdict')}"
     )
 
 
@@ -167,7 +167,7 @@ def run_demo() -> int:
             f"mura_retrain run {run_id} ended {state}; open {settings.airflow_url}/dags/mura_retrain "
             f"for the task logs"
         )
-    _require_champion("mura_binary")
+    _require_champion(DEFAULT_MODEL)
     _step("Reconcile serving with the registry (mura deploy)")
     from pipelines.registry.reconciler import reconcile
 
@@ -177,7 +177,7 @@ def run_demo() -> int:
 
     with ServingClient(protocol="grpc") as serving:
         for study in _valid_studies(settings.data_dir, STUDIES_TO_PREDICT):
-            result = serving.predict_study(study, model="mura_binary", label="stable")
+            result = serving.predict_study(study, model=DEFAULT_MODEL, label=STABLE)
             truth = "abnormal" if study.name.endswith("positive") else "normal"
             print(
                 f"    X-ray of {result['body_part']} is {result['label']}. (p={result['abnormal_probability']:.3f},"
@@ -185,7 +185,7 @@ def run_demo() -> int:
             )
     _step("Monitor the release against the champion (DAG mura_monitor: drift, live kappa over gRPC)")
     _run_dag(client, settings, "mura_monitor")
-    print(_monitor_summary("mura_binary"))
+    print(_monitor_summary(DEFAULT_MODEL))
     urls = status()["urls"]
     if "pacs" in urls:
         _pacs_demo(client, settings, urls)

@@ -19,6 +19,8 @@ from pipelines.contracts import (
     APPROVE_TASK,
     CHALLENGER,
     DATA_ASSET_URI,
+    DEFAULT_CHAMPION,
+    DEFAULT_MODEL,
     DEPLOY_DAG,
     DVC_POOL,
     EXTERNAL_DAG,
@@ -28,6 +30,7 @@ from pipelines.contracts import (
     RETRAIN_DAG,
     RETRAIN_NEEDED_URI,
     TASK_CHOICES,
+    VALIDATION_SUCCESS_TAG,
 )
 from pipelines.errors import ConfigError, MuraError, NothingToMonitor
 from pipelines.logs import configure_logging
@@ -87,6 +90,7 @@ __all__ = [
     "Validation",
     "PACS_DAG",
     "EXTERNAL_DAG",
+    "DEFAULT_CHAMPION",
     "SITE_PATTERN",
     "default_preset",
     "approval_default",
@@ -291,7 +295,7 @@ def _tag_validation(run_id: str, validation: Validation) -> None:
     from pipelines.registry.tracking import connect
 
     client = connect()
-    client.set_tag(run_id, "validation.success", str(validation.success))
+    client.set_tag(run_id, VALIDATION_SUCCESS_TAG, str(validation.success))
     client.set_tag(run_id, "validation.docs", validation.docs or "unknown")
 
 
@@ -436,7 +440,7 @@ def reconcile_serving(models: list[str] | None = None) -> dict:
     return reconcile(models=models)
 
 
-def pacs_new_studies(model: str = "mura_binary") -> list[str]:
+def pacs_new_studies(model: str = DEFAULT_MODEL) -> list[str]:
     """StudyInstanceUIDs of the PACS without a report of the served champion ([] before any champion)."""
     from pipelines.config import load_config
     from pipelines.pacs.client import PacsClient
@@ -459,7 +463,7 @@ def pacs_new_studies(model: str = "mura_binary") -> list[str]:
             return []
 
 
-def pacs_answer_studies(study_uids: list[str], model: str = "mura_binary") -> dict:
+def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> dict:
     """Each study answered and its report stored (once per model version). A study that fails is
     logged with its UID and the others go on; the task then fails naming them (a retry redoes only
     those: the others hold their report)."""

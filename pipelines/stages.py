@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pipelines.contracts import STUDY_KAPPA
+
 T = TypeVar("T", bound="Stage")
 
 
@@ -118,7 +120,7 @@ class Evaluation(Stage):
     def selection_kappa(self) -> float:
         """Holdout study kappa (valid only reports: choosing by it would make the valid score optimistic);
         a run without one falls back to valid's; -inf when missing or undefined, so it ranks last."""
-        value = self.metrics.get("holdout.study_kappa", self.metrics.get("eval.study_kappa"))
+        value = self.metrics.get("holdout.study_kappa", self.metrics.get(STUDY_KAPPA))
         return float("-inf") if value is None or math.isnan(value) else float(value)
 
 

@@ -15,13 +15,15 @@ import numpy as np
 
 from pipelines.contracts import (
     CANARY,
+    DEFAULT_MODEL,
     IMAGE_SUFFIXES,
+    INPUT_IMAGE_BYTES,
     OUTPUT_STUDY_CALIBRATION,
     STABLE,
     calibrated,
     challenger_model_name,
     is_hidden,
-    part_slug,
+    parse_task,
     served_model_name,
 )
 from pipelines.errors import DataError
@@ -138,12 +140,12 @@ class ServingClient:
     def predict_images(
         self,
         images: list[bytes],
-        model: str = "mura_binary",
+        model: str = DEFAULT_MODEL,
         version: int | None = None,
         label: str | None = None,
     ) -> list[dict[str, Any]]:
         """One result dict per encoded image: abnormal_probability, label (and body_part for 14cls)."""
-        outputs, served = self.predict({"image_bytes": list(images)}, model, version, label)
+        outputs, served = self.predict({INPUT_IMAGE_BYTES: list(images)}, model, version, label)
         if "abnormal_probability" not in outputs:
             raise ServingClientError(
                 f"{model} has no abnormal_probability output: is it a MURA model?", "INVALID_ARGUMENT"
@@ -160,7 +162,7 @@ class ServingClient:
     def predict_image(
         self,
         image: str | Path | bytes,
-        model: str = "mura_binary",
+        model: str = DEFAULT_MODEL,
         version: int | None = None,
         label: str | None = None,
     ) -> dict[str, Any]:
@@ -179,7 +181,7 @@ class ServingClient:
     def predict_study(
         self,
         folder: str | Path,
-        model: str = "mura_binary",
+        model: str = DEFAULT_MODEL,
         version: int | None = None,
         label: str | None = None,
     ) -> dict[str, Any]:
@@ -203,7 +205,7 @@ class ServingClient:
         names: list[str],
         study: str,
         body_part: str | None,
-        model: str = "mura_binary",
+        model: str = DEFAULT_MODEL,
         version: int | None = None,
         label: str | None = None,
     ) -> dict[str, Any]:
@@ -229,7 +231,7 @@ class ServingClient:
     def explain_images(
         self,
         images: list[bytes],
-        model: str = "mura_binary",
+        model: str = DEFAULT_MODEL,
         version: int | None = None,
         label: str | None = None,
     ) -> list[dict[str, Any]]:
@@ -237,7 +239,7 @@ class ServingClient:
         (height x width, 0..1) and the abnormal probability."""
         from serving.overlay import heatmap_on_image
 
-        outputs, served = self.predict({"image_bytes": list(images)}, model, version, label, "explain")
+        outputs, served = self.predict({INPUT_IMAGE_BYTES: list(images)}, model, version, label, "explain")
         if "heatmap" not in outputs:
             raise ServingClientError(f"{model} has no explain signature: export it again", "INVALID_ARGUMENT")
         return [
@@ -305,7 +307,7 @@ def _image_bytes(image: str | Path | bytes) -> bytes:
 
 def calculate_binary(model_name: str | None, part_body: str, image: str | Path | bytes) -> str:
     """Seed helper: "X-ray of XR_HUMERUS is abnormal." from a binary model (default mura_binary_<part>)."""
-    model = model_name or (f"mura_binary_{part_slug(part_body)}" if part_body else "mura_binary")
+    model = model_name or parse_task(f"binary:{part_body}" if part_body else "binary").model_name
     with ServingClient() as client:
         result = client.predict_images([_image_bytes(image)], model=model)[0]
     return f"X-ray of {part_body} is {result['label']}."

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.contracts import SERVING_SIGNATURE
 from serving.errors import ServingClientError
 from serving.protos import (
     MODEL_SERVICE,
@@ -233,7 +234,7 @@ class RestTransport:
     def _single_output_name(self, model, version, label, signature_name) -> str:
         metadata = self._request("GET", self._url(model, version, label, "/metadata"), model)
         signatures = metadata["metadata"]["signature_def"]["signature_def"]
-        return next(iter(signatures[signature_name or "serving_default"]["outputs"]))
+        return next(iter(signatures[signature_name or SERVING_SIGNATURE]["outputs"]))
 
     def model_status(self, model, version, label):
         """Version states from GET /v1/models/..."""

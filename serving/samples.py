@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.contracts import BODY_PARTS
+from pipelines.contracts import BODY_PARTS, SERVING_SIGNATURE
 
 
 def tiny_keras_model(task: str = "binary", image_size: tuple[int, int] = (32, 32), seed: int = 0):
@@ -71,5 +71,5 @@ def write_linear_saved_model(out_dir: Path, slope: float = 0.5, intercept: float
             return {"y": self.slope * x + self.intercept}
 
     module = Linear()
-    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, str(out_dir), signatures={SERVING_SIGNATURE: module.serve})
     return Path(out_dir)

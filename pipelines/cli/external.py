@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
+from pipelines.contracts import DEFAULT_CHAMPION
 
 
 def _import(args) -> int:
@@ -79,8 +80,8 @@ def register(subparsers) -> None:
     validate.add_argument("--site", required=True, help="a site imported with `mura external import`")
     validate.add_argument(
         "--model",
-        default="mura_binary@champion",
-        help="MODEL, MODEL@alias or MODEL/VERSION (default mura_binary@champion)",
+        default=DEFAULT_CHAMPION,
+        help=f"MODEL, MODEL@alias or MODEL/VERSION (default {DEFAULT_CHAMPION})",
     )
     validate.add_argument(
         "--recalibrate",

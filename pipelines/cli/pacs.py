@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
 from pipelines.cli.parsing import positive_int
+from pipelines.contracts import DEFAULT_MODEL
 from pipelines.settings import get_settings
 
 
@@ -99,7 +100,9 @@ def register(subparsers) -> None:
     )
     predict = commands.add_parser("predict", help=text, description=text)
     predict.add_argument("study_uid", metavar="STUDY_UID", help="StudyInstanceUID (`mura pacs studies`)")
-    predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
+    predict.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"served model name (default {DEFAULT_MODEL})"
+    )
     add_write_back_flag(predict, "")
     predict.add_argument(
         "--explain",

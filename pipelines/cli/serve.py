@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
+from pipelines.contracts import DEFAULT_MODEL
 from pipelines.errors import DataError
 
 IN_THE_STUDY = Path("<in the study>")  # `--explain` without OUT_DIR: with --pacs, overlays go to the PACS
@@ -42,7 +43,9 @@ def register(subparsers) -> None:
         help="a study of the PACS (MURA_PACS_URL), retrieved over DICOMweb (WADO-RS), instead of a path",
     )
     add_write_back_flag(predict, "with --pacs: ")
-    predict.add_argument("--model", default="mura_binary", help="served model name (default mura_binary)")
+    predict.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"served model name (default {DEFAULT_MODEL})"
+    )
     choice = predict.add_mutually_exclusive_group()
     choice.add_argument("--label", help="version label, e.g. stable or canary")
     choice.add_argument("--version", type=int, help="model version number")

@@ -15,7 +15,7 @@ from pipelines.cli.parsing import (
     preset_name,
     preset_names,
 )
-from pipelines.contracts import TASK_CHOICES
+from pipelines.contracts import STUDY_KAPPA, TASK_CHOICES, interval_names
 from pipelines.settings import get_settings
 from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
@@ -82,7 +82,7 @@ def overrides_from(args) -> dict:
 
 
 def _interval(metrics: dict) -> str:
-    low, high = metrics.get("eval.study_kappa_ci_low"), metrics.get("eval.study_kappa_ci_high")
+    low, high = (metrics.get(name) for name in interval_names(STUDY_KAPPA))
     return f" [{low:.3f}, {high:.3f}] (95 % bootstrap, valid)" if low is not None and high is not None else ""
 
 
@@ -124,7 +124,7 @@ def _train(args) -> int:
         args.json,
         "\n".join(
             f"run {run['run_id']}: {run['arch']} {run['task']} study kappa "
-            f"{run['metrics'].get('eval.study_kappa', float('nan')):.3f}" + _interval(run["metrics"])
+            f"{run['metrics'].get(STUDY_KAPPA, float('nan')):.3f}" + _interval(run["metrics"])
             for run in runs
         ),
     )

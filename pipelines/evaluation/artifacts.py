@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.contracts import CLASS_MAP_FILE, MODEL_ARTIFACT_DIR, MODEL_FILE
 from pipelines.errors import ConfigError, DataError
 
 OPERATING_POINT_FILE = "operating_point.json"  # beside model.keras: what export bakes into the graph
@@ -19,16 +20,18 @@ def download_model(run_id: str, folder: Path) -> tuple[Path, dict, dict | None]:
 
     try:
         local = Path(
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(folder))
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=MODEL_ARTIFACT_DIR, dst_path=str(folder)
+            )
         )
     except (MlflowException, OSError) as error:
         raise ConfigError(
             f"run {run_id} has no model/ artifacts ({error}); train it with `mura train` first"
         ) from None
-    class_map = json.loads((local / "class_map.json").read_text(encoding="utf-8"))
+    class_map = json.loads((local / CLASS_MAP_FILE).read_text(encoding="utf-8"))
     stored = local / OPERATING_POINT_FILE
     point = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() else None
-    return local / "model.keras", class_map, point
+    return local / MODEL_FILE, class_map, point
 
 
 def run_manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from pipelines.contracts import BODY_PARTS
+from pipelines.contracts import BODY_PARTS, interval_names
 from pipelines.evaluation.bootstrap import study_intervals
 from pipelines.evaluation.calibration import check_probabilities, kappa_rows
 
@@ -124,7 +124,7 @@ def _study_metrics(studies: pd.DataFrame, threshold: float, uncertainty: Uncerta
             uncertainty.seed,
         )
         for name, (low, high) in intervals.items():
-            result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
+            result[interval_names(name)[0]], result[interval_names(name)[1]] = low, high
     return result
 
 

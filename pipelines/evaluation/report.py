@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines.contracts import BODY_PARTS, part_slug, study_type
+from pipelines.contracts import BODY_PARTS, interval_names, part_slug, study_type
 
 
 def _cell(value) -> str:
@@ -12,7 +12,7 @@ def _cell(value) -> str:
 
 
 def _span(study: dict, name: str) -> str:
-    low, high = study.get(f"{name}_ci_low"), study.get(f"{name}_ci_high")
+    low, high = (study.get(bound) for bound in interval_names(name))
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return f"{'':>15}"
     return f" [{low:5.2f}, {high:5.2f}]"

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pipelines.contracts import CLASS_MAP_ARTIFACT, MODEL_ARTIFACT, SAVED_MODEL_ARTIFACT
 from pipelines.errors import ExportError
 from pipelines.export.saved_model import export_saved_model
 
@@ -21,8 +22,8 @@ def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[byt
     client = mlflow.MlflowClient()
     with tempfile.TemporaryDirectory(prefix="mura-export-") as scratch:
         try:
-            model_file = client.download_artifacts(run_id, "model/model.keras", scratch)
-            map_file = client.download_artifacts(run_id, "model/class_map.json", scratch)
+            model_file = client.download_artifacts(run_id, MODEL_ARTIFACT, scratch)
+            map_file = client.download_artifacts(run_id, CLASS_MAP_ARTIFACT, scratch)
         except mlflow.exceptions.MlflowException as error:
             raise ExportError(
                 f"run {run_id}: cannot download model/model.keras and model/class_map.json ({error}); "
@@ -33,15 +34,15 @@ def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[byt
         from pipelines.training.layers import load_model
 
         model = load_model(model_file, compile=False)
-        target = Path(out_dir) if out_dir else Path(scratch) / "tf_serving"
+        target = Path(out_dir) if out_dir else Path(scratch) / SAVED_MODEL_ARTIFACT
         export_saved_model(model, class_map, target, sample_images or [])
-        client.log_artifacts(run_id, str(target), artifact_path="tf_serving")
+        client.log_artifacts(run_id, str(target), artifact_path=SAVED_MODEL_ARTIFACT)
         if out_dir is None:
             shutil.rmtree(target, ignore_errors=True)
     return {
         "run_id": run_id,
         "model_name": class_map["model_name"],
-        "artifact_path": "tf_serving",
+        "artifact_path": SAVED_MODEL_ARTIFACT,
         "saved_model_dir": str(out_dir) if out_dir else None,
     }
 

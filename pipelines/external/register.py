@@ -9,7 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from pipelines.contracts import EXTERNAL_DATA_TAG, EXTERNAL_SITE_TAG
+from pipelines.contracts import EXTERNAL_DATA_TAG, EXTERNAL_SITE_TAG, GATE_REASON_TAG, GATE_STATUS_TAG
 from pipelines.evaluation.artifacts import OPERATING_POINT_FILE
 
 NOT_GATED = "not_gated"
@@ -72,8 +72,8 @@ def register_recalibrated(
         "the champion on MURA's holdout: promote it deliberately (mura promote --force --reason)"
     )
     for key, value in {
-        "gate.status": NOT_GATED,
-        "gate.reason": reason,
+        GATE_STATUS_TAG: NOT_GATED,
+        GATE_REASON_TAG: reason,
         EXTERNAL_DATA_TAG: data_md5,
         FROM_VERSION_TAG: str(version),
         EXTERNAL_SITE_TAG: site,  # last: what _registered_before looks for only once the rest is there

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 
 from pipelines.config import load_config
+from pipelines.contracts import DEFAULT_CHAMPION
 from pipelines.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
-DEFAULT_MODEL = "mura_binary@champion"
 
 
 def _data_version(site) -> dict:
@@ -65,7 +65,7 @@ def gated_release(site) -> tuple[dict, dict]:
 
 def validate_site(
     site_name: str,
-    model_spec: str = DEFAULT_MODEL,
+    model_spec: str = DEFAULT_CHAMPION,
     recalibrate: bool = False,
     register: bool = False,
     client=None,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import MonitorParams, load_config
-from pipelines.contracts import CHALLENGER, CHAMPION
+from pipelines.contracts import CANARY, CHALLENGER, CHAMPION, MODEL_ARTIFACT, STABLE
 from pipelines.errors import ConfigError, NothingToMonitor
 from pipelines.monitoring.tracking import EXPERIMENT
 from pipelines.registry.errors import RegistryError
@@ -39,7 +39,7 @@ def _aliases(client, model: str) -> tuple[object, object | None]:
 def _drift(client, champion, manifest: pd.DataFrame, data_root: Path, params: MonitorParams, scratch: Path):
     from pipelines.training.layers import load_model
 
-    model = load_model(client.download_artifacts(champion.run_id, "model/model.keras", str(scratch)))
+    model = load_model(client.download_artifacts(champion.run_id, MODEL_ARTIFACT, str(scratch)))
     return drift_from_training(client, champion.run_id, model, manifest, data_root, params, scratch)
 
 
@@ -93,13 +93,13 @@ def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, param
     )
     try:
         with ServingClient() as client:
-            champion = score_served(rows, data_root, model, "stable", client)
+            champion = score_served(rows, data_root, model, STABLE, client)
             result: dict = {
                 "studies": int(rows["study_id"].nunique()),
                 "champion": performance(champion, uncertainty),
             }
             if challenger is not None:
-                shadow = score_served(rows, data_root, model, "canary", client)
+                shadow = score_served(rows, data_root, model, CANARY, client)
                 result["challenger"] = performance(shadow, uncertainty)
                 result["comparison"] = shadow_comparison(champion, shadow, uncertainty)
     except ServingClientError as error:

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from pipelines.contracts import DEFAULT_MODEL
 from pipelines.dicom.studies import group_studies
 from pipelines.pacs.report import (
     SERIES_PREFIX,
@@ -55,7 +56,7 @@ def answer_study(
     pacs,
     serving,
     study_uid: str,
-    model: str = "mura_binary",
+    model: str = DEFAULT_MODEL,
     write_back: bool = True,
     skip_reported: bool = False,
     overlays: bool = False,

@@ -16,7 +16,12 @@ from pipelines.contracts import (
     CHAMPION,
     GATE_CHAMPION_TAG,
     GATE_REASON_TAG,
+    GATE_STATUS_TAG,
+    STUDY_AUROC,
+    STUDY_KAPPA,
+    VALIDATION_SUCCESS_TAG,
     check_model_name,
+    interval_names,
 )
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
@@ -114,7 +119,7 @@ def version_lineage(spec: str, client=None) -> dict:
             "root": run_tags.get("data.root", "unknown"),
         },
         "validation": {
-            "success": tags.get("validation.success", "unknown"),
+            "success": tags.get(VALIDATION_SUCCESS_TAG, "unknown"),
             "docs": tags.get("validation.docs"),
         },
         "airflow": {
@@ -134,16 +139,10 @@ def version_lineage(spec: str, client=None) -> dict:
             "code_dirty": tags.get("code.dirty", "unknown"),
         },
         "evaluation": {
-            "study_kappa": metrics.get("eval.study_kappa"),
-            "study_kappa_ci": [
-                metrics.get("eval.study_kappa_ci_low"),
-                metrics.get("eval.study_kappa_ci_high"),
-            ],
-            "study_auroc": metrics.get("eval.study_auroc"),
-            "study_auroc_ci": [
-                metrics.get("eval.study_auroc_ci_low"),
-                metrics.get("eval.study_auroc_ci_high"),
-            ],
+            "study_kappa": metrics.get(STUDY_KAPPA),
+            "study_kappa_ci": [metrics.get(name) for name in interval_names(STUDY_KAPPA)],
+            "study_auroc": metrics.get(STUDY_AUROC),
+            "study_auroc_ci": [metrics.get(name) for name in interval_names(STUDY_AUROC)],
             "threshold": metrics.get("eval.threshold"),
             "study_ece": metrics.get("eval.study_ece"),
             "holdout_study_kappa": metrics.get("holdout.study_kappa"),
@@ -201,7 +200,7 @@ def versions_trained_on(rev_or_md5: str, client=None) -> dict:
                         "version": number,
                         "aliases": sorted(a for a, v in registered.aliases.items() if int(v) == number),
                         "served_label": version.tags.get("serving.label"),
-                        "gate": version.tags.get("gate.status"),
+                        "gate": version.tags.get(GATE_STATUS_TAG),
                         "run_id": version.run_id,
                     }
                 )

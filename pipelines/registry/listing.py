@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipelines.contracts import EXPERIMENT, GATE_STATUS_TAG
+from pipelines.contracts import EXPERIMENT, GATE_STATUS_TAG, STUDY_KAPPA, interval_names
 from pipelines.registry.reconciler import registered_models
 from pipelines.registry.tracking import connect, tracking_errors
 from pipelines.registry.verdict import trusted_status, verify_key
 
 
 def _kappa(metrics: dict[str, float]) -> str:
-    kappa = metrics.get("eval.study_kappa")
+    kappa = metrics.get(STUDY_KAPPA)
     if kappa is None:
         return "-"
-    low, high = metrics.get("eval.study_kappa_ci_low"), metrics.get("eval.study_kappa_ci_high")
+    low, high = (metrics.get(name) for name in interval_names(STUDY_KAPPA))
     return f"{kappa:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
 
 

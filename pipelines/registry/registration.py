@@ -12,9 +12,16 @@ from pipelines.contracts import (
     CARD_TAG,
     CHALLENGER,
     CHAMPION,
+    CLASS_MAP_ARTIFACT,
     GATE_CHAMPION_TAG,
     GATE_REASON_TAG,
     GATE_STATUS_TAG,
+    INPUT_IMAGE_BYTES,
+    SAVED_MODEL_ARTIFACT,
+    SERVING_SIGNATURE,
+    STUDY_AUROC,
+    STUDY_KAPPA,
+    VALIDATION_SUCCESS_TAG,
     check_model_name,
     model_name_for_task,
 )
@@ -28,7 +35,6 @@ from pipelines.registry.tracking import connect, tracking_errors, version_metric
 from pipelines.registry.verdict import Verdict, record_verdict
 
 LOGGER = logging.getLogger(__name__)
-ARTIFACT_PATH = "tf_serving"
 LINEAGE_TAGS = (
     "code.git_sha",
     "code.dirty",
@@ -39,7 +45,7 @@ LINEAGE_TAGS = (
     "data.manifest_hash",
     "train.preset",
     "airflow.dag_run_id",
-    "validation.success",
+    VALIDATION_SUCCESS_TAG,
     "validation.docs",
     "train.arch",
     "train.task",
@@ -47,7 +53,7 @@ LINEAGE_TAGS = (
 SIGNATURE_TAG = "serving.signature"
 
 
-def describe_signature(saved_model_dir: Path, signature_name: str = "serving_default") -> str:
+def describe_signature(saved_model_dir: Path, signature_name: str = SERVING_SIGNATURE) -> str:
     """`serving_default(image_bytes: string[-1]) -> abnormal_probability: float32[-1], ...` from saved_model.pb."""
     from google.protobuf.message import DecodeError
     from tensorflow.core.framework import types_pb2
@@ -77,7 +83,7 @@ def describe_signature(saved_model_dir: Path, signature_name: str = "serving_def
         return ", ".join(described)
 
     signature = signatures[signature_name]
-    if "image_bytes" not in signature.inputs:
+    if INPUT_IMAGE_BYTES not in signature.inputs:
         raise RegistryError(
             f"{saved_model_dir}: {signature_name} does not take `image_bytes` (the signature contract)"
         )
@@ -88,15 +94,15 @@ def _download_saved_model(client, run_id: str, folder: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     try:
-        local = Path(client.download_artifacts(run_id, ARTIFACT_PATH, str(folder)))
+        local = Path(client.download_artifacts(run_id, SAVED_MODEL_ARTIFACT, str(folder)))
     except (MlflowException, OSError) as error:
         raise RegistryError(
-            f"run {run_id} has no {ARTIFACT_PATH}/ SavedModel ({str(error).splitlines()[0]}); "
+            f"run {run_id} has no {SAVED_MODEL_ARTIFACT}/ SavedModel ({str(error).splitlines()[0]}); "
             f"export it first: `mura export {run_id}`"
         ) from error
     if not (local / "saved_model.pb").is_file():
         raise RegistryError(
-            f"run {run_id}: {ARTIFACT_PATH}/ holds no saved_model.pb; export it again: `mura export {run_id}`"
+            f"run {run_id}: {SAVED_MODEL_ARTIFACT}/ holds no saved_model.pb; export it again: `mura export {run_id}`"
         )
     return local
 
@@ -108,7 +114,7 @@ def _model_name(client, run, folder: Path) -> tuple[str, str]:
     task = run.data.tags.get("train.task")
     try:
         class_map = json.loads(
-            Path(client.download_artifacts(run.info.run_id, "model/class_map.json", str(folder))).read_text()
+            Path(client.download_artifacts(run.info.run_id, CLASS_MAP_ARTIFACT, str(folder))).read_text()
         )
         task = class_map.get("task", task)
         name = class_map.get("model_name") or model_name_for_task(task)
@@ -200,7 +206,7 @@ def register_version(run_id: str, client=None) -> dict:
                 "train.task": task,
                 HASH_TAG: digest,
                 SIGNATURE_TAG: signature,
-                "serving.artifact_path": ARTIFACT_PATH,
+                "serving.artifact_path": SAVED_MODEL_ARTIFACT,
                 GATE_STATUS_TAG: "pending",
             }
         )
@@ -208,7 +214,7 @@ def register_version(run_id: str, client=None) -> dict:
         _ensure_registered_model(client, name, task)
         created = client.create_model_version(
             name,
-            f"runs:/{run_id}/{ARTIFACT_PATH}",
+            f"runs:/{run_id}/{SAVED_MODEL_ARTIFACT}",
             run_id=run_id,
             tags=tags,
             description=_description(tags, metrics),
@@ -258,7 +264,7 @@ def _description(
     return (
         f"{tags['train.arch']} for task {tags['train.task']}, run {tags['train.run_id']}; data rev "
         f"{tags['data.rev']} (dvc md5 {tags['data.dvc_md5']}); study kappa "
-        f"{metrics.get('eval.study_kappa', float('nan')):.4f}, AUROC {metrics.get('eval.study_auroc', float('nan')):.4f}; "
+        f"{metrics.get(STUDY_KAPPA, float('nan')):.4f}, AUROC {metrics.get(STUDY_AUROC, float('nan')):.4f}; "
         f"signature {tags[SIGNATURE_TAG]}; gate {gate_reason}"
     )[: 4000 - len(card_line)] + card_line
 

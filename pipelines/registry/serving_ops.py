@@ -11,6 +11,7 @@ import math
 import time
 from pathlib import Path
 
+from pipelines.contracts import INPUT_IMAGE_BYTES, WARMUP_ASSET
 from pipelines.registry.errors import DeployError
 
 LOGGER = logging.getLogger(__name__)
@@ -203,14 +204,14 @@ def _accepts(target: str) -> bool:
 def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:
     """Up to `count` encoded images from the version's warm-up file (a generated PNG when it has none)."""
     images: list[bytes] = []
-    warmup = Path(saved_model_dir) / "assets.extra" / "tf_serving_warmup_requests"
+    warmup = Path(saved_model_dir) / "assets.extra" / WARMUP_ASSET
     if warmup.is_file():
         import tensorflow as tf
 
         from pipelines.export import read_warmup_file
 
         for record in read_warmup_file(saved_model_dir):
-            tensor = record.predict_log.request.inputs.get("image_bytes")
+            tensor = record.predict_log.request.inputs.get(INPUT_IMAGE_BYTES)
             if tensor is not None:
                 images.extend(bytes(value) for value in tf.make_ndarray(tensor).reshape(-1))
     if not images:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 
+from pipelines.contracts import CLASS_MAP_FILE, MODEL_ARTIFACT_DIR, MODEL_FILE
 from pipelines.errors import ConfigError
 from pipelines.training import tracking
 from pipelines.training.layers import HorizontalFlip, load_model
@@ -60,9 +61,9 @@ def combine_runs(run_ids: list[str], flip_tta: bool = False) -> str:
     with tempfile.TemporaryDirectory() as folder:
         members, class_maps = [], []
         for index, run_id in enumerate(run_ids):
-            local = Path(client.download_artifacts(run_id, "model", f"{folder}/{index}"))
-            class_maps.append(json.loads((local / "class_map.json").read_text(encoding="utf-8")))
-            members.append(load_model(local / "model.keras", compile=False))
+            local = Path(client.download_artifacts(run_id, MODEL_ARTIFACT_DIR, f"{folder}/{index}"))
+            class_maps.append(json.loads((local / CLASS_MAP_FILE).read_text(encoding="utf-8")))
+            members.append(load_model(local / MODEL_FILE, compile=False))
         keys = {(m["task"], tuple(m["image_size"])) for m in class_maps}
         if len(keys) != 1:
             raise ConfigError(f"ensemble members differ in task or image size: {sorted(keys)}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from pipelines.contracts import EXPERIMENT
+from pipelines.contracts import CLASS_MAP_FILE, EXPERIMENT, MODEL_ARTIFACT_DIR, MODEL_FILE
 from pipelines.settings import get_settings
 
 LOGGER = logging.getLogger(__name__)
@@ -85,11 +85,11 @@ def log_model(run_id: str, model: keras.Model, class_map: dict) -> None:
 
     client = MlflowClient()
     with tempfile.TemporaryDirectory() as folder:
-        model_dir = Path(folder) / "model"
+        model_dir = Path(folder) / MODEL_ARTIFACT_DIR
         model_dir.mkdir()
-        model.save(model_dir / "model.keras")
-        (model_dir / "class_map.json").write_text(json.dumps(class_map, indent=2), encoding="utf-8")
-        client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+        model.save(model_dir / MODEL_FILE)
+        (model_dir / CLASS_MAP_FILE).write_text(json.dumps(class_map, indent=2), encoding="utf-8")
+        client.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT_DIR)
 
 
 def log_json(run_id: str, data: dict, artifact_file: str) -> None:

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.contracts import SERVING_SIGNATURE
 from serving.server.status import ServingError
 
 LOGGER = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class Batcher:
                 "INVALID_ARGUMENT",
                 f"Task size {size} is larger than maximum input batch size {self.parameters.max_batch_size}",
             )
-        key = (servable.name, servable.version, signature or "serving_default")
+        key = (servable.name, servable.version, signature or SERVING_SIGNATURE)
         with self._lock:
             current = self._queues.get(key)
             if current is None or current.servable is not servable:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from concurrent import futures
 
+from pipelines.contracts import SERVING_SIGNATURE
 from serving.server.core import ServingCore
 from serving.server.status import ServingError
 
@@ -56,7 +57,7 @@ def build_servicers(core: ServingCore, reload_config):
             response = predict_pb2.PredictResponse()
             response.model_spec.name = servable.name
             response.model_spec.version.value = servable.version
-            response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
+            response.model_spec.signature_name = request.model_spec.signature_name or SERVING_SIGNATURE
             for alias, value in outputs.items():
                 response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
             return response

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.contracts import SERVING_SIGNATURE, WARMUP_ASSET
 from serving.server.image_guard import check_image, is_image_input
 from serving.server.status import ServingError, from_tensorflow_error, invalid_argument
 
 LOGGER = logging.getLogger(__name__)
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = SERVING_SIGNATURE
 
 
 @dataclass
@@ -146,7 +147,7 @@ def load_servable(name: str, version: int, path: Path, limits: ImageLimits | Non
         signature_defs=read_signature_defs(path),
         limits=limits or ImageLimits(),
     )
-    warmup = Path(path) / "assets.extra" / "tf_serving_warmup_requests"
+    warmup = Path(path) / "assets.extra" / WARMUP_ASSET
     if warmup.is_file():
         _replay_warmup(servable, warmup)
     return servable

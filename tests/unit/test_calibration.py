@@ -265,6 +265,8 @@ def test_evaluation_the_served_graph_and_the_client_calibrate_with_one_formula()
     assert np.allclose(calibrated(raw, temperature, shift), expected)
     # The graph's array functions (a namespace of clip, log, log1p, exp), here numpy's own under other names.
     graph_like = SimpleNamespace(clip=np.clip, log=np.log, log1p=np.log1p, exp=np.exp)
-    assert np.allclose(calibrated(raw.astype(np.float32), temperature, shift, graph_like), expected, atol=1e-6)
+    assert np.allclose(
+        calibrated(raw.astype(np.float32), temperature, shift, graph_like), expected, atol=1e-6
+    )
     answers = [{"raw_probability": p, OUTPUT_STUDY_CALIBRATION: [temperature, shift]} for p in raw[2:5]]
     assert study_probability(answers) == pytest.approx(float(calibrate(raw[2:5].mean(), temperature, shift)))

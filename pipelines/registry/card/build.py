@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION
+from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION, MODEL_ARTIFACT, VALIDATION_SUCCESS_TAG
 from pipelines.data.synth import BOXES_FILE
 from pipelines.registry.card import facts as gather
 from pipelines.registry.card import paper
@@ -70,7 +70,7 @@ def collect(client, model: str, version: int, scratch: Path, out: Path) -> dict:
     if metrics and predictions_path:
         predictions = pd.read_csv(predictions_path)
         result["figures"] = evaluation_figures(study_scores(predictions), metrics, out / "figures", subject)
-        model_path = gather.artifact(client, run.info.run_id, "model/model.keras", scratch)
+        model_path = gather.artifact(client, run.info.run_id, MODEL_ARTIFACT, scratch)
         if not data_root.is_dir():
             result["gaps"].append(
                 f"Grad-CAM++ examples left out: the data root {data_root} is not on this machine."
@@ -111,7 +111,7 @@ def render(card: dict, out: Path) -> tuple[Path, Path]:
         **card,
         "CHAMPION": CHAMPION,
         "CHALLENGER": CHALLENGER,
-        "validation": validation_result(card["tags"].get("validation.success")),
+        "validation": validation_result(card["tags"].get(VALIDATION_SUCCESS_TAG)),
     }
     html = out / "card.html"
     markdown = out / "card.md"
