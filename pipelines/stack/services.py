@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -126,7 +127,11 @@ def service_secrets(settings: Settings) -> dict[str, dict[str, str]]:
     """The secrets each service holds in its environment, and no other (SECURITY.md's table): a
     process that never uses a secret cannot leak it (its environ, a crash report, a child it starts)."""
     ensure_embedded_accounts(settings.mura_home)
-    jwt = {"AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(settings)}  # signs (scheduler), checks (API)
+    # The JWT key signs (scheduler) and checks (API) tokens. Not its value but the command that reads
+    # its 0600 file: the scheduler's task processes inherit its environment (LocalExecutor forks them),
+    # and a task's environment ends up in crash reports and logs.
+    jwt_secret(settings)
+    jwt = {"AIRFLOW__API_AUTH__JWT_SECRET_CMD": f"cat {shlex.quote(str(jwt_secret_file(settings)))}"}
     logins = {
         role: login.environment()
         for role in (PIPELINE, VIEWER)
@@ -154,9 +159,14 @@ def _data_remote_keys() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if DATA_REMOTE_CREDENTIALS.match(name)}
 
 
+def jwt_secret_file(settings: Settings) -> Path:
+    """Where the embedded stack keeps Airflow's JWT key (0600)."""
+    return airflow_home(settings) / "jwt_secret"
+
+
 def jwt_secret(settings: Settings) -> str:
     """The key Airflow signs and checks its API tokens with: made once, readable by its owner only."""
-    path = airflow_home(settings) / "jwt_secret"
+    path = jwt_secret_file(settings)
     if not path.is_file():
         write_private(path, secrets.token_urlsafe(32))
     return read_private(path).strip()

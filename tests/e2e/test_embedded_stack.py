@@ -160,7 +160,8 @@ def _every_listening_socket_is_on_loopback(report) -> None:
 def _each_service_holds_only_its_secrets(env, report) -> None:
     """/proc/PID/environ of every process of the stack, the supervisor's included: each secret only
     in the services of its row in SECURITY.md (the MLflow server and serving held Airflow's JWT key
-    and the pipeline password; every service held the gateway token the shell had)."""
+    and the pipeline password; every service held the gateway token the shell had; the scheduler's
+    task processes inherited the JWT key)."""
     import psutil
 
     from pipelines.registry.accounts import ensure_embedded_accounts
@@ -171,10 +172,11 @@ def _each_service_holds_only_its_secrets(env, report) -> None:
         "jwt": (home / "airflow" / "jwt_secret").read_text().strip(),
         "gateway token": env["MURA_SERVING_TOKEN"],
     }
+    # Airflow's JWT key is in no environment: the api-server and the scheduler read its file through
+    # a command (the scheduler's task processes inherited the key itself).
     rows = {
         "mlflow": {"admin", "flask_secret_key"},
-        "airflow-api-server": {"jwt"},
-        "airflow-scheduler": {"jwt", "pipeline"},
+        "airflow-scheduler": {"pipeline"},
         "airflow-triggerer": {"viewer"},
     }
     held: dict[str, set[str]] = {}
@@ -200,6 +202,12 @@ def _each_service_holds_only_its_secrets(env, report) -> None:
         for section in config
     }
     assert handed == {name: rows.get(name, set()) for name in report["services"]}
+    reads_jwt = {
+        section.split("]", 1)[0]
+        for section in config
+        if f'AIRFLOW__API_AUTH__JWT_SECRET_CMD="cat {home / "airflow" / "jwt_secret"}' in section
+    }
+    assert reads_jwt == {"airflow-api-server", "airflow-scheduler"}
 
 
 def test_up_names_a_port_that_is_already_taken(stack, tmp_path):
