@@ -128,17 +128,19 @@ def ece_noise_floor(folder: Path, draws: int = 500) -> float:
     import numpy as np
     import pandas as pd
 
+    from pipelines.config import load_config
     from pipelines.evaluation.metrics import calibration
 
+    bins = load_config().evaluation.calibration_bins
     images = pd.read_csv(folder / "predictions.csv")
     probabilities = images.groupby("study_id")["probability"].mean().to_numpy()
     rng = np.random.default_rng(0)
     return float(
         np.median(
             [
-                calibration((rng.random(len(probabilities)) < probabilities).astype(int), probabilities)[
-                    "ece"
-                ]
+                calibration(
+                    (rng.random(len(probabilities)) < probabilities).astype(int), probabilities, bins
+                )["ece"]
                 for _ in range(draws)
             ]
         )

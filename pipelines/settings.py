@@ -11,15 +11,17 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The one default of each address (docs/ARCHITECTURE.md, "Ports, state and settings").
-DEFAULT_SERVING_GRPC = "127.0.0.1:8500"
-DEFAULT_SERVING_REST = "127.0.0.1:8501"
+SERVING_GRPC_PORT, SERVING_REST_PORT = 8500, 8501  # tensorflow_model_server's own defaults
+MLFLOW_PORT = 5000
+DEFAULT_SERVING_GRPC = f"127.0.0.1:{SERVING_GRPC_PORT}"
+DEFAULT_SERVING_REST = f"127.0.0.1:{SERVING_REST_PORT}"
 # The embedded stack's second serving process: the gateway fails over to it while the first restarts.
 DEFAULT_SERVING_REPLICA_GRPC = "127.0.0.1:8510"
 DEFAULT_SERVING_REPLICA_REST = "127.0.0.1:8511"
 DEFAULT_GATEWAY_GRPC = "127.0.0.1:8443"  # the TLS inference gateway (serving/gateway.py)
 DEFAULT_GATEWAY_REST = "127.0.0.1:8444"
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
-EMBEDDED_MLFLOW_URL = "http://127.0.0.1:5000"
+EMBEDDED_MLFLOW_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
 DEFAULT_PRESET = "cpu_smoke"
 DEFAULT_PACS_URL = "http://127.0.0.1:8042/dicom-web"  # the research PACS' DICOMweb root (Orthanc)
 

@@ -19,7 +19,6 @@ from serving.protos import (
     message,
 )
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CODE_BY_HTTP = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -67,6 +66,13 @@ class Security:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
+def max_message_bytes() -> int:
+    """The largest gRPC message either way: params.yaml serving.max_request_bytes, what the server accepts."""
+    from pipelines.config import load_config
+
+    return load_config().serving.max_request_bytes
+
+
 class GrpcTransport:
     """PredictionService/ModelService calls over one gRPC channel."""
 
@@ -75,10 +81,8 @@ class GrpcTransport:
 
         self.target, self.timeout = target, timeout
         self.security = security or Security()
-        options = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        most = max_message_bytes()
+        options = [("grpc.max_receive_message_length", most), ("grpc.max_send_message_length", most)]
         if self.security.tls_ca is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=self.security.tls_ca)
             self._channel = grpc.secure_channel(target, credentials, options=options)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from pipelines.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
+
 GRPC_METHODS = (
     "/tensorflow.serving.PredictionService/Predict",
     "/tensorflow.serving.PredictionService/GetModelMetadata",
@@ -34,7 +36,6 @@ GRPC_METHODS = (
 REST_MODEL_PATH = r"^/v1/models/[A-Za-z0-9_.-]+(/versions/[0-9]+|/labels/[A-Za-z0-9_-]+)?"
 GRPC_UPSTREAM, REST_UPSTREAM = "mura_serving_grpc", "mura_serving_rest"
 CONNECT_TIMEOUT = "5s"  # a replica that does not accept within this is skipped for the next one
-MAX_BODY = "64m"  # the serving client's MAX_MESSAGE_BYTES
 # Bodies past this are spooled to the gateway's temp folder: 256 connections (worker_connections) of
 # in-memory buffers then hold at most 256 MiB, where 64 MiB buffers could hold 16 GiB (SECURITY.md).
 BODY_BUFFER = "1m"
@@ -75,6 +76,13 @@ def _token_check(token: str | None) -> str:
     return "        if ($mura_token_ok = 0) { return 401; }\n"
 
 
+def max_body_size() -> str:
+    """nginx's client_max_body_size: params.yaml serving.max_request_bytes, what the server accepts."""
+    from pipelines.config import load_config
+
+    return f"{load_config().serving.max_request_bytes}"
+
+
 def http_block(options: GatewayOptions) -> str:
     """The http-level configuration: the two TLS servers and their allow-lists."""
     token_map = (
@@ -83,6 +91,7 @@ def http_block(options: GatewayOptions) -> str:
         else ""
     )
     check = _token_check(options.token)
+    max_body = max_body_size()
     grpc_locations = "".join(
         f"    location = {method} {{\n{check}        grpc_pass grpc://{GRPC_UPSTREAM};\n    }}\n"
         for method in GRPC_METHODS
@@ -96,7 +105,7 @@ def http_block(options: GatewayOptions) -> str:
     ssl_certificate_key {options.key};
     ssl_protocols TLSv1.2 TLSv1.3;
     server_tokens off;
-    client_max_body_size {MAX_BODY};
+    client_max_body_size {max_body};
     client_body_buffer_size {BODY_BUFFER};
     grpc_read_timeout 120s;
     # A call a replica refused (dead, restarting) goes to the next one. One already sent is not sent
@@ -115,7 +124,7 @@ server {{
     ssl_certificate_key {options.key};
     ssl_protocols TLSv1.2 TLSv1.3;
     server_tokens off;
-    client_max_body_size {MAX_BODY};
+    client_max_body_size {max_body};
     client_body_buffer_size {BODY_BUFFER};
     proxy_read_timeout 120s;
     proxy_next_upstream error timeout;
@@ -295,8 +304,8 @@ def ensure_certificate(
 COMPOSE_OPTIONS = GatewayOptions(
     grpc_listen="8443",
     rest_listen="8444",
-    upstream_grpc=("tfserving:8500",),
-    upstream_rest=("tfserving:8501",),
+    upstream_grpc=(f"tfserving:{SERVING_GRPC_PORT}",),
+    upstream_rest=(f"tfserving:{SERVING_REST_PORT}",),
     certificate="/etc/nginx/certs/gateway.crt",
     key="/etc/nginx/certs/gateway.key",
     token="${MURA_GATEWAY_TOKEN}",  # filled in by the nginx image's envsubst of /etc/nginx/templates

@@ -9,6 +9,7 @@ import time
 
 from pipelines.cli.common import add_json_flag, emit
 from pipelines.errors import ConfigError
+from pipelines.settings import MLFLOW_PORT
 
 
 def _register(args) -> int:
@@ -311,7 +312,9 @@ def register(subparsers) -> None:
         "mlflow-server", help="run an MLflow tracking server on the embedded store"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=5000, help="port to listen on")
+    parser.add_argument(
+        "--port", type=int, default=MLFLOW_PORT, help=f"port to listen on (default {MLFLOW_PORT})"
+    )
     parser.add_argument(
         "--backend-store-uri", help="default: SQLite under MURA_HOME/mlflow (postgresql://... in compose)"
     )

@@ -40,9 +40,9 @@ THRESHOLD_RESAMPLES = 200
 class OperatingPoint:
     """What the served model applies: calibration parameters and the decision threshold."""
 
-    temperature: float = 1.0
+    threshold: float  # no fallback: params.yaml evaluation.threshold, or what a fit found
+    temperature: float = 1.0  # 1 and 0: the identity (no calibration)
     shift: float = 0.0
-    threshold: float = 0.5
     method: str = "fixed"  # fixed: no calibration, the configured threshold; fitted: fitted on holdout
     studies: int = 0  # holdout studies it was fitted on
     level: str = "study"  # study: calibrate a study's mean raw probability; image: each image, then average
@@ -52,14 +52,17 @@ class OperatingPoint:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict | None, default_threshold: float = 0.5) -> OperatingPoint:
-        """The operating point stored in a class map; an older model without one keeps the fixed threshold."""
+    def from_dict(cls, values: dict | None, default_threshold: float) -> OperatingPoint:
+        """The operating point stored in a class map; an older model without one keeps the fixed
+        threshold (`default_threshold`: params.yaml evaluation.threshold)."""
         if not values:
             return cls(threshold=default_threshold)
-        names = ("temperature", "shift", "threshold", "method", "studies")
+        names = ("temperature", "shift", "method", "studies")
         # A point stored before study-level calibration calibrated each image: it keeps doing so.
         point = cls(
-            **{key: values[key] for key in names if key in values}, level=values.get("level", "image")
+            threshold=values.get("threshold", default_threshold),
+            **{key: values[key] for key in names if key in values},
+            level=values.get("level", "image"),
         )
         if not (
             0.0 < point.threshold < 1.0
@@ -208,4 +211,4 @@ def fit_operating_point(images: pd.DataFrame, seed: int = 0) -> OperatingPoint:
     codes, count = _study_index(images["study_id"])
     calibrated = calibrate(study_means(images["probability"], codes, count), temperature, shift)
     threshold = fit_threshold(calibrated, studies.to_numpy(), seed)
-    return OperatingPoint(temperature, shift, threshold, "fitted", int(count), "study")
+    return OperatingPoint(threshold, temperature, shift, "fitted", int(count), "study")

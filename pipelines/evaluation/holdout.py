@@ -44,7 +44,7 @@ def operating_point_of(
     evaluations reuse it."""
     fixed = settings.operating_point == "fixed"
     if stored is not None and stored.get("method") == settings.operating_point:
-        return OperatingPoint.from_dict(stored)
+        return OperatingPoint.from_dict(stored, settings.threshold)
     if fixed and not store:
         return OperatingPoint(threshold=settings.threshold)
     from pipelines.evaluation.metrics import evaluate_predictions
@@ -142,7 +142,9 @@ def _read_stored_holdout(client, run_id: str) -> tuple[pd.DataFrame, float] | No
         stored = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=f"model/{OPERATING_POINT_FILE}", dst_path=folder
         )
-        point = OperatingPoint.from_dict(json.loads(Path(stored).read_text(encoding="utf-8")))
+        point = OperatingPoint.from_dict(
+            json.loads(Path(stored).read_text(encoding="utf-8")), load_config().evaluation.threshold
+        )
         return pd.read_csv(table), point.threshold
 
 

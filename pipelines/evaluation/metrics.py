@@ -70,7 +70,7 @@ def _kappa(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(kappa_rows(labels, predicted))
 
 
-def calibration(labels, probabilities, bins: int = 10) -> dict:
+def calibration(labels, probabilities, bins: int) -> dict:
     """Reliability bins (equal width) and the expected calibration error (weighted |accuracy - confidence|)."""
     labels = np.asarray(labels, dtype=float)
     probabilities = np.asarray(probabilities, dtype=float)
@@ -129,7 +129,7 @@ def _study_metrics(studies: pd.DataFrame, threshold: float, uncertainty: Uncerta
 
 
 def evaluate_predictions(
-    images: pd.DataFrame, threshold: float = 0.5, bins: int = 10, uncertainty: Uncertainty | None = None
+    images: pd.DataFrame, threshold: float, bins: int, uncertainty: Uncertainty | None = None
 ) -> dict:
     """All metrics for scored images (columns probability, label, study_id, body_part[, predicted_part]
     and, when calibrated, raw_probability); study kappa/AUROC intervals when `uncertainty` asks."""

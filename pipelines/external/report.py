@@ -9,13 +9,14 @@ import pandas as pd
 
 
 def _figures(result: dict, images: pd.DataFrame, folder: Path) -> list[Path]:
+    from pipelines.config import load_config
     from pipelines.evaluation import plots
     from pipelines.evaluation.calibration import OperatingPoint
     from pipelines.evaluation.metrics import study_scores
     from pipelines.external.measure import at_point
 
     subject = f"{result['model']} v{result['version']} on site {result['site']}"
-    point = OperatingPoint.from_dict(result["metrics"]["operating_point"])
+    point = OperatingPoint.from_dict(result["metrics"]["operating_point"], load_config().evaluation.threshold)
     studies = study_scores(at_point(images, point))
     calibration = result["metrics"]["calibration"]
     paths = [

@@ -96,11 +96,11 @@ def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, param
             champion = score_served(rows, data_root, model, STABLE, client)
             result: dict = {
                 "studies": int(rows["study_id"].nunique()),
-                "champion": performance(champion, uncertainty),
+                "champion": performance(champion, uncertainty, evaluation.calibration_bins),
             }
             if challenger is not None:
                 shadow = score_served(rows, data_root, model, CANARY, client)
-                result["challenger"] = performance(shadow, uncertainty)
+                result["challenger"] = performance(shadow, uncertainty, evaluation.calibration_bins)
                 result["comparison"] = shadow_comparison(champion, shadow, uncertainty)
     except ServingClientError as error:
         # Without live numbers the live-kappa retrain trigger cannot fire: say so where people look

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.config import load_config
 from pipelines.contracts import OUTPUT_STUDY_CALIBRATION as STUDY_CALIBRATION
 from pipelines.evaluation.bootstrap import interval, paired_differences
 from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
@@ -26,8 +27,9 @@ def score_served(
         images = [(Path(data_root) / path).read_bytes() for path in paths[start : start + batch]]
         answers.extend(client.predict_images(images, model=model, label=label))
     versions = {int(answer["version"]) for answer in answers}
-    thresholds = [float(answer.get("threshold", 0.5)) for answer in answers]
-    threshold = float(np.median(thresholds)) if thresholds else 0.5
+    fixed = load_config().evaluation.threshold  # a model exported before it served its threshold
+    thresholds = [float(answer.get("threshold", fixed)) for answer in answers]
+    threshold = float(np.median(thresholds)) if thresholds else fixed
     scored = rows.reset_index(drop=True).copy()
     scored["probability"] = [float(answer["abnormal_probability"]) for answer in answers]
     scored["raw_probability"] = [
@@ -36,13 +38,13 @@ def score_served(
     study_calibration = answers[0].get(STUDY_CALIBRATION) if answers else None
     if study_calibration is not None:  # the model calibrates a study's mean raw probability
         temperature, shift = study_calibration
-        point = OperatingPoint(temperature, shift, threshold, "fitted", level="study")
+        point = OperatingPoint(threshold, temperature, shift, "fitted", level="study")
         scored["study_probability"] = point.study_probability(scored)
     scored.attrs = {"threshold": threshold, "versions": sorted(versions)}
     return scored
 
 
-def performance(scored: pd.DataFrame, uncertainty: Uncertainty, bins: int = 10) -> dict:
+def performance(scored: pd.DataFrame, uncertainty: Uncertainty, bins: int) -> dict:
     """Study-level metrics with bootstrap intervals, overall and per study type (the evaluation's own)."""
     return evaluate_predictions(scored, scored.attrs["threshold"], bins, uncertainty)
 

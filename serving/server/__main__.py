@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from pipelines.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
+
 # Flags handed unchanged to tensorflow_model_server when it is installed.
 TF_SERVING_FLAGS = (
     "port", "rest_api_port", "model_config_file", "model_config_file_poll_wait_seconds", "model_name",
@@ -26,8 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mura serve", description="serve SavedModels over TF Serving's gRPC and REST APIs"
     )
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default 8501)")
+    parser.add_argument(
+        "--port", type=int, default=SERVING_GRPC_PORT, help=f"gRPC port (default {SERVING_GRPC_PORT})"
+    )
+    parser.add_argument(
+        "--rest_api_port",
+        type=int,
+        default=SERVING_REST_PORT,
+        help=f"REST port (default {SERVING_REST_PORT})",
+    )
     parser.add_argument(
         "--model_config_file", help="ModelServerConfig text file (default: the one in MURA_MODEL_BASE_PATH)"
     )

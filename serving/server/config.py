@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
 from serving.errors import RepositoryError
 
 
@@ -13,8 +14,8 @@ from serving.errors import RepositoryError
 class ServerOptions:
     """What `tensorflow_model_server` is told on its command line (same names and defaults)."""
 
-    port: int = 8500
-    rest_api_port: int = 8501
+    port: int = SERVING_GRPC_PORT
+    rest_api_port: int = SERVING_REST_PORT
     model_config_file: str = ""
     model_config_file_poll_wait_seconds: float = 0
     model_name: str = "default"

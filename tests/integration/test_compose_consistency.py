@@ -74,6 +74,16 @@ def test_tfserving_reads_the_model_base_and_config_the_reconciler_writes(resolve
     )
 
 
+def test_tf_serving_polls_as_params_yaml_says(resolved):
+    """The poll intervals had three values in three places (params.yaml, the local server, compose)."""
+    from pipelines.config import load_config
+
+    serving = load_config().serving
+    command = resolved["services"]["tfserving"]["command"]
+    for name in ("model_config_file_poll_wait_seconds", "file_system_poll_wait_seconds"):
+        assert float(flag(command, f"--{name}")) == getattr(serving, name), name
+
+
 def test_ports_match_the_design(resolved):
     services = resolved["services"]
     assert PORTS["airflow"] in published(services["airflow-apiserver"])

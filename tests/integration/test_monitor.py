@@ -86,8 +86,10 @@ def test_shadow_scoring_over_grpc_equals_the_challenger_evaluated_in_process(wat
     class_map = json.loads(
         Path(mlflow.download_artifacts(run_id, "model/class_map.json", str(tmp_path / "c"))).read_text()
     )
-    local = evaluate_predictions(score_images(model, rows, tmp_path, class_map), served.attrs["threshold"])
-    shadow = performance(served, Uncertainty())
+    local = evaluate_predictions(
+        score_images(model, rows, tmp_path, class_map), served.attrs["threshold"], 10
+    )
+    shadow = performance(served, Uncertainty(), 10)
     for level in ("image", "study"):
         assert shadow[level]["kappa"] == pytest.approx(local[level]["kappa"], abs=1e-9)
         assert shadow[level]["auroc"] == pytest.approx(local[level]["auroc"], abs=1e-6)

@@ -162,7 +162,7 @@ def test_fitted_operating_point_is_baked_into_the_graph(tmp_path, images):
     ]
     rows = pd.DataFrame({"study_id": ["one"] * len(images), "raw_probability": raw})
     assert study_probability(answers) == pytest.approx(point.study_probability(rows)[0], abs=1e-6)
-    legacy = OperatingPoint.from_dict({**point.to_dict(), "level": "image"})
+    legacy = OperatingPoint.from_dict({**point.to_dict(), "level": "image"}, 0.5)
     legacy_map = {**class_map, "operating_point": legacy.to_dict()}
     legacy_path = export_saved_model(model, legacy_map, tmp_path / "legacy", images)
     legacy_out = tf.saved_model.load(str(legacy_path)).signatures["serving_default"](

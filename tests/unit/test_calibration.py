@@ -56,8 +56,8 @@ def test_calibration_recovers_a_known_distortion_and_lowers_the_ece():
     assert shift == pytest.approx(2.5, rel=0.1)
     from pipelines.evaluation.metrics import calibration
 
-    before = calibration(studies["label"], distorted)["ece"]
-    after = calibration(studies["label"], calibrate(distorted, temperature, shift))["ece"]
+    before = calibration(studies["label"], distorted, 10)["ece"]
+    after = calibration(studies["label"], calibrate(distorted, temperature, shift), 10)["ece"]
     assert before > 0.1 and after < 0.03
 
 
@@ -76,10 +76,10 @@ def test_operating_point_fits_on_image_rows_and_round_trips():
     images["probability"] = calibrate(images["probability"], 0.5, -0.5)
     point = fit_operating_point(images)
     assert point.method == "fitted" and point.studies == 300
-    assert OperatingPoint.from_dict(point.to_dict()) == point
+    assert OperatingPoint.from_dict(point.to_dict(), 0.5) == point
     assert OperatingPoint.from_dict(None, default_threshold=0.4) == OperatingPoint(threshold=0.4)
     with pytest.raises(DataError, match="not usable"):
-        OperatingPoint.from_dict({"threshold": 1.5, "method": "fitted"})
+        OperatingPoint.from_dict({"threshold": 1.5, "method": "fitted"}, 0.5)
     with pytest.raises(DataError, match="no holdout images"):
         fit_operating_point(images.iloc[:0])
 
@@ -90,7 +90,7 @@ def test_nan_probabilities_are_an_error_naming_the_count():
     frame = _studies(20, seed=3)
     frame.loc[3, "probability"] = math.nan
     with pytest.raises(DataError, match="retrain"):
-        evaluate_predictions(frame)
+        evaluate_predictions(frame, 0.5, 10)
 
 
 def test_kappa_is_undefined_not_perfect_when_one_class_only():
@@ -117,7 +117,7 @@ def test_evaluation_reports_intervals_in_metrics_and_table():
     images = _studies(150, seed=5)
     images["raw_probability"] = calibrate(images["probability"], 0.5, -1.0)
     result = evaluate_predictions(images, 0.5, 10, Uncertainty(200, 0.95))
-    result["operating_point"] = OperatingPoint(0.5, -1.0, 0.5, "fitted", 60).to_dict()
+    result["operating_point"] = OperatingPoint(0.5, 0.5, -1.0, "fitted", 60).to_dict()
     flat = flat_metrics(result)
     assert flat["eval.study_kappa_ci_low"] < flat["eval.study_kappa"] < flat["eval.study_kappa_ci_high"]
     assert "eval.elbow.study_auroc_ci_high" in flat and "eval.study_ece_raw" in flat
@@ -238,16 +238,16 @@ def test_calibration_is_fitted_on_the_study_mean_and_recovers_a_known_study_dist
 
 def test_a_point_stored_before_study_calibration_keeps_calibrating_images():
     stored = {"temperature": 2.0, "shift": 0.5, "threshold": 0.4, "method": "fitted", "studies": 60}
-    point = OperatingPoint.from_dict(stored)
-    assert point.level == "image" and OperatingPoint.from_dict(point.to_dict()) == point
+    point = OperatingPoint.from_dict(stored, 0.5)
+    assert point.level == "image" and OperatingPoint.from_dict(point.to_dict(), 0.5) == point
     rows = pd.DataFrame({"study_id": ["a", "a", "b"], "raw_probability": [0.2, 0.9, 0.6]})
     image_level = point.study_probability(rows)
     assert image_level[0] == pytest.approx(np.mean(calibrate([0.2, 0.9], 2.0, 0.5)))
-    study_level = OperatingPoint(2.0, 0.5, 0.4, "fitted", 60, "study").study_probability(rows)
+    study_level = OperatingPoint(0.4, 2.0, 0.5, "fitted", 60, "study").study_probability(rows)
     assert study_level[0] == pytest.approx(calibrate([0.55], 2.0, 0.5)[0])
     assert study_level[2] == pytest.approx(calibrate([0.6], 2.0, 0.5)[0])  # one image: a study of one
     with pytest.raises(DataError, match="level study or image"):
-        OperatingPoint.from_dict({**stored, "level": "patient"})
+        OperatingPoint.from_dict({**stored, "level": "patient"}, 0.5)
 
 
 def test_evaluation_the_served_graph_and_the_client_calibrate_with_one_formula():
@@ -270,3 +270,11 @@ def test_evaluation_the_served_graph_and_the_client_calibrate_with_one_formula()
     )
     answers = [{"raw_probability": p, OUTPUT_STUDY_CALIBRATION: [temperature, shift]} for p in raw[2:5]]
     assert study_probability(answers) == pytest.approx(float(calibrate(raw[2:5].mean(), temperature, shift)))
+
+
+def test_a_model_without_its_own_threshold_takes_params_yaml_s_not_half():
+    """Code fell back to 0.5 where a stored point lacked its threshold (and the holdout pairing, the
+    external report, the monitor and the card each did so on their own): params.yaml's fixed
+    threshold is the one fallback."""
+    assert OperatingPoint.from_dict({"method": "fixed", "temperature": 1.0}, 0.37).threshold == 0.37
+    assert OperatingPoint.from_dict(None, 0.37) == OperatingPoint(threshold=0.37)

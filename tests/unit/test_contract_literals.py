@@ -110,3 +110,24 @@ def test_the_scan_finds_a_second_spelling(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", WATCHED)
 def test_each_watched_name_is_in_the_contract(name):
     assert isinstance(getattr(contracts, name), str)
+
+
+def test_no_default_port_or_request_limit_is_spelled_outside_its_home():
+    """The ports were written in five places and the 64 MiB limit in three: settings.py holds the
+    ports, params.yaml serving.max_request_bytes the limit (the gateway and the client read it)."""
+    from pipelines.config import load_config
+    from pipelines.settings import MLFLOW_PORT, SERVING_GRPC_PORT, SERVING_REST_PORT
+
+    numbers = {SERVING_GRPC_PORT, SERVING_REST_PORT, MLFLOW_PORT, load_config().serving.max_request_bytes}
+    found = []
+    for folder in ("pipelines", "serving", "dags"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            relative = path.relative_to(REPO).as_posix()
+            if relative == "pipelines/settings.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and type(node.value) is int and node.value in numbers:
+                    found.append(f"{relative}:{node.lineno}: {node.value}")
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and "64m" == node.value:
+                    found.append(f"{relative}:{node.lineno}: {node.value!r}")
+    assert found == []

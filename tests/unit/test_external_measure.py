@@ -86,7 +86,7 @@ def test_recalibration_refuses_a_part_with_one_class_and_always_keeps_patients_o
     assert (~patient_split(images, 0.99, seed=0)).any()  # a fraction near 1 still leaves some to measure
     normal = images.assign(label=0)
     with pytest.raises(DataError, match="one class only"):
-        recalibration(normal, OperatingPoint(), 0.5, 0, 10, Uncertainty())
+        recalibration(normal, OperatingPoint(threshold=0.5), 0.5, 0, 10, Uncertainty())
 
 
 def test_recalibration_refuses_a_site_too_small_to_split():
@@ -94,4 +94,4 @@ def test_recalibration_refuses_a_site_too_small_to_split():
     from pipelines.external.measure import recalibration
 
     with pytest.raises(DataError, match="at least 4 patients"):
-        recalibration(_site_images(4), OperatingPoint(), 0.5, 0, 10, Uncertainty())
+        recalibration(_site_images(4), OperatingPoint(threshold=0.5), 0.5, 0, 10, Uncertainty())

@@ -62,7 +62,7 @@ def test_study_probability_is_the_mean_of_its_images():
 
 
 def test_study_level_metrics_use_the_study_means():
-    result = evaluate_predictions(_images(), threshold=0.5)
+    result = evaluate_predictions(_images(), threshold=0.5, bins=10)
     study_labels, study_probs = [1, 0, 1, 0], [0.55, 0.3, 0.4, 0.7]
     predicted = (np.array(study_probs) >= 0.5).astype(int)
     assert result["study"]["count"] == 4
@@ -87,7 +87,7 @@ def test_expected_calibration_error_by_hand():
 
 
 def test_flat_names_and_kappa_table():
-    result = evaluate_predictions(_images(), threshold=0.5)
+    result = evaluate_predictions(_images(), threshold=0.5, bins=10)
     flat = flat_metrics(result)
     assert flat["eval.study_kappa"] == pytest.approx(result["study"]["kappa"])
     assert "eval.study_auroc" in flat and "eval.elbow.study_kappa" in flat and "eval.hand.image_auroc" in flat

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.config import load_config
 from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION, MODEL_ARTIFACT, VALIDATION_SUCCESS_TAG
 from pipelines.data.synth import BOXES_FILE
 from pipelines.registry.card import facts as gather
@@ -88,7 +89,7 @@ def collect(client, model: str, version: int, scratch: Path, out: Path) -> dict:
 def _overlays(model_path, predictions, data_root, metrics, out, subject) -> list[dict]:
     from pipelines.registry.card.examples import overlays
 
-    threshold = float(metrics.get("threshold", 0.5))
+    threshold = float(metrics.get("threshold", load_config().evaluation.threshold))
     return overlays(model_path, predictions, data_root, threshold, out / "overlays", subject)
 
 
