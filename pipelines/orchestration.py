@@ -222,19 +222,30 @@ def plan_candidates(
 
     `run_type` and `conf` are the DAG run's: they decide the preset (`retrain_preset`).
     """
-    from pipelines.training.presets import resolve_config
-
     configure_logging()
     overrides = {key: params[key] for key in OVERRIDE_KEYS if params.get(key) not in (None, "", [])}
     if isinstance(overrides.get("image_size"), int):
         overrides["image_size"] = [overrides["image_size"]] * 2
-    preset = retrain_preset(params, run_type, conf)
+    return candidates_for(retrain_preset(params, run_type, conf), overrides, manifest, validation, dag_run_id)
+
+
+def candidates_for(
+    preset: str | None,
+    overrides: dict[str, Any],
+    manifest: Manifest,
+    validation: Validation,
+    dag_run_id: str | None = None,
+) -> list[Candidate]:
+    """One candidate per architecture (and per ensemble member) of the resolved config, checked
+    before any training: the DAG's plan and `mura train`'s."""
+    from pipelines.training.presets import resolve_config
+
     config = resolve_config(preset, overrides)
     if not config.architectures:
         raise ConfigError("no architecture to train")
     return [
         Candidate(
-            preset=preset,
+            preset=config.preset,
             arch=arch,
             overrides=member_overrides(overrides, arch, config.seed, member, config.ensemble),
             manifest=manifest,
@@ -306,11 +317,16 @@ def evaluate_candidate(trained: TrainResult) -> Evaluation:
 
     configure_logging()
     manifest = trained.candidate.manifest
-    metrics = evaluate_run(trained.run_id, data_root=manifest.data_root)["metrics"]
+    result = evaluate_run(trained.run_id, data_root=manifest.data_root)
     record_reference(trained.run_id, manifest.data_root)  # what mura_monitor compares new releases with
     return Evaluation(
         trained=trained,
-        metrics={key: value for key, value in metrics.items() if key.startswith(("eval.", "holdout.study_"))},
+        metrics={
+            key: value
+            for key, value in result["metrics"].items()
+            if key.startswith(("eval.", "holdout.study_"))
+        },
+        table=result["table"],
     )
 
 
@@ -321,11 +337,11 @@ def best_candidate(evaluated: list[Evaluation]) -> Evaluation:
     return max(evaluated, key=lambda candidate: candidate.selection_kappa)
 
 
-def export_candidate(evaluation: Evaluation) -> dict:
+def export_candidate(trained: TrainResult) -> dict:
     """Export the run's model as a TF Serving SavedModel under the run's `tf_serving/` artifacts."""
     from pipelines.export import export_run
 
-    return export_run(evaluation.trained.run_id)
+    return export_run(trained.run_id)
 
 
 def select_and_register(evaluated: list[Evaluation]) -> Registration:
@@ -339,7 +355,7 @@ def select_and_register(evaluated: list[Evaluation]) -> Registration:
     configure_logging()
     best = best_candidate(evaluated)
     if registered_version(best.trained.run_id, best.trained.model_name) is None:
-        export_candidate(best)
+        export_candidate(best.trained)
     registered = register_version(best.trained.run_id)
     ranking = {  # holdout study kappa per architecture; None where undefined (XCom is JSON)
         candidate.trained.candidate.arch: candidate.selection_kappa
@@ -499,41 +515,55 @@ def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> di
     return {**outcome, "studies": len(study_uids)}
 
 
+def local_manifest(data_root: Path, manifest_path: Path | None = None) -> Manifest:
+    """`mura train`'s manifest step: the manifest given, or one built from `data_root` and stored as the
+    DAG stores its own (under MURA_HOME/manifests, named by its content). A local folder has no DVC
+    version: training tags the data's own lineage."""
+    from pipelines.data.manifest import build_manifest as build
+    from pipelines.data.manifest import manifest_hash, read_manifest, write_manifest
+
+    configure_logging()
+    if manifest_path is not None:
+        frame, problems, path = read_manifest(manifest_path), {}, Path(manifest_path)
+    else:
+        result = build(data_root)
+        frame, problems = result.frame, result.problem_counts()
+        path = write_manifest(
+            frame, get_settings().mura_home / "manifests" / f"local-{manifest_hash(frame)}.parquet"
+        )
+    unversioned = DataVersion(dvc_md5="", rev="", data_rev="")
+    return Manifest(str(path), str(data_root), len(frame), problems, unversioned)
+
+
 def train_evaluate_export(
-    preset: str | None, overrides: dict[str, Any], manifest, data_root: Path, evaluate: bool = True
+    preset: str | None,
+    overrides: dict[str, Any],
+    data_root: Path,
+    manifest_path: Path | None = None,
+    evaluate: bool = True,
 ) -> list[dict]:
-    """`mura train`: every architecture of the resolved config trained, evaluated and exported, in-process.
-
-    The same steps as the DAG's train/evaluate/export, without registration (`mura register RUN_ID`).
-    """
-    from pipelines.evaluation import evaluate_run
-    from pipelines.export import export_run
-    from pipelines.monitoring.reference import record_reference
-    from pipelines.training.presets import resolve_config
-    from pipelines.training.run import train
-
-    config = resolve_config(preset, overrides)  # bad settings fail before data is read
+    """`mura train`, in-process: the DAG's own steps (manifest, data gate, plan, train, combine an
+    ensemble, evaluate) on every architecture, each exported; without selection and registration
+    (`mura register RUN_ID`). The result of each architecture, as the CLI prints it."""
+    manifest = local_manifest(data_root, manifest_path)
+    candidates = candidates_for(preset, overrides, manifest, validate_data(manifest))
+    trained = [train_candidate(candidate) for candidate in candidates]
     runs = []
-    for arch in config.architectures:
-        members = []
-        for member in range(config.ensemble):
-            member_config = member_overrides(overrides, arch, config.seed, member, config.ensemble)
-            tags = {"train.overrides": json.dumps(member_config, sort_keys=True, default=str)}
-            members.append(train(resolve_config(preset, member_config), manifest, data_root, extra_tags=tags))
-        result = members[0].to_dict()
-        if len(members) > 1:
-            from pipelines.training.ensemble import combine_runs
-
-            result["members"] = [member.run_id for member in members]
-            result["run_id"] = combine_runs(result["members"], config.flip_tta)
-            result["metrics"] = {}
-        if evaluate:
-            evaluation = evaluate_run(result["run_id"], manifest, data_root)
-            record_reference(result["run_id"], data_root, manifest)
-            result["metrics"].update(evaluation["metrics"])
-            result["table"] = evaluation["table"]
-        result["export"] = export_run(result["run_id"])
-        runs.append(result)
+    for result in combine_members(trained):
+        members = [one.run_id for one in trained if one.candidate.arch == result.candidate.arch]
+        evaluation = evaluate_candidate(result) if evaluate else None
+        runs.append(
+            {
+                "arch": result.candidate.arch,
+                "task": result.task,
+                "model_name": result.model_name,
+                "run_id": result.run_id,
+                "members": members if len(members) > 1 else [],
+                "metrics": evaluation.metrics if evaluation else result.metrics,
+                "table": evaluation.table if evaluation else "",
+                "export": export_candidate(result),
+            }
+        )
     return runs
 
 

@@ -115,6 +115,7 @@ class Evaluation(Stage):
 
     trained: TrainResult
     metrics: dict[str, float]
+    table: str = ""  # the MURA-paper table of the evaluation (what `mura train` prints)
 
     @property
     def selection_kappa(self) -> float:

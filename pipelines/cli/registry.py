@@ -222,6 +222,13 @@ def _gate_key(args) -> int:
 
 def register(subparsers) -> None:
     """Add the registry commands."""
+    _add_account_commands(subparsers)
+    _add_version_commands(subparsers)
+    _add_server_commands(subparsers)
+
+
+def _add_account_commands(subparsers) -> None:
+    """accounts, models."""
     parser = subparsers.add_parser(
         "accounts",
         help="the MLflow accounts (admin, pipeline, reviewer, deployer, viewer): what each may do and "
@@ -241,6 +248,9 @@ def register(subparsers) -> None:
     add_json_flag(parser)
     parser.set_defaults(handler=_models)
 
+
+def _add_version_commands(subparsers) -> None:
+    """register, promote, gate-key, card, rollback: a version's verdict and aliases."""
     parser = subparsers.add_parser(
         "register", help="register a run's tf_serving/ SavedModel, gate it, set aliases"
     )
@@ -294,6 +304,9 @@ def register(subparsers) -> None:
     add_json_flag(parser)
     parser.set_defaults(handler=_rollback)
 
+
+def _add_server_commands(subparsers) -> None:
+    """deploy, mlflow-server, webhook."""
     parser = subparsers.add_parser(
         "deploy", help="make TF Serving follow the registry aliases (reconcile once)"
     )

@@ -105,15 +105,13 @@ def _train(args) -> int:
 
     overrides = overrides_from(args)
     resolve_config(args.preset, overrides)  # bad settings fail before data is read
-    manifest = manifest_for(args)
+    manifest = Path(args.manifest) if args.manifest else None
     with json_stdout_guard(args):
         runs = train_evaluate_export(
-            args.preset, overrides, manifest, _data_root(args), evaluate=not args.no_evaluate
+            args.preset, overrides, _data_root(args), manifest, evaluate=not args.no_evaluate
         )
         for run in runs:
-            if (
-                "table" in run
-            ):  # the MURA-paper table goes to the terminal in both modes (stderr under --json)
+            if run["table"]:  # the MURA-paper table goes to the terminal in both modes (stderr under --json)
                 members = f", ensemble of runs {', '.join(run['members'])}" if run.get("members") else ""
                 print(
                     f"\n{run['arch']} ({run['task']}), run {run['run_id']}{members}\n{run['table']}",

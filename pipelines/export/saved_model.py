@@ -71,23 +71,11 @@ def operating_point(class_map: dict[str, Any]) -> OperatingPoint:
     return OperatingPoint.from_dict(class_map.get("operating_point"), load_config().evaluation.threshold)
 
 
-def build_archive(model, class_map: dict[str, Any]):
-    """A keras.export.ExportArchive with the `serving_default` and `predict_pixels` endpoints."""
-    import keras
+def _output_heads(kind: str, point: OperatingPoint):
+    """The graph that turns the network's probabilities into the served outputs: raw and calibrated
+    probability, threshold, label (and the study calibration, the body part and the class scores)."""
     import tensorflow as tf
 
-    from pipelines.evaluation.gradcam import has_zoo_layout, heatmaps, networks_of
-    from pipelines.training.preprocessing import (
-        decode_and_resize,
-        decode_grey,
-        fitted_size,
-        grey_to_model_pixels,
-        resize_with_padding,
-    )
-
-    height, width = _check_class_map(class_map)
-    kind = task_kind(class_map["task"])
-    point = operating_point(class_map)
     part_names = tf.constant(BODY_PARTS)
     parts = len(BODY_PARTS)
 
@@ -118,6 +106,28 @@ def build_archive(model, class_map: dict[str, Any]):
             abnormal >= point.threshold, tf.constant("abnormal"), tf.constant("normal")
         )
         return outputs
+
+    return heads
+
+
+def build_archive(model, class_map: dict[str, Any]):
+    """A keras.export.ExportArchive with the `serving_default` and `predict_pixels` endpoints."""
+    import keras
+    import tensorflow as tf
+
+    from pipelines.evaluation.gradcam import has_zoo_layout, heatmaps, networks_of
+    from pipelines.training.preprocessing import (
+        decode_and_resize,
+        decode_grey,
+        fitted_size,
+        grey_to_model_pixels,
+        resize_with_padding,
+    )
+
+    height, width = _check_class_map(class_map)
+    kind = task_kind(class_map["task"])
+    point = operating_point(class_map)
+    heads = _output_heads(kind, point)
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=INPUT_PIXELS)])
     def predict_pixels(pixels):

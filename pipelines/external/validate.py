@@ -14,6 +14,7 @@ from pipelines.contracts import DEFAULT_CHAMPION
 from pipelines.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
+IMPORT_COUNTS = ("studies", "images", "refused", "labelled_not_found", "method")  # of import_report.json
 
 
 def _data_version(site) -> dict:
@@ -63,6 +64,39 @@ def gated_release(site) -> tuple[dict, dict]:
     return data, require_gate(site, data["md5"])
 
 
+def _scored_site(run_id: str, root: Path, settings, scratch: Path):
+    """(model, the release's rows, its images scored by the run's model, the run's operating point)."""
+    from pipelines.data.manifest import build_manifest
+    from pipelines.evaluation.artifacts import download_model, split_rows
+    from pipelines.evaluation.calibration import OperatingPoint
+    from pipelines.evaluation.predict import score_images
+    from pipelines.training.layers import load_model
+
+    model_path, class_map, stored = download_model(run_id, scratch)
+    point = OperatingPoint.from_dict(stored, settings.threshold)
+    rows = split_rows(build_manifest(root).frame, class_map, "valid")
+    model = load_model(model_path)
+    images = score_images(model, rows, root, class_map, settings.batch_size)
+    images["raw_probability"] = images["probability"]
+    return model, rows, images, point
+
+
+def _register_site_point(client, result: dict) -> dict:
+    """The site's refitted operating point as a new version of the same weights (`--register`)."""
+    from pipelines.external.register import register_recalibrated
+
+    again = result["recalibration"]
+    return register_recalibrated(
+        client,
+        result["model"],
+        result["version"],
+        result["site"],
+        result["data"]["md5"],
+        again["operating_point"],
+        again["fit_studies"],
+    )
+
+
 def validate_site(
     site_name: str,
     model_spec: str = DEFAULT_CHAMPION,
@@ -75,11 +109,7 @@ def validate_site(
     `recalibrate`): the site's operating point also becomes a new version of the same weights."""
     import mlflow
 
-    from pipelines.data.manifest import build_manifest
-    from pipelines.evaluation.artifacts import download_model, split_rows
-    from pipelines.evaluation.calibration import OperatingPoint
     from pipelines.evaluation.metrics import Uncertainty
-    from pipelines.evaluation.predict import score_images
     from pipelines.external.measure import measure, recalibration, side_by_side
     from pipelines.external.site import IMPORT_REPORT
     from pipelines.external.site import site as site_of
@@ -87,7 +117,6 @@ def validate_site(
     from pipelines.registry.card.facts import artifact, load_json
     from pipelines.registry.lineage import resolve_spec
     from pipelines.registry.tracking import connect, tracking_errors
-    from pipelines.training.layers import load_model
 
     if register and not recalibrate:
         from pipelines.errors import ConfigError
@@ -109,17 +138,15 @@ def validate_site(
     ):
         model_name, version = resolve_spec(client, model_spec)
         run_id = client.get_model_version(model_name, str(version)).run_id
-        model_path, class_map, stored = download_model(run_id, Path(scratch))
-        point = OperatingPoint.from_dict(stored, settings.threshold)
-        frame = build_manifest(site.root).frame
-        rows = split_rows(frame, class_map, "valid")
-        model = load_model(model_path)
-        images = score_images(model, rows, site.root, class_map, settings.batch_size)
-        images["raw_probability"] = images["probability"]
+        model, rows, images, point = _scored_site(run_id, site.root, settings, Path(scratch))
         site_metrics = measure(images, point, settings.calibration_bins, uncertainty)
         # The version's own evaluation on MURA valid, when its run stored one.
         valid = load_json(artifact(client, run_id, "evaluation/metrics.json", Path(scratch)))
         drift = _drift(client, run_id, model, rows, site.root, config.monitor, Path(scratch))
+        fraction, bins = external.recalibration_fraction, settings.calibration_bins
+        refitted = (
+            recalibration(images, point, fraction, external.seed, bins, uncertainty) if recalibrate else None
+        )
         result = {
             "site": site.name,
             "model": model_name,
@@ -127,42 +154,17 @@ def validate_site(
             "run_id": run_id,
             "data": data,
             "gate": gate,
-            "imported": {
-                key: imported.get(key)
-                for key in ("studies", "images", "refused", "labelled_not_found", "method")
-            },
+            "imported": {key: imported.get(key) for key in IMPORT_COUNTS},
             "metrics": site_metrics,
             "valid": valid,
             "comparison": side_by_side(site_metrics, valid),
             "drift": drift,
-            "recalibration": (
-                recalibration(
-                    images,
-                    point,
-                    external.recalibration_fraction,
-                    external.seed,
-                    settings.calibration_bins,
-                    uncertainty,
-                )
-                if recalibrate
-                else None
-            ),
+            "recalibration": refitted,
         }
         overall = result["comparison"][-1]
         result["drop_significant"] = any(overall[metric]["significant"] for metric in ("kappa", "auroc"))
         if register:
-            from pipelines.external.register import register_recalibrated
-
-            again = result["recalibration"]
-            result["registered"] = register_recalibrated(
-                client,
-                model_name,
-                int(version),
-                site.name,
-                data["md5"],
-                again["operating_point"],
-                again["fit_studies"],
-            )
+            result["registered"] = _register_site_point(client, result)
         result = log_validation(client, result, images, Path(scratch))
     LOGGER.info(
         "external validation of %s v%s on site %s: study kappa %.3f (valid %.3f), drift %s",

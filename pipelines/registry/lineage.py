@@ -88,6 +88,31 @@ def _per_part(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     return dict(sorted(table.items()))
 
 
+def _evaluation(metrics: dict[str, float]) -> dict:
+    """The version's evaluation: study kappa and AUROC with intervals, threshold, ECE, each part."""
+    return {
+        "study_kappa": metrics.get(STUDY_KAPPA),
+        "study_kappa_ci": [metrics.get(name) for name in interval_names(STUDY_KAPPA)],
+        "study_auroc": metrics.get(STUDY_AUROC),
+        "study_auroc_ci": [metrics.get(name) for name in interval_names(STUDY_AUROC)],
+        "threshold": metrics.get("eval.threshold"),
+        "study_ece": metrics.get("eval.study_ece"),
+        "holdout_study_kappa": metrics.get("holdout.study_kappa"),
+        "per_part": _per_part(metrics),
+    }
+
+
+def _approval(tags: dict[str, str]) -> dict:
+    """A reviewer's decision on the version (the approval step's tags)."""
+    return {
+        "decision": tags.get(APPROVAL_DECISION_TAG),
+        "by": tags.get(APPROVAL_BY_TAG),
+        "dag_run_id": tags.get(APPROVAL_RUN_TAG),
+        "at": tags.get(APPROVAL_AT_TAG),
+        "note": tags.get(APPROVAL_NOTE_TAG) or None,
+    }
+
+
 def version_lineage(spec: str, client=None) -> dict:
     """Everything recorded about one model version, from the data it read to where it serves now."""
     from pipelines.settings import get_settings
@@ -138,16 +163,7 @@ def version_lineage(spec: str, client=None) -> dict:
             "code_sha": tags.get("code.git_sha"),
             "code_dirty": tags.get("code.dirty", "unknown"),
         },
-        "evaluation": {
-            "study_kappa": metrics.get(STUDY_KAPPA),
-            "study_kappa_ci": [metrics.get(name) for name in interval_names(STUDY_KAPPA)],
-            "study_auroc": metrics.get(STUDY_AUROC),
-            "study_auroc_ci": [metrics.get(name) for name in interval_names(STUDY_AUROC)],
-            "threshold": metrics.get("eval.threshold"),
-            "study_ece": metrics.get("eval.study_ece"),
-            "holdout_study_kappa": metrics.get("holdout.study_kappa"),
-            "per_part": _per_part(metrics),
-        },
+        "evaluation": _evaluation(metrics),
         "gate": {
             "status": gate_status,  # `unverified`: a `passed` the gate did not sign
             "reason": tags.get(GATE_REASON_TAG),
@@ -156,13 +172,7 @@ def version_lineage(spec: str, client=None) -> dict:
             "forced_by": tags.get("promotion.forced_by"),
             "forced_reason": tags.get("promotion.forced_reason"),
         },
-        "approval": {
-            "decision": tags.get(APPROVAL_DECISION_TAG),
-            "by": tags.get(APPROVAL_BY_TAG),
-            "dag_run_id": tags.get(APPROVAL_RUN_TAG),
-            "at": tags.get(APPROVAL_AT_TAG),
-            "note": tags.get(APPROVAL_NOTE_TAG) or None,
-        },
+        "approval": _approval(tags),
         "alias_history": events,
         "serving": {
             "label": tags.get("serving.label"),

@@ -165,6 +165,48 @@ def _start_or_resume_run(client, experiment_id: str, work_dir: Path, config: Tra
     return run.info.run_id
 
 
+def _run_tags(
+    config: TrainConfig, task, root: Path, manifest, digest: str, train_images: int, versions
+) -> dict:
+    """What a training run is tagged with: its data and code lineage, what it trains, the packages."""
+    settings = get_settings()
+    tags = {
+        **data_lineage(root, settings.repo_root),
+        **code_state(settings.repo_root),
+        "data.manifest_hash": digest,
+        "data.root": str(root.resolve()),
+        "data.train_images": str(train_images),
+        "train.arch": config.arch,
+        "train.task": task.name,
+        "train.preset": config.preset,
+        "model_name": task.model_name,
+        **{f"pkg.{name}": version for name, version in versions.items()},
+    }
+    if isinstance(manifest, str | Path):
+        tags["data.manifest_path"] = str(Path(manifest).resolve())
+    return tags
+
+
+def _log_outputs(
+    client, run_id: str, model, config: TrainConfig, task, rows, versions, phases, results, mixed
+) -> None:
+    """The trained model and its class map, the resolved config, the versions, the phases, the manifest
+    and the learning curves, on the run."""
+    tracking.log_model(run_id, model, class_map(task, config.arch, config.image_size))
+    tracking.log_json(run_id, config.to_dict(), "config/resolved_config.json")
+    tracking.log_json(run_id, versions, "environment/versions.json")
+    tracking.log_json(
+        run_id,
+        {"phases": [phase.__dict__ for phase in phases], "results": results, "mixed_precision": mixed},
+        "training/phases.json",
+    )
+    _log_manifest(client, run_id, rows)
+    restored = results[phases[-1].name].get("restored_epoch") if results else None
+    if restored is not None:
+        client.log_metric(run_id, "train.restored_epoch", restored)
+    tracking.log_learning_curves(run_id, f"{task.model_name}, run {run_id[:8]}")
+
+
 def train(
     config: TrainConfig | dict | None,
     manifest: str | Path | pd.DataFrame,
@@ -194,22 +236,8 @@ def train(
 
     digest = manifest_hash(rows)
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config, digest)
-    lineage = {**data_lineage(root, settings.repo_root), **code_state(settings.repo_root)}
     versions = tracking.package_versions()
-    tags = {
-        **lineage,
-        "data.manifest_hash": digest,
-        "data.root": str(root.resolve()),
-        "data.train_images": str(len(train_rows)),
-        "train.arch": config.arch,
-        "train.task": task.name,
-        "train.preset": config.preset,
-        "model_name": task.model_name,
-        **{f"pkg.{name}": version for name, version in versions.items()},
-        **(extra_tags or {}),
-    }
-    if isinstance(manifest, str | Path):
-        tags["data.manifest_path"] = str(Path(manifest).resolve())
+    tags = _run_tags(config, task, root, manifest, digest, len(train_rows), versions) | (extra_tags or {})
     experiment_id = tracking.configure_mlflow()
     client = MlflowClient()
     run_id = _start_or_resume_run(client, experiment_id, work_dir, config, tags)
@@ -238,24 +266,7 @@ def train(
                 extra_callbacks=extra_callbacks,
                 scope=hardware.scope,
             )
-            the_class_map = class_map(task, config.arch, config.image_size)
-            tracking.log_model(run_id, model, the_class_map)
-            tracking.log_json(run_id, config.to_dict(), "config/resolved_config.json")
-            tracking.log_json(run_id, versions, "environment/versions.json")
-            tracking.log_json(
-                run_id,
-                {
-                    "phases": [phase.__dict__ for phase in phases],
-                    "results": results,
-                    "mixed_precision": hardware.mixed,
-                },
-                "training/phases.json",
-            )
-            _log_manifest(client, run_id, rows)
-            restored = results[phases[-1].name].get("restored_epoch") if results else None
-            if restored is not None:
-                client.log_metric(run_id, "train.restored_epoch", restored)
-            tracking.log_learning_curves(run_id, f"{task.model_name}, run {run_id[:8]}")
+            _log_outputs(client, run_id, model, config, task, rows, versions, phases, results, hardware.mixed)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise

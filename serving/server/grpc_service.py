@@ -24,11 +24,9 @@ def build_servicers(core: ServingCore, reload_config):
     import tensorflow as tf
     from tensorflow_serving.apis import (
         get_model_metadata_pb2,
-        get_model_status_pb2,
         model_management_pb2,
         model_pb2,
         model_service_pb2_grpc,
-        predict_pb2,
         prediction_service_pb2_grpc,
     )
 
@@ -54,27 +52,13 @@ def build_servicers(core: ServingCore, reload_config):
             except Exception as error:  # noqa: BLE001 - never UNKNOWN, never an object address
                 LOGGER.exception("Predict on %s failed", name)
                 return abort(context, ServingError("INTERNAL", f"Predict failed: {type(error).__name__}"))
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = servable.name
-            response.model_spec.version.value = servable.version
-            response.model_spec.signature_name = request.model_spec.signature_name or SERVING_SIGNATURE
-            for alias, value in outputs.items():
-                response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
-            return response
+            return _predict_response(servable, outputs, request.model_spec.signature_name)
 
         def GetModelMetadata(self, request, context):  # noqa: N802
             name, version, label = _spec(request.model_spec)
             fields = list(request.metadata_field)
             try:
-                if not fields:
-                    raise ServingError(
-                        "INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field"
-                    )
-                for field_name in fields:
-                    if field_name != "signature_def":
-                        raise ServingError(
-                            "INVALID_ARGUMENT", f"Metadata field {field_name} is not supported"
-                        )
+                _check_metadata_fields(fields)
                 servable = core.metadata(name, version, label)
             except ServingError as error:
                 return abort(context, error)
@@ -92,13 +76,7 @@ def build_servicers(core: ServingCore, reload_config):
                 statuses = core.manager.model_status(name, version, label)
             except ServingError as error:
                 return abort(context, error)
-            response = get_model_status_pb2.GetModelStatusResponse()
-            for number, status in sorted(statuses.items()):
-                entry = response.model_version_status.add(version=number)
-                entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
-                entry.status.error_code = _code_number(status.error_code)
-                entry.status.error_message = status.error_message
-            return response
+            return _status_response(statuses)
 
         def HandleReloadConfigRequest(self, request, context):  # noqa: N802
             response = model_management_pb2.ReloadConfigResponse()
@@ -110,6 +88,42 @@ def build_servicers(core: ServingCore, reload_config):
             return response
 
     return PredictionService(), ModelService(), prediction_service_pb2_grpc, model_service_pb2_grpc
+
+
+def _predict_response(servable, outputs: dict, signature_name: str):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = signature_name or SERVING_SIGNATURE
+    for alias, value in outputs.items():
+        response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    return response
+
+
+def _check_metadata_fields(fields: list[str]) -> None:
+    """TF Serving's answer to metadata fields it does not serve (only signature_def exists)."""
+    if not fields:
+        raise ServingError(
+            "INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field"
+        )
+    for field_name in fields:
+        if field_name != "signature_def":
+            raise ServingError("INVALID_ARGUMENT", f"Metadata field {field_name} is not supported")
+
+
+def _status_response(statuses: dict):
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for number, status in sorted(statuses.items()):
+        entry = response.model_version_status.add(version=number)
+        entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+        entry.status.error_code = _code_number(status.error_code)
+        entry.status.error_message = status.error_message
+    return response
 
 
 # Types a request tensor cannot carry (handles to server-side state, or no type at all).

@@ -214,8 +214,13 @@ def test_interrupted_run_resumes_and_finishes(synthetic):
     assert result.model_name == "mura_binary_wrist"
 
 
-def test_cli_train_evaluate_and_errors(synthetic, capsys):
+def test_cli_train_runs_the_dag_s_steps_and_its_run_is_tagged_as_the_dag_s(synthetic, capsys):
+    """`mura train` re-implemented the DAG's combine and evaluate steps: its runs had no data-gate tags
+    and evaluated on another manifest. It now composes the DAG's step functions; its run and the DAG
+    steps' run of the same config carry the same tag names and metric names."""
+    from pipelines import orchestration as steps
     from pipelines.cli import main
+    from pipelines.stages import DataVersion
 
     args = [
         "train",
@@ -236,6 +241,20 @@ def test_cli_train_evaluate_and_errors(synthetic, capsys):
     assert main(["evaluate", output["run_id"], "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["metrics"]["eval.study_kappa"] == pytest.approx(output["metrics"]["eval.study_kappa"])
+    # The DAG's tasks, in-process and in order, on the same data and config.
+    manifest = steps.build_manifest(
+        DataVersion(dvc_md5="parity.dir", rev="r", data_rev="d"), synthetic["data"]
+    )
+    plan = steps.plan_candidates({"preset": "ci_tiny", "epochs": 1}, manifest, steps.validate_data(manifest))
+    (trained,) = steps.combine_members([steps.train_candidate(candidate) for candidate in plan])
+    evaluation = steps.evaluate_candidate(trained)
+    steps.export_candidate(trained)
+    client = MlflowClient()
+    cli_run, dag_run = (client.get_run(run_id).data for run_id in (output["run_id"], trained.run_id))
+    assert cli_run.tags["validation.success"] == dag_run.tags["validation.success"] == "True"
+    assert set(cli_run.tags) == set(dag_run.tags)
+    assert set(cli_run.metrics) == set(dag_run.metrics)
+    assert set(output["metrics"]) == set(evaluation.metrics)
     with pytest.raises(SystemExit) as usage:  # a usage error: argparse's exit code 2, before any import
         main(["train", "--architectures", "vgg16", "--data", str(synthetic["data"])])
     assert usage.value.code == 2 and "unknown architecture vgg16" in capsys.readouterr().err
@@ -280,7 +299,7 @@ def test_ensemble_run_is_one_model_averaging_its_members(synthetic, tmp_path):
     from serving import samples
 
     overrides = {"image_size": 48, "epochs": 1, "ensemble": 2, "seed": 1}
-    (result,) = train_evaluate_export("ci_tiny", overrides, synthetic["manifest"], synthetic["data"])
+    (result,) = train_evaluate_export("ci_tiny", overrides, synthetic["data"], synthetic["manifest"])
     client = MlflowClient()
     run = client.get_run(result["run_id"])
     assert json.loads(run.data.tags["ensemble.members"]) == result["members"] and len(result["members"]) == 2

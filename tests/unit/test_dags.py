@@ -371,7 +371,7 @@ def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(mon
 
     monkeypatch.setattr(registration, "register_version", register)
     monkeypatch.setattr(registration, "registered_version", lambda run_id, model: registered.get(run_id))
-    monkeypatch.setattr(orchestration, "export_candidate", lambda best: exported.append(best.trained.run_id))
+    monkeypatch.setattr(orchestration, "export_candidate", lambda trained: exported.append(trained.run_id))
     candidates = [_evaluation("a", {"eval.study_kappa": 0.7})]
     first = orchestration.select_and_register(candidates)
     again = orchestration.select_and_register(candidates)
