@@ -143,7 +143,7 @@ def pull_data(data_rev: str | None = None) -> DataVersion:
     from pipelines.data import dvc
 
     configure_logging()
-    return DataVersion.from_xcom(dvc.pull(rev=data_rev or None))
+    return dvc.pull(rev=data_rev or None)
 
 
 def build_manifest(data_version: DataVersion, data_root: Path | None = None) -> Manifest:
@@ -363,7 +363,7 @@ def select_and_register(evaluated: list[Evaluation]) -> Registration:
         else None
         for candidate in evaluated
     }
-    return Registration(**registered, candidates=ranking)
+    return dataclasses.replace(registered, candidates=ranking)
 
 
 def gate(registration: Registration, approval: str) -> GateVerdict:
@@ -378,7 +378,7 @@ def gate(registration: Registration, approval: str) -> GateVerdict:
         auto_promote=approval == "auto",
         for_review=approval == "required",
     )
-    return GateVerdict(**verdict)
+    return verdict
 
 
 def approval_question(verdict: GateVerdict, approval: str, dag_run_id: str):

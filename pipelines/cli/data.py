@@ -111,7 +111,7 @@ def _dvc_result(result: dict, as_json: bool, verb: str) -> int:
 def _pull(args) -> int:
     from pipelines.data import dvc
 
-    return _dvc_result(dvc.pull(rev=args.rev, remote=args.remote), args.json, "pulled")
+    return _dvc_result(dvc.pull(rev=args.rev, remote=args.remote).to_xcom(), args.json, "pulled")
 
 
 def _push(args) -> int:

@@ -11,6 +11,7 @@ import yaml
 
 from pipelines.errors import DataError
 from pipelines.settings import get_settings
+from pipelines.stages import DataVersion
 
 DVC_FILE = "data.dvc"
 
@@ -121,7 +122,7 @@ def _check_remote_holds(repo, dir_md5: str | None, remote: str | None, what: str
     raise DataError(message)
 
 
-def pull(rev: str | None = None, root: Path | None = None, remote: str | None = None) -> dict:
+def pull(rev: str | None = None, root: Path | None = None, remote: str | None = None) -> DataVersion:
     """Fetch `data/` from the DVC remote: as data.dvc describes it, or as data.dvc did at git revision
     `rev` (read with git; the work tree's data.dvc stays as it is)."""
     root = Path(root or get_settings().repo_root)
@@ -132,7 +133,7 @@ def pull(rev: str | None = None, root: Path | None = None, remote: str | None = 
             if not rev:
                 _check_remote_holds(repo, pointer_md5(root), remote, "data.dvc")
                 repo.pull(targets=[str(root / DVC_FILE)], remote=remote, force=True)
-                return data_version(root)
+                return DataVersion.from_xcom(data_version(root))
             sha, out = pointer_at(root, rev)
             _check_remote_holds(repo, str(out["md5"]), remote, f"data.dvc at {rev}")
             repo.fetch(targets=[DVC_FILE], revs=[sha], workspace=False, remote=remote)
@@ -141,7 +142,9 @@ def pull(rev: str | None = None, root: Path | None = None, remote: str | None = 
             raise
         except Exception as error:  # DVC raises many types; the message is what the user needs
             raise DataError(f"dvc pull from {_remote_description(repo, remote)} failed: {error}") from error
-    return {**data_version(root), "dvc_md5": str(out["md5"]), "nfiles": files, "data_rev": sha}
+    return DataVersion.from_xcom(
+        {**data_version(root), "dvc_md5": str(out["md5"]), "nfiles": files, "data_rev": sha}
+    )
 
 
 def add_and_push(root: Path | None = None, data_dir: str = "data", remote: str | None = None) -> dict:

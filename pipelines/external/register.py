@@ -78,5 +78,5 @@ def register_recalibrated(
         FROM_VERSION_TAG: str(version),
         EXTERNAL_SITE_TAG: site,  # last: what _registered_before looks for only once the rest is there
     }.items():
-        client.set_model_version_tag(model, str(registered["version"]), key, value)
-    return {"model": model, "version": registered["version"], "run_id": run.info.run_id, "reused": False}
+        client.set_model_version_tag(model, str(registered.version), key, value)
+    return {"model": model, "version": registered.version, "run_id": run.info.run_id, "reused": False}

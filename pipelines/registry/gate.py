@@ -23,8 +23,9 @@ _SLACK = 1e-9  # float noise must not fail an equal model
 
 
 @dataclass
-class GateVerdict:
-    """The outcome: passed or not, a readable reason, and the champion version compared with."""
+class Judgement:
+    """What the gate concludes: passed or not, a readable reason, and the champion version compared
+    with (recorded, signed and acted on by registration, whose result is stages.GateVerdict)."""
 
     passed: bool
     reason: str
@@ -118,7 +119,7 @@ def evaluate_gate(
     champion_version: int | None = None,
     lineage: list[str] | None = None,
     paired: PairedStudies | Unpaired | None = None,
-) -> GateVerdict:
+) -> Judgement:
     """Judge `candidate` metrics: floors always; against the champion when there is one, by a paired
     bootstrap on the same holdout studies when `paired` holds them, else by single numbers (the
     reason then says so and why);
@@ -142,6 +143,6 @@ def evaluate_gate(
         reason = f"failed{against}{fallback}: " + "; ".join(failures)
     else:
         reason = f"passed{against}{fallback}: " + "; ".join(notes)
-    return GateVerdict(
+    return Judgement(
         not failures, reason[:MAX_REASON_CHARS], failures, champion_version if champion else None
     )

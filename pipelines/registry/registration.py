@@ -33,6 +33,7 @@ from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule, now_utc
 from pipelines.registry.tracking import connect, tracking_errors, version_metrics
 from pipelines.registry.verdict import Verdict, record_verdict
+from pipelines.stages import GateVerdict, Registration
 
 LOGGER = logging.getLogger(__name__)
 LINEAGE_TAGS = (
@@ -158,7 +159,7 @@ def registered_version(run_id: str, model: str, client=None) -> int | None:
     return int(found.version) if found is not None else None
 
 
-def register_version(run_id: str, client=None) -> dict:
+def register_version(run_id: str, client=None) -> Registration:
     """Register the run's `tf_serving/` SavedModel as a new version with lineage, metric and hash tags.
 
     Idempotent per run: a run registered already (a retried task, `mura register` twice) gets its
@@ -187,14 +188,14 @@ def register_version(run_id: str, client=None) -> dict:
                 existing.version,
                 run_id,
             )
-            return {
-                "model": name,
-                "version": int(existing.version),
-                "run_id": run_id,
-                "sha256": existing.tags.get(HASH_TAG, ""),
-                "signature": existing.tags.get(SIGNATURE_TAG, ""),
-                "reused": True,
-            }
+            return Registration(
+                model=name,
+                version=int(existing.version),
+                run_id=run_id,
+                sha256=existing.tags.get(HASH_TAG, ""),
+                signature=existing.tags.get(SIGNATURE_TAG, ""),
+                reused=True,
+            )
         saved_model = _download_saved_model(client, run_id, Path(scratch) / "download")
         digest = saved_model_digest(saved_model)
         signature = describe_signature(saved_model)
@@ -220,14 +221,9 @@ def register_version(run_id: str, client=None) -> dict:
             description=_description(tags, metrics),
         )
     LOGGER.info("registered %s v%s from run %s", name, created.version, run_id)
-    return {
-        "model": name,
-        "version": int(created.version),
-        "run_id": run_id,
-        "sha256": digest,
-        "signature": signature,
-        "reused": False,
-    }
+    return Registration(
+        model=name, version=int(created.version), run_id=run_id, sha256=digest, signature=signature
+    )
 
 
 def _publish_card(client, model: str, version: int) -> str | None:
@@ -284,7 +280,7 @@ def gate_version(
     client=None,
     policy: GateParams | None = None,
     for_review: bool = False,
-) -> dict:
+) -> GateVerdict:
     """Judge a registered version against the floors and the current champion, record the verdict as
     tags and apply the promotion rule; the verdict with the aliases the version now holds.
     `for_review`: a reviewer decides next (a passing version becomes challenger, even the first).
@@ -336,19 +332,18 @@ def gate_version(
             model, str(version), description=_description(candidate.tags, metrics, verdict.reason, card)
         )
     LOGGER.info("%s v%s: gate %s (%s), aliases %s", model, version, verdict.status, verdict.reason, aliases)
-    return {
-        "model": model,
-        "version": int(version),
-        "status": verdict.status,
-        "reason": verdict.reason,
-        "champion_version": verdict.champion_version,
-        "aliases": aliases,
-        "card": card,
-        "repeated": False,
-    }
+    return GateVerdict(
+        model=model,
+        version=int(version),
+        status=verdict.status,
+        reason=verdict.reason,
+        champion_version=verdict.champion_version,
+        aliases=aliases,
+        card=card,
+    )
 
 
-def _recorded_verdict(client, model: str, version: int, entry) -> dict:
+def _recorded_verdict(client, model: str, version: int, entry) -> GateVerdict:
     """The verdict a finished gate left on the version; its card written now if it is still missing."""
     tags = entry.tags
     card = tags.get(CARD_TAG) or _publish_card(client, model, version)
@@ -362,16 +357,16 @@ def _recorded_verdict(client, model: str, version: int, entry) -> dict:
     LOGGER.info(
         "%s v%s was gated already (%s): its verdict stands", model, version, tags.get(GATE_STATUS_TAG)
     )
-    return {
-        "model": model,
-        "version": version,
-        "status": tags.get(GATE_STATUS_TAG, "unknown"),
-        "reason": tags.get(GATE_REASON_TAG, ""),
-        "champion_version": int(champion) if champion else None,
-        "aliases": _aliases_of(client, model, version),
-        "card": card,
-        "repeated": True,
-    }
+    return GateVerdict(
+        model=model,
+        version=version,
+        status=tags.get(GATE_STATUS_TAG, "unknown"),
+        reason=tags.get(GATE_REASON_TAG, ""),
+        champion_version=int(champion) if champion else None,
+        aliases=_aliases_of(client, model, version),
+        card=card,
+        repeated=True,
+    )
 
 
 def register_run(
@@ -380,10 +375,15 @@ def register_run(
     """Register the run's SavedModel, then gate it and apply the promotion rule (`mura register`)."""
     client = client or connect()
     registered = register_version(run_id, client)
-    verdict = gate_version(registered["model"], registered["version"], auto_promote, client, policy)
-    return {
-        **registered,
-        "gate": {key: verdict[key] for key in ("status", "reason", "champion_version", "repeated")},
-        "aliases": verdict["aliases"],
-        "card": verdict["card"],
+    verdict = gate_version(registered.model, registered.version, auto_promote, client, policy)
+    return {  # what `mura register --json` prints
+        **{key: value for key, value in registered.to_xcom().items() if key != "candidates"},
+        "gate": {
+            "status": verdict.status,
+            "reason": verdict.reason,
+            "champion_version": verdict.champion_version,
+            "repeated": verdict.repeated,
+        },
+        "aliases": verdict.aliases,
+        "card": verdict.card,
     }

@@ -64,7 +64,7 @@ def test_add_push_delete_pull_restores_identical_bytes_and_revisions(clone, mura
     shutil.rmtree(clone / "data")
     shutil.rmtree(clone / ".dvc" / "cache", ignore_errors=True)
     restored = dvc.pull(rev=first_rev, root=clone)
-    assert restored["dvc_md5"] == pushed["dvc_md5"] and restored["data_rev"] == first_rev
+    assert restored.dvc_md5 == pushed["dvc_md5"] and restored.data_rev == first_rev
     assert _tree_digest(clone / "data") == first_digest
     # Pulling an older revision reads its pointer with git: the work tree's data.dvc is untouched.
     assert (clone / "data.dvc").read_bytes() == pointer
@@ -76,7 +76,7 @@ def test_add_push_delete_pull_restores_identical_bytes_and_revisions(clone, mura
     )
     assert not dvc.status(root=clone)["workspace_clean"]  # data/ now differs from the current pointer
     latest = dvc.pull(root=clone)
-    assert latest["dvc_md5"] == second["dvc_md5"] and dvc.status(root=clone)["workspace_clean"]
+    assert latest.dvc_md5 == second["dvc_md5"] and dvc.status(root=clone)["workspace_clean"]
 
 
 def test_pull_of_a_rev_that_does_not_exist_says_so(clone):
@@ -215,7 +215,7 @@ def test_import_never_replaces_data_that_no_remote_holds(clone, tmp_path):
     first = _commit(clone, "the replaced data, as pushed by --force")
     shutil.rmtree(clone / "data")
     shutil.rmtree(clone / ".dvc" / "cache", ignore_errors=True)
-    assert dvc.pull(rev=first, root=clone)["dvc_md5"] == old_md5  # the previous version is still pullable
+    assert dvc.pull(rev=first, root=clone).dvc_md5 == old_md5  # the previous version is still pullable
     assert folder_md5(clone / "data")[0] == old_md5
 
 

@@ -33,11 +33,11 @@ def test_registration_and_gate_are_idempotent_per_run(world, capsys, monkeypatch
     # version stays challenger only (not champion too) and gets its card.
     second = registration.register_version(challenger_run)
     monkeypatch.setattr(registration, "_publish_card", lambda *args: None)
-    assert registration.gate_version("mura_binary", second["version"])["aliases"] == ["challenger"]
+    assert registration.gate_version("mura_binary", second.version).aliases == ["challenger"]
     client.delete_model_version_tag("mura_binary", "2", registration.GATE_APPLIED_TAG)
     monkeypatch.undo()
     retried = registration.gate_version("mura_binary", 2)
-    assert retried["aliases"] == ["challenger"] and retried["card"]
+    assert retried.aliases == ["challenger"] and retried.card
     assert client.get_registered_model("mura_binary").aliases == {"champion": "1", "challenger": "2"}
 
     code, output = run_cli(["register", challenger_run, "--json"], capsys)

@@ -364,10 +364,11 @@ def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(mon
     exported: list[str] = []
 
     def register(run_id):
+        from pipelines.stages import Registration
+
         reused = run_id in registered
         version = registered.setdefault(run_id, len(registered) + 1)
-        return {"model": "mura_binary", "version": version, "run_id": run_id, "sha256": "h", "signature": "s",
-                "reused": reused}  # fmt: skip
+        return Registration("mura_binary", version, run_id, "h", "s", reused=reused)
 
     monkeypatch.setattr(registration, "register_version", register)
     monkeypatch.setattr(registration, "registered_version", lambda run_id, model: registered.get(run_id))
