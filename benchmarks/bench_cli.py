@@ -1,10 +1,13 @@
-"""What a person at the terminal waits for: `mura` usage errors, and `mura predict` over gRPC and REST.
+"""What a person at the terminal waits for: `mura` usage errors, `mura predict` over gRPC and REST, and
+the registry's read commands (`mura models`, `mura lineage`) against an MLflow server.
 
 Each command runs as a fresh process (as typed), `--repeats` times; wall seconds median and range.
 Usage errors: bad preset, architecture, task, epochs, retrain field, unknown command (target < 1 s).
 Predict: one study against a local `mura serve` with a tiny exported model (target gRPC < 2 s); the
 baseline, measured in the same run, is what the gRPC client used to pay first: importing the official
 stubs (`tensorflow_serving.apis.predict_pb2`, which loads TensorFlow).
+Registry reads: a real `mlflow server` with one registered version (metrics, tags, an alias); target
+< 2 s each; the baseline is a bare MlflowClient process listing the registered models.
 
     python benchmarks/bench_cli.py --out benchmarks/results [--repeats 5]
 """
@@ -76,6 +79,49 @@ def serve_tiny_model(root: Path) -> tuple[subprocess.Popen, str, str, Path]:
     return server, f"127.0.0.1:{grpc_port}", f"127.0.0.1:{rest_port}", study
 
 
+def registry_with_one_version(home: Path):
+    """A running MLflow server (the embedded store under `home`) holding mura_binary v1 as champion."""
+    import mlflow
+
+    from pipelines.registry.tracking_server import start_tracking_server
+
+    server = start_tracking_server(home)
+    client = mlflow.MlflowClient(server.uri, registry_uri=server.uri)
+    run = client.create_run(client.create_experiment("mura"), tags={"train.arch": "baseline_cnn"})
+    for name, value in {
+        "eval.study_kappa": 0.61,
+        "eval.study_auroc": 0.88,
+        "eval.elbow.study_kappa": 0.5,
+    }.items():
+        client.log_metric(run.info.run_id, name, value)
+    client.create_registered_model("mura_binary")
+    client.create_model_version("mura_binary", f"runs:/{run.info.run_id}/tf_serving", run.info.run_id)
+    client.set_model_version_tag("mura_binary", "1", "gate.status", "failed")
+    client.set_registered_model_alias("mura_binary", "champion", "1")
+    return server
+
+
+def time_registry_reads(mura: list[str], env: dict, repeats: int) -> dict:
+    """`mura models` and `mura lineage` against a real server, and a bare MlflowClient listing."""
+    with tempfile.TemporaryDirectory(prefix="bench-cli-registry-") as scratch:
+        home = Path(scratch) / "home"
+        server = registry_with_one_version(home)
+        try:
+            local = {**env, "MURA_HOME": str(home), "MLFLOW_TRACKING_URI": server.uri}
+            models = [wall([*mura, "models", "--json"], local) for _ in range(repeats)]
+            lineage = [wall([*mura, "lineage", "mura_binary/1", "--json"], local) for _ in range(repeats)]
+            bare = f"import mlflow; mlflow.MlflowClient({server.uri!r}).search_registered_models()"
+            baseline = [wall([sys.executable, "-c", bare], local) for _ in range(repeats)]
+        finally:
+            server.stop()
+    return {
+        "models": summary(models),
+        "lineage": summary(lineage),
+        "baseline_bare_mlflow_client_listing": summary(baseline),
+        "ratio_models_over_bare_client": statistics.median(models) / statistics.median(baseline),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write cli.json into this folder")
@@ -102,6 +148,7 @@ def main() -> int:
         for _ in range(args.repeats)
     ]
     results["predict"] = {"grpc": summary(grpc), "rest": summary(rest)}
+    results["registry_reads"] = time_registry_reads(mura, env, args.repeats)
     results["baseline_official_stub_import"] = summary(stubs)
     results["ratio_grpc_predict_over_stub_import"] = (
         results["predict"]["grpc"]["median_s"] / results["baseline_official_stub_import"]["median_s"]
@@ -109,6 +156,8 @@ def main() -> int:
     results["targets_met"] = {
         "usage_errors_under_1s": results["usage_error_worst_median_s"] < 1.0,
         "grpc_predict_under_2s": results["predict"]["grpc"]["median_s"] < 2.0,
+        "models_under_2s": results["registry_reads"]["models"]["median_s"] < 2.0,
+        "lineage_under_2s": results["registry_reads"]["lineage"]["median_s"] < 2.0,
     }
     text = json.dumps(results, indent=2)
     print(text)

@@ -228,6 +228,7 @@ def served_model_name(model: str, label: str | None) -> str:
 
 # Version tags of the gate's verdict (pipelines/registry/verdict.py signs the first three).
 GATE_STATUS_TAG = "gate.status"
+PASSED, FAILED = "passed", "failed"  # its values once gated
 GATE_REASON_TAG = "gate.reason"
 GATE_CHAMPION_TAG = "gate.champion_version"
 GATE_SIGNATURE_TAG = "gate.signature"

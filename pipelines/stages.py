@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pipelines.contracts import STUDY_KAPPA
+from pipelines.contracts import PASSED, STUDY_KAPPA
 
 T = TypeVar("T", bound="Stage")
 
@@ -154,7 +154,7 @@ class GateVerdict(Stage):
     @property
     def passed(self) -> bool:
         """True when the version may serve (as champion or challenger)."""
-        return self.status == "passed"
+        return self.status == PASSED
 
 
 @dataclass(frozen=True)

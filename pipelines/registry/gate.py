@@ -10,13 +10,12 @@ import re
 from dataclasses import dataclass, field
 
 from pipelines.config import GateParams
-from pipelines.contracts import STUDY_AUROC, STUDY_KAPPA
+from pipelines.contracts import FAILED, PASSED, STUDY_AUROC, STUDY_KAPPA
 from pipelines.registry.paired import PairedStudies, compare_paired
 from pipelines.registry.pairing import Unpaired
 
 KAPPA, AUROC = STUDY_KAPPA, STUDY_AUROC
 PART_KAPPA = re.compile(r"^eval\.(?P<part>[a-z0-9_]+)\.study_kappa$")
-PASSED, FAILED = "passed", "failed"
 # MLflow limits tag values; the reason is cut well below that.
 MAX_REASON_CHARS = 4000
 _SLACK = 1e-9  # float noise must not fail an equal model

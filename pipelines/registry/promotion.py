@@ -12,9 +12,8 @@ import logging
 import os
 from datetime import UTC, datetime
 
-from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG
+from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED
 from pipelines.registry.errors import RegistryError
-from pipelines.registry.gate import PASSED
 from pipelines.registry.tracking import (
     check_alias_name,
     connect,

@@ -31,10 +31,10 @@ from pipelines.contracts import (
     GATE_REASON_TAG,
     GATE_SIGNATURE_TAG,
     GATE_STATUS_TAG,
+    PASSED,
 )
 from pipelines.errors import ConfigError
 from pipelines.private_files import read_private, write_private
-from pipelines.registry.gate import PASSED
 from pipelines.settings import Settings, get_settings
 
 SIGNING_KEY_ENV = "MURA_GATE_SIGNING_KEY"

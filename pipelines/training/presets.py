@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,38 +25,40 @@ TUNED_PRESETS_FILE = "presets.yaml"  # under MURA_HOME; written by `mura tune`
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs; `architectures` lists candidates, `arch` is the one trained."""
+    """Everything one training run needs; `architectures` lists candidates, `arch` is the one trained.
+    No field has a default here: a preset of params.yaml sets each (resolve_config refuses one that
+    does not), so params.yaml is their one home."""
 
-    preset: str = "custom"
-    task: str = "binary"
-    architectures: tuple[str, ...] = ("baseline_cnn",)
-    weights: str | None = None
-    image_size: tuple[int, int] = (96, 96)
-    batch_size: int = 32
-    epochs: int = 4  # first phase: the head (frozen pretrained backbone) or the whole net from scratch
-    fine_tune_epochs: int = 0  # second phase: top `fine_tune_layers` of a pretrained backbone unfrozen
-    fine_tune_layers: int = 0  # -1 = every backbone layer
-    head_warmup: bool = True  # pretrained backbone: train the head on the frozen backbone first
-    train_batch_norm: bool = False  # pretrained backbone: BatchNorm statistics adapt (paper) or stay frozen
-    learning_rate: float = 1e-4
-    fine_tune_learning_rate: float | None = None  # None = learning_rate / 10
-    dropout: float = 0.2
-    augment: bool = True
-    augment_strength: float = 1.0  # 1.0 = flips, rotation up to 30 degrees, zoom/contrast 10 %
-    augment_ops: tuple[str, ...] = AUGMENT_OPS
-    class_weighting: bool = True
+    preset: str
+    task: str
+    architectures: tuple[str, ...]
+    weights: str | None
+    image_size: tuple[int, int]
+    batch_size: int
+    epochs: int  # first phase: the head (frozen pretrained backbone) or the whole net from scratch
+    fine_tune_epochs: int  # second phase: top `fine_tune_layers` of a pretrained backbone unfrozen
+    fine_tune_layers: int  # -1 = every backbone layer
+    head_warmup: bool  # pretrained backbone: train the head on the frozen backbone first
+    train_batch_norm: bool  # pretrained backbone: BatchNorm statistics adapt (paper) or stay frozen
+    learning_rate: float
+    fine_tune_learning_rate: float | None  # None = learning_rate / 10
+    dropout: float
+    augment: bool
+    augment_strength: float  # 1.0 = flips, rotation up to 30 degrees, zoom/contrast 10 %
+    augment_ops: tuple[str, ...]
+    class_weighting: bool
     # The holdout quantity that picks the best epoch, lowers the learning rate and stops: `loss` (the
     # paper) or `score` (AUC for binary, accuracy for 14cls: separation alone, the operating point is
     # fitted on the same holdout afterwards, so a miscalibrated but better-separating epoch wins).
-    select_by: str = "loss"
-    early_stopping_patience: int = 3
-    reduce_lr_patience: int = 1
-    reduce_lr_factor: float = 0.1
-    mixed_precision: str = "auto"  # auto = on when a GPU is present
-    cache: str = "memory"
-    seed: int = 42
-    ensemble: int = 1  # members (seeds seed, seed+1, ...) whose probabilities one model averages
-    flip_tta: bool = False  # an ensemble also averages each member's output on the mirrored image
+    select_by: str
+    early_stopping_patience: int
+    reduce_lr_patience: int
+    reduce_lr_factor: float
+    mixed_precision: str  # auto = on when a GPU is present
+    cache: str
+    seed: int
+    ensemble: int  # members (seeds seed, seed+1, ...) whose probabilities one model averages
+    flip_tta: bool  # an ensemble also averages each member's output on the mirrored image
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -79,6 +82,7 @@ class TrainConfig:
 
 
 FIELDS = {item.name for item in dataclasses.fields(TrainConfig)} - {"extra"}
+FIELD_TYPES = typing.get_type_hints(TrainConfig)
 
 
 def _image_size(value: Any) -> tuple[int, int]:
@@ -117,22 +121,22 @@ def _coerce(key: str, value: Any) -> Any:
         return None
     if key == "mixed_precision" and isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
         return "on" if value else "off"
-    default = TrainConfig.__dataclass_fields__[key].default
+    kind = FIELD_TYPES[key]
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError(value)
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
-        if isinstance(default, int):
+        if kind is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)
-        if isinstance(default, float) or key == "fine_tune_learning_rate":
+        if kind is float or key == "fine_tune_learning_rate":
             return float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}={value!r} is not a valid {type(default).__name__}") from None
+        raise ConfigError(f"{key}={value!r} is not a valid {getattr(kind, '__name__', kind)}") from None
     return str(value) if value is not None else None
 
 
@@ -168,6 +172,12 @@ def resolve_config(preset: str | None = None, overrides: dict[str, Any] | None =
     if unknown:
         raise ConfigError(
             f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}"
+        )
+    missing = sorted(FIELDS - {"preset"} - set(values))
+    if missing:
+        raise ConfigError(
+            f"preset {preset!r} does not set {', '.join(missing)}: a preset sets every training field "
+            "(see cpu_smoke in params.yaml)"
         )
     config = TrainConfig(preset=preset, **{key: _coerce(key, value) for key, value in values.items()})
     check_config(config)

@@ -3,13 +3,15 @@ both watch the holdout quantity the config's `select_by` names."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 from pipelines.contracts import parse_task
 from pipelines.training.fit import Phase, monitored, phase_callbacks
-from pipelines.training.presets import TrainConfig, resolve_config
+from pipelines.training.presets import resolve_config
 
 TASK = parse_task("binary")
 
@@ -42,7 +44,7 @@ def test_resumed_fit_restores_best_weights_and_counters(tmp_path):
     labels = (features[:, 0] > 0).astype("float32")
     # Holdout labels that fight the training signal: holdout loss is best early, then gets worse.
     holdout = (features[:16], 1.0 - labels[:16])
-    config = TrainConfig(early_stopping_patience=10, reduce_lr_patience=10)
+    config = dataclasses.replace(resolve_config("ci_tiny"), early_stopping_patience=10, reduce_lr_patience=10)
     phase = Phase("full", 6, 0.05, -1, 0)
 
     first = _model()

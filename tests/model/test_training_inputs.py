@@ -1,5 +1,6 @@
 """Training pieces below the fit: class weights, the tf.data pipeline, task checks, weight errors."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -148,21 +149,23 @@ def test_imagenet_weights_offline_error_names_file_and_folder(tmp_path, monkeypa
 def test_batch_size_is_per_replica_and_precision_policy_is_scoped(tmp_path):
     import keras
 
-    from pipelines.training.presets import TrainConfig
+    from pipelines.training.presets import resolve_config
     from pipelines.training.run import Devices, devices, make_datasets
 
     frame = pd.concat(
         [_tiny_tree(tmp_path).assign(split="train"), _tiny_tree(tmp_path / "h").assign(split="holdout")]
     )
-    config = TrainConfig(batch_size=2, augment=False, cache="none")
+    config = dataclasses.replace(resolve_config("ci_tiny"), batch_size=2, augment=False, cache="none")
     for replicas, expected in ((1, 2), (2, 4)):
         train_data, _ = make_datasets(config, frame, tmp_path, replicas)
         shapes = [batch[0].shape[0] for batch in train_data]
         assert max(shapes) == expected, shapes  # 2 per replica (batches may come out of order)
     previous = keras.config.dtype_policy().name
-    hardware = devices(TrainConfig(mixed_precision="on"))
+    hardware = devices(dataclasses.replace(resolve_config("ci_tiny"), mixed_precision="on"))
     assert isinstance(hardware, Devices) and hardware.mixed and hardware.replicas == 1
     with hardware.precision():
         assert keras.config.dtype_policy().name == "mixed_float16"
     assert keras.config.dtype_policy().name == previous
-    assert not devices(TrainConfig(mixed_precision="auto")).mixed  # no GPU here
+    assert not devices(
+        dataclasses.replace(resolve_config("ci_tiny"), mixed_precision="auto")
+    ).mixed  # no GPU here

@@ -78,5 +78,37 @@ def test_unknown_preset():
 def test_tuned_presets_are_read_from_mura_home(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    (home / "presets.yaml").write_text("tuned_x:\n  architectures: [baseline_cnn]\n  learning_rate: 0.0042\n")
+    import yaml
+
+    tuned = {
+        key: value
+        for key, value in resolve_config("cpu_smoke").to_dict().items()
+        if key not in ("arch", "preset")
+    }
+    (home / "presets.yaml").write_text(yaml.safe_dump({"tuned_x": {**tuned, "learning_rate": 0.0042}}))
     assert resolve_config("tuned_x").learning_rate == pytest.approx(0.0042)
+
+
+def test_a_preset_that_leaves_a_field_unset_is_refused_naming_it(tmp_path, monkeypatch):
+    """A preset without `epochs` trained 4 epochs, a default spelled in Python: params.yaml is the one
+    home of every training field, and a preset missing one is refused with its name."""
+    import dataclasses
+
+    import yaml
+
+    from pipelines.config import load_config
+
+    params = yaml.safe_load(open(load_config().source, encoding="utf-8"))
+    del params["presets"]["cpu_smoke"]["epochs"]
+    changed = tmp_path / "params.yaml"
+    changed.write_text(yaml.safe_dump(params), encoding="utf-8")
+    monkeypatch.setenv("MURA_PARAMS_FILE", str(changed))
+    with pytest.raises(ConfigError, match="preset 'cpu_smoke' does not set epochs"):
+        resolve_config("cpu_smoke")
+    from pipelines.training.presets import TrainConfig
+
+    assert all(
+        field.default is dataclasses.MISSING
+        for field in dataclasses.fields(TrainConfig)
+        if field.name != "extra"
+    )
