@@ -282,7 +282,11 @@ def combine_members(trained: list[TrainResult]) -> list[TrainResult]:
         first = members[0].candidate
         config = resolve_config(first.preset, {k: v for k, v in first.overrides.items() if k != "seed"})
         run_id = combine_runs([member.run_id for member in members], config.flip_tta)
-        combined.append(dataclasses.replace(members[0], run_id=run_id, metrics={}))
+        combined.append(
+            dataclasses.replace(
+                members[0], run=dataclasses.replace(members[0].run, run_id=run_id, metrics={})
+            )
+        )
     return combined
 
 
@@ -297,9 +301,7 @@ def train_candidate(candidate: Candidate) -> TrainResult:
         tags["airflow.dag_run_id"] = candidate.dag_run_id
     run = train(config, candidate.manifest.path, candidate.manifest.data_root, extra_tags=tags)
     _tag_validation(run.run_id, candidate.validation)
-    return TrainResult(
-        candidate=candidate, run_id=run.run_id, task=run.task, model_name=run.model_name, metrics=run.metrics
-    )
+    return TrainResult(candidate=candidate, run=run)
 
 
 def _tag_validation(run_id: str, validation: Validation) -> None:

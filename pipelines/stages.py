@@ -98,14 +98,42 @@ class Candidate(Stage):
 
 
 @dataclass(frozen=True)
-class TrainResult(Stage):
-    """A finished training run of a candidate."""
+class TrainedRun(Stage):
+    """What a finished training run produced (pipelines.training.train returns it)."""
 
-    candidate: Candidate
     run_id: str
+    arch: str
     task: str
     model_name: str
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult(Stage):
+    """A finished training run of a candidate: the candidate and the run it produced."""
+
+    candidate: Candidate
+    run: TrainedRun
+
+    @property
+    def run_id(self) -> str:
+        """The MLflow run."""
+        return self.run.run_id
+
+    @property
+    def task(self) -> str:
+        """The task trained."""
+        return self.run.task
+
+    @property
+    def model_name(self) -> str:
+        """The registered model it would become a version of."""
+        return self.run.model_name
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Its training metrics (empty for an ensemble's averaging run)."""
+        return self.run.metrics
 
 
 @dataclass(frozen=True)

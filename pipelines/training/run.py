@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,13 @@ from pipelines.data.manifest import manifest_hash
 from pipelines.data.versioning import code_state, data_lineage
 from pipelines.errors import ConfigError, DataError
 from pipelines.settings import get_settings
+from pipelines.stages import TrainedRun
 from pipelines.training import fit, inputs, tracking
 from pipelines.training.presets import TrainConfig, check_config, resolve_config
 from pipelines.training.tasks import check_task_rows, select_rows
 from pipelines.training.zoo import build_model, resolve_weights
 
 LOGGER = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainedRun:
-    """What a finished training run produced."""
-
-    run_id: str
-    arch: str
-    task: str
-    model_name: str
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (for --json and XCom)."""
-        return {
-            "run_id": self.run_id,
-            "arch": self.arch,
-            "task": self.task,
-            "model_name": self.model_name,
-            "metrics": self.metrics,
-        }
 
 
 def as_config(config: TrainConfig | dict | None) -> TrainConfig:

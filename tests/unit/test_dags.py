@@ -16,6 +16,7 @@ from pipelines.stages import (
     Evaluation,
     GateVerdict,
     Manifest,
+    TrainedRun,
     TrainResult,
     Validation,
 )
@@ -288,7 +289,7 @@ def test_an_unknown_monitor_retrain_preset_fails_at_config_load_naming_the_key_a
 
 def _evaluation(arch: str, metrics: dict) -> Evaluation:
     candidate = Candidate("cpu_smoke", arch, {"architectures": [arch]}, MANIFEST, VALIDATION)
-    trained = TrainResult(candidate, run_id=f"run-{arch}", task="binary", model_name="mura_binary")
+    trained = TrainResult(candidate, TrainedRun(f"run-{arch}", arch, "binary", "mura_binary"))
     return Evaluation(trained, metrics)
 
 
