@@ -58,6 +58,16 @@ def _git(root: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
+def pointer_out(text: str) -> dict:
+    """The `outs` entry of a .dvc pointer's text (its md5, size, nfiles, path); {} when it has none."""
+    return ((yaml.safe_load(text) or {}).get("outs") or [{}])[0] or {}
+
+
+def pointer_file_out(path: Path) -> dict:
+    """pointer_out of the .dvc file at `path`; {} when there is no such file."""
+    return pointer_out(path.read_text()) if path.is_file() else {}
+
+
 def pointer_at(root: Path, rev: str) -> tuple[str, dict]:
     """(full commit sha, the `outs` entry of data.dvc) as committed at git revision `rev`; the work
     tree's data.dvc is not touched."""
@@ -73,10 +83,10 @@ def pointer_at(root: Path, rev: str) -> tuple[str, dict]:
         raise DataError(
             f"data rev '{rev}' has no {DVC_FILE}: data was not versioned at that commit"
         ) from None
-    outs = (yaml.safe_load(content) or {}).get("outs") or [{}]
-    if not str(outs[0].get("md5", "")).endswith(".dir"):
+    out = pointer_out(content)
+    if not str(out.get("md5", "")).endswith(".dir"):
         raise DataError(f"{DVC_FILE} at {sha[:12]} does not describe a folder (no md5 ending in .dir)")
-    return sha, outs[0]
+    return sha, out
 
 
 def _materialize(repo, dir_md5: str, target: Path) -> int:
@@ -171,17 +181,16 @@ def version_folder(root: Path, folder: str, remote: str | None = None) -> dict:
             raise DataError(
                 f"dvc add/push of {folder}/ to {_remote_description(repo, remote)} failed: {error}"
             ) from error
-    outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
-    return {"dvc_file": pointer.relative_to(root).as_posix(), "md5": str(outs[0].get("md5", ""))}
+    return {
+        "dvc_file": pointer.relative_to(root).as_posix(),
+        "md5": str(pointer_file_out(pointer).get("md5", "")),
+    }
 
 
 def pointer_md5(root: Path | None = None) -> str | None:
     """The md5 that the work tree's data.dvc names (None without data.dvc)."""
-    dvc_file = Path(root or get_settings().repo_root) / DVC_FILE
-    if not dvc_file.is_file():
-        return None
-    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
-    return str(outs[0].get("md5")) if outs[0].get("md5") else None
+    md5 = pointer_file_out(Path(root or get_settings().repo_root) / DVC_FILE).get("md5")
+    return str(md5) if md5 else None
 
 
 def remote_listing(repo, dir_md5: str, remote: str | None = None) -> list[dict] | None:
@@ -271,7 +280,7 @@ def data_version(root: Path | None = None) -> dict:
     version = {"dvc_md5": "unknown", "nfiles": None, "rev": "unknown", "data_rev": "unknown"}
     dvc_file = root / DVC_FILE
     if dvc_file.is_file():
-        out = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [{}])[0]
+        out = pointer_file_out(dvc_file)
         version.update(dvc_md5=str(out.get("md5", "unknown")), nfiles=out.get("nfiles"))
     for key, args in (
         ("rev", ("rev-parse", "HEAD")),

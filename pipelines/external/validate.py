@@ -18,16 +18,12 @@ IMPORT_COUNTS = ("studies", "images", "refused", "labelled_not_found", "method")
 
 
 def _data_version(site) -> dict:
+    from pipelines.data.dvc import pointer_file_out
     from pipelines.data.versioning import folder_md5
 
     md5, files = folder_md5(site.root)
     pointer = site.pointer
-    versioned = False
-    if pointer.is_file():
-        import yaml
-
-        outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
-        versioned = str(outs[0].get("md5", "")) == md5
+    versioned = str(pointer_file_out(pointer).get("md5", "")) == md5
     return {"md5": md5, "files": files, "dvc_file": pointer.name if versioned else "", "versioned": versioned}
 
 

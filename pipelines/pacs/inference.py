@@ -162,12 +162,10 @@ def new_studies(
     """The PACS' complete studies without a report of `model` v`version` (the DAG's work list), every
     page of them; `skip`: studies this version refused already (asked once, not every poll). A study
     the PACS does not yet hold as stable waits for the next poll."""
-    wanted = {series_description(model, version)}
-    wanted |= {overlay_series_description(model, version)} if overlays else set()
     waiting = [
         study.study_uid
         for study in pacs.studies()
-        if study.study_uid not in skip and not wanted <= set(study.series)
+        if study.study_uid not in skip and _missing(list(study.series), model, version, overlays)
     ]
     arriving = [uid for uid in waiting if pacs.is_stable(uid) is False]
     if arriving:  # answered on their first images, they would get a report about part of the study
