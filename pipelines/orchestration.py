@@ -41,6 +41,7 @@ from pipelines.stages import (
     DataVersion,
     Deployment,
     Evaluation,
+    Export,
     GateVerdict,
     Manifest,
     MonitorCheck,
@@ -339,7 +340,7 @@ def best_candidate(evaluated: list[Evaluation]) -> Evaluation:
     return max(evaluated, key=lambda candidate: candidate.selection_kappa)
 
 
-def export_candidate(trained: TrainResult) -> dict:
+def export_candidate(trained: TrainResult) -> Export:
     """Export the run's model as a TF Serving SavedModel under the run's `tf_serving/` artifacts."""
     from pipelines.export import export_run
 
@@ -563,7 +564,7 @@ def train_evaluate_export(
                 "members": members if len(members) > 1 else [],
                 "metrics": evaluation.metrics if evaluation else result.metrics,
                 "table": evaluation.table if evaluation else "",
-                "export": export_candidate(result),
+                "export": export_candidate(result).to_xcom(),
             }
         )
     return runs

@@ -154,6 +154,16 @@ class Evaluation(Stage):
 
 
 @dataclass(frozen=True)
+class Export(Stage):
+    """A run's model exported as a TF Serving SavedModel, logged under the run's `tf_serving/`."""
+
+    run_id: str
+    model_name: str
+    artifact_path: str
+    saved_model_dir: str | None = None  # a local copy, when one was asked for
+
+
+@dataclass(frozen=True)
 class Registration(Stage):
     """A new model version in the MLflow registry, before the gate."""
 

@@ -302,8 +302,8 @@ def handle_export(args) -> int:
         samples = [path.read_bytes() for path in study_images(args.samples)]
     result = export_run(args.run_id, out_dir=args.out, sample_images=samples)
     emit(
-        result,
+        result.to_xcom(),
         args.json,
-        f"exported {result['model_name']} of run {args.run_id} to its tf_serving/ artifacts",
+        f"exported {result.model_name} of run {args.run_id} to its tf_serving/ artifacts",
     )
     return 0

@@ -10,9 +10,10 @@ from pathlib import Path
 from pipelines.contracts import CLASS_MAP_ARTIFACT, MODEL_ARTIFACT, SAVED_MODEL_ARTIFACT
 from pipelines.errors import ExportError
 from pipelines.export.saved_model import export_saved_model
+from pipelines.stages import Export
 
 
-def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[bytes] | None = None) -> dict:
+def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[bytes] | None = None) -> Export:
     """Download a training run's model, export it and log the SavedModel under the run's `tf_serving/`."""
     import mlflow
 
@@ -39,12 +40,7 @@ def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[byt
         client.log_artifacts(run_id, str(target), artifact_path=SAVED_MODEL_ARTIFACT)
         if out_dir is None:
             shutil.rmtree(target, ignore_errors=True)
-    return {
-        "run_id": run_id,
-        "model_name": class_map["model_name"],
-        "artifact_path": SAVED_MODEL_ARTIFACT,
-        "saved_model_dir": str(out_dir) if out_dir else None,
-    }
+    return Export(run_id, class_map["model_name"], SAVED_MODEL_ARTIFACT, str(out_dir) if out_dir else None)
 
 
 def _operating_point(client, run_id: str, scratch: str) -> dict | None:
