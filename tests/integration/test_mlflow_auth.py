@@ -112,56 +112,6 @@ def test_the_deployer_tags_what_it_deployed_but_cannot_promote(auth_server, monk
     assert client.get_model_version(MODEL, "1").tags["serving.label"] == "canary"
 
 
-def test_a_verdict_the_deployer_writes_or_edits_promotes_nothing(auth_server, monkeypatch):
-    """The deployer may set version tags; the gate's verdict is signed with a key only the pipeline
-    holds, so `passed` written over a failure, an edited reason or the deployer's own signature is
-    refused by `mura promote` with what is wrong, and only --force (recorded) promotes it."""
-    from pipelines.registry.errors import RegistryError
-    from pipelines.registry.promotion import promote
-    from pipelines.registry.verdict import (
-        SIGNING_KEY_ENV,
-        Verdict,
-        new_key_pair,
-        record_verdict,
-        signature_of,
-        signing_key,
-    )
-
-    model = "mura_verdicts"
-    monkeypatch.setenv("MURA_HOME", str(auth_server["home"]))
-    pipeline = _client_as("pipeline", auth_server, monkeypatch)
-    pipeline.create_registered_model(model)
-    verdicts = {}
-    for version, status in ((1, "failed"), (2, "passed"), (3, "passed")):
-        run_id = pipeline.create_run(pipeline.get_experiment_by_name("mura").experiment_id).info.run_id
-        pipeline.create_model_version(model, f"runs:/{run_id}/tf_serving", run_id)
-        verdicts[version] = Verdict(model, version, run_id, status, f"{status}: study kappa 0.6", None)
-        record_verdict(pipeline, verdicts[version])
-
-    deployer = _client_as("deployer", auth_server, monkeypatch)
-    deployer.set_model_version_tag(model, "1", "gate.status", "passed")  # allowed: it tags versions
-    deployer.set_model_version_tag(model, "2", "gate.reason", "passed: reviewed by hand")
-    forged = Verdict(model, 3, verdicts[3].run_id, "passed", "passed: fine", None)
-    own_key = signing_key(environ={SIGNING_KEY_ENV: new_key_pair()[0]})
-    deployer.set_model_version_tag(model, "3", "gate.reason", forged.reason)
-    deployer.set_model_version_tag(model, "3", "gate.signature", signature_of(forged, own_key))
-
-    reviewer = _client_as("reviewer", auth_server, monkeypatch)
-    for version, problem in (
-        (1, "changed after the gate signed them"),
-        (2, "changed after the gate signed them"),
-        (3, "signed with key"),
-    ):
-        with pytest.raises(RegistryError, match=f"v{version}: its gate.status says passed, but .*{problem}"):
-            promote(model, version, client=reviewer)
-    assert reviewer.get_registered_model(model).aliases == {}
-    # The gate writing its verdict again makes it trusted; --force promotes the other, recorded.
-    record_verdict(pipeline, verdicts[2])
-    assert promote(model, 2, client=reviewer)["forced"] is False
-    assert promote(model, 1, client=reviewer, force=True, reason="checked")["forced"] is True
-    assert reviewer.get_model_version(model, "1").tags["promotion.forced_by"] == "reviewer"
-
-
 def test_a_refusal_names_the_account_and_what_to_do(auth_server, monkeypatch):
     from pipelines.registry.errors import RegistryError
     from pipelines.registry.promotion import promote

@@ -605,3 +605,48 @@ def test_a_waiting_question_closes_itself_when_the_champion_moves(world, monkeyp
     asyncio.run(no_second_resume())
     assert event.payload["chosen_options"] == [KEEP_OPTION] and event.payload["responded_by_user"] is None
     assert answered == [{"ti_id": trigger.ti_id, "chosen_options": [KEEP_OPTION], "params_input": {}}]
+
+
+def test_a_verdict_written_or_edited_by_another_account_promotes_nothing(world):
+    """The deployer may set version tags (the account matrix of test_mlflow_auth shows it), so a
+    `gate.status=passed` it writes over a failure, an edited reason, or a verdict it signs with a key of
+    its own must not promote: `mura promote` refuses each, naming what is wrong, and only --force
+    (recorded) promotes it. The gate writing its verdict again makes it promotable."""
+    from pipelines.registry.errors import RegistryError
+    from pipelines.registry.promotion import promote
+    from pipelines.registry.verdict import (
+        SIGNING_KEY_ENV,
+        Verdict,
+        new_key_pair,
+        record_verdict,
+        signature_of,
+        signing_key,
+    )
+
+    client, model = world["client"], "mura_verdicts"
+    client.create_registered_model(model)
+    verdicts = {}
+    for version, status in ((1, "failed"), (2, "passed")):
+        run_id = client.create_run(world["experiment"]).info.run_id
+        client.create_model_version(model, f"runs:/{run_id}/tf_serving", run_id)
+        verdicts[version] = Verdict(model, version, run_id, status, f"{status}: study kappa 0.6", None)
+        record_verdict(client, verdicts[version])
+    # As the deployer could: passed over a failure; then a passing verdict re-signed with its own key.
+    client.set_model_version_tag(model, "1", "gate.status", "passed")
+    with pytest.raises(
+        RegistryError, match="v1: its gate.status says passed, but .*changed after the gate signed"
+    ):
+        promote(model, 1, client=client)
+    client.set_model_version_tag(model, "2", "gate.reason", "passed: reviewed by hand")
+    with pytest.raises(RegistryError, match="v2: .*changed after the gate signed them"):
+        promote(model, 2, client=client)
+    forged = Verdict(model, 2, verdicts[2].run_id, "passed", "passed: reviewed by hand", None)
+    own_key = signing_key(environ={SIGNING_KEY_ENV: new_key_pair()[0]})
+    client.set_model_version_tag(model, "2", "gate.signature", signature_of(forged, own_key))
+    with pytest.raises(RegistryError, match="v2: .*signed with key [0-9a-f]+, not with the trusted key"):
+        promote(model, 2, client=client)
+    assert client.get_registered_model(model).aliases == {}
+    record_verdict(client, verdicts[2])
+    assert promote(model, 2, client=client)["forced"] is False
+    assert promote(model, 1, client=client, force=True, reason="checked")["forced"] is True
+    assert client.get_model_version(model, "1").tags["promotion.forced_reason"] == "checked"

@@ -44,7 +44,9 @@ def test_resumed_fit_restores_best_weights_and_counters(tmp_path):
     labels = (features[:, 0] > 0).astype("float32")
     # Holdout labels that fight the training signal: holdout loss is best early, then gets worse.
     holdout = (features[:16], 1.0 - labels[:16])
-    config = dataclasses.replace(resolve_config("ci_tiny"), early_stopping_patience=10, reduce_lr_patience=10)
+    config = dataclasses.replace(
+        resolve_config("ci_tiny"), select_by="loss", early_stopping_patience=10, reduce_lr_patience=10
+    )
     phase = Phase("full", 6, 0.05, -1, 0)
 
     first = _model()
