@@ -247,8 +247,7 @@ def test_cli_train_runs_the_dag_s_steps_and_its_run_is_tagged_as_the_dag_s(synth
     )
     plan = steps.plan_candidates({"preset": "ci_tiny", "epochs": 1}, manifest, steps.validate_data(manifest))
     (trained,) = steps.combine_members([steps.train_candidate(candidate) for candidate in plan])
-    evaluation = steps.evaluate_candidate(trained)
-    steps.export_candidate(trained)
+    evaluation = steps.evaluate_candidate(trained)  # export logs files only: no tag or metric to compare
     client = MlflowClient()
     cli_run, dag_run = (client.get_run(run_id).data for run_id in (output["run_id"], trained.run_id))
     assert cli_run.tags["validation.success"] == dag_run.tags["validation.success"] == "True"
