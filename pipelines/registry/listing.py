@@ -54,6 +54,7 @@ def model_versions(client=None) -> list[dict]:
 
     client = client or connect()
     settings = get_settings()
+    key = verify_key()  # read once: every version's verdict is checked with it
     rows = []
     with tracking_errors(client, "listing registered models"):
         for registered in registered_models(client):
@@ -61,7 +62,6 @@ def model_versions(client=None) -> list[dict]:
             aliases = {int(version): [] for version in registered.aliases.values()}
             for alias, version in registered.aliases.items():
                 aliases[int(version)].append(alias)
-            key = verify_key()
             versions = client.search_model_versions(f"name='{registered.name}'", max_results=1000)
             for version in sorted(versions, key=lambda item: -int(item.version)):
                 number = int(version.version)
