@@ -51,7 +51,7 @@ def main() -> None:
             for task in ("binary", "14cls"):
                 started = time.perf_counter()
                 run = train({"preset": "ci_tiny", "task": task, "seed": seed}, manifest, scratch / "data")
-                metrics = evaluate_run(run.run_id)["metrics"]
+                metrics = evaluate_run(run.run_id).metrics
                 runs.append(
                     {
                         "seed": seed,

@@ -78,7 +78,7 @@ def _train_and_evaluate(
 
     started = time.perf_counter()
     run = train({"preset": preset, **overrides}, manifest, data)
-    metrics = evaluate_run(run.run_id, output_dir=keep)["metrics"]
+    metrics = evaluate_run(run.run_id, output_dir=keep).metrics
     seconds = round(time.perf_counter() - started, 1)
     pointing = None
     if keep is not None:

@@ -31,7 +31,7 @@ def mura_deploy():
     def reconcile() -> dict:
         from pipelines import orchestration
 
-        return orchestration.reconcile_serving()
+        return orchestration.reconcile_serving().to_xcom()
 
     reconcile()
 

@@ -171,7 +171,7 @@ def run_demo() -> int:
     _step("Reconcile serving with the registry (mura deploy)")
     from pipelines.registry.reconciler import reconcile
 
-    print(f"    {reconcile()}")
+    print("    " + reconcile().describe().replace("\n", "\n    "))
     _step("Predict valid studies over gRPC (label stable)")
     from serving.client import ServingClient
 

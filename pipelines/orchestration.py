@@ -45,6 +45,7 @@ from pipelines.stages import (
     GateVerdict,
     Manifest,
     MonitorCheck,
+    Reconciliation,
     Registration,
     TrainResult,
     Validation,
@@ -178,10 +179,8 @@ def validate_data(manifest: Manifest) -> Validation:
         Path(manifest.data_root),
         data_version=f"dvc-{version.dvc_md5.removesuffix('.dir')}" if version and version.dvc_md5 else None,
     )
-    LOGGER.info("%s", report["summary"])
-    return Validation(
-        success=bool(report["success"]), docs=report.get("data_docs") or "", summary=report["summary"]
-    )
+    LOGGER.info("%s", report.summary)
+    return report
 
 
 def retrain_preset(
@@ -310,7 +309,7 @@ def _tag_validation(run_id: str, validation: Validation) -> None:
 
     client = connect()
     client.set_tag(run_id, VALIDATION_SUCCESS_TAG, str(validation.success))
-    client.set_tag(run_id, "validation.docs", validation.docs or "unknown")
+    client.set_tag(run_id, "validation.docs", validation.data_docs or "unknown")
 
 
 def evaluate_candidate(trained: TrainResult) -> Evaluation:
@@ -325,11 +324,9 @@ def evaluate_candidate(trained: TrainResult) -> Evaluation:
     return Evaluation(
         trained=trained,
         metrics={
-            key: value
-            for key, value in result["metrics"].items()
-            if key.startswith(("eval.", "holdout.study_"))
+            key: value for key, value in result.metrics.items() if key.startswith(("eval.", "holdout.study_"))
         },
-        table=result["table"],
+        table=result.table,
     )
 
 
@@ -432,10 +429,10 @@ def deploy(verdict: GateVerdict) -> Deployment:
         return Deployment(
             verdict.model, verdict.version, deployed=False, reason=f"gate failed: {verdict.reason}"
         )
-    report = reconcile_serving([verdict.model])
+    reconciliation = reconcile_serving([verdict.model])
     aliases = ", ".join(verdict.aliases) or "no alias"
     return Deployment(
-        verdict.model, verdict.version, deployed=True, reason=f"gate passed ({aliases})", report=report
+        verdict.model, verdict.version, True, f"gate passed ({aliases})", reconciliation=reconciliation
     )
 
 
@@ -451,7 +448,7 @@ def monitor(manifest: Manifest) -> MonitorCheck:
     )
 
 
-def reconcile_serving(models: list[str] | None = None) -> dict:
+def reconcile_serving(models: list[str] | None = None) -> Reconciliation:
     """Make TF Serving equal to the registry aliases (champion -> stable, challenger -> canary)."""
     from pipelines.registry.reconciler import reconcile
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ class Stage:
         converted = {}
         for name, value in typing.cast(dict[str, Any], values).items():
             kind = hints.get(name)
+            kind = _stage_of_optional(kind)
             if isinstance(kind, type) and issubclass(kind, Stage) and isinstance(value, dict):
                 value = kind.from_xcom(value)
             elif typing.get_origin(kind) is list:
@@ -51,6 +53,15 @@ class Stage:
                     value = [item.from_xcom(one) for one in value]
             converted[name] = value
         return cls(**converted)
+
+
+def _stage_of_optional(kind: Any) -> Any:
+    """`SomeStage | None` -> SomeStage (so an optional nested stage is rebuilt too); else `kind`."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        stages = [arg for arg in typing.get_args(kind) if isinstance(arg, type) and issubclass(arg, Stage)]
+        if len(stages) == 1:
+            return stages[0]
+    return kind
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,20 @@ class Manifest(Stage):
 
 @dataclass(frozen=True)
 class Validation(Stage):
-    """The GX data gate's result (a failed gate raises instead)."""
+    """The GX data gate's report (pipelines.validation builds it; the pipeline's gate raises
+    DataValidationError carrying it when the data failed)."""
 
     success: bool
-    docs: str
-    summary: str = ""
+    summary: str  # a few readable lines: the verdict, each failed rule, where the Data Docs are
+    rows: int
+    studies: int
+    rules_checked: int
+    rules_failed: int
+    failed_rules: list[str]
+    failures: list[dict[str, Any]]  # each failed rule: counts, example paths, message
+    data_docs: str | None
+    data_version: str  # what the Data Docs call the data (the run name)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,16 @@ class TrainResult(Stage):
     def metrics(self) -> dict[str, float]:
         """Its training metrics (empty for an ensemble's averaging run)."""
         return self.run.metrics
+
+
+@dataclass(frozen=True)
+class EvaluationReport(Stage):
+    """What pipelines.evaluation.evaluate_run measured on one run's model on `valid` (and logged)."""
+
+    run_id: str
+    metrics: dict[str, float]  # the flat MLflow metrics: eval.* and the run's holdout.study_*
+    table: str  # the MURA-paper table
+    report: dict[str, Any]  # the whole metrics document (per study type, intervals, operating point)
 
 
 @dataclass(frozen=True)
@@ -196,6 +226,40 @@ class GateVerdict(Stage):
 
 
 @dataclass(frozen=True)
+class ModelServing(Stage):
+    """One model after a reconcile pass: what serves under which label, and what the pass changed."""
+
+    model: str
+    changed: bool
+    skipped: str = ""  # why nothing was done (no champion alias); empty when reconciled
+    labels: dict[str, int] = field(default_factory=dict)  # serving label -> version
+    served: dict[str, dict[str, int]] = field(default_factory=dict)  # served name -> label -> version
+    published: list[int] = field(default_factory=list)  # versions copied into the model base path
+    quarantined: list[str] = field(default_factory=list)  # foreign folders moved aside first
+    tags: list[str] = field(default_factory=list)  # registry tags written
+    pruned: list[int] = field(default_factory=list)  # versions removed from disk
+
+
+@dataclass(frozen=True)
+class Reconciliation(Stage):
+    """One reconcile pass: each model brought in line with its aliases (DeployError when one failed)."""
+
+    models: list[ModelServing]
+    changed: bool
+
+    def describe(self) -> str:
+        """One line per model: its labels and whether this pass changed anything (or why skipped)."""
+        lines = []
+        for model in self.models:
+            if model.skipped:
+                lines.append(f"{model.model}: {model.skipped}")
+                continue
+            labels = ", ".join(f"{label}=v{version}" for label, version in sorted(model.labels.items()))
+            lines.append(f"{model.model}: {labels} ({'changed' if model.changed else 'unchanged'})")
+        return "\n".join(lines) or "no registered mura_* model"
+
+
+@dataclass(frozen=True)
 class Deployment(Stage):
     """What the reconciler did after a verdict (skipped when the gate failed)."""
 
@@ -203,7 +267,45 @@ class Deployment(Stage):
     version: int
     deployed: bool
     reason: str
-    report: dict[str, Any] = field(default_factory=dict)
+    reconciliation: Reconciliation | None = None
+
+
+@dataclass(frozen=True)
+class ShadowComparison(Stage):
+    """Challenger minus champion on the same live studies, with paired bootstrap intervals."""
+
+    studies: int
+    kappa_change: float
+    kappa_change_ci: list[float]
+    auroc_change: float
+    auroc_change_ci: list[float]
+    challenger_better: bool  # the kappa change's interval lies above 0
+
+
+@dataclass(frozen=True)
+class LiveCheck(Stage):
+    """The monitor's live check: labelled studies of the release sent to the served models. Scored,
+    skipped (`skipped` says why) or failed (`error` says why: the live-kappa trigger could not fire)."""
+
+    studies: int = 0
+    champion: dict[str, Any] | None = None  # the evaluation's metrics document of the answers
+    challenger: dict[str, Any] | None = None
+    comparison: ShadowComparison | None = None
+    skipped: str = ""
+    error: str = ""
+
+    @property
+    def state(self) -> str:
+        """`scored`, `skipped: why` or `failed: why`."""
+        if self.error:
+            return f"failed: {self.error}"
+        return f"skipped: {self.skipped}" if self.skipped else "scored"
+
+    @property
+    def champion_kappa(self) -> float | None:
+        """The champion's live study kappa; None when not scored or undefined."""
+        kappa = ((self.champion or {}).get("study") or {}).get("kappa")
+        return None if kappa is None or math.isnan(kappa) else float(kappa)
 
 
 @dataclass(frozen=True)
@@ -218,7 +320,7 @@ class MonitorCheck(Stage):
     drift: bool
     drifted_features: list[str]
     tests: list[dict[str, Any]]
-    live: dict[str, Any]
+    live: LiveCheck
     retrain_needed: bool
     reasons: list[str]
     recommendation: str

@@ -18,8 +18,8 @@ def _validate(args) -> int:
         workers=args.workers,
         raise_on_failure=False,
     )
-    emit(report, args.json, report["summary"])
-    return 0 if report["success"] else 1
+    emit(report.to_xcom(), args.json, report.summary)
+    return 0 if report.success else 1
 
 
 def add_validate_command(data_subparsers) -> None:

@@ -23,22 +23,22 @@ def summary(check) -> str:
                 f"({test['reference']} -> {test['current']})"
             )
     live = check.live
-    if "champion" in live:
-        study = live["champion"]["study"]
+    if live.champion:
+        study = live.champion["study"]
         lines.append(
             f"  live            champion study kappa {_number(study['kappa'])} "
             f"[{_number(study.get('kappa_ci_low'), 2)}, {_number(study.get('kappa_ci_high'), 2)}] "
-            f"on {live['studies']} studies over gRPC"
+            f"on {live.studies} studies over gRPC"
         )
-    if "comparison" in live:
-        change = live["comparison"]
-        low, high = change["kappa_change_ci"]
+    if live.comparison:
+        change = live.comparison
+        low, high = change.kappa_change_ci
         lines.append(
-            f"  shadow          challenger - champion kappa {_number(change['kappa_change'], sign='+')} "
+            f"  shadow          challenger - champion kappa {_number(change.kappa_change, sign='+')} "
             f"[{_number(low, sign='+')}, {_number(high, sign='+')}]"
         )
-    if "error" in live or "skipped" in live:
-        lines.append(f"  live            {live.get('error') or live.get('skipped')}")
+    if live.error or live.skipped:
+        lines.append(f"  live            {live.error or live.skipped}")
     lines.append(
         f"  retrain         {'REQUESTED' if check.retrain_needed else 'not requested'}"
         + (f": {'; '.join(check.reasons)}" if check.reasons else "")

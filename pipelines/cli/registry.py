@@ -69,14 +69,7 @@ def _deploy(args) -> int:
         grpc_target=args.target, server_base_path=args.server_base_path, reload="poll" if args.poll else None
     )
     result = reconcile(options=options, models=args.model or None)
-    lines = []
-    for model in result["models"]:
-        if "skipped" in model:
-            lines.append(f"{model['model']}: {model['skipped']}")
-        else:
-            labels = ", ".join(f"{label}=v{version}" for label, version in sorted(model["labels"].items()))
-            lines.append(f"{model['model']}: {labels} ({'changed' if model['changed'] else 'unchanged'})")
-    emit(result, args.json, "\n".join(lines) or "no registered mura_* model")
+    emit(result.to_xcom(), args.json, result.describe())
     return 0
 
 

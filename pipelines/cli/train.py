@@ -138,11 +138,7 @@ def _evaluate(args) -> int:
     with json_stdout_guard(args):
         result = evaluate_run(args.run_id, manifest, data_root, threshold=args.threshold)
         record_reference(args.run_id, data_root, manifest)  # what `mura monitor` compares releases with
-    emit(
-        {"run_id": result["run_id"], "metrics": result["metrics"], "table": result["table"]},
-        args.json,
-        result["table"],
-    )
+    emit({"run_id": result.run_id, "metrics": result.metrics, "table": result.table}, args.json, result.table)
     return 0
 
 

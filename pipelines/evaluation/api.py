@@ -13,6 +13,7 @@ from pipelines.errors import ConfigError, DataError
 from pipelines.evaluation.artifacts import download_model, run_manifest, split_rows
 from pipelines.evaluation.holdout import HOLDOUT_STUDY_PREFIX, operating_point_of
 from pipelines.evaluation.report import json_safe
+from pipelines.stages import EvaluationReport
 
 
 def evaluate_run(
@@ -24,7 +25,7 @@ def evaluate_run(
     log: bool = True,
     output_dir: Path | None = None,
     params: EvaluationParams | None = None,
-) -> dict:
+) -> EvaluationReport:
     """Study- and image-level metrics of the run's model on `valid`, at the operating point fitted on
     holdout (`threshold` overrides its threshold), with bootstrap intervals; logged as eval.* metrics."""
     from mlflow.exceptions import MlflowException
@@ -90,7 +91,7 @@ def evaluate_run(
         for key, value in client.get_run(run_id).data.metrics.items()
         if key.startswith(HOLDOUT_STUDY_PREFIX)
     }
-    return {"run_id": run_id, "metrics": {**flat, **holdout}, "report": metrics, "table": table}
+    return EvaluationReport(run_id, metrics={**flat, **holdout}, table=table, report=metrics)
 
 
 def _nan_back(value: Any) -> Any:

@@ -40,7 +40,7 @@ def _safe(function, *args, **kwargs) -> float:
     return value
 
 
-def binary_metrics(labels, probabilities, threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(labels, probabilities, threshold: float) -> dict[str, float]:
     """AUROC, Cohen's kappa, accuracy, sensitivity, specificity and F1 of thresholded probabilities."""
     labels = np.asarray(labels, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
@@ -170,7 +170,7 @@ def evaluate_predictions(
     return result
 
 
-def confusion(labels, probabilities, threshold: float = 0.5) -> np.ndarray:
+def confusion(labels, probabilities, threshold: float) -> np.ndarray:
     """2x2 confusion matrix [[TN, FP], [FN, TP]] of thresholded probabilities."""
     predicted = (np.asarray(probabilities) >= threshold).astype(int)
     return skm.confusion_matrix(np.asarray(labels, dtype=int), predicted, labels=[0, 1])

@@ -45,7 +45,7 @@ def run_gate(site: Site, data_md5: str) -> dict:
         raise_on_failure=False,
         data_version=f"{site.name}-{data_md5.removesuffix('.dir')[:12]}",
     )
-    verdict = {key: report.get(key) for key in KEPT} | {"data_md5": data_md5}
+    verdict = {key: getattr(report, key) for key in KEPT} | {"data_md5": data_md5}
     write_private(site.gate_file(data_md5), json.dumps(verdict, indent=2))
     return verdict
 

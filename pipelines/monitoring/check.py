@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from pipelines.contracts import CANARY, CHALLENGER, CHAMPION, MODEL_ARTIFACT, ST
 from pipelines.errors import ConfigError, NothingToMonitor
 from pipelines.monitoring.tracking import EXPERIMENT
 from pipelines.registry.errors import RegistryError
-from pipelines.stages import MonitorCheck
+from pipelines.stages import LiveCheck, MonitorCheck
 
 LOGGER = logging.getLogger(__name__)
 RECOMMENDATION_TAG = "monitor.recommendation"
@@ -76,7 +77,7 @@ def drift_from_training(
     return verdict(tests, params.alpha, params.min_effect)
 
 
-def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, params, evaluation) -> dict:
+def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, params, evaluation) -> LiveCheck:
     from pipelines.evaluation.metrics import Uncertainty
     from pipelines.monitoring.live import performance, score_served, shadow_comparison
     from pipelines.monitoring.profile import sample_rows
@@ -85,7 +86,9 @@ def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, param
 
     labelled = manifest[manifest["split"] == "valid"]
     if params.live_studies <= 0 or labelled.empty:
-        return {"skipped": "no labelled studies in the release" if labelled.empty else "live_studies is 0"}
+        return LiveCheck(
+            skipped="no labelled studies in the release" if labelled.empty else "live_studies is 0"
+        )
     counts = labelled.groupby("study_id").size()
     rows = sample_rows(labelled, int(counts.mean() * params.live_studies) + 1, params.seed)
     uncertainty = Uncertainty(
@@ -94,14 +97,17 @@ def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, param
     try:
         with ServingClient() as client:
             champion = score_served(rows, data_root, model, STABLE, client)
-            result: dict = {
-                "studies": int(rows["study_id"].nunique()),
-                "champion": performance(champion, uncertainty, evaluation.calibration_bins),
-            }
+            result = LiveCheck(
+                studies=int(rows["study_id"].nunique()),
+                champion=performance(champion, uncertainty, evaluation.calibration_bins),
+            )
             if challenger is not None:
                 shadow = score_served(rows, data_root, model, CANARY, client)
-                result["challenger"] = performance(shadow, uncertainty, evaluation.calibration_bins)
-                result["comparison"] = shadow_comparison(champion, shadow, uncertainty)
+                result = dataclasses.replace(
+                    result,
+                    challenger=performance(shadow, uncertainty, evaluation.calibration_bins),
+                    comparison=shadow_comparison(champion, shadow, uncertainty),
+                )
     except ServingClientError as error:
         # Without live numbers the live-kappa retrain trigger cannot fire: say so where people look
         # (the task log, the MLflow run's monitor.live tag, `mura monitor`).
@@ -111,14 +117,14 @@ def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, param
             model,
             message,
         )
-        return {"error": message}
+        return LiveCheck(error=message)
     return result
 
 
-def _retrain_reasons(drifted: list[str], live: dict, params: MonitorParams) -> list[str]:
+def _retrain_reasons(drifted: list[str], live: LiveCheck, params: MonitorParams) -> list[str]:
     reasons = [f"data drift in {', '.join(drifted)}"] if drifted else []
-    kappa = live.get("champion", {}).get("study", {}).get("kappa")
-    if kappa is not None and kappa == kappa and kappa < params.min_live_kappa:
+    kappa = live.champion_kappa
+    if kappa is not None and kappa < params.min_live_kappa:
         reasons.append(f"champion's live study kappa {kappa:.3f} < {params.min_live_kappa}")
     return reasons
 
@@ -174,12 +180,12 @@ def run_monitor(
             reasons.append(f"already asked for this data by monitor run {earlier}")
         needed = bool(reasons) and trained_on != data_md5 and earlier is None
         recommendation = ""
-        if challenger is not None and live.get("comparison", {}).get("challenger_better"):
-            change = live["comparison"]
-            low, high = change["kappa_change_ci"]
+        change = live.comparison
+        if challenger is not None and change is not None and change.challenger_better:
+            low, high = change.kappa_change_ci
             recommendation = (
-                f"promote v{challenger.version}: live study kappa {change['kappa_change']:+.3f} "
-                f"[{low:+.3f}, {high:+.3f}] over champion v{champion.version} on {change['studies']} studies"
+                f"promote v{challenger.version}: live study kappa {change.kappa_change:+.3f} "
+                f"[{low:+.3f}, {high:+.3f}] over champion v{champion.version} on {change.studies} studies"
             )
         check = MonitorCheck(
             model=params.model,

@@ -3,6 +3,7 @@ query them; the challenger scored in shadow on the same studies, and the two com
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from pipelines.config import load_config
 from pipelines.contracts import OUTPUT_STUDY_CALIBRATION as STUDY_CALIBRATION
 from pipelines.evaluation.bootstrap import interval, paired_differences
 from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
+from pipelines.stages import ShadowComparison
 
 
 def score_served(
@@ -49,7 +51,9 @@ def performance(scored: pd.DataFrame, uncertainty: Uncertainty, bins: int) -> di
     return evaluate_predictions(scored, scored.attrs["threshold"], bins, uncertainty)
 
 
-def shadow_comparison(champion: pd.DataFrame, challenger: pd.DataFrame, uncertainty: Uncertainty) -> dict:
+def shadow_comparison(
+    champion: pd.DataFrame, challenger: pd.DataFrame, uncertainty: Uncertainty
+) -> ShadowComparison:
     """Challenger minus champion study kappa and AUROC on the same studies, with paired intervals."""
     first, second = study_scores(challenger), study_scores(champion)
     merged = first.merge(second[["study_id", "probability"]], on="study_id", suffixes=("", "_champion"))
@@ -62,12 +66,12 @@ def shadow_comparison(champion: pd.DataFrame, challenger: pd.DataFrame, uncertai
         uncertainty.replicates,
         uncertainty.seed,
     )
-    result = {"studies": len(merged)}
-    for metric, values in differences.items():
+    changes: dict = {}
+    for metric in ("kappa", "auroc"):
+        values = differences[metric]
         low, high = interval(values, uncertainty.confidence)
-        result[f"{metric}_change"] = (
-            float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")
-        )
-        result[f"{metric}_change_ci"] = [low, high]
-    result["challenger_better"] = bool(result["kappa_change_ci"][0] > 0)
-    return result
+        changes[f"{metric}_change"] = float(np.nanmedian(values)) if np.isfinite(values).any() else math.nan
+        changes[f"{metric}_change_ci"] = [low, high]
+    return ShadowComparison(
+        studies=len(merged), challenger_better=bool(changes["kappa_change_ci"][0] > 0), **changes
+    )

@@ -61,7 +61,7 @@ def registry_of(check: MonitorCheck, now: float | None = None):
         ("model", "role", "version"),
     )
     for role, version in versions.items():
-        study = check.live.get(role, {}).get("study")
+        study = (getattr(check.live, role) or {}).get("study")
         if study:
             labels = (check.model, role, str(version))
             kappa.labels(*labels).set(study["kappa"])

@@ -11,7 +11,7 @@ from pipelines.stages import MonitorCheck
 def _live_rows(check: MonitorCheck) -> list[dict]:
     rows = []
     for role in ("champion", "challenger"):
-        report = check.live.get(role)
+        report = getattr(check.live, role)
         if not report:
             continue
         parts = [

@@ -23,7 +23,7 @@ def check_metrics(check: MonitorCheck) -> dict[str, float]:
         metrics[f"drift.{test['feature']}.adjusted_p"] = test["adjusted_p"]
         metrics[f"drift.{test['feature']}.effect"] = test["effect"]
     for role in ("champion", "challenger"):
-        report = check.live.get(role)
+        report = getattr(check.live, role)
         if not report:
             continue
         for name in ("kappa", "auroc", "kappa_ci_low", "kappa_ci_high", "auroc_ci_low", "auroc_ci_high"):
@@ -31,15 +31,6 @@ def check_metrics(check: MonitorCheck) -> dict[str, float]:
         for part, values in report["per_part"].items():
             metrics[f"live.{role}.{part_slug(part)}.study_kappa"] = values["study"].get("kappa", math.nan)
     return {key: float(value) for key, value in metrics.items() if value is not None and value == value}
-
-
-def _live_state(live: dict) -> str:
-    """`scored`, `skipped: why` or `failed: why` (a failed live check must be visible in the run)."""
-    if "error" in live:
-        return f"failed: {live['error']}"[:4000]
-    if "skipped" in live:
-        return f"skipped: {live['skipped']}"
-    return "scored"
 
 
 def log_check(client, check: MonitorCheck) -> MonitorCheck:
@@ -57,7 +48,7 @@ def log_check(client, check: MonitorCheck) -> MonitorCheck:
             "monitor.drift": str(check.drift).lower(),
             "monitor.retrain_requested": str(check.retrain_needed).lower(),
             "monitor.reasons": "; ".join(check.reasons)[:4000] or "none",
-            "monitor.live": _live_state(check.live),
+            "monitor.live": check.live.state[:4000],  # a failed live check must be visible in the run
         },
     )
     run_id = run.info.run_id

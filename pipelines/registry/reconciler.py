@@ -32,6 +32,7 @@ from pipelines.registry.errors import DeployError, RegistryError
 from pipelines.registry.publishing import DeployOptions, ensure_published, version_folder
 from pipelines.registry.serving_ops import ServingReplicas, sample_images
 from pipelines.registry.tracking import connect, tracking_errors
+from pipelines.stages import ModelServing, Reconciliation
 
 LOGGER = logging.getLogger(__name__)
 
@@ -179,14 +180,14 @@ class Reconciler:
             LOGGER.info("champion history of %s not synced: this MLflow account may not tag models", model)
         return changes
 
-    def reconcile_model(self, registered) -> dict:
+    def reconcile_model(self, registered) -> ModelServing:
         """Bring one model in line; DeployError (config restored) when any step fails."""
         from serving.repository import prune_versions, served_versions
 
         model = registered.name
         labels = desired_labels(registered.aliases)
         if STABLE not in labels:
-            return {"model": model, "changed": False, "skipped": "no champion alias: nothing to serve"}
+            return ModelServing(model, changed=False, skipped="no champion alias: nothing to serve")
         wanted = served_models(model, registered.aliases)
         old = {name: served_versions(name, self.options.config_path) for name in wanted}
         old_versions = {version for versions, _ in old.values() for version in versions}
@@ -224,16 +225,16 @@ class Reconciler:
         pruned = prune_versions(
             model, base_path=self.options.model_base_path, config_path=self.options.config_path
         )
-        return {
-            "model": model,
-            "changed": changed or bool(tags) or bool(pruned),
-            "labels": labels,
-            "served": {name: wanted[name][1] for name in wanted if wanted[name][0]},
-            "published": published,
-            "quarantined": quarantined,
-            "tags": tags,
-            "pruned": pruned,
-        }
+        return ModelServing(
+            model,
+            changed=changed or bool(tags) or bool(pruned),
+            labels=labels,
+            served={name: wanted[name][1] for name in wanted if wanted[name][0]},
+            published=published,
+            quarantined=quarantined,
+            tags=tags,
+            pruned=pruned,
+        )
 
 
 @contextlib.contextmanager
@@ -260,7 +261,9 @@ def exclusive(model_base_path: Path, timeout_seconds: float) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def reconcile(client=None, options: DeployOptions | None = None, models: list[str] | None = None) -> dict:
+def reconcile(
+    client=None, options: DeployOptions | None = None, models: list[str] | None = None
+) -> Reconciliation:
     """One reconcile pass over every `mura_*` model (or `models`); DeployError listing the failures."""
     client = client or connect()
     options = options or DeployOptions.from_settings()
@@ -268,7 +271,7 @@ def reconcile(client=None, options: DeployOptions | None = None, models: list[st
         return _reconcile_all(client, options, models)
 
 
-def _reconcile_all(client, options: DeployOptions, models: list[str] | None) -> dict:
+def _reconcile_all(client, options: DeployOptions, models: list[str] | None) -> Reconciliation:
     target = ServingReplicas((options.grpc_target, *options.replica_targets), options.request_timeout_seconds)
     results, failures = [], []
     try:
@@ -285,13 +288,6 @@ def _reconcile_all(client, options: DeployOptions, models: list[str] | None) -> 
                 failures.append(str(error))
     finally:
         target.close()
-    report = {
-        "models": results,
-        "changed": any(result["changed"] for result in results),
-        "failures": failures,
-    }
     if failures:
-        error = DeployError("; ".join(failures))
-        error.report = report
-        raise error
-    return report
+        raise DeployError("; ".join(failures))
+    return Reconciliation(results, changed=any(result.changed for result in results))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipelines.data.layout import parse_image_path
 from pipelines.errors import DataValidationError
+from pipelines.stages import Validation
 from pipelines.validation.image_checks import image_columns
 
 # Manifest columns the suite needs, with the Python kind of their values.
@@ -57,14 +58,19 @@ def check_required_columns(manifest: pd.DataFrame) -> None:
         "examples": [],
         "message": message,
     }
-    report = {
-        "success": False,
-        "rows": len(manifest),
-        "failures": [failure],
-        "summary": message,
-        "data_docs": None,
-    }
-    raise DataValidationError(message, report)
+    report = Validation(
+        success=False,
+        summary=message,
+        rows=len(manifest),
+        studies=0,  # not counted: the study checks need the missing columns
+        rules_checked=1,
+        rules_failed=1,
+        failed_rules=[failure["rule"]],
+        failures=[failure],
+        data_docs=None,
+        data_version="",
+    )
+    raise DataValidationError(message, report.to_xcom())
 
 
 def _boolean(values) -> pd.Series:

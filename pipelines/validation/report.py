@@ -1,10 +1,11 @@
-"""The gate's report: a JSON-ready dict (success, each failed rule with counts and example paths) and its summary."""
+"""The gate's report (stages.Validation: success, each failed rule with counts and example paths) and its summary."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from pipelines.stages import Validation
 from pipelines.validation.suite import rule_of
 
 STUDY_COLUMNS = ("study_path", "images", "labels", "csv_entries")
@@ -106,13 +107,14 @@ def build_report(
     notes: dict[str, dict[str, str]],
     docs_url: str | None,
     timings: dict[str, float],
-) -> dict:
+    data_version: str,
+) -> Validation:
     """The report of the gate's checkpoint runs; `notes` maps rule -> path -> why that row fails."""
     results = [
         item for outcome in checkpoint_results for run in outcome.run_results.values() for item in run.results
     ]
     failures = [_failure(result, limit, notes) for result in results if not result.success]
-    report = {
+    fields = {
         "success": all(outcome.success for outcome in checkpoint_results) and not failures,
         "rows": counts["images"],
         "studies": counts["studies"],
@@ -121,10 +123,10 @@ def build_report(
         "failed_rules": [failure["rule"] for failure in failures],
         "failures": failures,
         "data_docs": docs_url,
+        "data_version": data_version,
         "timings_s": {name: round(seconds, 3) for name, seconds in timings.items()},
     }
-    report["summary"] = summary_text(report)
-    return report
+    return Validation(summary=summary_text(fields), **fields)
 
 
 def summary_text(report: dict) -> str:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataValidationError
+from pipelines.stages import Validation
 from pipelines.validation.frame import failure_notes, prepare_frame
 from pipelines.validation.report import build_report
 from pipelines.validation.studies import study_frame
@@ -36,7 +37,7 @@ def validate(
     workers: int | None = None,
     raise_on_failure: bool = True,
     data_version: str | None = None,
-) -> dict:
+) -> Validation:
     """Validate a manifest against the gate; return the report, raise DataValidationError on failure.
 
     `data_root` is the folder holding MURA-v1.1/ (image paths are relative to it); `project_dir` is the
@@ -77,21 +78,20 @@ def validate(
     }
     counts = {"images": len(frame), "studies": len(studies)}
     notes = failure_notes(frame)
-    report = build_report(results, counts, int(params["examples"]), notes, docs, timings)
-    report["data_version"] = run_name
-    if raise_on_failure and not report["success"]:
-        raise DataValidationError(report["summary"], report)
+    report = build_report(results, counts, int(params["examples"]), notes, docs, timings, run_name)
+    if raise_on_failure and not report.success:
+        raise DataValidationError(report.summary, report.to_xcom())
     return report
 
 
-def validate_manifest_file(manifest_path: Path, data_root: Path, **options) -> dict:
+def validate_manifest_file(manifest_path: Path, data_root: Path, **options) -> Validation:
     """The Airflow task's single call: read a manifest parquet, validate it, raise on failure."""
     from pipelines.data.manifest import read_manifest
 
     return validate(read_manifest(Path(manifest_path)), Path(data_root), **options)
 
 
-def validate_data_dir(data_root: Path, **options) -> dict:
+def validate_data_dir(data_root: Path, **options) -> Validation:
     """Build the manifest of `data_root` (holdout settings of params.yaml) and validate it."""
     from pipelines.data.manifest import build_manifest
 

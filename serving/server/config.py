@@ -12,15 +12,21 @@ from serving.errors import RepositoryError
 
 @dataclass
 class ServerOptions:
-    """What `tensorflow_model_server` is told on its command line (same names and defaults)."""
+    """What `tensorflow_model_server` is told on its command line (same names). Unset, the poll intervals
+    are params.yaml `serving`'s (what `mura serve` and compose pass the real binary), not the binary's
+    own defaults: one home for them."""
 
     port: int = SERVING_GRPC_PORT
     rest_api_port: int = SERVING_REST_PORT
     model_config_file: str = ""
-    model_config_file_poll_wait_seconds: float = 0
+    model_config_file_poll_wait_seconds: float = field(
+        default_factory=lambda: _serving_params().model_config_file_poll_wait_seconds
+    )
     model_name: str = "default"
     model_base_path: str = ""
-    file_system_poll_wait_seconds: float = 1
+    file_system_poll_wait_seconds: float = field(
+        default_factory=lambda: _serving_params().file_system_poll_wait_seconds
+    )
     monitoring_config_file: str = ""
     enable_batching: bool = False
     batching_parameters_file: str = ""

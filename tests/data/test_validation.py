@@ -14,6 +14,7 @@ from pipelines.data.manifest import build_manifest, write_manifest
 from pipelines.data.synth import FAULTS, generate_synthetic
 from pipelines.errors import DataValidationError
 from pipelines.settings import get_settings
+from pipelines.stages import Validation
 from pipelines.validation import validate, validate_manifest_file
 from pipelines.validation.project import ensure_gate
 from pipelines.validation.runner import gate_params
@@ -57,11 +58,11 @@ def test_clean_data_passes_builds_docs_and_leaves_the_project_unchanged(
 ):
     before = _committed_files(project)
     report = validate(synthetic_manifest, synthetic_root, project_dir=project, workers=2)
-    assert report["success"] and report["failures"] == [] and report["rows"] == len(synthetic_manifest)
-    assert report["rules_checked"] >= 40
+    assert report.success and report.failures == [] and report.rows == len(synthetic_manifest)
+    assert report.rules_checked >= 40
     index = project / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    assert report["data_docs"] == index.as_uri() and index.is_file()
-    assert json.loads(json.dumps(report)) == report
+    assert report.data_docs == index.as_uri() and index.is_file()
+    assert Validation.from_xcom(json.loads(json.dumps(report.to_xcom()))) == report
     assert _committed_files(project) == before
 
 
@@ -157,7 +158,7 @@ def test_manifest_file_entry_point_for_airflow(
     fault_roots, synthetic_manifest, synthetic_root, project, tmp_path
 ):
     clean = write_manifest(synthetic_manifest, tmp_path / "clean.parquet")
-    assert validate_manifest_file(clean, synthetic_root, project_dir=project)["success"]
+    assert validate_manifest_file(clean, synthetic_root, project_dir=project).success
     root = fault_roots["corrupt_png"]
     broken = write_manifest(build_manifest(root).frame, tmp_path / "broken.parquet")
     with pytest.raises(DataValidationError, match="image_decodes"):
@@ -188,7 +189,7 @@ def test_runs_use_a_runtime_copy_under_mura_home_and_never_write_the_template(
     runtime = default_project_dir(template)
     assert runtime == tmp_path / "home" / "gx" and (runtime / TEMPLATE_MARKER).is_file()
     report = validate(synthetic_manifest, synthetic_root, project_dir=runtime, params=params, workers=2)
-    assert report["success"] and report["data_docs"].startswith(runtime.as_uri())
+    assert report.success and report.data_docs.startswith(runtime.as_uri())
     assert _committed_files(template) == before
     suite = "expectations/mura_manifest.json"
     assert _committed_files(runtime)[suite] != before[suite]  # the runtime suite took the threshold

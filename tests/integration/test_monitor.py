@@ -60,8 +60,8 @@ def test_a_clean_release_is_not_drift_and_both_models_are_scored_live(watched, t
     check = run_monitor(tmp_path, _release(tmp_path, 8), params=_params())
     assert not check.drift and not check.retrain_needed, check.tests
     assert check.champion_version == 1 and check.challenger_version == 2
-    assert {"champion", "challenger", "comparison"} <= set(check.live)
-    assert check.live["champion"]["study"]["count"] >= 30
+    assert check.live.challenger and check.live.comparison and check.live.state == "scored"
+    assert check.live.champion["study"]["count"] >= 30
     run = watched["client"].get_run(check.mlflow_run_id)
     assert run.data.tags["monitor.drift"] == "false" and "drift.embedding.adjusted_p" in run.data.metrics
 

@@ -241,7 +241,7 @@ def test_tampered_artifact_is_refused_and_old_version_keeps_serving(world):
     assert third["version"] == 3 and third["reused"] is False
     promote(model, 3)
     report = reconcile(models=[model])
-    (moved,) = report["models"][0]["quarantined"]
+    (moved,) = report.models[0].quarantined
     assert Path(moved).parent == world["home"] / "serving" / "quarantine" / model
     assert (Path(moved) / "saved_model.pb").read_bytes() == b"not a SavedModel"
     assert stable_version(world, model) == 3
@@ -295,7 +295,7 @@ def test_a_replica_that_is_down_is_left_out_and_named(world, monkeypatch, caplog
     dead = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("MURA_SERVING_REPLICA_GRPC", dead)
     report = reconcile(models=["mura_binary_shoulder"])  # registered by the test above, never served
-    assert report["models"][0]["served"] == {"mura_binary_shoulder": {"stable": 1}}
+    assert report.models[0].served == {"mura_binary_shoulder": {"stable": 1}}
     assert f"serving replica {dead} does not answer: skipped" in caplog.text
     assert stable_version(world, "mura_binary_shoulder") == 1
     assert "mura_binary_shoulder" in world["config"].read_text()

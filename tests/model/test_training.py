@@ -46,8 +46,8 @@ def binary_run(synthetic):
 def test_baseline_learns_abnormality_at_all(binary_run):
     result, evaluation = binary_run
     assert result.model_name == "mura_binary"
-    assert evaluation["metrics"]["eval.study_auroc"] > LEARNS_AUROC, evaluation["table"]
-    assert "Overall" in evaluation["table"]
+    assert evaluation.metrics["eval.study_auroc"] > LEARNS_AUROC, evaluation.table
+    assert "Overall" in evaluation.table
 
 
 def test_lineage_is_the_hash_of_the_data_read_and_never_claims_an_unpushed_version(binary_run, synthetic):
@@ -159,8 +159,8 @@ def test_14cls_learns_the_body_part_at_all(synthetic):
     result = train({"preset": "ci_tiny", "task": "14cls"}, synthetic["manifest"], synthetic["data"])
     evaluation = evaluate_run(result.run_id)
     assert result.model_name == "mura_14cls"
-    assert 0.0 <= evaluation["report"]["body_part_accuracy"]["study"] <= 1.0, evaluation["table"]
-    assert evaluation["metrics"]["eval.image_body_part_accuracy"] > LEARNS_PART_ACCURACY, evaluation["table"]
+    assert 0.0 <= evaluation.report["body_part_accuracy"]["study"] <= 1.0, evaluation.table
+    assert evaluation.metrics["eval.image_body_part_accuracy"] > LEARNS_PART_ACCURACY, evaluation.table
 
 
 class SimulatedKill(Exception):

@@ -94,8 +94,8 @@ def test_nan_probabilities_are_an_error_naming_the_count():
 
 
 def test_kappa_is_undefined_not_perfect_when_one_class_only():
-    assert math.isnan(binary_metrics([1, 1, 1], [0.9, 0.8, 0.7])["kappa"])
-    assert binary_metrics([0, 1, 1], [0.1, 0.8, 0.7])["kappa"] == pytest.approx(1.0)
+    assert math.isnan(binary_metrics([1, 1, 1], [0.9, 0.8, 0.7], 0.5)["kappa"])
+    assert binary_metrics([0, 1, 1], [0.1, 0.8, 0.7], 0.5)["kappa"] == pytest.approx(1.0)
 
 
 def test_intervals_cover_the_estimate_and_narrow_with_more_studies():
@@ -105,7 +105,7 @@ def test_intervals_cover_the_estimate_and_narrow_with_more_studies():
         intervals = study_intervals(
             studies["label"], studies["probability"], 0.5, studies["body_part"], 500, 0.95
         )
-        kappa = binary_metrics(studies["label"], studies["probability"])["kappa"]
+        kappa = binary_metrics(studies["label"], studies["probability"], 0.5)["kappa"]
         low, high = intervals["kappa"]
         assert low < kappa < high
         assert intervals["auroc"][0] < intervals["auroc"][1] <= 1.0

@@ -13,9 +13,14 @@ from pipelines.settings import get_settings
 from pipelines.stages import (
     Candidate,
     DataVersion,
+    Deployment,
     Evaluation,
     GateVerdict,
+    LiveCheck,
     Manifest,
+    ModelServing,
+    Reconciliation,
+    ShadowComparison,
     TrainedRun,
     TrainResult,
     Validation,
@@ -187,7 +192,18 @@ MANIFEST = Manifest(
     problems={},
     data_version=DataVersion(dvc_md5="abc.dir", rev="r", data_rev="d", nfiles=10),
 )
-VALIDATION = Validation(success=True, docs="")
+VALIDATION = Validation(
+    success=True,
+    summary="Data validation passed: 0 of 40 rules failed on 10 images in 4 studies.",
+    rows=10,
+    studies=4,
+    rules_checked=40,
+    rules_failed=0,
+    failed_rules=[],
+    failures=[],
+    data_docs=None,
+    data_version="dvc-abc",
+)
 
 
 def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
@@ -337,18 +353,33 @@ def test_stage_results_round_trip_through_xcom_json_and_refuse_unknown_keys():
         Evaluation.from_xcom(wire)
 
 
+def test_optional_and_listed_nested_stages_come_back_as_stages():
+    """A stage inside `X | None` or `list[X]` was left a dict by from_xcom: `.changed` then failed."""
+    served = ModelServing("mura_binary", True, labels={"stable": 4}, served={"mura_binary": {"stable": 4}})
+    deployment = Deployment("mura_binary", 4, True, "gate passed", Reconciliation([served], changed=True))
+    back = Deployment.from_xcom(json.loads(json.dumps(deployment.to_xcom())))
+    assert back == deployment and back.reconciliation.models[0].changed is True
+    live = LiveCheck(studies=3, comparison=ShadowComparison(3, 0.1, [-0.1, 0.3], 0.0, [-0.2, 0.2], False))
+    wire = json.loads(json.dumps(live.to_xcom()))
+    assert LiveCheck.from_xcom(wire).comparison.kappa_change_ci == [-0.1, 0.3]
+    assert Deployment.from_xcom({**deployment.to_xcom(), "reconciliation": None}).reconciliation is None
+
+
 def test_deploy_acts_on_the_verdict_it_receives(monkeypatch):
     from pipelines import orchestration
 
     reconciled = []
     monkeypatch.setattr(
-        orchestration, "reconcile_serving", lambda models=None: reconciled.append(models) or {}
+        orchestration,
+        "reconcile_serving",
+        lambda models=None: reconciled.append(models) or Reconciliation([], changed=False),
     )
     failed = GateVerdict("mura_binary", 3, "failed", "kappa below floor", None, [])
     assert orchestration.deploy(failed).deployed is False and reconciled == []
     passed = GateVerdict("mura_binary", 4, "passed", "ok", 3, ["challenger"])
     result = orchestration.deploy(passed)
     assert result.deployed is True and reconciled == [["mura_binary"]]
+    assert Deployment.from_xcom(result.to_xcom()) == result
 
 
 def test_the_compose_init_script_creates_the_contract_pool():

@@ -34,7 +34,7 @@ def test_threshold_changes_the_decision():
 
 
 def test_one_class_gives_nan_auroc_not_an_error():
-    result = binary_metrics([1, 1, 1], [0.2, 0.7, 0.9])
+    result = binary_metrics([1, 1, 1], [0.2, 0.7, 0.9], threshold=0.5)
     assert math.isnan(result["auroc"])
     assert math.isnan(result["specificity"])
     assert result["sensitivity"] == pytest.approx(2 / 3)

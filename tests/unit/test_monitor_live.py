@@ -8,7 +8,6 @@ import pandas as pd
 
 from pipelines.config import load_config
 from pipelines.monitoring.check import _live
-from pipelines.monitoring.tracking import _live_state
 from pipelines.ports import free_port
 from serving.samples import sample_png
 
@@ -29,6 +28,6 @@ def test_a_live_check_serving_cannot_answer_is_logged_and_recorded_in_the_run(tm
     with caplog.at_level(logging.ERROR, logger="pipelines.monitoring.check"):
         live = _live("mura_binary", None, pd.DataFrame(rows), tmp_path, config.monitor, config.evaluation)
 
-    assert target in live["error"]
+    assert target in live.error
     assert "live-kappa retrain trigger could not be evaluated" in caplog.text and target in caplog.text
-    assert _live_state(live).startswith(f"failed: the served models did not answer at {target}")
+    assert live.state.startswith(f"failed: the served models did not answer at {target}")
