@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.monitoring.metrics import METRIC_NAMES, registry_of
-from pipelines.stages import MonitorCheck
+from pipelines.stages import LiveCheck, MonitorCheck
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "infra" / "prometheus"
@@ -50,10 +50,11 @@ CHECK = MonitorCheck(
         {"feature": "mean_intensity", "adjusted_p": 0.002, "effect": 0.4},
         {"feature": "label", "adjusted_p": 0.8, "effect": 0.02},
     ],
-    live={
-        "champion": {"study": {"kappa": 0.61, "kappa_ci_low": 0.5, "auroc": 0.9}},
-        "challenger": {"study": {"kappa": 0.66, "kappa_ci_low": 0.55, "auroc": 0.92}},
-    },
+    live=LiveCheck(
+        studies=40,
+        champion={"study": {"kappa": 0.61, "kappa_ci_low": 0.5, "auroc": 0.9}},
+        challenger={"study": {"kappa": 0.66, "kappa_ci_low": 0.55, "auroc": 0.92}},
+    ),
     retrain_needed=True,
     reasons=["data drift in mean_intensity"],
     recommendation="",
