@@ -226,13 +226,13 @@ def register_version(run_id: str, client=None) -> Registration:
     )
 
 
-def _publish_card(client, model: str, version: int) -> str | None:
+def _publish_card(client, model: str, version: int, reuse_overlays: bool = False) -> str | None:
     """The version's model card, logged to its run; None (and the reason logged) when it could not be
     written: a card is documentation, so its failure must not undo a registration and gate."""
     from pipelines.registry.card import publish_card
 
     try:
-        return publish_card(client, model, version)
+        return publish_card(client, model, version, reuse_overlays)
     except Exception:  # any failure: the version stays registered and gated; `mura card` retries
         LOGGER.exception(
             "%s v%s: the model card could not be written; run `mura card %s/%s`",
@@ -245,12 +245,13 @@ def _publish_card(client, model: str, version: int) -> str | None:
 
 
 def republish_card(model: str, version: int, client=None) -> tuple[list[str], str | None]:
-    """(the aliases `version` holds now, its model card written again): after a reviewer's decision."""
+    """(the aliases `version` holds now, its model card written again): after a reviewer's decision or
+    an external validation. Its Grad-CAM++ overlays are the logged card's (the model is not loaded)."""
     client = client or connect()
     with tracking_errors(client, f"reading the aliases of {model}"):
         aliases = client.get_registered_model(model).aliases
     held = [alias for alias in (CHAMPION, CHALLENGER) if aliases.get(alias) == str(version)]
-    return held, _publish_card(client, model, int(version))
+    return held, _publish_card(client, model, int(version), reuse_overlays=True)
 
 
 def _description(

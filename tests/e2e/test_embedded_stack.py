@@ -235,7 +235,7 @@ def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     env, report = stack
     before = {run["dag_run_id"] for run in _client(report).runs("mura_retrain")}
     waiting = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "retrain", "--preset", "ci_tiny", "--epochs", "10"]
+        [sys.executable, "-m", "pipelines.cli", "retrain", "--preset", "ci_tiny", "--epochs", "3"]
         + ["--wait", "--json"],
         env=env,
         cwd=env["MURA_REPO_ROOT"],
@@ -256,7 +256,7 @@ def test_retrain_command_trains_registers_deploys_and_serves_over_grpc(stack):
     # retry of the training task is still there for a real error.
     train = _client(report)._call("GET", f"/dags/mura_retrain/dagRuns/{run_id}/taskInstances/train/0")
     assert (train["try_number"], train["max_tries"]) == (2, 2), train
-    assert result["conf"] == {"preset": "ci_tiny", "epochs": 10}
+    assert result["conf"] == {"preset": "ci_tiny", "epochs": 3}
     assert (
         result["tasks"]["gate"] == result["tasks"]["approve"] == "success" and "train[0]" in result["tasks"]
     )
@@ -757,18 +757,20 @@ def _the_reviewer_promotes_in_the_airflow_ui(report, run_id: str) -> None:
 
 
 def _kill_the_scheduler_during_training(env, report, run_id: str) -> None:
-    """kill -9 the scheduler while train[0] runs: the supervisor restarts it, its reaper kills the
-    attempt that ran under the old one, and the new scheduler schedules the task again."""
+    """kill -9 the scheduler once train[0] has saved its first epoch (Keras' BackupAndRestore writes
+    training_metadata.json at an epoch's end): the supervisor restarts it, its reaper kills the attempt
+    that ran under the old one, and the new scheduler schedules the task again, which resumes there."""
     import signal
     import time
 
     client = _client(report)
     deadline = time.monotonic() + RUN_TIMEOUT
-    while client.task_states("mura_retrain", run_id).get("train[0]") != "running":
-        assert time.monotonic() < deadline, client.task_states("mura_retrain", run_id)
-        time.sleep(1)
-    time.sleep(10)  # into its epochs, past TensorFlow's start-up
+    saved = Path(env["MURA_HOME"]) / "training"
     scheduler = json.loads(mura(env, "status", "--json").stdout)["services"]["airflow-scheduler"]
+    while not list(saved.glob("*/backup_*/training_metadata.json")):
+        states = client.task_states("mura_retrain", run_id)
+        assert time.monotonic() < deadline and states.get("train[0]") != "success", states
+        time.sleep(0.5)
     os.kill(scheduler["pid"], signal.SIGKILL)
 
 

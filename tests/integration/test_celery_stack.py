@@ -237,7 +237,7 @@ def test_retrain_runs_training_on_the_gpu_queue_with_postgres_redis_and_s3(celer
         )
     run_id = client.trigger(DAG_ID, {"preset": "ci_tiny", "epochs": 2, "approval": "auto"})
     try:
-        state = client.wait(DAG_ID, run_id, timeout=RUN_TIMEOUT, poll=5)
+        state = client.wait(DAG_ID, run_id, timeout=RUN_TIMEOUT, poll=2)
     except AirflowError as error:
         state = str(error)
     instances = _task_instances(client, run_id)

@@ -339,9 +339,10 @@ def test_pointing_game_scores_grad_cam_against_the_drawn_boxes(binary_run, synth
     assert pointed["strict_random_point_rate"] <= pointed["random_point_rate"], pointed
 
 
-def test_registered_version_has_a_model_card_that_renders_offline(binary_run, tmp_path):
+def test_registered_version_has_a_model_card_that_renders_offline(binary_run, tmp_path, monkeypatch):
     """Registration writes the card; it renders in headless Chromium with every request refused and holds
-    the per-type kappa table with intervals and Grad-CAM overlays."""
+    the per-type kappa table with intervals and Grad-CAM overlays. Written again after a decision, the
+    card keeps its overlays without loading the model (the approval step used to load it again)."""
     import os
     from pathlib import Path
 
@@ -361,7 +362,22 @@ def test_registered_version_has_a_model_card_that_renders_offline(binary_run, tm
     card = fetch_card(client, registered["model"], registered["version"], tmp_path / "card")
     markdown = (card.parent / "card.md").read_text()
     assert "Research use only" in markdown and "| Overall |" in markdown
-    assert list((card.parent / "overlays").glob("*.png")), "the Markdown card links its overlays"
+    pictures = sorted(path.read_bytes() for path in (card.parent / "overlays").glob("*.png"))
+    assert pictures, "the Markdown card links its overlays"
+
+    from pipelines.registry.registration import republish_card
+    from pipelines.training import layers
+
+    def no_model(path):
+        raise AssertionError(f"the model was loaded again from {path}")
+
+    monkeypatch.setattr(layers, "load_model", no_model)
+    _, where = republish_card(registered["model"], registered["version"], client)
+    assert where == entry.tags["card.path"]
+    again = fetch_card(client, registered["model"], registered["version"], tmp_path / "again")
+    assert sorted(path.read_bytes() for path in (again.parent / "overlays").glob("*.png")) == pictures
+    assert again.read_text().count('class="overlay"') == card.read_text().count('class="overlay"') > 0
+    monkeypatch.undo()
 
     artifacts = Path(os.environ.get("MURA_TEST_ARTIFACTS", "test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ training run under `model_card/v<N>/`, linked from the version's description."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from pipelines.registry.card import paper
 from pipelines.registry.errors import RegistryError
 
 LOGGER = logging.getLogger(__name__)
+OVERLAYS_INDEX = "overlays.json"  # beside the overlay pictures: what each one shows
 
 
 def card_artifact_path(version: int) -> str:
@@ -25,8 +27,11 @@ def card_artifact_path(version: int) -> str:
     return f"model_card/v{int(version)}"
 
 
-def collect(client, model: str, version: int, scratch: Path, out: Path) -> dict:
-    """Every fact of the card; figures and overlays are written under `out`."""
+def collect(client, model: str, version: int, scratch: Path, out: Path, reuse_overlays: bool = False) -> dict:
+    """Every fact of the card; figures and overlays are written under `out`. `reuse_overlays`: take the
+    Grad-CAM++ overlays of the version's logged card when it has them (a card written again after a
+    decision: the same model, predictions and threshold, so the same pictures, without loading the
+    model again)."""
     from pipelines.evaluation.metrics import study_scores
     from pipelines.evaluation.plots import evaluation_figures
 
@@ -77,7 +82,14 @@ def collect(client, model: str, version: int, scratch: Path, out: Path) -> dict:
                 f"Grad-CAM++ examples left out: the data root {data_root} is not on this machine."
             )
         elif model_path:
-            result["overlays"] = _overlays(model_path, predictions, data_root, metrics, out, subject)
+            logged = (
+                _logged_overlays(client, run.info.run_id, version, scratch, out) if reuse_overlays else None
+            )
+            result["overlays"] = (
+                logged
+                if logged is not None
+                else _overlays(model_path, predictions, data_root, metrics, out, subject)
+            )
     elif metrics:
         result["gaps"].append(
             "The run holds no evaluation/predictions.csv: no figures and no Grad-CAM++ examples."
@@ -90,7 +102,25 @@ def _overlays(model_path, predictions, data_root, metrics, out, subject) -> list
     from pipelines.registry.card.examples import overlays
 
     threshold = float(metrics.get("threshold", load_config().evaluation.threshold))
-    return overlays(model_path, predictions, data_root, threshold, out / "overlays", subject)
+    made = overlays(model_path, predictions, data_root, threshold, out / "overlays", subject)
+    if made:  # what a card written again reuses (`_logged_overlays`)
+        listed = [{**item, "file": Path(item["file"]).name} for item in made]
+        (out / "overlays" / OVERLAYS_INDEX).write_text(json.dumps(listed, indent=2), encoding="utf-8")
+    return made
+
+
+def _logged_overlays(client, run_id: str, version: int, scratch: Path, out: Path) -> list[dict] | None:
+    """The overlays of the version's logged card, copied under `out`; None when it has none listed."""
+    (scratch / "logged").mkdir(parents=True, exist_ok=True)
+    folder = gather.artifact(client, run_id, f"{card_artifact_path(version)}/overlays", scratch / "logged")
+    index = folder / OVERLAYS_INDEX if folder is not None else None
+    if index is None or not index.is_file():
+        return None
+    listed = json.loads(index.read_text(encoding="utf-8"))
+    if not all((folder / item["file"]).is_file() for item in listed):
+        return None
+    shutil.copytree(folder, out / "overlays", dirs_exist_ok=True)
+    return [{**item, "file": out / "overlays" / item["file"]} for item in listed]
 
 
 def validation_result(tag: str | None) -> str:
@@ -121,19 +151,19 @@ def render(card: dict, out: Path) -> tuple[Path, Path]:
     return html, markdown
 
 
-def write_card(client, model: str, version: int, out: Path) -> Path:
+def write_card(client, model: str, version: int, out: Path, reuse_overlays: bool = False) -> Path:
     """Build the card of `model` v`version` into `out` (created); the HTML file's path."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mura-card-") as scratch:
-        card = collect(client, model, version, Path(scratch), out)
+        card = collect(client, model, version, Path(scratch), out, reuse_overlays)
     return render(card, out)[0]
 
 
-def publish_card(client, model: str, version: int) -> str:
+def publish_card(client, model: str, version: int, reuse_overlays: bool = False) -> str:
     """Write the card, log it to the version's run and tag the version with where it is."""
     entry = client.get_model_version(model, str(version))
     with tempfile.TemporaryDirectory(prefix="mura-card-out-") as folder:
-        write_card(client, model, version, Path(folder))
+        write_card(client, model, version, Path(folder), reuse_overlays)
         client.log_artifacts(entry.run_id, folder, artifact_path=card_artifact_path(version))
     where = f"runs:/{entry.run_id}/{card_artifact_path(version)}/card.html"
     client.set_model_version_tag(model, str(version), CARD_TAG, where)
