@@ -36,6 +36,7 @@ GRANTS: dict[str, tuple[tuple[str, str, str], ...]] = {
 WORKSPACE = "default"  # MLflow's workspace when workspaces are off
 ROLE_PREFIX = "mura-"
 SECRET_KEY = "flask_secret_key"  # MLFLOW_FLASK_SERVER_SECRET_KEY: signs the UI's CSRF tokens
+AUTH_CACHE_SECONDS = 60  # how long MLflow trusts a right password it checked (auth_settings)
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,25 @@ def ensure_embedded_accounts(mura_home: Path) -> dict[str, str]:
     return wanted
 
 
+def auth_settings(database_uri: str) -> str:
+    """The `[mlflow]` section of the basic-auth ini: both stacks' (compose's file is checked against it)."""
+    return (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {ADMIN}\n"
+        # A right password is checked with scrypt once a minute per account, not on every request
+        # (about 0.15 s each on 2 cores, and the embedded server has one worker: every call of the
+        # pipeline queued behind it). MLflow drops the entry when the password changes through its API.
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n"
+    )
+
+
 def write_auth_config(mura_home: Path) -> Path:
     """The ini file of `mlflow server --app-name basic-auth`: users in `$MURA_HOME/mlflow/auth.db`."""
     database = Path(mura_home) / "mlflow" / "auth.db"
     database.parent.mkdir(parents=True, exist_ok=True)
-    text = (
-        "[mlflow]\n"
-        "default_permission = READ\n"
-        f"database_uri = sqlite:///{database}\n"
-        f"admin_username = {ADMIN}\n"
-    )
-    return write_private(auth_config_file(mura_home), text)
+    return write_private(auth_config_file(mura_home), auth_settings(f"sqlite:///{database}"))
 
 
 def server_environment(mura_home: Path) -> dict[str, str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import configparser
 import re
 from pathlib import Path
 
 from pipelines.contracts import GPU_QUEUE
 from pipelines.ports import host_port
+from pipelines.registry.accounts import auth_settings
 from pipelines.registry.tracking_server import AUTH_APP
 from pipelines.settings import DEFAULT_GATEWAY_GRPC, DEFAULT_GATEWAY_REST
 from tests.integration.compose_file import (
@@ -243,7 +245,11 @@ def test_mlflow_runs_basic_auth_and_only_the_workers_act_as_pipeline(resolved):
     assert flag(mlflow["command"], "--workers") == "1"  # the throttle counts in one process
     assert mlflow["environment"]["FORWARDED_ALLOW_IPS"] == ""
     ini = REPO / "infra" / "mlflow" / Path(mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]).name
-    assert "default_permission = READ" in ini.read_text() and "admin_password" not in ini.read_text()
+    assert "admin_password" not in ini.read_text()
+    compose_ini, embedded_ini = configparser.ConfigParser(), configparser.ConfigParser()
+    compose_ini.read_string(ini.read_text())
+    embedded_ini.read_string(auth_settings(compose_ini["mlflow"]["database_uri"]))
+    assert dict(compose_ini["mlflow"]) == dict(embedded_ini["mlflow"])  # the same rules in both stacks
     assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == FAKE_ENV["MLFLOW_AUTH_ADMIN_PASSWORD"]
     accounts = services["mlflow-accounts"]
     assert accounts["entrypoint"][-2:] == ["accounts", "--provision"]

@@ -249,6 +249,27 @@ def test_each_account_can_do_what_the_matrix_says_and_nothing_more(auth_server, 
     assert done == MATRIX
 
 
+def test_a_password_changed_through_the_api_is_refused_at_once(auth_server):
+    """MLflow trusts a right password it checked for a minute (auth_cache_ttl_seconds): a password
+    changed through its API must not stay usable for that minute."""
+    from pipelines.registry.accounts import ADMIN, VIEWER, account
+
+    uri, home = auth_server["uri"], auth_server["home"]
+    search = f"{uri}/api/2.0/mlflow/registered-models/search"
+    viewer, admin = account(VIEWER, home, environ={}), account(ADMIN, home, environ={})
+    assert requests.get(search, auth=(viewer.username, viewer.password), timeout=10).ok  # now cached
+    change = f"{uri}/api/2.0/mlflow/users/update-password"
+    login = (admin.username, admin.password)
+    new = {"username": viewer.username, "password": "a-new-made-up-password"}
+    assert requests.patch(change, json=new, auth=login, timeout=10).ok
+    try:
+        assert requests.get(search, auth=(viewer.username, viewer.password), timeout=10).status_code == 401
+        assert requests.get(search, auth=(viewer.username, new["password"]), timeout=10).ok
+    finally:
+        back = {"username": viewer.username, "password": viewer.password}
+        assert requests.patch(change, json=back, auth=login, timeout=10).ok
+
+
 def test_wrong_passwords_lock_the_account_from_that_address_for_a_minute(auth_server):
     """Last of the module (it locks `deployer`): 10 wrong passwords took 1.1 s and were all answered
     401; now the sixth try, with the right password, gets 429 and says when to retry."""
