@@ -39,7 +39,8 @@ def calls_per_second(cache_seconds: int, calls: int, repeats: int) -> dict:
             client = mlflow.MlflowClient(server.uri, registry_uri=server.uri)
             run = client.create_run(client.create_experiment("mura"))
             client.create_registered_model("mura_binary")
-            client.create_model_version("mura_binary", "runs:/x/tf_serving", run.info.run_id)
+            source = f"runs:/{run.info.run_id}/tf_serving"
+            client.create_model_version("mura_binary", source, run.info.run_id)
             per_call = []
             for _ in range(repeats):
                 started = time.perf_counter()
