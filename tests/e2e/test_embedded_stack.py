@@ -474,7 +474,7 @@ def test_the_retrain_is_traceable_registered_once_and_a_second_deploy_changes_no
     assert 0.0 < lineage["evaluation"]["study_kappa"] <= 1.0 and lineage["evaluation"]["study_auroc"]
     assert lineage["validation"]["success"] == "True" and lineage["validation"]["docs"].startswith("file://")
     assert lineage["data"]["versioned"] == "true" and lineage["training"]["code_dirty"] == "false"
-    assert json.loads(lineage["training"]["overrides"]) == {"architectures": ["baseline_cnn"], "epochs": 10}
+    assert json.loads(lineage["training"]["overrides"]) == {"architectures": ["baseline_cnn"], "epochs": 3}
     data_dvc = Path(env["MURA_REPO_ROOT"]) / "data.dvc"
     assert (
         lineage["data"]["md5"] == lineage["data"]["dvc_md5"]
