@@ -34,7 +34,7 @@ test: venv
 	@test -x /usr/bin/chromium || { echo "make: the browser test needs Chromium: run 'apt-get install chromium' (Debian), then 'make test' again"; exit 1; }
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { echo "make: the gateway tests need nginx: run 'apt-get install nginx' (Debian), then 'make test' again"; exit 1; }
 	@test -x /usr/sbin/Orthanc && test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { echo "make: the PACS tests need Orthanc: run 'apt-get install orthanc orthanc-dicomweb' (Debian), then 'make test' again"; exit 1; }
-	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 --junitxml=test-artifacts/junit.xml tests
+	$(BIN)/python -m pytest -p no:cacheprovider --timeout=900 -n 2 --dist loadfile --no-loadscope-reorder --junitxml=test-artifacts/junit.xml tests
 
 # The inner loop: pure code only (no TensorFlow, MLflow, GX, DVC or Airflow in the test process).
 test-unit: venv

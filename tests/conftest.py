@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testing_doc import TIERS  # one list of tiers for the summary and docs/TESTING.md
+from tests.testing_doc import TIERS, file_seconds  # one list of tiers for the summary and docs/TESTING.md
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -44,13 +44,17 @@ def mura_home(tmp_path, monkeypatch) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Markers tell the truth: everything under tests/integration is `integration`, under tests/e2e `e2e`."""
+    """Markers tell the truth: everything under tests/integration is `integration`, under tests/e2e `e2e`.
+    The longest files run first (by docs/TESTING.md, the last full run's times): `make test` hands whole
+    files to two workers (xdist --dist loadfile), and a long file started last would finish alone."""
     for item in items:
         parts = Path(str(item.fspath)).parts
         if "integration" in parts:
             item.add_marker(pytest.mark.integration)
         elif "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
+    seconds = file_seconds()
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0.0))  # stable: file order kept
 
 
 _tier_seconds: Counter[str] = Counter()
@@ -82,5 +86,10 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(
                 f"{tier:<12} {_tier_seconds[tier]:8.1f} s  {_tier_tests[tier]:4d} tests"
             )
-    rest = time.monotonic() - _session_started - sum(_tier_seconds.values())
-    terminalreporter.write_line(f"{'collection':<12} {max(rest, 0.0):8.1f} s  (imports, start-up)")
+    wall = time.monotonic() - _session_started
+    workers = terminalreporter.config.getoption("numprocesses", None)
+    if workers:  # the tiers ran side by side: their sum is more than the wall time
+        terminalreporter.write_line(f"{'wall':<12} {wall:8.1f} s  ({workers} workers)")
+    else:
+        rest = wall - sum(_tier_seconds.values())
+        terminalreporter.write_line(f"{'collection':<12} {max(rest, 0.0):8.1f} s  (imports, start-up)")

@@ -59,7 +59,7 @@ def commit(root: Path, message: str, *paths: str) -> str:
 
 def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
     """Environment for `mura` commands on `project` with state in `home` and free ports for every service."""
-    airflow, mlflow, grpc, rest, pacs, replica_grpc, replica_rest = free_ports(7)
+    airflow, mlflow, grpc, rest, pacs, replica_grpc, replica_rest, gateway_grpc, gateway_rest = free_ports(9)
     env = {
         **os.environ,
         "MURA_REPO_ROOT": str(project),
@@ -73,6 +73,8 @@ def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
         "MURA_SERVING_REPLICA_GRPC": f"127.0.0.1:{replica_grpc}",
         "MURA_SERVING_REPLICA_REST": f"127.0.0.1:{replica_rest}",
         "MURA_PACS_URL": f"http://127.0.0.1:{pacs}/dicom-web",
+        "MURA_GATEWAY_GRPC": f"127.0.0.1:{gateway_grpc}",
+        "MURA_GATEWAY_REST": f"127.0.0.1:{gateway_rest}",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DVC_NO_ANALYTICS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -12,6 +12,7 @@ no longer exists, so no behaviour leaves the suite without the table saying so.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import xml.etree.ElementTree as ElementTree
 from collections import defaultdict
@@ -19,6 +20,8 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "data", "model", "integration", "e2e")
+DOC = TESTS.parent / "docs" / "TESTING.md"
+_ROW = re.compile(r"^\| .* \| `(tests/[^`:]+)::[^`]+` \| ([0-9.]+) \|$")
 
 HEADER = """# Tests: behaviour -> test -> tier -> time
 
@@ -66,6 +69,16 @@ def junit_seconds(report: Path) -> dict[str, float]:
         name = case.get("name", "").split("[")[0]
         seconds[f"{path}::{name}"] += float(case.get("time", 0.0))
     return seconds
+
+
+def file_seconds(doc: Path = DOC) -> dict[str, float]:
+    """Test file -> seconds its tests took in the run the doc was made from (empty without the doc)."""
+    seconds: dict[str, float] = defaultdict(float)
+    if doc.is_file():
+        for line in doc.read_text(encoding="utf-8").splitlines():
+            if match := _ROW.match(line):
+                seconds[match[1]] += float(match[2])
+    return dict(seconds)
 
 
 def render(report: Path) -> str:
