@@ -20,7 +20,12 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 PREDICTION_SERVICE = "/tensorflow.serving.PredictionService/"
 MODEL_SERVICE = "/tensorflow.serving.ModelService/"
-_ROOT_MODULES = ("tensorflow_serving.apis.predict_pb2", "tensorflow_serving.apis.get_model_status_pb2")
+_ROOT_MODULES = (
+    "tensorflow_serving.apis.predict_pb2",
+    "tensorflow_serving.apis.get_model_status_pb2",
+    "tensorflow_serving.apis.model_management_pb2",  # HandleReloadConfigRequest (the deploy)
+    "tensorflow_serving.apis.prediction_log_pb2",  # the warm-up file's records
+)
 
 # numpy dtype -> (TensorFlow DataType name, TensorProto field holding values when tensor_content is empty)
 _DTYPES = {

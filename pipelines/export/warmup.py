@@ -28,14 +28,34 @@ def write_warmup_file(saved_model_dir: Path, model_name: str, sample_images: lis
 
 
 def read_warmup_file(saved_model_dir: Path) -> list:
-    """The PredictionLog records of a SavedModel's warm-up file."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
+    """The PredictionLog records of a SavedModel's warm-up file, read without TensorFlow (the deploy and
+    its smoke prediction need no TensorFlow: importing it costs seconds to a minute)."""
+    from serving.protos import message
 
     path = Path(saved_model_dir) / "assets.extra" / WARMUP_ASSET
-    records = []
-    for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        records.append(prediction_log_pb2.PredictionLog.FromString(raw))
+    prediction_log = message("tensorflow.serving.PredictionLog")
+    return [prediction_log.FromString(record) for record in tfrecords(path.read_bytes(), str(path))]
+
+
+def tfrecords(data: bytes, source: str) -> list[bytes]:
+    """The records of a TFRecord file: each is a little-endian uint64 length, its 4-byte CRC, the
+    record, the record's 4-byte CRC. The framing is checked (a cut-off file is refused naming the
+    place); the CRCs are not (an archive's digest already guards the bytes)."""
+    records, offset = [], 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            raise ValueError(
+                f"{source}: the record header at byte {offset} is cut off (a half-written file?)"
+            )
+        length = int.from_bytes(data[offset : offset + 8], "little")
+        end = offset + 12 + length + 4
+        if end > len(data):
+            raise ValueError(
+                f"{source}: the record at byte {offset} says {length} bytes but the file ends first "
+                "(a half-written file?)"
+            )
+        records.append(data[offset + 12 : offset + 12 + length])
+        offset = end
     return records
 
 

@@ -1,7 +1,8 @@
 """What the reconciler asks of a running TF Serving: reload the config, wait for versions, smoke-predict.
 
 Predictions and statuses go through serving.client.ServingClient; HandleReloadConfigRequest is not in
-that client, so this module sends it with the official tensorflow-serving-api stub (a thin adapter).
+that client (it is no REST call), so this module sends it itself, with serving.protos' messages: no
+step of a deploy imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -34,14 +35,18 @@ class ServingTarget:
     def reload_config(self, config) -> None:
         """Send the whole ModelServerConfig with ModelService.HandleReloadConfigRequest."""
         import grpc
-        from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-        request = model_management_pb2.ReloadConfigRequest()
-        request.config.CopyFrom(config)
+        from serving.protos import MODEL_SERVICE, message
+
+        request = reload_request(config)
         with grpc.insecure_channel(self.target) as channel:
-            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            reload = channel.unary_unary(
+                MODEL_SERVICE + "HandleReloadConfigRequest",
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=message("tensorflow.serving.ReloadConfigResponse").FromString,
+            )
             try:
-                response = stub.HandleReloadConfigRequest(request, timeout=self.timeout_seconds)
+                response = reload(request, timeout=self.timeout_seconds)
             except grpc.RpcError as error:
                 raise DeployError(
                     f"TF Serving at {self.target} refused the config reload ({error.code().name}: {error.details()}); "
@@ -201,19 +206,34 @@ def _accepts(target: str) -> bool:
     return True
 
 
+def reload_request(config):
+    """A ReloadConfigRequest carrying `config` (a ModelServerConfig of the official module, which imports
+    no TensorFlow; the request's message type is serving.protos', so the config goes over as bytes)."""
+    from serving.protos import message
+
+    request = message("tensorflow.serving.ReloadConfigRequest")()
+    request.config.ParseFromString(config.SerializeToString())
+    return request
+
+
 def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:
     """Up to `count` encoded images from the version's warm-up file (a generated PNG when it has none)."""
     images: list[bytes] = []
     warmup = Path(saved_model_dir) / "assets.extra" / WARMUP_ASSET
     if warmup.is_file():
-        import tensorflow as tf
+        from pipelines.export.warmup import read_warmup_file
+        from serving.protos import make_ndarray
 
-        from pipelines.export import read_warmup_file
-
-        for record in read_warmup_file(saved_model_dir):
-            tensor = record.predict_log.request.inputs.get(INPUT_IMAGE_BYTES)
-            if tensor is not None:
-                images.extend(bytes(value) for value in tf.make_ndarray(tensor).reshape(-1))
+        try:
+            records = read_warmup_file(saved_model_dir)
+        except ValueError as error:
+            raise DeployError(
+                f"the version's warm-up file is unreadable: {error}; export it again"
+            ) from error
+        for record in records:
+            if INPUT_IMAGE_BYTES in record.predict_log.request.inputs:
+                tensor = record.predict_log.request.inputs[INPUT_IMAGE_BYTES]
+                images.extend(bytes(value) for value in make_ndarray(tensor).reshape(-1))
     if not images:
         from serving.samples import sample_png
 

@@ -101,6 +101,29 @@ def run_cli(argv: list[str], capsys) -> tuple[int, dict | str]:
     )
 
 
+def run_cli_alone(argv: list[str]) -> tuple[int, dict | str, set[str]]:
+    """Run `mura ...` in a fresh process with the test's environment; (exit code, parsed --json output
+    or stderr, the heavy packages it imported among tensorflow and keras)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from pipelines.cli import main\n"
+        f"code = main({argv!r})\n"
+        "print(json.dumps(sorted({'tensorflow', 'keras'} & set(sys.modules))), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ), timeout=300
+    )
+    *stderr, imported = done.stderr.strip().splitlines() or [""]
+    heavy = set(json.loads(imported)) if imported.startswith("[") else {"(the process died)"}
+    output = json.loads(done.stdout) if done.returncode == 0 and "--json" in argv else "\n".join(stderr)
+    return done.returncode, output, heavy
+
+
 def holdout_table(seed: int, missed: float = 0.0):
     """120 holdout wrist studies of a good model; `missed`: share of abnormal ones now called normal."""
     import numpy as np

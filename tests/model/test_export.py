@@ -91,9 +91,9 @@ def test_14cls_heads(exports, images):
 
 
 def test_warmup_file_parses_as_prediction_logs(exports, images):
-    import tensorflow as tf
-
+    """TensorFlow's TFRecordWriter wrote it; the deploy's reader (no TensorFlow) gets every record back."""
     from pipelines.export import read_class_map, read_warmup_file
+    from serving.protos import make_ndarray
 
     _, class_map, path = exports["14cls"]
     records = read_warmup_file(path)
@@ -102,7 +102,7 @@ def test_warmup_file_parses_as_prediction_logs(exports, images):
         request = record.predict_log.request
         assert request.model_spec.name == "mura_14cls"
         assert request.model_spec.signature_name == "serving_default"
-        assert tf.make_ndarray(request.inputs["image_bytes"]).tolist() == [image]
+        assert make_ndarray(request.inputs["image_bytes"]).tolist() == [image]
     assert read_class_map(path) == json.loads(json.dumps(class_map))
 
 
