@@ -29,7 +29,7 @@ def gateway(tmp_path):
         stderr=(tmp_path / "pushgateway.log").open("w"),
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # generous: two test workers share the cores
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{url}/-/ready", timeout=1).ok:

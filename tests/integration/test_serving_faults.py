@@ -54,7 +54,7 @@ def _status(handle) -> dict:
     return {int(entry["version"]): entry for entry in answer["model_version_status"]}
 
 
-def _wait_for(condition, timeout=15.0):
+def _wait_for(condition, timeout=60.0):  # generous: two test workers share the cores
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
