@@ -8,6 +8,10 @@ baseline, measured in the same run, is what the gRPC client used to pay first: i
 stubs (`tensorflow_serving.apis.predict_pb2`, which loads TensorFlow).
 Registry reads: a real `mlflow server` with one registered version (metrics, tags, an alias); target
 < 2 s each; the baseline is a bare MlflowClient process listing the registered models.
+Deploy steps: what a deploy asks of serving, in a fresh process as the DAG's deploy task runs it (read
+models.config, HandleReloadConfigRequest, the warm-up file's images, a smoke prediction), against the
+same `mura serve`; the baseline is what those steps used to import first: the official
+`model_management_pb2`, which loads TensorFlow.
 
     python benchmarks/bench_cli.py --out benchmarks/results [--repeats 5]
 """
@@ -122,6 +126,31 @@ def time_registry_reads(mura: list[str], env: dict, repeats: int) -> dict:
     }
 
 
+DEPLOY_STEPS = """
+import sys
+from pathlib import Path
+from pipelines.registry.serving_ops import ServingTarget, sample_images
+from serving.repository import read_models_config
+base = Path(sys.argv[2])
+target = ServingTarget(sys.argv[1])
+target.reload_config(read_models_config(base / "models.config"))
+target.smoke_predict("mura_binary", "stable", 1, sample_images(base / "mura_binary" / "1", 2))
+assert "tensorflow" not in sys.modules
+"""
+
+
+def time_deploy_steps(grpc_target: str, base: Path, env: dict, repeats: int) -> dict:
+    """The deploy's serving steps in fresh processes, and the official reload stub's import."""
+    steps = [wall([sys.executable, "-c", DEPLOY_STEPS, grpc_target, str(base)], env) for _ in range(repeats)]
+    stub = "import tensorflow_serving.apis.model_management_pb2"
+    baseline = [wall([sys.executable, "-c", stub], env) for _ in range(repeats)]
+    return {
+        "steps": summary(steps),
+        "baseline_official_reload_stub_import": summary(baseline),
+        "ratio_steps_over_stub_import": statistics.median(steps) / statistics.median(baseline),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write cli.json into this folder")
@@ -140,6 +169,9 @@ def main() -> int:
             predict = [*mura, "predict", str(study)]
             grpc = [wall([*predict, "--target", grpc_target], env) for _ in range(args.repeats)]
             rest = [wall([*predict, "--rest", "--target", rest_target], env) for _ in range(args.repeats)]
+            results["deploy_steps"] = time_deploy_steps(
+                grpc_target, Path(scratch) / "models", env, args.repeats
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
