@@ -49,7 +49,7 @@ def main() -> None:
 
         generate_synthetic(scratch / "data", **SAMPLE)
         manifest = write_manifest(build_manifest(scratch / "data").frame, scratch / "manifest.parquet")
-        runs = []
+        client, runs = MlflowClient(), []
         for seed in range(1, args.seeds + 1):
             for task in args.tasks:
                 started = time.perf_counter()
@@ -63,10 +63,10 @@ def main() -> None:
                         "study_auroc": metrics.get("eval.study_auroc"),
                         "study_kappa": metrics.get("eval.study_kappa"),
                         "body_part_accuracy": metrics.get("eval.image_body_part_accuracy"),
-                        "epochs_trained": len(MlflowClient().get_metric_history(run.run_id, "train.loss")),
-                        "restored_epoch": MlflowClient()
-                        .get_run(run.run_id)
-                        .data.metrics.get("train.restored_epoch"),
+                        "epochs_trained": len(client.get_metric_history(run.run_id, "train.loss")),
+                        # counted from 1, as Keras' "Restoring model weights from ... epoch N" says it
+                        "best_epoch": int(client.get_run(run.run_id).data.metrics["train.restored_epoch"])
+                        + 1,
                     }
                 )
                 print(json.dumps(runs[-1]), flush=True)

@@ -40,7 +40,8 @@ def read_warmup_file(saved_model_dir: Path) -> list:
 def tfrecords(data: bytes, source: str) -> list[bytes]:
     """The records of a TFRecord file: each is a little-endian uint64 length, its 4-byte CRC, the
     record, the record's 4-byte CRC. The framing is checked (a cut-off file is refused naming the
-    place); the CRCs are not (an archive's digest already guards the bytes)."""
+    place); the CRCs are not (the version's registered content hash, `serving.sha256` over every file
+    of the SavedModel, is checked before it is published)."""
     records, offset = [], 0
     while offset < len(data):
         if offset + 12 > len(data):

@@ -81,7 +81,7 @@ def patient_split(images: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
     holds both classes whenever two patients of each allow it; the same for the same patients and seed.
     (Unstratified, a site of 10 patients of whom 2 have an abnormal study put both on one side for 44 %
     of seeds, and the other side could not be judged.)"""
-    abnormal = images.assign(patient=images["patient_id"].astype(str)).groupby("patient")["label"].max()
+    abnormal = images.groupby(images["patient_id"].astype(str))["label"].max()  # patient -> any abnormal
     if len(abnormal) < 4:
         from pipelines.errors import DataError
 

@@ -104,7 +104,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, dict | str]:
 def run_cli_alone(argv: list[str]) -> tuple[int, dict | str, set[str]]:
     """Run `mura ...` in a fresh process with the test's environment; (exit code, parsed --json output
     or stderr, the heavy packages it imported among tensorflow and keras)."""
-    import os
     import subprocess
     import sys
 
@@ -115,9 +114,7 @@ def run_cli_alone(argv: list[str]) -> tuple[int, dict | str, set[str]]:
         "print(json.dumps(sorted({'tensorflow', 'keras'} & set(sys.modules))), file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ), timeout=300
-    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     *stderr, imported = done.stderr.strip().splitlines() or [""]
     heavy = set(json.loads(imported)) if imported.startswith("[") else {"(the process died)"}
     output = json.loads(done.stdout) if done.returncode == 0 and "--json" in argv else "\n".join(stderr)
