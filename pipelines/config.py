@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.contracts import APPROVAL_MODES
+from pipelines.contracts import APPROVAL_MODES, check_model_name
 from pipelines.errors import ConfigError
 
 DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -97,6 +97,7 @@ class DeployParams:
     reload: str
     smoke_images: int
     request_timeout_seconds: float
+    models: tuple[str, ...]  # the registered models it serves; any other is never loaded
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,11 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"params.yaml {where}: expected a mapping, got {value!r}")
         return value
+    if origin is tuple:  # tuple[X, ...]: a YAML list
+        if not isinstance(value, list):
+            raise ConfigError(f"params.yaml {where}: expected a list, got {value!r}")
+        item = typing.get_args(kind)[0]
+        return tuple(_convert(entry, item, f"{where}[{index}]") for index, entry in enumerate(value))
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"params.yaml {where}={value!r}: expected true or false")
@@ -221,6 +227,8 @@ def parse_config(params: dict, source: str = "") -> PlatformConfig:
     config = _build(PlatformConfig, params, "(top level)")
     if config.deploy.reload not in ("grpc", "poll"):
         raise ConfigError(f"params.yaml deploy.reload={config.deploy.reload!r}: use grpc or poll")
+    for name in config.deploy.models:
+        check_model_name(name)
     if not 0.0 < config.evaluation.threshold < 1.0:
         raise ConfigError(f"params.yaml evaluation.threshold={config.evaluation.threshold}: use (0, 1)")
     if config.evaluation.operating_point not in ("fitted", "fixed"):

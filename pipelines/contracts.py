@@ -109,6 +109,14 @@ def model_name_for_task(task: str) -> str:
     return parse_task(task).model_name
 
 
+VERSION_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits: '²'.isdigit() is True, int('²') fails
+
+
+def parse_version(text: object) -> int | None:
+    """A version number as the platform writes it (a tag value, a folder name), else None."""
+    return int(text) if isinstance(text, str) and VERSION_NUMBER.fullmatch(text) else None
+
+
 def check_model_name(name: str) -> str:
     """Refuse any model name outside `^mura_[a-z0-9_]+$` before it becomes a path or a query."""
     if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):

@@ -12,7 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from pipelines.contracts import check_model_name
+from pipelines.contracts import check_model_name, parse_version
 from pipelines.errors import ConfigError
 from serving.errors import RepositoryError
 
@@ -52,7 +52,7 @@ def published_versions(model_name: str, base_path: Path | None = None) -> list[i
     return sorted(
         int(entry.name)
         for entry in folder.iterdir()
-        if entry.name.isdigit() and (entry / "saved_model.pb").is_file()
+        if parse_version(entry.name) is not None and (entry / "saved_model.pb").is_file()
     )
 
 

@@ -1,11 +1,21 @@
-"""`mlflow server --app-name mura-auth`: MLflow's basic-auth app with two rules it lacks.
+"""`mlflow server --app-name mura-auth`: MLflow's basic-auth app with the rules it lacks.
 
-1. Only the admin destroys or grants. MLflow's permissions are coarse: moving and deleting an alias
-   needs MANAGE on the registered model (the pipeline and the reviewer must move aliases), and MANAGE
-   also deletes the model and its versions and grants permissions on it to anyone. Those routes, and
-   every user and role route except a caller's own, answer 403 to any account but the admin, before
-   MLflow's own checks run.
-2. Failed logins are throttled: after FAILURES wrong passwords for one account from one address
+1. Only the admin destroys, grants or writes files through the UI. MLflow's permissions are coarse:
+   moving and deleting an alias needs MANAGE on the registered model (the pipeline and the reviewer
+   must move aliases), and MANAGE also deletes or renames the model and grants permissions on it to
+   anyone. Those routes, every user and role route except a caller's own, and the UI's upload route
+   (it writes into a run's artifact folder) answer 403 to any account but the admin, before MLflow's
+   own checks run.
+2. Only the pipeline and the admin create registered models: MLflow gives a model's creator MANAGE,
+   so any login could otherwise make a `mura_*` model of its own and point `champion` at it.
+3. No client chooses where artifacts go: creating an experiment with an `artifact_location` is
+   refused to every account (the server stores artifacts under its one artifact root), so no login
+   can make the server write files elsewhere.
+4. The guard judges the login MLflow will use: Flask's routes read `Authorization` (Werkzeug's
+   parser), the /gateway/ routes `X-MLflow-Authorization` first. A request whose logins could be
+   read two ways (a header twice, the two headers disagreeing, a value the two parsers read apart)
+   is refused with 400.
+5. Failed logins are throttled: after FAILURES wrong passwords for one account from one address
    within WINDOW_SECONDS, every login of that account from that address gets 429 for LOCK_SECONDS,
    the right password included (else the answer would tell a guesser when it guessed right). The
    address is the connection's (the server runs with FORWARDED_ALLOW_IPS empty: no X-Forwarded-For).
@@ -26,6 +36,7 @@ from collections import deque
 FAILURES = 5
 WINDOW_SECONDS = 60.0
 LOCK_SECONDS = 60.0
+PIPELINE = "pipeline"  # pipelines.registry.accounts.PIPELINE (not imported: the server loads this alone)
 CHECKED_PREFIXES = ("/api/", "/ajax-api/", "/gateway/")  # the routes whose 2xx means a checked login
 # A caller's own user record and permissions stay open to every account.
 OWN_ROUTES = re.compile(r"/mlflow/users/current(/permissions)?$")
@@ -33,7 +44,12 @@ ADMIN_ONLY = re.compile(
     r"/mlflow/(users|roles)/"  # list, create, change or delete accounts and roles, grant and revoke
     r"|/permissions/"  # experiment and registered-model permissions
     r"|/mlflow/(registered-models|model-versions)/delete$"  # a model or a version, with its files
+    r"|/mlflow/registered-models/rename$"  # a rename moves the model away from its permissions
+    r"|/mlflow/upload-artifact$"  # the UI's upload: writes into a run's artifact folder
 )
+CREATES_MODEL = re.compile(r"/mlflow/registered-models/create$")
+CREATES_EXPERIMENT = re.compile(r"/mlflow/experiments/create$")
+MAX_CHECKED_BODY = 1 << 20  # an experiment's create request is a few hundred bytes
 
 
 def admin_only(path: str) -> bool:
@@ -41,20 +57,53 @@ def admin_only(path: str) -> bool:
     return bool(ADMIN_ONLY.search(path)) and not OWN_ROUTES.search(path)
 
 
-def basic_user(headers: list) -> str | None:
-    """The user name a request logs in as, read the way MLflow reads it: X-MLflow-Authorization
-    first, else the first Authorization header; `Basic <base64>` split on any whitespace, the base64
-    decoded leniently. None without a Basic login."""
-    found = dict(reversed(headers or []))  # the first of each name wins
-    header = found.get(b"x-mlflow-authorization") or found.get(b"authorization")
+class AmbiguousLogin(ValueError):
+    """A request whose login could be read as two different accounts."""
+
+
+def _flask_user(header: bytes | None) -> str | None:
+    """The user Flask's routes authenticate: Werkzeug's own parser over the WSGI (latin-1) value."""
+    from werkzeug.datastructures import Authorization
+
+    parsed = Authorization.from_header(header.decode("latin-1")) if header else None
+    return parsed.username if parsed is not None and parsed.type == "basic" else None
+
+
+def _asgi_user(header: bytes | None) -> str | None:
+    """The user MLflow's FastAPI routes authenticate (mlflow.server.auth._authenticate_fastapi_request)."""
     parts = header.split() if header else []
     if len(parts) != 2 or parts[0].lower() != b"basic":
         return None
     try:
-        decoded = base64.b64decode(parts[1] + b"==", validate=False).decode("utf-8")
+        decoded = base64.b64decode(parts[1]).decode("ascii")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return decoded.split(":", 1)[0] if ":" in decoded else None
+    return decoded.partition(":")[0]
+
+
+def basic_user(headers: list, path: str = "/") -> str | None:
+    """The user name MLflow will authenticate this request as (None without a Basic login).
+
+    AmbiguousLogin when the request names more than one: a login header twice, `Authorization` and
+    `X-MLflow-Authorization` with different values, or a value MLflow's two parsers read apart.
+    """
+    found: dict[bytes, bytes] = {}
+    for name, value in headers or []:
+        name = name.lower()
+        if name in (b"authorization", b"x-mlflow-authorization"):
+            if name in found:
+                raise AmbiguousLogin(f"the {name.decode()} header is given twice")
+            found[name] = value
+    plain, dedicated = found.get(b"authorization"), found.get(b"x-mlflow-authorization")
+    if plain and dedicated and plain != dedicated:
+        raise AmbiguousLogin("Authorization and X-MLflow-Authorization name different logins")
+    if path.startswith("/gateway/"):  # FastAPI's routes alone, which read the dedicated header first
+        users = {_asgi_user(dedicated or plain)}
+    else:  # Flask's routes and FastAPI's others read Authorization: both parsers must agree
+        users = {_flask_user(plain), _asgi_user(plain)}
+    if len(users) > 1:
+        raise AmbiguousLogin("the Authorization header reads as different logins to MLflow's parsers")
+    return users.pop()
 
 
 class LoginThrottle:
@@ -120,7 +169,7 @@ class LoginThrottle:
 
 
 class Guard:
-    """ASGI middleware in front of the basic-auth app: rule 1, then rule 2 (see the module)."""
+    """ASGI middleware in front of the basic-auth app: the module's rules, in its order."""
 
     def __init__(self, app, admin: str, throttle: LoginThrottle | None = None):
         self.app, self.admin = app, admin
@@ -129,20 +178,45 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        user = basic_user(scope.get("headers") or [])
+        path = scope["path"]
+        try:
+            user = basic_user(scope.get("headers") or [], path)
+        except AmbiguousLogin as error:
+            return await _answer(send, 400, "INVALID_PARAMETER_VALUE", f"{error}: send one login")
         key = ((scope.get("client") or ("unknown",))[0], user or "")
         if user is not None and (wait := self.throttle.retry_after(key)) > 0:
             return await _answer(
                 send, 429, "RESOURCE_EXHAUSTED", f"too many wrong passwords for {user}: retry in {wait:.0f} s",
                 [(b"retry-after", str(int(wait) + 1).encode())],
             )  # fmt: skip
-        if user != self.admin and admin_only(scope["path"]):
-            return await _answer(
-                send, 403, "PERMISSION_DENIED",
-                "only the admin account deletes models and versions or manages users, roles and "
-                "permissions (least privilege: see SECURITY.md)",
-            )  # fmt: skip
+        if refusal := self.refusal(user, path):
+            return await _answer(send, 403, "PERMISSION_DENIED", refusal)
+        if CREATES_EXPERIMENT.search(path):
+            body = await _read_body(receive)
+            if body is None:
+                return await _answer(send, 413, "INVALID_PARAMETER_VALUE", "request body too large")
+            if chosen_artifact_location(body):
+                return await _answer(
+                    send, 403, "PERMISSION_DENIED",
+                    "artifact_location is chosen by the server (its one artifact root): create the "
+                    "experiment without it",
+                )  # fmt: skip
+            receive = _replay(body, receive)
+        return await self._counted(scope, receive, send, user, key)
 
+    def refusal(self, user: str | None, path: str) -> str | None:
+        """Why rules 1 and 2 refuse `user` this route (None: MLflow's own checks decide)."""
+        if user != self.admin and admin_only(path):
+            return (
+                "only the admin account deletes or renames models and versions, manages users, roles "
+                "and permissions, or uploads files through the UI (least privilege: see SECURITY.md)"
+            )
+        if user not in (self.admin, PIPELINE) and CREATES_MODEL.search(path):
+            return "only the pipeline registers models (`mura register`, the retrain DAG): see SECURITY.md"
+        return None
+
+    async def _counted(self, scope, receive, send, user: str | None, key: tuple[str, str]):
+        """Pass the request on; count the answer MLflow gave to its login (rule 5)."""
         # Only a route that checks the password may clear the count (/health answers 200 to anyone).
         checked = scope["path"].startswith(CHECKED_PREFIXES)
 
@@ -167,6 +241,44 @@ class Guard:
         finally:
             if in_flight[0]:  # no answer started (an error): still not in flight any more
                 self.throttle.finished(key)
+
+
+async def _read_body(receive) -> bytes | None:
+    """The whole request body, or None when it is over MAX_CHECKED_BODY bytes or the client left."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        size += len(message.get("body", b""))
+        if size > MAX_CHECKED_BODY:
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def chosen_artifact_location(body: bytes) -> bool:
+    """True when an experiment's create request names its own artifact location (rule 3); a body that
+    is not a JSON object names none (MLflow refuses it itself)."""
+    try:
+        fields = json.loads(body or b"{}")  # the parser MLflow's handler uses: the last duplicate wins
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(fields, dict) and bool(fields.get("artifact_location"))
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that hands the app the body the guard read, then listens to the client again."""
+    sent = [False]
+
+    async def replaying():
+        if not sent[0]:
+            sent[0] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replaying
 
 
 async def _answer(send, status: int, code: str, message: str, headers: list | None = None) -> None:

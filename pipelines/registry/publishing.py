@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.contracts import check_model_name
+from pipelines.contracts import GATE_SIGNATURE_TAG, check_model_name
 from pipelines.registry.errors import IntegrityError
 from pipelines.registry.hashing import HASH_TAG, verify_digest
 from pipelines.registry.tracking import tracking_errors
@@ -34,6 +34,7 @@ class DeployOptions:
     smoke_images: int
     request_timeout_seconds: float
     quarantine_path: Path  # where folders of the base path that the registry does not account for go
+    models: tuple[str, ...]  # params.yaml deploy.models: the only registered models it publishes
     server_base_path: str | None = None  # the base path as the server sees it (e.g. /models in compose)
     replica_targets: tuple[str, ...] = ()  # the other serving processes on the same models.config
 
@@ -68,6 +69,26 @@ def version_folder(options: DeployOptions, model_name: str, version: int) -> Pat
     return Path(options.model_base_path) / check_model_name(model_name) / str(int(version))
 
 
+def vouched_hash(model_name: str, entry) -> str:
+    """The content hash the gate's signed verdict states for this version; IntegrityError when no
+    verdict signed by the pipeline covers it (a version made or retagged by another login)."""
+    from pipelines.registry.verdict import Verdict, verify_key, why_untrusted
+
+    verdict = Verdict.of(model_name, entry)
+    problem = why_untrusted(verdict, entry.tags.get(GATE_SIGNATURE_TAG), verify_key())
+    if problem:
+        raise IntegrityError(
+            f"{model_name} v{entry.version} is not published: no gate verdict signed by the pipeline "
+            f"vouches for its bytes ({problem}); register and gate the run again (`mura register RUN_ID`)"
+        )
+    if not verdict.sha256:
+        raise IntegrityError(
+            f"{model_name} v{entry.version} has no {HASH_TAG} tag: it was not registered by `mura "
+            "register`; register the run again"
+        )
+    return verdict.sha256
+
+
 def quarantine(folder: Path, options: DeployOptions, reason: str) -> Path:
     """Move `folder` out of the model base path into the quarantine (kept, never deleted); where it went."""
     from pipelines.registry.promotion import now_utc
@@ -98,7 +119,7 @@ def ensure_published(
 
     target = version_folder(options, model_name, version)
     with tracking_errors(client, f"reading {model_name} v{version}"):
-        expected = client.get_model_version(model_name, str(version)).tags.get(HASH_TAG)
+        expected = vouched_hash(model_name, client.get_model_version(model_name, str(version)))
     moved = None
     if target.exists():
         if not (target / "saved_model.pb").is_file():

@@ -277,8 +277,17 @@ def _reconcile_all(client, options: DeployOptions, models: list[str] | None) -> 
     try:
         with tracking_errors(client, "listing registered models"):
             found = registered_models(client)
+        failures.extend(
+            f"{name} is not served: params.yaml deploy.models does not list it"
+            for name in models or ()
+            if name not in options.models
+        )
         reconciler = Reconciler(client, options, target)
         for registered in found:
+            if registered.name not in options.models:
+                # A login that registered a model of its own must not get it served.
+                LOGGER.warning("%s is not in params.yaml deploy.models: not served", registered.name)
+                continue
             if models and registered.name not in models:
                 continue
             try:

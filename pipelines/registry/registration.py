@@ -24,6 +24,7 @@ from pipelines.contracts import (
     VALIDATION_SUCCESS_TAG,
     check_model_name,
     model_name_for_task,
+    parse_version,
 )
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
@@ -322,6 +323,7 @@ def gate_version(
                 verdict.status,
                 verdict.reason,
                 verdict.champion_version,
+                sha256=candidate.tags.get(HASH_TAG, ""),
             ),
         )
         aliases = apply_promotion_rule(
@@ -354,7 +356,6 @@ def _recorded_verdict(client, model: str, version: int, entry) -> GateVerdict:
             str(version),
             description=_description(tags, version_metrics(entry), tags.get(GATE_REASON_TAG, ""), card),
         )
-    champion = tags.get(GATE_CHAMPION_TAG) or None
     LOGGER.info(
         "%s v%s was gated already (%s): its verdict stands", model, version, tags.get(GATE_STATUS_TAG)
     )
@@ -363,7 +364,7 @@ def _recorded_verdict(client, model: str, version: int, entry) -> GateVerdict:
         version=version,
         status=tags.get(GATE_STATUS_TAG, "unknown"),
         reason=tags.get(GATE_REASON_TAG, ""),
-        champion_version=int(champion) if champion else None,
+        champion_version=parse_version(tags.get(GATE_CHAMPION_TAG)),
         aliases=_aliases_of(client, model, version),
         card=card,
         repeated=True,

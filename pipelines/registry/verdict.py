@@ -1,10 +1,12 @@
-"""The gate's verdict, signed: only the pipeline can write a verdict that a promotion trusts.
+"""The gate's verdict, signed: only the pipeline can write a verdict that a promotion or a deploy trusts.
 
 The deployer account may tag versions (it records what it deployed), so a `gate.status=passed` tag
 alone proves nothing. The gate signs its verdict (model, version, run, status, reason, the champion
 it was compared with) with an Ed25519 key only the pipeline's processes hold; `mura promote` and the
 approval step check it with the public half, and a verdict that does not verify counts as not passed:
-only `--force`, recorded on the version, promotes it then.
+only `--force`, recorded on the version, promotes it then. The verdict covers the SavedModel's content
+hash too, so the deploy publishes only bytes the pipeline registered and gated, whatever the version's
+tags or aliases say (a login that made a version of its own has no signature to show).
 
 Keys (base64 of the raw 32-byte keys): MURA_GATE_SIGNING_KEY (secret: the pipeline only) and
 MURA_GATE_VERIFY_KEY (public). Without them (the embedded stack) the signing key is
@@ -32,15 +34,18 @@ from pipelines.contracts import (
     GATE_SIGNATURE_TAG,
     GATE_STATUS_TAG,
     PASSED,
+    parse_version,
 )
 from pipelines.errors import ConfigError
 from pipelines.private_files import read_private, write_private
+from pipelines.registry.hashing import HASH_TAG
 from pipelines.settings import Settings, get_settings
 
 SIGNING_KEY_ENV = "MURA_GATE_SIGNING_KEY"
 VERIFY_KEY_ENV = "MURA_GATE_VERIFY_KEY"
 # Domain separation: a signature over a verdict can never be replayed as a signature over anything else.
-_CONTEXT = b"mura-gate-verdict/1\n"
+# Version 2 added the content hash: a version-1 signature vouches for no bytes and verifies no more.
+_CONTEXT = b"mura-gate-verdict/2\n"
 UNVERIFIED = "unverified"  # what a `passed` tag counts as when its signature does not verify
 
 
@@ -54,6 +59,7 @@ class Verdict:
     status: str
     reason: str
     champion_version: int | None
+    sha256: str = ""  # the SavedModel's content hash as registered (its HASH_TAG)
 
     def tags(self) -> dict[str, str]:
         """The version tags that record it (the signature apart)."""
@@ -72,6 +78,7 @@ class Verdict:
             "status": self.status,
             "reason": self.reason,
             "champion_version": str(self.champion_version or ""),
+            "sha256": self.sha256,
         }
         return _CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -79,14 +86,14 @@ class Verdict:
     def of(cls, model: str, entry) -> Verdict:
         """The verdict an MLflow model version's tags state (signed or not)."""
         tags = entry.tags
-        champion = tags.get(GATE_CHAMPION_TAG) or None
         return cls(
             model=model,
             version=int(entry.version),
             run_id=entry.run_id or "",
             status=tags.get(GATE_STATUS_TAG, "unknown"),
             reason=tags.get(GATE_REASON_TAG, ""),
-            champion_version=int(champion) if champion and champion.isdigit() else None,
+            champion_version=parse_version(tags.get(GATE_CHAMPION_TAG)),
+            sha256=tags.get(HASH_TAG, ""),
         )
 
 

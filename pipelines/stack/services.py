@@ -316,9 +316,7 @@ def services(settings: Settings) -> list[Service]:
     return [
         Service(
             "mlflow",
-            server_command(
-                backend_store, artifacts, mlflow_host, mlflow_port, proxy_artifacts=False, basic_auth=True
-            ),
+            server_command(backend_store, artifacts, mlflow_host, mlflow_port, basic_auth=True),
             ((mlflow_host, mlflow_port),),
             f"{mlflow_url(settings)}/health",
             # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: the login throttle keys on

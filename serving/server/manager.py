@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.contracts import parse_version
 from serving.server.servable import ImageLimits, Servable, load_servable
 from serving.server.status import ServingError
 
@@ -44,7 +45,9 @@ def versions_on_disk(base_path: str) -> list[int]:
     if not root.is_dir():
         return []
     return sorted(
-        int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()
+        int(p.name)
+        for p in root.iterdir()
+        if parse_version(p.name) is not None and (p / "saved_model.pb").is_file()
     )
 
 

@@ -181,6 +181,7 @@ ACTIONS = (
     "set version tag",
     "delete alias",
     "create experiment",
+    "create model",
     "list users",
     "grant permission",
     "delete version",
@@ -188,7 +189,7 @@ ACTIONS = (
 )
 MATRIX = {
     "admin": set(ACTIONS),
-    "pipeline": {"read", "set alias", "set version tag", "delete alias", "create experiment"},
+    "pipeline": {"read", "set alias", "set version tag", "delete alias", "create experiment", "create model"},
     "reviewer": {"read", "set alias", "set version tag", "delete alias", "create experiment"},
     "deployer": {"read", "set version tag", "create experiment"},
     "viewer": {"read", "create experiment"},
@@ -205,6 +206,7 @@ def _attempts(client, uri: str, model: str, login) -> dict:
         "set version tag": lambda: client.set_model_version_tag(model, "1", "matrix", login.username),
         "delete alias": lambda: client.delete_registered_model_alias(model, "challenger"),
         "create experiment": lambda: client.create_experiment(f"matrix-{login.username}"),
+        "create model": lambda: client.create_registered_model(f"{model}_own"),
         "list users": lambda: requests.get(
             f"{uri}/api/2.0/mlflow/users/list", auth=auth, timeout=10
         ).raise_for_status(),
@@ -247,6 +249,54 @@ def test_each_account_can_do_what_the_matrix_says_and_nothing_more(auth_server, 
                 continue
             done[role].add(action)
     assert done == MATRIX
+
+
+def test_no_login_makes_the_server_write_outside_its_artifact_root(auth_server, tmp_path):
+    """The attack: an experiment whose artifact_location is a folder of the attacker's choice (the DAG
+    folder), a run in it, and the UI's upload route. Refused at both steps, for the admin's login too
+    where a location is chosen; a run's artifacts go through the server to its one root."""
+    from pipelines.registry.accounts import ADMIN, VIEWER, account
+
+    uri, home = auth_server["uri"], auth_server["home"]
+    viewer, admin = (account(role, home, environ={}) for role in (VIEWER, ADMIN))
+    target = tmp_path / "dags"
+    target.mkdir()
+    create = f"{uri}/api/2.0/mlflow/experiments/create"
+    for who in (viewer, admin):
+        chosen = {"name": f"own-{who.username}", "artifact_location": target.as_uri()}
+        refused = requests.post(create, json=chosen, auth=(who.username, who.password), timeout=10)
+        assert refused.status_code == 403 and "artifact_location" in refused.json()["message"]
+    login = (viewer.username, viewer.password)
+    made = requests.post(create, json={"name": "own-viewer"}, auth=login, timeout=10)
+    assert made.ok, made.text
+    runs = f"{uri}/api/2.0/mlflow/runs/create"
+    run = requests.post(runs, json={"experiment_id": made.json()["experiment_id"]}, auth=login, timeout=10)
+    info = run.json()["run"]["info"]
+    assert info["artifact_uri"].startswith("mlflow-artifacts:/")  # the server's root, never a client's
+    upload = requests.post(
+        f"{uri}/ajax-api/2.0/mlflow/upload-artifact", params={"run_uuid": info["run_id"], "path": "x.py"},
+        data=b"print('owned')", auth=login, timeout=10,
+    )  # fmt: skip
+    assert upload.status_code == 403
+    assert list(target.iterdir()) == []
+
+
+def test_a_second_login_header_does_not_borrow_the_admin_s_rights(auth_server, monkeypatch):
+    """The reviewer's login for MLflow and the admin's name in X-MLflow-Authorization for the guard
+    deleted a model before; now the request is refused as ambiguous and the model stays."""
+    import base64
+
+    from pipelines.registry.accounts import REVIEWER, account
+
+    uri, home = auth_server["uri"], auth_server["home"]
+    reviewer = account(REVIEWER, home, environ={})
+    forged = "Basic " + base64.b64encode(b"admin:anything").decode()
+    deleted = requests.delete(
+        f"{uri}/api/2.0/mlflow/registered-models/delete", json={"name": MODEL},
+        auth=(reviewer.username, reviewer.password), headers={"X-MLflow-Authorization": forged}, timeout=10,
+    )  # fmt: skip
+    assert deleted.status_code == 400 and "send one login" in deleted.json()["message"]
+    assert _client_as(REVIEWER, auth_server, monkeypatch).get_registered_model(MODEL).aliases
 
 
 def test_a_password_changed_through_the_api_is_refused_at_once(auth_server):

@@ -349,6 +349,49 @@ def test_mlflow_alias_webhook_reaches_the_receiver(world):
         receiver.stop()
 
 
+def test_only_bytes_a_signed_gate_verdict_vouches_for_are_served(world):
+    """A login with MANAGE (the reviewer's) made a version of its own: the registered run's source and
+    hash tag copied, `gate.status=passed` written, champion pointed at it. The deploy refuses it (no
+    signature covers that version), as it refuses a hash tag rewritten after the gate signed it, and
+    the champion before keeps serving."""
+    from pipelines.registry.errors import DeployError
+    from pipelines.registry.reconciler import reconcile
+    from pipelines.registry.registration import register_run
+
+    client, model = world["client"], "mura_binary_humerus"  # after the webhook test's registration
+    register_run(make_run(world, "humerus", GOOD, seed=21))
+    champion = client.get_registered_model(model).aliases["champion"]
+    reconcile(models=[model])
+    signed = client.get_model_version(model, champion)
+    own = client.create_model_version(model, signed.source, signed.run_id).version
+    for name in ("serving.sha256", "gate.status", "gate.reason"):
+        client.set_model_version_tag(model, own, name, signed.tags[name])
+    client.set_registered_model_alias(model, "champion", own)
+    with pytest.raises(DeployError, match=f"{model} v{own} is not published: no gate verdict signed"):
+        reconcile(models=[model])
+    client.set_registered_model_alias(model, "champion", champion)
+    client.set_model_version_tag(model, champion, "serving.sha256", "0" * 64)
+    (world["base"] / model / champion / "saved_model.pb").unlink()  # the deploy must publish it again
+    with pytest.raises(DeployError, match="changed after the gate signed them"):
+        reconcile(models=[model])
+    client.set_model_version_tag(model, champion, "serving.sha256", signed.tags["serving.sha256"])
+    reconcile(models=[model])
+    assert stable_version(world, model) == int(champion)
+
+
+def test_a_registered_model_outside_the_configured_list_is_never_served(world, caplog):
+    from pipelines.registry.errors import DeployError
+    from pipelines.registry.reconciler import reconcile
+
+    with pytest.raises(DeployError, match="mura_intruder is not served: params.yaml deploy.models"):
+        reconcile(models=["mura_intruder"])
+    world["client"].create_registered_model("mura_intruder")
+    world["client"].set_registered_model_tag("mura_intruder", "made_by", "test")
+    reconcile(models=["mura_binary_humerus"])  # the pass looks at every model: it skips it, saying why
+    assert "mura_intruder is not in params.yaml deploy.models: not served" in caplog.text
+    assert "mura_intruder" not in world["config"].read_text()
+
+
 def test_unversioned_data_fails_the_gate_forcing_is_recorded_and_lineage_tells_it_all(
     world, capsys, monkeypatch
 ):

@@ -7,7 +7,15 @@ import base64
 
 import pytest
 
-from pipelines.registry.auth_app import FAILURES, LOCK_SECONDS, Guard, LoginThrottle, admin_only, basic_user
+from pipelines.registry.auth_app import (
+    FAILURES,
+    LOCK_SECONDS,
+    AmbiguousLogin,
+    Guard,
+    LoginThrottle,
+    admin_only,
+    basic_user,
+)
 
 
 @pytest.mark.parametrize(
@@ -37,18 +45,104 @@ def _basic(user: str, password: str = "x") -> bytes:
 
 
 def test_the_user_name_is_read_as_mlflow_reads_it():
-    def user(*headers: tuple[bytes, bytes]) -> str | None:
-        return basic_user(list(headers))
+    def user(*headers: tuple[bytes, bytes], path: str = "/api/2.0/mlflow/runs/get") -> str | None:
+        return basic_user(list(headers), path)
 
     assert user((b"authorization", _basic("reviewer", "a:b"))) == "reviewer"
-    # MLflow: X-MLflow-Authorization first, the first Authorization header, any whitespace, lenient base64.
     assert (
-        user((b"authorization", _basic("viewer")), (b"x-mlflow-authorization", _basic("pipeline")))
-        == "pipeline"
+        user((b"Authorization", _basic("viewer")), (b"x-mlflow-authorization", _basic("viewer"))) == "viewer"
     )
-    assert user((b"authorization", _basic("viewer")), (b"authorization", _basic("admin"))) == "viewer"
-    assert user((b"authorization", b"Basic\t" + base64.b64encode(b"deployer:x") + b"!")) == "deployer"
+    # X-MLflow-Authorization alone counts on MLflow's /gateway/ routes only, as MLflow reads it.
+    assert user((b"x-mlflow-authorization", _basic("pipeline"))) is None
+    assert user((b"x-mlflow-authorization", _basic("pipeline")), path="/gateway/x") == "pipeline"
     assert [user(*headers) for headers in ([], [(b"authorization", b"Bearer abc")])] == [None, None]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # The bypass: the reviewer's login for MLflow, the admin's name for the guard.
+        [(b"authorization", _basic("reviewer", "right")), (b"x-mlflow-authorization", _basic("admin", "x"))],
+        [(b"authorization", _basic("viewer")), (b"authorization", _basic("admin"))],
+        [(b"x-mlflow-authorization", _basic("admin")), (b"X-MLflow-Authorization", _basic("admin"))],
+        # Werkzeug splits on a space only, FastAPI's reader on any white space: two readings.
+        [(b"authorization", b"Basic\t" + base64.b64encode(b"admin:x"))],
+        # Lenient base64 (FastAPI's reader) against strict (Werkzeug's): junk makes one of them None.
+        [(b"authorization", b"Basic " + base64.b64encode(b"admin:x") + b"!")],
+    ],
+)
+def test_a_request_with_two_readings_of_its_login_is_refused(headers):
+    with pytest.raises(AmbiguousLogin):
+        basic_user(headers, "/api/2.0/mlflow/registered-models/delete")
+    assert (
+        _send(Guard(_never_called, admin="admin"), "/api/2.0/mlflow/registered-models/delete", headers) == 400
+    )
+
+
+async def _never_called(scope, receive, send):
+    raise AssertionError("the guard let the request through to MLflow")
+
+
+def _send(guard: Guard, path: str, headers: list, body: bytes = b"") -> int:
+    """The status the guard answers a request with (before or after the app)."""
+    scope = {"type": "http", "path": path, "headers": headers, "client": ("127.0.0.1", 5555)}
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    asyncio.run(guard(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_only_the_pipeline_and_the_admin_register_models():
+    guard = Guard(_echo_body, admin="admin")
+    create = "/api/2.0/mlflow/registered-models/create"
+    statuses = {who: _send(guard, create, [(b"authorization", _basic(who))]) for who in ("pipeline", "admin")}
+    assert statuses == {"pipeline": 200, "admin": 200}
+    refused = {
+        who: _send(Guard(_never_called, admin="admin"), create, [(b"authorization", _basic(who))])
+        for who in ("viewer", "reviewer", "deployer")
+    }
+    assert refused == {"viewer": 403, "reviewer": 403, "deployer": 403}
+    for path in ("/ajax-api/2.0/mlflow/upload-artifact", "/api/2.0/mlflow/registered-models/rename"):
+        assert (
+            _send(Guard(_never_called, admin="admin"), path, [(b"authorization", _basic("reviewer"))]) == 403
+        )
+
+
+received: list[bytes] = []
+
+
+async def _echo_body(scope, receive, send):
+    """MLflow as far as the guard can tell: reads the whole body, answers 200."""
+    message = await receive()
+    received.append(message.get("body", b""))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"name": "x"}', 200),
+        (b'{"name": "x", "artifact_location": ""}', 200),
+        (b'{"name": "x", "artifact_location": "file:///work/dags"}', 403),
+        # Python's JSON reader (MLflow's) keeps the last of two keys: so does the check.
+        (b'{"name": "x", "artifact_location": "", "artifact_location": "file:///work/dags"}', 403),
+        (b'{"name": "x"' + b" " * (1 << 20) + b"}", 413),
+    ],
+)
+def test_no_account_chooses_where_an_experiment_s_artifacts_go(body, status):
+    received.clear()
+    login = [(b"authorization", _basic("admin"))]
+    assert (
+        _send(Guard(_echo_body, admin="admin"), "/api/2.0/mlflow/experiments/create", login, body) == status
+    )
+    assert received == ([body] if status == 200 else [])  # what MLflow reads is what the guard checked
 
 
 def test_a_burst_of_logins_after_a_failure_waits_for_the_answers():

@@ -112,3 +112,22 @@ def test_a_preset_that_leaves_a_field_unset_is_refused_naming_it(tmp_path, monke
         for field in dataclasses.fields(TrainConfig)
         if field.name != "extra"
     )
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [("mura_binary", "deploy.models: expected a list"), (["mura_binary", "../x"], "'../x' is not allowed")],
+)
+def test_the_served_models_are_a_list_of_contract_names(tmp_path, models, message):
+    import yaml
+
+    from pipelines.config import load_config
+    from pipelines.settings import REPO_ROOT
+
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    assert "mura_14cls" in load_config(REPO_ROOT / "params.yaml").deploy.models
+    params["deploy"]["models"] = models
+    changed = tmp_path / "params.yaml"
+    changed.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=message):
+        load_config(changed)

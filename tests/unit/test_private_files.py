@@ -106,7 +106,7 @@ def test_a_model_name_outside_the_contract_never_becomes_a_path(tmp_path, name):
     from pipelines.registry.publishing import DeployOptions, version_folder
 
     options = DeployOptions(
-        tmp_path, tmp_path / "models.config", "127.0.0.1:1", "grpc", 1.0, 1, 1.0, tmp_path / "q"
+        tmp_path, tmp_path / "models.config", "127.0.0.1:1", "grpc", 1.0, 1, 1.0, tmp_path / "q", ()
     )
     with pytest.raises(ConfigError, match="not allowed"):
         version_folder(options, name, 1)

@@ -51,6 +51,9 @@ def test_the_gate_s_own_verdict_is_trusted(keys):
     [
         {"gate.reason": "passed: looks fine"},
         {"gate.champion_version": "1"},
+        # Passes str.isdigit() but not int(): read strictly, it is no number, so not the one signed.
+        {"gate.champion_version": "\u00b2"},
+        {"serving.sha256": "0" * 64},  # the signature covers the bytes' hash too
     ],
 )
 def test_a_changed_tag_is_not_trusted(keys, changed):
