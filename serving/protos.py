@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -96,8 +97,14 @@ def _add(pool: descriptor_pool.DescriptorPool, module: str, added: set[str]) -> 
     added.add(module)
 
 
+# functools.cache does not hold back a second caller while the first computes: two threads making
+# their first request at once built two pools, and a message of one refused the other's fields
+# ("Parameter to CopyFrom() must be instance of same class") for the life of the process.
+_BUILDING = threading.RLock()
+
+
 @cache
-def _pool() -> descriptor_pool.DescriptorPool:
+def _built_pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
     for module in _ROOT_MODULES:
@@ -105,10 +112,21 @@ def _pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
+def _pool() -> descriptor_pool.DescriptorPool:
+    """The one private pool of the process (built once, by whichever thread comes first)."""
+    with _BUILDING:
+        return _built_pool()
+
+
 @cache
-def message(full_name: str):
-    """The message class of `full_name`, e.g. "tensorflow.serving.PredictRequest"."""
+def _message_class(full_name: str):
     return message_factory.GetMessageClass(_pool().FindMessageTypeByName(full_name))
+
+
+def message(full_name: str):
+    """The message class of `full_name`, e.g. "tensorflow.serving.PredictRequest" (one per process)."""
+    with _BUILDING:
+        return _message_class(full_name)
 
 
 def enum_name(enum: str, number: int) -> str:

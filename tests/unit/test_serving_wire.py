@@ -80,3 +80,47 @@ def test_metrics_text_uses_tf_serving_names():
         ':tensorflow:serving:request_latency_count{API="predict",entrypoint="GRPC",model_name="m"} 1' in text
     )
     assert ServingError("RESOURCE_EXHAUSTED", "x").http_status == 429
+
+
+FIRST_REQUESTS_IN_THREADS = """
+import threading
+import numpy as np
+from serving import protos
+
+barrier, failures = threading.Barrier(4), []
+
+def first_request():
+    barrier.wait()  # all four make the process's first request at once
+    try:
+        for _ in range(5):
+            request = protos.message("tensorflow.serving.PredictRequest")()
+            request.inputs["image_bytes"].CopyFrom(protos.make_tensor_proto(np.array([b"x"], dtype=object)))
+    except TypeError as error:
+        failures.append(str(error))
+
+threads = [threading.Thread(target=first_request) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(failures))
+"""
+
+
+def test_the_first_requests_of_several_threads_share_one_set_of_messages():
+    """Four threads making a process's first request at once: each built its own descriptor pool,
+    and 19 of 20 requests failed with "Parameter to CopyFrom() must be instance of same class"."""
+    import subprocess
+    import sys
+
+    from pipelines.settings import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUESTS_IN_THREADS],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
