@@ -144,6 +144,7 @@ class PacsParams:
     """The PACS DAG (mura_pacs_inference): what it stores in each study besides the report."""
 
     overlays: bool  # also one Grad-CAM++ Secondary Capture per image
+    max_image_pixels: int  # a DICOM image declaring more (rows x columns x frames) is refused undecoded
 
 
 @dataclass(frozen=True)

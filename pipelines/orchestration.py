@@ -497,10 +497,14 @@ def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> di
         for uid in study_uids:
             try:
                 result = answer_study(pacs, serving, uid, model, skip_reported=True, overlays=overlays)
-            except MuraError as error:  # ServingClientError and PacsError among them
+            except MuraError as error:  # ServingClientError and PacsError among them: tried again
                 LOGGER.error("study %s failed: %s", uid, error)
                 failed.append(uid)
                 continue
+            except (Exception, RecursionError) as error:  # noqa: BLE001 - the study's content: its own
+                # Named by kind only: the message of an error met inside a file may quote its values.
+                LOGGER.error("study %s refused: %s while reading it", uid, type(error).__name__)
+                result = {"status": "refused", "reason": f"{type(error).__name__} while reading the study"}
             outcome[result["status"]] += 1
             if result["status"] == "refused":
                 refused[uid] = result["reason"]

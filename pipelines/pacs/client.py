@@ -6,6 +6,7 @@ echoed)."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from pipelines.errors import MuraError
@@ -13,6 +14,7 @@ from pipelines.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 PAGE = 100  # studies per QIDO-RS request
+UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 9.1: digits and dots (64 characters at most)
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "ModalitiesInStudy", "NumberOfStudyRelatedInstances")
 TAG_NAMES = {
     "0020000D": "StudyInstanceUID",
@@ -131,24 +133,38 @@ class PacsClient:
             found += page
             if len(page) < size:
                 break
-        summaries = []
+        summaries, skipped = [], 0
         for item in found:
-            uid = _value(item, "StudyInstanceUID")
-            series = self._series(uid)
-            parts = sorted({_value(entry, "BodyPartExamined") for entry in series} - {""})
-            if body_part and body_part.upper() not in {part.upper() for part in parts}:
+            try:
+                summary = self._summary(item)
+            except (PacsError, ValueError, TypeError, KeyError) as error:
+                # One crafted study must not hide the others: skipped, named by the kind of fault only
+                # (its UID may itself be what is wrong, and carry anything).
+                LOGGER.warning("a study of the PACS listing skipped: %s", type(error).__name__)
+                skipped += 1
                 continue
-            summaries.append(
-                StudySummary(
-                    study_uid=uid,
-                    date=_value(item, "StudyDate"),
-                    modalities=_value(item, "ModalitiesInStudy"),
-                    images=int(_value(item, "NumberOfStudyRelatedInstances") or 0),
-                    body_parts=",".join(parts),
-                    series=tuple(_value(entry, "SeriesDescription") for entry in series),
-                )
-            )
+            if body_part and body_part.upper() not in {
+                part.upper() for part in summary.body_parts.split(",")
+            }:
+                continue
+            summaries.append(summary)
         return sorted(summaries, key=lambda summary: (summary.date, summary.study_uid), reverse=True)
+
+    def _summary(self, item: dict) -> StudySummary:
+        """One QIDO study record with its series; ValueError for a UID that is not digits and dots."""
+        uid = _value(item, "StudyInstanceUID")
+        if len(uid) > 64 or not UID_PATTERN.fullmatch(uid):
+            raise ValueError("a StudyInstanceUID that is not a DICOM UID")
+        series = self._series(uid)
+        parts = sorted({_value(entry, "BodyPartExamined") for entry in series} - {""})
+        return StudySummary(
+            study_uid=uid,
+            date=_value(item, "StudyDate"),
+            modalities=_value(item, "ModalitiesInStudy"),
+            images=int(_value(item, "NumberOfStudyRelatedInstances") or 0),
+            body_parts=",".join(parts),
+            series=tuple(_value(entry, "SeriesDescription") for entry in series),
+        )
 
     def _series(self, study_uid: str) -> list[dict]:
         """The series of a study (QIDO-RS) with their body part and description."""

@@ -82,3 +82,63 @@ def test_the_work_list_waits_for_arriving_studies_and_asks_for_missing_overlays(
     assert new_studies(pacs, "mura_binary", 3) == ["1.1", "1.3", "1.4", "1.5"]  # a new champion: all again
     pacs.says_stable = False  # a PACS that cannot say (not Orthanc): every study is taken as it is
     assert new_studies(pacs, "mura_binary", 2) == ["1.1", "1.2", "1.5"]
+
+
+class _Qido:
+    """dicomweb-client's search answers as Orthanc gives them: one crafted study among good ones."""
+
+    def search_for_studies(self, **_):
+        def study(uid: str) -> dict:
+            return {"0020000D": {"Value": [uid]}, "00080020": {"Value": ["20261201"]}}
+
+        return [study("1.2.3.4"), study("1.2.3.X-9981.Name^Sec"), study("1.2.3.5")]
+
+    def search_for_series(self, study_instance_uid: str, **_):
+        if not study_instance_uid.replace(".", "").isascii():
+            raise AssertionError("a UID that is not one must not reach dicomweb-client")
+        return [{"00180015": {"Value": ["HAND"]}}]
+
+
+def test_one_crafted_study_uid_does_not_hide_the_pacs_other_studies(caplog):
+    """A StudyInstanceUID like `1.2.3.X-9981.Name^Sec` made the whole listing (and so the DAG's work
+    list and `mura pacs studies`) fail on a dicomweb-client ValueError; it is skipped, unnamed."""
+    from pipelines.pacs.client import PacsClient
+
+    client = PacsClient.__new__(PacsClient)  # the DICOMweb transport apart, the real client
+    client.url, client._client = "http://pacs.invalid/dicom-web", _Qido()
+    found = client.studies()
+    assert [study.study_uid for study in found] == ["1.2.3.5", "1.2.3.4"]
+    assert "skipped: ValueError" in caplog.text and "Name^Sec" not in caplog.text
+
+
+def test_any_failure_of_one_study_is_that_study_s_alone(monkeypatch, tmp_path, caplog):
+    """NumberOfFrames='X' (a bare ValueError) and deep nesting (RecursionError) stopped the batch."""
+    import pipelines.pacs.client
+    import pipelines.pacs.inference
+    import serving.client
+    from pipelines import orchestration
+
+    def answer_study(pacs, serving, uid, model, **_):
+        if uid == "1.1":
+            raise RecursionError("maximum recursion depth exceeded while parsing SMITH^JANE")
+        return {"status": "answered"}
+
+    recorded = {}
+    monkeypatch.setenv("MURA_HOME", str(tmp_path))
+    monkeypatch.setattr(pipelines.pacs.inference, "answer_study", answer_study)
+    monkeypatch.setattr(pipelines.pacs.inference, "served_version", lambda serving, model: 3)
+    monkeypatch.setattr(pipelines.pacs.inference, "record_refusals", lambda *args: recorded.update(args[3]))
+    monkeypatch.setattr(pipelines.pacs.client, "PacsClient", lambda settings: object())
+    monkeypatch.setattr(serving.client, "ServingClient", _NoServing)
+    outcome = orchestration.pacs_answer_studies(["1.1", "1.2", "1.3"])
+    assert outcome == {"answered": 2, "already": 0, "refused": 1, "studies": 3}
+    assert recorded == {"1.1": "RecursionError while reading the study"}  # remembered: not asked again
+    assert "SMITH" not in caplog.text
+
+
+class _NoServing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
