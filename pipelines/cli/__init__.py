@@ -95,7 +95,10 @@ def _unexpected(error: BaseException, argv: list[str], debug: bool) -> int:
     log = error_log()
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a", encoding="utf-8") as stream:
+        # 0600: a traceback holds arguments and local paths, a study's too; an old 0644 log narrowed.
+        descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as stream:
             stream.write(f"--- {datetime.now(UTC).isoformat()} mura {' '.join(argv)}\n{trace}")
         where = f"traceback in {log}"
     except OSError:

@@ -27,6 +27,7 @@ from pipelines.settings import Settings
 
 MANIFEST = "BACKUP.json"
 FORMAT = 1
+FREE_MARGIN = 512 * 2**20  # what a restore leaves free on the disk at least
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Pid records describe processes of the machine that took the backup; SQLite's side files are folded
 # into the database copy by the online backup.
@@ -220,6 +221,18 @@ def _describe(paths: dict[str, Path]) -> str:
     return ", ".join(f"{name} {path}" for name, path in sorted(paths.items()))
 
 
+def _check_room(archive_path: Path, declared: int, staging: Path) -> None:
+    """Refuse, before writing a byte, an archive whose files would not fit on the disk with
+    FREE_MARGIN to spare: a 522 KB archive of zeros once wrote 512 MiB (a backup compresses well, so
+    the archive's own size says nothing)."""
+    free = shutil.disk_usage(staging).free
+    if declared > free - FREE_MARGIN:
+        raise BackupError(
+            f"{archive_path} would write {declared / 2**20:.0f} MiB where {free / 2**20:.0f} MiB are free "
+            f"(keeping {FREE_MARGIN // 2**20} MiB spare); free some space or restore elsewhere"
+        )
+
+
 def _stage(archive_path: Path, name: str, target: Path) -> Path:
     """Extract one root beside its target (same filesystem: the final rename is atomic). Tar's `data`
     filter refuses absolute names, `..`, links out of the tree and device files."""
@@ -241,7 +254,11 @@ def _stage(archive_path: Path, name: str, target: Path) -> Path:
                         f"member {prefix}{member.name!r} is not a plain file inside the archive"
                     )
                 members.append(member)
+            _check_room(archive_path, sum(member.size for member in members), staging)
             archive.extractall(staging, members=members, filter="data")
+    except BackupError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except (OSError, tarfile.TarError, KeyError) as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise BackupError(f"{archive_path} could not be restored, nothing was changed: {error}") from error

@@ -171,3 +171,27 @@ def test_a_backup_written_into_the_state_it_backs_up_is_refused(tmp_path):
     _fake_home(home).close()
     with pytest.raises(BackupError, match="outside the state it backs up"):
         backup(_settings(home), home / "backups" / "b.tar.gz")
+
+
+def test_an_archive_larger_than_the_disk_s_free_space_is_refused_before_a_byte_is_written(
+    tmp_path, monkeypatch
+):
+    """A 522 KB archive of zeros wrote 512 MiB: what it would write is counted first."""
+    import shutil
+
+    home = tmp_path / "home"
+    archive = tmp_path / "zeros.tar.gz"
+    with tarfile.open(archive, "w:gz") as writer:
+        manifest = json.dumps({"format": 1, "created": "x", "roots": {"mura_home": str(home)}}).encode()
+        for name, size, stream in (("BACKUP.json", len(manifest), io.BytesIO(manifest)),
+                                   ("mura_home/zeros.bin", 64 * 2**20, io.BytesIO(bytes(64 * 2**20)))):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = size
+            writer.addfile(info, stream)
+    assert archive.stat().st_size < 2**20
+    free = shutil.disk_usage(tmp_path)._replace(free=512 * 2**20 + 32 * 2**20)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: free)
+    with pytest.raises(BackupError, match="would write 64 MiB where 544 MiB are free"):
+        restore(_settings(home), archive, running=[])
+    assert not home.exists() or not any(home.iterdir())
+    assert not list(tmp_path.glob(".home.restoring-*"))

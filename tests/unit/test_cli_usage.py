@@ -86,6 +86,7 @@ def test_an_unexpected_error_is_one_line_with_the_log_path(tmp_path, monkeypatch
     log = tmp_path / "logs" / "cli.log"
     assert len(err.strip().splitlines()) == 1 and f"traceback in {log}" in err, err
     assert "/proc/nope" in err and "Traceback (most recent call last)" in log.read_text()
+    assert oct(log.stat().st_mode & 0o777) == "0o600"  # it was 0644: a traceback quotes arguments
     assert cli.main(["--debug", "data", "synth", "--out", "/proc/nope/data", "--train-patients", "2"]) == 1
     assert "Traceback (most recent call last)" in capsys.readouterr().err
 
@@ -311,3 +312,14 @@ def test_options_sharing_a_dest_share_their_long_option_across_commands():
     assert differing == {}, f"one concept, several flag names: {differing}"
     shared = {flag: sorted(names) for flag, names in dests.items() if len(names) > 1}
     assert shared == {}, f"one flag name, several concepts: {shared}"
+
+
+def test_a_file_name_with_escape_sequences_is_printed_escaped(capsys):
+    """`mura predict` printed names raw: `\x1b[2J` in a file name cleared the screen of whoever ran it."""
+    from pipelines.cli.common import emit, fail
+
+    emit({}, False, "x-ray\x1b[2J\x1b]0;owned\x07.png: normal\nnext line\tok")
+    fail("no such file: a\u202egnp.dcm")  # a right-to-left override hides the true ending
+    out, err = capsys.readouterr()
+    assert out == "x-ray\\x1b[2J\\x1b]0;owned\\x07.png: normal\nnext line\tok\n"
+    assert "\u202e" not in err and "\\u202e" in err
