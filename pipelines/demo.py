@@ -111,7 +111,7 @@ def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
     API (what a reviewer does in the UI under Required actions); nothing to do when no question came
     (the version failed the gate)."""
     from pipelines.contracts import APPROVE_TASK, PROMOTE_OPTION
-    from pipelines.stack.airflow_api import AirflowClient
+    from pipelines.stack.airflow_api import AirflowClient, api_server_log
 
     previous: dict[str, str] = {}
     while True:
@@ -131,7 +131,10 @@ def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
     # before the executor's report that the step deferred, and Airflow then fails the resumed step.
     time.sleep(READING_SECONDS)
     reviewer = AirflowClient(
-        settings.airflow_url, report["airflow_reviewer"], report["airflow_reviewer_password"]
+        settings.airflow_url,
+        report["airflow_reviewer"],
+        report["airflow_reviewer_password"],
+        log_path=api_server_log(settings),
     )
     reviewer.respond("mura_retrain", run_id, PROMOTE_OPTION)
     print(f"    answered as {report['airflow_reviewer']} over the REST API: {PROMOTE_OPTION}")
@@ -141,7 +144,8 @@ def run_demo() -> int:
     """Run every step; return the exit code."""
     from pipelines.data import dvc
     from pipelines.data.synth import generate_synthetic
-    from pipelines.stack.airflow_api import AirflowClient
+    from pipelines.registry.accounts import DEPLOYER, use_account
+    from pipelines.stack.airflow_api import AirflowClient, api_server_log
     from pipelines.stack.control import status, up
 
     started = time.monotonic()
@@ -155,8 +159,16 @@ def run_demo() -> int:
     print(f"    data.dvc md5 {version['dvc_md5']} pushed to {settings.dvc_local_remote}")
     _step("Start the embedded stack (MLflow, serving, Airflow)")
     report = up()
+    # MLFLOW_TRACKING_URI may name the stack's own server (to move it off port 5000): the demo's
+    # registry steps (read the champion, reconcile serving) then act with the stack's deployer login.
+    use_account(DEPLOYER, settings.mlflow_tracking_uri)
     _step("Trigger mura_retrain through Airflow's REST API (approval required: a reviewer decides)")
-    client = AirflowClient(settings.airflow_url, report["airflow_user"], report["airflow_password"])
+    client = AirflowClient(
+        settings.airflow_url,
+        report["airflow_user"],
+        report["airflow_password"],
+        log_path=api_server_log(settings),
+    )
     client.unpause("mura_retrain")
     run_id = client.trigger("mura_retrain", {"preset": settings.default_preset, "approval": "required"})
     print(f"    run {run_id}")

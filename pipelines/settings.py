@@ -38,6 +38,7 @@ class Settings:
     serving_rest: str
     mlflow_tracking_uri: str
     airflow_url: str
+    airflow_execution_url: str  # MURA_AIRFLOW_EXECUTION_URL: the tasks' API (default: AIRFLOW_URL's port + 1)
     default_preset: str
     params_file: Path
     dvc_remote: str | None = None  # MURA_DVC_REMOTE: DVC remote name (default: .dvc/config's)
@@ -88,6 +89,8 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         serving_rest=env.get("MURA_SERVING_REST", DEFAULT_SERVING_REST),
         mlflow_tracking_uri=tracking,
         airflow_url=env.get("AIRFLOW_URL", DEFAULT_AIRFLOW_URL),
+        airflow_execution_url=env.get("MURA_AIRFLOW_EXECUTION_URL")
+        or _next_port(env.get("AIRFLOW_URL", DEFAULT_AIRFLOW_URL)),
         default_preset=env.get("MURA_DEFAULT_PRESET", DEFAULT_PRESET),
         params_file=Path(env.get("MURA_PARAMS_FILE", repo_root / "params.yaml")).resolve(),
         dvc_remote=env.get("MURA_DVC_REMOTE") or None,
@@ -110,3 +113,11 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
             "MURA_SERVING_REPLICA_REST", "" if "MURA_SERVING_REST" in env else DEFAULT_SERVING_REPLICA_REST
         ),
     )
+
+
+def _next_port(url: str) -> str:
+    """`url` with its port plus one (the embedded stack's execution API beside Airflow's own)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + 1}"

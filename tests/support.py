@@ -59,7 +59,9 @@ def commit(root: Path, message: str, *paths: str) -> str:
 
 def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
     """Environment for `mura` commands on `project` with state in `home` and free ports for every service."""
-    airflow, mlflow, grpc, rest, pacs, replica_grpc, replica_rest, gateway_grpc, gateway_rest = free_ports(9)
+    airflow, mlflow, grpc, rest, pacs, replica_grpc, replica_rest, gateway_grpc, gateway_rest, execution = (
+        free_ports(10)
+    )
     env = {
         **os.environ,
         "MURA_REPO_ROOT": str(project),
@@ -67,6 +69,7 @@ def platform_env(project: Path, home: Path, **overrides: str) -> dict[str, str]:
         "MURA_DATA_DIR": str(project / "data"),
         "MURA_MODEL_BASE_PATH": str(home / "serving" / "models"),
         "AIRFLOW_URL": f"http://127.0.0.1:{airflow}",
+        "MURA_AIRFLOW_EXECUTION_URL": f"http://127.0.0.1:{execution}",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
         "MURA_SERVING_GRPC": f"127.0.0.1:{grpc}",
         "MURA_SERVING_REST": f"127.0.0.1:{rest}",

@@ -49,6 +49,7 @@ def server_command(
     port: int,
     extra_hosts: tuple[str, ...] | list[str] = (),
     workers: int = 1,
+    proxy_artifacts: bool = True,
     basic_auth: bool = False,
 ) -> list[str]:
     """The one `mlflow server` argument list.
@@ -57,14 +58,22 @@ def server_command(
     grants, failed logins throttled); its settings come from the environment (MLFLOW_AUTH_CONFIG_PATH,
     the admin password, the Flask secret key).
 
-    Artifacts are proxied (both stacks): the server alone stores them, under `artifacts_destination`,
-    and clients send and fetch them over HTTP with their login. Clients need no S3 keys, and no
-    client picks a folder the server writes to (the guard refuses a chosen `artifact_location`).
+    `proxy_artifacts` (production): the server alone stores artifacts, under `artifacts_destination`,
+    and clients send and fetch them over HTTP with their login (no S3 keys). Without it (the embedded
+    stack) clients on the same machine read and write the artifact folder directly, so the CLI on the
+    SQLite store (MLFLOW_TRACKING_URI unset) and the server see the same runs. Either way every
+    experiment's artifacts lie under that one root: the guard refuses a client-chosen
+    `artifact_location` and the UI's upload route (SECURITY.md).
     """
+    artifacts = (
+        ["--artifacts-destination", artifacts_destination, "--serve-artifacts"]
+        if proxy_artifacts
+        else ["--default-artifact-root", artifacts_destination, "--no-serve-artifacts"]
+    )
     return [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", backend_store_uri,
-        "--artifacts-destination", artifacts_destination, "--serve-artifacts",
+        *artifacts,
         "--host", host,
         "--port", str(port),
         "--workers", str(workers),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import requests
 
@@ -18,35 +21,72 @@ class AirflowError(MuraError):
 
 
 class AirflowClient:
-    """Token-authenticated calls to one Airflow API server."""
+    """Token-authenticated calls to one Airflow API server.
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 15.0):
+    A 5xx answer or a dropped connection is tried again twice (after RETRY_DELAYS): Airflow answers 500
+    when its metadata database is busy, which on the embedded stack's SQLite is most likely in the
+    first minute after `mura up`. A trigger names its run id, so a retry of a trigger that did get
+    through finds its run (409) rather than starting a second one.
+    """
+
+    RETRY_DELAYS = (1.0, 3.0)
+
+    def __init__(
+        self, base_url: str, username: str, password: str, timeout: float = 15.0, log_path: Path | None = None
+    ):
+        """`log_path`: the API server's log, named when a call fails for good."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.log_path = log_path
         self.session = requests.Session()
         try:
-            response = self.session.post(
-                f"{self.base_url}/auth/token",
-                json={"username": username, "password": password},
-                timeout=timeout,
-            )
+            response = self._send("POST", "/auth/token", json={"username": username, "password": password})
         except requests.RequestException as error:
             raise AirflowError(
                 f"Airflow at {self.base_url} is not reachable ({error}); is the stack up ('mura up')?"
             ) from error
         if response.status_code not in (200, 201):
             raise AirflowError(
-                f"Airflow at {self.base_url} refused the login for '{username}': {response.text[:200]}"
+                f"Airflow at {self.base_url} refused the login for '{username}': "
+                f"HTTP {response.status_code} {response.text[:200]}{self._log_hint(response)}"
             )
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
-    def _call(self, method: str, path: str, **kwargs) -> dict:
-        response = self.session.request(
-            method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs
-        )
+    def _send(self, method: str, path: str, **kwargs) -> requests.Response:
+        """One call, tried again after each of RETRY_DELAYS while the server fails (5xx, no answer)."""
+        for delay in (*self.RETRY_DELAYS, None):
+            try:
+                response = self.session.request(
+                    method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs
+                )
+            except (requests.ConnectionError, requests.Timeout):
+                if delay is None:
+                    raise
+            else:
+                if response.status_code < 500 or delay is None:
+                    return response
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _log_hint(self, response: requests.Response) -> str:
+        if response.status_code < 500:
+            return ""
+        where = self.log_path or "the api-server's log"
+        return f" (tried {len(self.RETRY_DELAYS) + 1} times; Airflow's error id is in {where})"
+
+    def _call(self, method: str, path: str, conflict_ok: bool = False, **kwargs) -> dict:
+        response = self._send(method, f"/api/v2{path}", **kwargs)
+        if conflict_ok and response.status_code == 409:
+            return {}
         if not response.ok:
-            raise AirflowError(f"{method} {path} -> HTTP {response.status_code}: {response.text[:500]}")
+            raise AirflowError(
+                f"{method} {path} -> HTTP {response.status_code}: {response.text[:500]}{self._log_hint(response)}"
+            )
         return response.json() if response.content else {}
+
+    def dag_ids(self) -> set[str]:
+        """The DAGs Airflow has parsed and stored."""
+        return {dag["dag_id"] for dag in self._call("GET", "/dags", params={"limit": 1000})["dags"]}
 
     def unpause(self, dag_id: str) -> None:
         """Make sure `dag_id` is not paused."""
@@ -54,9 +94,11 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         """Start a run of `dag_id` now with `conf`; its run id. Invalid params come back as AirflowError."""
-        return self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})[
-            "dag_run_id"
-        ]
+        run_id = f"manual__{datetime.now(UTC).isoformat()}_{uuid.uuid4().hex[:6]}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        # 409: an earlier try of this very trigger got through before its answer was lost.
+        self._call("POST", f"/dags/{dag_id}/dagRuns", conflict_ok=True, json=body)
+        return run_id
 
     def emit_asset_event(self, uri: str, extra: dict | None = None) -> dict:
         """Record an event of the Asset `uri` (DAGs scheduled on it run), as a task outlet would."""
@@ -136,7 +178,10 @@ def client_from_settings() -> AirflowClient:
     settings = get_settings()
     user = os.environ.get("MURA_AIRFLOW_USER", AIRFLOW_ADMIN)
     password = os.environ.get("MURA_AIRFLOW_PASSWORD") or admin_password(settings)
-    return AirflowClient(settings.airflow_url, user, password)
+    log_path = settings.mura_home / "logs" / "airflow-api-server.log"
+    return AirflowClient(
+        settings.airflow_url, user, password, log_path=log_path if log_path.is_file() else None
+    )
 
 
 def trigger_dag_action(dag_id: str) -> Callable[[dict], None]:

@@ -140,6 +140,7 @@ def service_secrets(settings: Settings) -> dict[str, dict[str, str]]:
     return {
         "mlflow": server_environment(settings.mura_home),
         "airflow-api-server": jwt,
+        "airflow-execution-api": jwt,  # checks the tasks' tokens
         # Its tasks act as `pipeline`, reach the PACS with the login the shell gave `mura up`, and a
         # cloud DVC remote with the shell's keys for it.
         "airflow-scheduler": {**jwt, **logins.get(PIPELINE, {}), **_pacs_login(), **_data_remote_keys()},
@@ -194,7 +195,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": settings.airflow_url,
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url.rstrip('/')}/execution/",
+        # The tasks' API in a process of its own (EXECUTION_API below).
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_execution_url.rstrip('/')}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
@@ -312,11 +314,14 @@ def services(settings: Settings) -> list[Service]:
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
     mlflow_host, mlflow_port = host_port(mlflow_url(settings))
     airflow_host, airflow_port = host_port(settings.airflow_url)
+    execution_host, execution_port = host_port(settings.airflow_execution_url)
     backend_store, artifacts = embedded_store(settings.mura_home)
     return [
         Service(
             "mlflow",
-            server_command(backend_store, artifacts, mlflow_host, mlflow_port, basic_auth=True),
+            server_command(
+                backend_store, artifacts, mlflow_host, mlflow_port, proxy_artifacts=False, basic_auth=True
+            ),
             ((mlflow_host, mlflow_port),),
             f"{mlflow_url(settings)}/health",
             # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: the login throttle keys on
@@ -328,9 +333,28 @@ def services(settings: Settings) -> list[Service]:
         *([pacs] if (pacs := pacs_service(settings)) else []),
         Service(
             "airflow-api-server",
-            [airflow, "api-server", "--port", str(airflow_port), "--host", airflow_host],
+            [airflow, "api-server", "--apps", "core", "--port", str(airflow_port), "--host", airflow_host],
             ((airflow_host, airflow_port),),
             f"{settings.airflow_url.rstrip('/')}/api/v2/monitor/health",
+        ),
+        # EXECUTION_API: the tasks' calls in a server of their own. In one server, a user's trigger
+        # and a task's XCom write on SQLite stalled the whole process for the lock's 5 s (no request
+        # answered meanwhile) and the trigger failed with HTTP 500 "Database error" (issue: one
+        # `make demo` in thirteen; benchmarks/bench_stack_start.py counts it).
+        Service(
+            "airflow-execution-api",
+            [
+                airflow,
+                "api-server",
+                "--apps",
+                "execution",
+                "--port",
+                str(execution_port),
+                "--host",
+                execution_host,
+            ],
+            ((execution_host, execution_port),),
+            f"{settings.airflow_execution_url.rstrip('/')}/execution/health",
         ),
         # No log servers (8793, 8794: they listen on every interface, with no option to bind one):
         # the api-server reads the task logs from the shared log folder of this one machine.

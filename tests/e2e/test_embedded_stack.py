@@ -101,6 +101,7 @@ def test_status_reports_every_service_healthy_and_up_is_idempotent(stack):
         "gateway",  # nginx is installed (.ci/run): TLS in front of the serving process
         "pacs",  # so is Orthanc: the research PACS
         "airflow-api-server",
+        "airflow-execution-api",  # the tasks' API apart from the users' (issue: a stalled trigger)
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
@@ -207,7 +208,7 @@ def _each_service_holds_only_its_secrets(env, report) -> None:
         for section in config
         if f'AIRFLOW__API_AUTH__JWT_SECRET_CMD="cat {home / "airflow" / "jwt_secret"}' in section
     }
-    assert reads_jwt == {"airflow-api-server", "airflow-scheduler"}
+    assert reads_jwt == {"airflow-api-server", "airflow-execution-api", "airflow-scheduler"}
 
 
 def test_up_names_a_port_that_is_already_taken(stack, tmp_path):

@@ -40,6 +40,8 @@ def airflow_env(settings, base: dict[str, str], airflow_db: str, redis_db: int, 
         "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(settings),  # one key: the scheduler signs, the API checks
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
+        # One api-server with every app here (the embedded stack runs the tasks' API apart).
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url.rstrip('/')}/execution/",
         "AIRFLOW__CELERY__BROKER_URL": f"redis://{distributed.REDIS_HOST}:{distributed.REDIS_PORT}/{redis_db}",
         "AIRFLOW__CELERY__RESULT_BACKEND": result_db,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
