@@ -9,7 +9,7 @@ from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION, REVIEWER_ROLE
 from pipelines.errors import MuraError
 from pipelines.registry.accounts import REVIEWER, account, accounts_file
 from pipelines.settings import Settings, get_settings
-from pipelines.stack import processes, supervision
+from pipelines.stack import groups, processes, supervision, watchdog
 from pipelines.stack.processes import StackError
 from pipelines.stack.services import (
     AIRFLOW_ADMIN,
@@ -99,6 +99,8 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
     settings = settings or get_settings()
     run_dir, log_dir = _dirs(settings)
     _stop_unsupervised(run_dir)
+    if not supervision.is_running(run_dir):  # a killed supervisor's services hold the ports: stopped
+        groups.stop_live(run_dir)
     env = _environment(settings)
     supervised = supervision.programs_info(run_dir)
     todo = [
@@ -117,6 +119,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
         _keep_private(settings)
         _prepare(settings, env)
     supervision.write_config(run_dir, log_dir, _programs(settings))
+    watchdog.write_checks(run_dir, services(settings))
     if supervision.is_running(run_dir):
         supervision.apply_config(run_dir)
     else:
@@ -136,7 +139,27 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
         "the Airflow scheduler",
         log_dir / "airflow-scheduler.log",
     )
+    # Ready means a trigger works: every DAG file parsed and stored, not only the processes alive (a
+    # trigger sent first got 404, and met the dag-processor's first writes).
+    processes.wait_until(
+        lambda: _dags_parsed(settings),
+        timeout,
+        "the Airflow dag-processor",
+        log_dir / "airflow-dag-processor.log",
+    )
     return status(settings)
+
+
+def _dags_parsed(settings: Settings) -> bool:
+    """True once Airflow's API lists a DAG for every file of the DAG folder (file name = DAG id)."""
+    from pipelines.stack.airflow_api import AirflowError, client_from_settings
+
+    wanted = {path.stem for path in (settings.repo_root / "dags").glob("mura_*.py")}
+    try:
+        listed = client_from_settings().dag_ids()
+    except AirflowError:
+        return False
+    return wanted <= listed
 
 
 def _stop_unsupervised(run_dir) -> list[str]:
@@ -161,6 +184,8 @@ def down(settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
     run_dir, _ = _dirs(settings)
     stopped = supervision.shutdown(run_dir) + _stop_unsupervised(run_dir)
+    # Services a killed supervisor left running (or, after a clean shutdown, none).
+    stopped += [name for name in groups.stop_live(run_dir) if name not in stopped and name != "reaper"]
     return {"stopped": stopped}
 
 
@@ -206,12 +231,21 @@ def _get_json(url: str) -> dict:
         return {}
 
 
+def _unsupervised(run_dir) -> dict[str, dict]:
+    """Services still running from a supervisor that died (state UNSUPERVISED: `mura up` or `mura
+    down` stops them), as programs_info describes supervised ones."""
+    return {
+        name: {"state": "UNSUPERVISED", "pid": pid, "uptime_s": 0, "restarts": 0}
+        for name, pid in groups.live(run_dir).items()
+    }
+
+
 def status(settings: Settings | None = None) -> dict:
     """Each service's pid, URL and health, plus the Airflow admin user and password."""
     settings = settings or get_settings()
     run_dir, log_dir = _dirs(settings)
     report = {}
-    supervised = supervision.programs_info(run_dir)
+    supervised = supervision.programs_info(run_dir) or _unsupervised(run_dir)
     for service in services(settings):
         info = supervised.get(service.name, {"state": "STOPPED", "pid": None, "uptime_s": 0, "restarts": 0})
         report[service.name] = {

@@ -1,5 +1,8 @@
 """supervisord's event listener for the embedded stack: when a service's process exits or is stopped,
-whatever it left in its process group is killed, and an unexpected exit is counted.
+whatever it left in its process group is killed, and an unexpected exit is counted; when one starts,
+its group is recorded (pipelines.stack.groups: found and stopped even with the supervisor dead).
+Every five seconds (TICK_5) the running services' health is checked and one that stopped answering is
+killed, so supervisord starts it again (pipelines.stack.watchdog).
 
 A service killed by itself (kill -9, the OOM killer) leaves its children running: MLflow's server
 workers hold its port, the scheduler's executor workers and task processes go on, and the restarted
@@ -18,6 +21,7 @@ import sys
 from pathlib import Path
 
 from pipelines.atomic_files import replaced_atomically
+from pipelines.stack import groups
 
 RESTARTS = "restarts.json"
 
@@ -43,8 +47,12 @@ def count_exit(run_dir: Path, name: str) -> None:
 def handle(run_dir: Path, event: str, payload: dict[str, str]) -> str:
     """What one event did, for the listener's log."""
     name, pid = payload.get("processname", "?"), int(payload.get("pid", 0) or 0)
+    if event == "PROCESS_STATE_RUNNING":
+        groups.record(run_dir, name, pid)
+        return f"{event} {name} pid {pid}: its group recorded"
     if event == "PROCESS_STATE_EXITED" and payload.get("expected") == "0":
         count_exit(run_dir, name)
+    groups.forget(run_dir, name)
     left = kill_group(pid) if pid > 1 else False
     return f"{event} {name} pid {pid}: {'killed what it left in its group' if left else 'nothing left'}"
 
@@ -52,15 +60,27 @@ def handle(run_dir: Path, event: str, payload: dict[str, str]) -> str:
 def main() -> int:
     from supervisor import childutils
 
+    from pipelines.stack.watchdog import Watchdog
+
     run_dir = Path(sys.argv[1])
+    watchdog = Watchdog(run_dir)
     while True:
         headers, body = childutils.listener.wait(sys.stdin, sys.stdout)
         payload = dict(token.split(":", 1) for token in body.split() if ":" in token)
         try:
+            if headers["eventname"].startswith("TICK"):
+                for name in watchdog.tick(groups.live(run_dir)):
+                    print(
+                        f"{name} stopped answering its health check: killed, to be restarted",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                continue
             print(handle(run_dir, headers["eventname"], payload), file=sys.stderr, flush=True)
         except Exception as error:  # noqa: BLE001 - one bad event must not stop the listener
             print(f"{headers.get('eventname')}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
-        childutils.listener.ok(sys.stdout)
+        finally:
+            childutils.listener.ok(sys.stdout)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def write_config(run_dir: Path, log_dir: Path, programs: list[Program]) -> Path:
         "",
         "[eventlistener:reaper]",
         f"command={_escaped(shlex.join([sys.executable, '-m', 'pipelines.stack.reaper', str(run_dir)]))}",
-        "events=PROCESS_STATE_EXITED,PROCESS_STATE_STOPPED",
+        "events=PROCESS_STATE_RUNNING,PROCESS_STATE_EXITED,PROCESS_STATE_STOPPED,TICK_5",
         "autorestart=true",
         "stdout_logfile=NONE",  # its stdout is the event protocol, not a log
         f"stderr_logfile={_escaped(str(log_dir / 'reaper.log'))}",

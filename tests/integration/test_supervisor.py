@@ -4,6 +4,7 @@ counted, and a shutdown leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,3 +88,43 @@ def test_the_reaper_kills_what_a_dead_leader_left_and_counts_only_unexpected_exi
     _wait(lambda: process_group(leader.pid) == [])
     handle(tmp_path, "PROCESS_STATE_STOPPED", {"processname": "svc", "pid": str(leader.pid)})
     assert (tmp_path / "restarts.json").read_text() == '{"svc": 1}'
+
+
+def test_services_a_killed_supervisor_left_running_are_found_and_stopped(tmp_path):
+    """kill -9 of supervisord left every service running unsupervised: `mura status` called them
+    stopped, `mura down` found nothing and `mura up` met taken ports. Their recorded groups are found
+    (status: UNSUPERVISED) and stopped, workers included; a stale record (reused pid) is not."""
+    from pipelines.stack import groups
+    from pipelines.stack import supervision as supervisor
+    from pipelines.stack.control import _unsupervised
+
+    run_dir, log_dir = tmp_path / "run", tmp_path / "logs"
+    (port,) = free_ports(1)
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    program = supervisor.Program("svc", [sys.executable, str(script), str(port)], str(tmp_path))
+    run_dir.mkdir(mode=0o700)
+    supervisor.write_config(run_dir, log_dir, [program])
+    supervisor.start_daemon(run_dir, log_dir, dict(os.environ))
+    supervisor.start_program(run_dir, "svc")
+    _wait(lambda: port_in_use("127.0.0.1", port) and "svc" in groups.live(run_dir))
+    leader = supervisor.programs_info(run_dir)["svc"]["pid"]
+    daemon = int((run_dir / supervisor.PID_FILE).read_text())
+    os.kill(daemon, signal.SIGKILL)
+    _wait(lambda: not supervisor.is_running(run_dir))
+    assert port_in_use("127.0.0.1", port) and len(process_group(leader)) == 2  # still serving
+    assert _unsupervised(run_dir)["svc"] == {
+        "state": "UNSUPERVISED",
+        "pid": leader,
+        "uptime_s": 0,
+        "restarts": 0,
+    }
+    assert groups.stop_live(run_dir) == ["reaper", "svc"]  # the orphaned event listener too
+    assert process_group(leader) == [] and not port_in_use("127.0.0.1", port)
+    assert groups.live(run_dir) == {}
+
+    groups.record(run_dir, "gone", os.getpid())  # a record whose pid now names another process
+    records = json.loads((run_dir / groups.GROUPS).read_text())
+    records["gone"]["started"] = "1"
+    (run_dir / groups.GROUPS).write_text(json.dumps(records))
+    assert groups.live(run_dir) == {}
