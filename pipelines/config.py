@@ -114,6 +114,7 @@ class ServingParams:
     grpc_workers: int
     file_system_poll_wait_seconds: float
     model_config_file_poll_wait_seconds: float
+    gateway_answer_seconds: float  # the gateway gives up on a replica after this, and tries the other once
 
 
 @dataclass(frozen=True)

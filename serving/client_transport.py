@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,31 @@ def max_message_bytes() -> int:
     return load_config().serving.max_request_bytes
 
 
+# A call answered UNAVAILABLE is sent once more (gRPC's own retry policy): the gateway answers so when
+# a replica it sent the call to did not answer within params.yaml serving.gateway_answer_seconds (nginx
+# cannot resend a gRPC call whose body it streamed), and the second try goes to the other replica.
+# Predict is a pure function; one more try at most, so a call that breaks servers breaks two at most.
+RETRY_ONCE = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "tensorflow.serving.PredictionService"},
+                    {"service": "tensorflow.serving.ModelService"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 2,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
 class GrpcTransport:
     """PredictionService/ModelService calls over one gRPC channel."""
 
@@ -82,7 +108,11 @@ class GrpcTransport:
         self.target, self.timeout = target, timeout
         self.security = security or Security()
         most = max_message_bytes()
-        options = [("grpc.max_receive_message_length", most), ("grpc.max_send_message_length", most)]
+        options = [
+            ("grpc.max_receive_message_length", most),
+            ("grpc.max_send_message_length", most),
+            ("grpc.service_config", RETRY_ONCE),
+        ]
         if self.security.tls_ca is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=self.security.tls_ca)
             self._channel = grpc.secure_channel(target, credentials, options=options)

@@ -83,6 +83,13 @@ def max_body_size() -> str:
     return f"{load_config().serving.max_request_bytes}"
 
 
+def answer_timeout() -> str:
+    """How long nginx waits for a replica's answer: params.yaml serving.gateway_answer_seconds."""
+    from pipelines.config import load_config
+
+    return f"{load_config().serving.gateway_answer_seconds:g}s"
+
+
 def http_block(options: GatewayOptions) -> str:
     """The http-level configuration: the two TLS servers and their allow-lists."""
     token_map = (
@@ -91,7 +98,7 @@ def http_block(options: GatewayOptions) -> str:
         else ""
     )
     check = _token_check(options.token)
-    max_body = max_body_size()
+    max_body, answer = max_body_size(), answer_timeout()
     grpc_locations = "".join(
         f"    location = {method} {{\n{check}        grpc_pass grpc://{GRPC_UPSTREAM};\n    }}\n"
         for method in GRPC_METHODS
@@ -107,12 +114,14 @@ def http_block(options: GatewayOptions) -> str:
     server_tokens off;
     client_max_body_size {max_body};
     client_body_buffer_size {BODY_BUFFER};
-    grpc_read_timeout 120s;
-    # A call a replica refused (dead, restarting) goes to the next one. One already sent is not sent
-    # again: a request that kills a replica must not kill the other (clients retry UNAVAILABLE).
-    grpc_next_upstream error timeout;
+    # A call a replica refused (dead, restarting) or left unanswered (hung: alive, not answering)
+    # goes to the other, once: Predict is a pure function, and a request that kills a replica gets
+    # one more replica at most, never all of them.
+    grpc_read_timeout {answer};
+    grpc_send_timeout {answer};
+    grpc_next_upstream error timeout non_idempotent;
     grpc_connect_timeout {CONNECT_TIMEOUT};
-    grpc_next_upstream_tries {len(options.upstream_grpc)};
+    grpc_next_upstream_tries 2;
 {OLD_PROTOCOL}{grpc_locations}    # Everything else, ModelService/HandleReloadConfigRequest included: PERMISSION_DENIED.
     location / {{
         return 403;
@@ -126,10 +135,11 @@ server {{
     server_tokens off;
     client_max_body_size {max_body};
     client_body_buffer_size {BODY_BUFFER};
-    proxy_read_timeout 120s;
-    proxy_next_upstream error timeout;
+    proxy_read_timeout {answer};
+    proxy_send_timeout {answer};
+    proxy_next_upstream error timeout non_idempotent;
     proxy_connect_timeout {CONNECT_TIMEOUT};
-    proxy_next_upstream_tries {len(options.upstream_rest)};
+    proxy_next_upstream_tries 2;
 {OLD_PROTOCOL}    if ($request_uri ~ "{UNNORMAL_PATH}") {{
         return 400;
     }}

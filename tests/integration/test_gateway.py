@@ -60,13 +60,14 @@ def server(tmp_path_factory):
     handle.stop()
 
 
-def _start_gateway(folder, server, token, dead_replicas: int = 0, replica=None):
-    """nginx in front of `server`, after `dead_replicas` upstreams nothing listens on, and before
-    `replica` when given."""
+def _start_gateway(folder, server, token, dead_replicas: int = 0, replica=None, hung=()):
+    """nginx in front of `server`, after `dead_replicas` upstreams nothing listens on and the `hung`
+    (gRPC, REST) ports that accept and never answer, and before `replica` when given."""
     from serving.gateway import GatewayOptions, command, ensure_certificate, write_standalone
 
     certificate, key, ca = ensure_certificate(folder / "certs")
     grpc_port, rest_port, *dead = free_ports(2 + 2 * dead_replicas)
+    dead += [port for pair in hung for port in pair]
     servers = [server, *([replica] if replica else [])]
     options = GatewayOptions(
         grpc_listen=f"127.0.0.1:{grpc_port}",
@@ -150,6 +151,39 @@ def test_a_dead_replica_costs_no_request(server, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_a_hung_replica_costs_a_bounded_wait_and_no_request(server, tmp_path, monkeypatch):
+    """The first replica is alive but answers nothing (stopped with SIGSTOP: the kernel still accepts
+    its connections). Each call nginx sends there is sent to the other once the answer bound passes
+    (params.yaml serving.gateway_answer_seconds, 2 s here); before, nginx waited 120 s and never sent
+    a call already sent elsewhere, so the client's deadline ran out."""
+    import yaml
+
+    from pipelines.settings import REPO_ROOT
+
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["serving"]["gateway_answer_seconds"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("MURA_PARAMS_FILE", str(tmp_path / "params.yaml"))
+    hung = [socket.create_server(("127.0.0.1", 0), backlog=64) for _ in range(2)]  # never accepted
+    ports = tuple(listener.getsockname()[1] for listener in hung)
+    process, options, certificate = _start_gateway(tmp_path, server, None, hung=[ports])
+    try:
+        gateway = {"options": options, "ca": certificate, "token": None}
+        for protocol in ("grpc", "rest"):
+            with _client(gateway, protocol) as client:
+                answers = [
+                    client.predict({"x": np.array(X, np.float32)}, "linear", label="stable")[0]["y"]
+                    for _ in range(4)
+                ]
+            assert all(np.allclose(answer, [2.5, 3.0, 0.25]) for answer in answers), protocol
+        assert "upstream timed out" in (tmp_path / "nginx" / "error.log").read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        for listener in hung:
+            listener.close()
 
 
 def test_the_replicas_killed_one_after_the_other_cost_no_request(tmp_path):

@@ -58,9 +58,9 @@ def test_the_stack_runs_one_program_per_replica_and_the_gateway_spreads_over_bot
     config = http_block(options)
     for server in ("127.0.0.1:8500", "127.0.0.1:8510", "127.0.0.1:8501", "127.0.0.1:8511"):
         assert f"server {server} max_fails=0;" in config  # never marked down: see serving/gateway.py
-    # A call a dead replica refused goes to the other one; one already sent is not replayed (a
-    # request that killed one replica must not kill the other).
-    assert "grpc_next_upstream error timeout;" in config and "non_idempotent" not in config
+    # A call a dead replica refused, or a hung one left unanswered past the bound, goes to the other
+    # one, once: two tries at most, however many replicas.
+    assert "grpc_next_upstream error timeout non_idempotent;" in config and "grpc_read_timeout 15s;" in config
     assert "grpc_next_upstream_tries 2;" in config and "proxy_next_upstream_tries 2;" in config
 
 
