@@ -256,6 +256,7 @@ APPROVAL_BY_TAG = "approval.by"
 APPROVAL_RUN_TAG = "approval.dag_run_id"
 APPROVAL_AT_TAG = "approval.at"
 APPROVAL_NOTE_TAG = "approval.note"
+APPROVAL_SIGNATURE_TAG = "approval.signature"  # the pipeline's signature over the five above
 
 # --- External validation (pipelines/external) ---------------------------------------------------
 EXTERNAL_EXPERIMENT = "mura-external"  # one run per validation of a version on a site's release

@@ -14,6 +14,9 @@ from pipelines.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 PAGE = 100  # studies per QIDO-RS request
+# Radiographs nest a few sequences, the platform's reports (TID 1500) about six: 16 is far from both,
+# and far below the 300 that crashed Orthanc 1.10 (its parser recurses).
+MAX_NESTING = 16
 UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 9.1: digits and dots (64 characters at most)
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "ModalitiesInStudy", "NumberOfStudyRelatedInstances")
 TAG_NAMES = {
@@ -25,6 +28,18 @@ TAG_NAMES = {
     "0008103E": "SeriesDescription",
     "00080060": "Modality",
 }
+
+
+def sequence_depth(dataset) -> int:
+    """How deeply `dataset` nests sequences (0: none), walked without recursion."""
+    deepest, stack = 0, [(dataset, 0)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for element in current:
+            if element.VR == "SQ":
+                stack.extend((item, depth + 1) for item in element.value)
+    return deepest
 
 
 class PacsError(MuraError):
@@ -230,9 +245,16 @@ class PacsClient:
         return datasets
 
     def store(self, datasets: list) -> int:
-        """Store instances (STOW-RS); how many the PACS accepted."""
+        """Store instances (STOW-RS); how many the PACS accepted. An instance nested deeper than
+        MAX_NESTING sequences is refused here, before Orthanc parses it."""
         if not datasets:
             return 0
+        for dataset in datasets:
+            if sequence_depth(dataset) > MAX_NESTING:
+                raise PacsError(
+                    f"an instance of study {dataset.get('StudyInstanceUID', '?')} nests sequences more than "
+                    f"{MAX_NESTING} deep: not sent to the PACS (Orthanc 1.10 crashed on 300)"
+                )
         reply = self._call("storing instances", lambda: self._client.store_instances(datasets))
         failed = len(reply.get("FailedSOPSequence", []) or []) if reply is not None else 0
         if failed:

@@ -19,12 +19,14 @@ from pipelines.contracts import (
     APPROVAL_DECISION_TAG,
     APPROVAL_NOTE_TAG,
     APPROVAL_RUN_TAG,
+    APPROVAL_SIGNATURE_TAG,
     CHALLENGER,
     CHAMPION,
     PROMOTE_OPTION,
 )
 from pipelines.registry.promotion import now_utc, promote
 from pipelines.registry.tracking import connect, tracking_errors
+from pipelines.registry.verdict import record_trusted, sign_record
 
 LOGGER = logging.getLogger(__name__)
 PART_MOVE = 0.05  # a body part's study kappa that moved at least this much is named in the question
@@ -118,7 +120,13 @@ def settled(model: str, version: int, dag_run_id: str, client=None) -> str | Non
     with tracking_errors(client, f"reading {model} v{version}"):
         tags = client.get_model_version(model, str(version)).tags
         if tags.get(APPROVAL_RUN_TAG) == dag_run_id and tags.get(APPROVAL_DECISION_TAG):
-            return f"this run decided already: {tags[APPROVAL_DECISION_TAG]} by {tags.get(APPROVAL_BY_TAG)}"
+            if record_trusted(APPROVAL_RECORD, _approval_fields(tags), tags.get(APPROVAL_SIGNATURE_TAG)):
+                return (
+                    f"this run decided already: {tags[APPROVAL_DECISION_TAG]} by {tags.get(APPROVAL_BY_TAG)}"
+                )
+            # Another account may write version tags (the deployer): a decision the pipeline did not
+            # sign is no decision, and the question is asked.
+            LOGGER.warning("%s v%s: an approval record not signed by the pipeline is ignored", model, version)
         if client.get_registered_model(model).aliases.get(CHAMPION) != str(version):
             return None
         reason = f"v{version} is champion already"
@@ -126,16 +134,35 @@ def settled(model: str, version: int, dag_run_id: str, client=None) -> str | Non
     return reason
 
 
+APPROVAL_RECORD = "approval"  # the signed record's kind (pipelines.registry.verdict.sign_record)
+APPROVAL_FIELDS = (
+    APPROVAL_DECISION_TAG,
+    APPROVAL_BY_TAG,
+    APPROVAL_RUN_TAG,
+    APPROVAL_AT_TAG,
+    APPROVAL_NOTE_TAG,
+)
+
+
+def _approval_fields(tags: dict[str, str]) -> dict[str, str]:
+    return {name: tags.get(name, "") for name in APPROVAL_FIELDS}
+
+
 def record(client, model: str, version: int, decision: str, by: str, dag_run_id: str, note: str = "") -> None:
-    """The decision on the version's tags (what `mura lineage` and the model card show)."""
-    for key, value in {
+    """The decision on the version's tags (what `mura lineage` and the model card show), signed last
+    with the pipeline's key: the record is as trustworthy as the gate's verdict."""
+    fields = {
         APPROVAL_DECISION_TAG: decision,
         APPROVAL_BY_TAG: by,
         APPROVAL_RUN_TAG: dag_run_id,
         APPROVAL_AT_TAG: now_utc(),
         APPROVAL_NOTE_TAG: note,
-    }.items():
+    }
+    for key, value in fields.items():
         client.set_model_version_tag(model, str(version), key, value)
+    client.set_model_version_tag(
+        model, str(version), APPROVAL_SIGNATURE_TAG, sign_record(APPROVAL_RECORD, fields)
+    )
 
 
 def stale(model: str, version: int, asked_champion: int | None, client=None) -> str | None:

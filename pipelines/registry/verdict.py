@@ -206,3 +206,27 @@ def trusted_status(model: str, entry, key: Ed25519PublicKey | None = None) -> tu
         return verdict.status, None
     problem = why_untrusted(verdict, entry.tags.get(GATE_SIGNATURE_TAG), key or verify_key())
     return (UNVERIFIED, problem) if problem else (PASSED, None)
+
+
+def _record_message(kind: str, fields: dict[str, str]) -> bytes:
+    """Canonical bytes of another record the pipeline vouches for (its own domain: never a verdict)."""
+    return f"mura-{kind}/1\n".encode() + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_record(kind: str, fields: dict[str, str], key: Ed25519PrivateKey | None = None) -> str:
+    """`<key id>:<base64 signature>` over `fields` as a record of `kind` (e.g. the approval's tags)."""
+    key = key or signing_key()
+    return f"{key_id(key.public_key())}:{_encode(key.sign(_record_message(kind, fields)))}"
+
+
+def record_trusted(kind: str, fields: dict[str, str], signature: str | None) -> bool:
+    """True when `signature` is the pipeline's over exactly these fields."""
+    key = verify_key()
+    signer, _, encoded = (signature or "").partition(":")
+    if key is None or signer != key_id(key):
+        return False
+    try:
+        key.verify(base64.b64decode(encoded, validate=True), _record_message(kind, fields))
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True

@@ -528,6 +528,29 @@ def _reviewed_model(world, name: str, *metrics: dict) -> list[int]:
 INTERVALS = {"eval.study_kappa_ci_low": 0.5, "eval.study_kappa_ci_high": 0.7}
 
 
+def test_an_approval_record_the_pipeline_did_not_sign_decides_nothing(world):
+    """The deployer may write version tags: approval.* written for a run before its question was asked
+    made the step believe the run had decided (and never ask). Unsigned, it is ignored; the
+    pipeline's own record, signed, is believed."""
+    from pipelines.registry.approval import record, settled
+
+    client, model = world["client"], "mura_prewritten"
+    (version,) = _reviewed_model(world, model, GOOD)
+    for name, value in {
+        "decision": "keep",
+        "by": "reviewer",
+        "dag_run_id": "run-7",
+        "at": "x",
+        "note": "",
+    }.items():
+        client.set_model_version_tag(model, str(version), f"approval.{name}", value)
+    assert settled(model, version, "run-7", client) is None  # asked after all
+    record(client, model, version, "keep", "reviewer", "run-7")
+    assert settled(model, version, "run-7", client) == "this run decided already: keep by reviewer"
+    client.set_model_version_tag(model, str(version), "approval.by", "admin")  # edited after signing
+    assert settled(model, version, "run-7", client) is None
+
+
 def test_a_reviewer_s_answer_moves_the_champion_through_promote_and_is_recorded(world):
     """The question shows both versions' intervals and the part that moved; keep moves nothing,
     promote moves champion with the reviewer and the run in the audit log, an answer to a question

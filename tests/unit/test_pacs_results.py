@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pydicom
+import pytest
 
 from pipelines.dicom.synth import radiograph, variants
 from pipelines.pacs.client import StudySummary
@@ -142,3 +143,29 @@ class _NoServing:
 
     def __exit__(self, *exc_info):
         return False
+
+
+def test_an_instance_nested_deeper_than_the_limit_never_reaches_the_pacs():
+    """Orthanc 1.10 crashed on a 19 KB STOW-RS body of 300 nested sequences."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from pipelines.pacs.client import MAX_NESTING, PacsClient, PacsError, sequence_depth
+
+    def nested(depth: int) -> Dataset:
+        top = inner = Dataset()
+        top.StudyInstanceUID = "1.2.3"
+        for _ in range(depth):
+            item = Dataset()
+            inner.ContentSequence = Sequence([item])
+            inner = item
+        return top
+
+    assert sequence_depth(nested(MAX_NESTING)) == MAX_NESTING
+    sent = []
+    client = PacsClient.__new__(PacsClient)
+    client.url, client._client = "http://pacs.invalid/dicom-web", None
+    client._call = lambda doing, call: sent.append(doing)
+    with pytest.raises(PacsError, match="nests sequences more than 16 deep"):
+        client.store([nested(MAX_NESTING), nested(300)])
+    assert sent == []
