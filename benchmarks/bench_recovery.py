@@ -8,9 +8,13 @@ restarts; target < 5 s) and, for comparison, on the killed process's own port (i
 as gRPC clients do, across one serving kill: the share of requests that failed (target <= 1 %); the
 baseline, in the same run, is the same load without a kill; (3) 20 kills of random services, each
 waited out (seconds until healthy again, per service; the chaos target is 10 s), then `mura down`:
-processes of the stack left (target 0).
+processes of the stack left (target 0); (4) a hung serving process (SIGSTOP: alive, not answering)
+under 4 clients through the gateway for `--hang-seconds`: requests answered, failed and the worst
+latency, against the same load with both replicas running (same run); and the seconds from the
+SIGSTOP until the watchdog has killed it and it answers again on its own port.
 
     python benchmarks/bench_recovery.py --out benchmarks/results [--kills 5] [--random-kills 20]
+    python benchmarks/bench_recovery.py --out benchmarks/results --hang-only
 """
 
 from __future__ import annotations
@@ -114,13 +118,69 @@ def _load(env, image: bytes, seconds: float, kill: bool) -> dict:
     return {**counts, "failed_share": counts["failed"] / total if total else float("nan")}
 
 
+def _clients(env, image: bytes, seconds: float, hang: bool) -> dict:
+    """4 clients through the gateway for `seconds` (the platform's client: one retry of UNAVAILABLE);
+    with `hang`, the first serving process is stopped (SIGSTOP) at the start."""
+    from serving.client import ServingClient, ServingClientError
+
+    latencies, failed, lock = [], [0], threading.Lock()
+    if hang:
+        os.kill(_status(env)["serving"]["pid"], signal.SIGSTOP)
+    stop = time.monotonic() + seconds
+
+    def client_loop() -> None:
+        with ServingClient(
+            env["MURA_GATEWAY_GRPC"],
+            timeout=60,
+            tls_ca=env["MURA_SERVING_TLS_CA"],
+            token=env.get("MURA_SERVING_TOKEN"),
+        ) as client:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    client.predict_images([image], model="mura_binary")
+                except ServingClientError:
+                    with lock:
+                        failed[0] += 1
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "answered": len(latencies),
+        "failed": failed[0],
+        "worst_latency_s": max(latencies, default=float("nan")),
+        "median_latency_s": statistics.median(latencies) if latencies else float("nan"),
+    }
+
+
+def _hung(env, image: bytes, seconds: float) -> dict:
+    """Both replicas, then the first one hung: the load, and the time until it serves again."""
+    both = _clients(env, image, seconds, hang=False)
+    pid = _status(env)["serving"]["pid"]
+    stopped = time.perf_counter()
+    one_hung = _clients(env, image, seconds, hang=True)
+    serving_again = _first_answer(env["MURA_SERVING_GRPC"], image, stopped)
+    _wait_healthy(env, "serving", pid)
+    return {"both_running": both, "first_hung": one_hung, "hung_to_serving_again_s": serving_again}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--random-kills", type=int, default=20)
     parser.add_argument("--load-seconds", type=float, default=30.0)
+    parser.add_argument("--hang-seconds", type=float, default=20.0)
+    parser.add_argument("--hang-only", action="store_true", help="measure (4) alone")
     args = parser.parse_args()
+    if args.hang_only:
+        args.kills, args.random_kills = 0, 0
 
     from serving.samples import sample_png
     from tests.support import mura, platform_env
@@ -142,9 +202,10 @@ def main() -> int:
         try:
             env["MURA_SERVING_TLS_CA"] = str(home / "secrets" / "gateway" / "ca.crt")
             image = sample_png(64, 64)
+            hung = _hung(env, image, args.hang_seconds)
             answers = [_time_to_answer(env, image) for _ in range(args.kills)]
-            baseline = _load(env, image, args.load_seconds, kill=False)
-            killed = _load(env, image, args.load_seconds, kill=True)
+            baseline = None if args.hang_only else _load(env, image, args.load_seconds, kill=False)
+            killed = None if args.hang_only else _load(env, image, args.load_seconds, kill=True)
             names = list(_status(env))
             rng = random.Random(0)
             chosen = [rng.choice(names) for _ in range(args.random_kills)]
@@ -162,9 +223,12 @@ def main() -> int:
         left = processes_of(home)
     report = {
         "benchmark": "recovery",
+        "hung_serving_process": hung,
         "serving_answers_again_s": {
             where: _summary([answer[where] for answer in answers]) for where in ("gateway", "killed_process")
-        },
+        }
+        if answers
+        else None,
         "load_16_clients": {"no_kill": baseline, "serving_killed": killed},
         "random_kills": {
             "kills": len(chosen),
@@ -177,7 +241,7 @@ def main() -> int:
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "recovery.json").write_text(text)
+        (args.out / ("recovery-hang.json" if args.hang_only else "recovery.json")).write_text(text)
     return 0
 
 

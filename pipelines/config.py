@@ -146,6 +146,7 @@ class PacsParams:
 
     overlays: bool  # also one Grad-CAM++ Secondary Capture per image
     max_image_pixels: int  # a DICOM image declaring more (rows x columns x frames) is refused undecoded
+    max_decode_memory_bytes: int  # the address space of a process that decodes DICOM (RLIMIT_AS)
 
 
 @dataclass(frozen=True)

@@ -484,11 +484,13 @@ def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> di
     logged with its UID and the others go on; the task then fails naming them (a retry redoes only
     those: the others hold their report)."""
     from pipelines.config import load_config
+    from pipelines.dicom.pixels import limit_decode_memory
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import answer_study
     from serving.client import ServingClient
 
     configure_logging()
+    limit_decode_memory()  # a file that makes a decoder allocate gigabytes is refused, not the batch killed
     settings = get_settings()
     pacs, outcome, failed = PacsClient(settings), {"answered": 0, "already": 0, "refused": 0}, []
     overlays = load_config().pacs.overlays

@@ -185,6 +185,7 @@ def _predict_dicom(args, studies: list, refused: list[dict]) -> int:
 def _predict_pacs(args) -> int:
     """A study of the PACS: retrieved, answered by the champion, the answer stored back in the study as
     a DICOM SR (once per model version) unless --no-write-back."""
+    from pipelines.dicom.pixels import limit_decode_memory
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import answer_study
     from pipelines.settings import get_settings
@@ -201,6 +202,7 @@ def _predict_pacs(args) -> int:
             "--explain with --pacs stores overlays in the study; it cannot go with --no-write-back"
         )
     settings = get_settings()
+    limit_decode_memory()
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as serving:
         result = answer_study(
             PacsClient(settings), serving, args.pacs, args.model, args.write_back, overlays=bool(args.explain)
@@ -229,6 +231,7 @@ def _predict_pacs(args) -> int:
 def handle_predict(args) -> int:
     """The seed-style sentence for an image, a study, or each study under a patient/study-type folder;
     DICOM files and folders of them by study."""
+    from pipelines.dicom.pixels import limit_decode_memory
     from pipelines.dicom.studies import dicom_files, load_studies
     from serving.client import ServingClient, body_part_from_path, study_folders
 
@@ -243,6 +246,7 @@ def handle_predict(args) -> int:
         raise DataError(f"{args.path} does not exist: pass a PNG/JPEG image, a DICOM file or a study folder")
     dicom = dicom_files(args.path)
     if dicom:
+        limit_decode_memory()
         return _predict_dicom(args, *load_studies(dicom))
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
         if args.path.is_file():

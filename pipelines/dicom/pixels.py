@@ -201,6 +201,28 @@ def grey_pixels(dataset, name: str = "DICOM image", max_pixels: int | None = Non
     return np.clip(np.rint(shown), 0, 255).astype(np.uint8)
 
 
+def limit_decode_memory(limit_bytes: int | None = None) -> int:
+    """Cap this process's address space (RLIMIT_AS) at params.yaml pacs.max_decode_memory_bytes, or
+    lower where a cap is set already; the cap in force. Past it an allocation raises MemoryError, which
+    the one pixel path turns into the file's refusal, where the OOM killer would have ended the whole
+    batch. The pixel limit refuses what a header declares; this bounds a decoder that believes the
+    compressed stream instead. For processes that decode and ask the served model (the PACS tasks,
+    `mura predict` on DICOM), never one that loads a model itself."""
+    import resource
+
+    if limit_bytes is None:
+        from pipelines.config import load_config
+
+        limit_bytes = load_config().pacs.max_decode_memory_bytes
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit_bytes = min(limit_bytes, hard)
+    if soft == resource.RLIM_INFINITY or soft > limit_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
+        return limit_bytes
+    return soft
+
+
 def _max_pixels() -> int:
     from pipelines.config import load_config
 

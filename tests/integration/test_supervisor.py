@@ -106,22 +106,28 @@ def test_services_a_killed_supervisor_left_running_are_found_and_stopped(tmp_pat
     run_dir.mkdir(mode=0o700)
     supervisor.write_config(run_dir, log_dir, [program])
     supervisor.start_daemon(run_dir, log_dir, dict(os.environ))
-    supervisor.start_program(run_dir, "svc")
-    _wait(lambda: port_in_use("127.0.0.1", port) and "svc" in groups.live(run_dir))
-    leader = supervisor.programs_info(run_dir)["svc"]["pid"]
-    daemon = int((run_dir / supervisor.PID_FILE).read_text())
-    os.kill(daemon, signal.SIGKILL)
-    _wait(lambda: not supervisor.is_running(run_dir))
-    assert port_in_use("127.0.0.1", port) and len(process_group(leader)) == 2  # still serving
-    assert _unsupervised(run_dir)["svc"] == {
-        "state": "UNSUPERVISED",
-        "pid": leader,
-        "uptime_s": 0,
-        "restarts": 0,
-    }
-    assert groups.stop_live(run_dir) == ["reaper", "svc"]  # the orphaned event listener too
-    assert process_group(leader) == [] and not port_in_use("127.0.0.1", port)
-    assert groups.live(run_dir) == {}
+    try:
+        supervisor.start_program(run_dir, "svc")
+        _wait(lambda: port_in_use("127.0.0.1", port) and "svc" in groups.live(run_dir))
+        leader = supervisor.programs_info(run_dir)["svc"]["pid"]
+        daemon = int((run_dir / supervisor.PID_FILE).read_text())
+        os.kill(daemon, signal.SIGKILL)
+        _wait(lambda: not supervisor.is_running(run_dir))
+        assert port_in_use("127.0.0.1", port) and len(process_group(leader)) == 2  # still serving
+        assert _unsupervised(run_dir)["svc"] == {
+            "state": "UNSUPERVISED",
+            "pid": leader,
+            "uptime_s": 0,
+            "restarts": 0,
+        }
+        assert groups.stop_live(run_dir) == ["reaper", "svc"]  # the orphaned event listener too
+        assert process_group(leader) == [] and not port_in_use("127.0.0.1", port)
+        assert groups.live(run_dir) == {}
+
+    finally:  # whatever failed above, nothing of the test is left running
+        groups.stop_live(run_dir)
+        if supervisor.is_running(run_dir):
+            supervisor.shutdown(run_dir)
 
     groups.record(run_dir, "gone", os.getpid())  # a record whose pid now names another process
     records = json.loads((run_dir / groups.GROUPS).read_text())

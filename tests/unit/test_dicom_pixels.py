@@ -165,3 +165,48 @@ def test_an_empty_window_counts_as_none_and_files_without_a_study_uid_are_never_
         anonymous.save_as(tmp_path / folder / "1.dcm", enforce_file_format=True)
     studies, refused = load_studies(sorted(tmp_path.glob("*/1.dcm")))
     assert len(studies) == 2 and not refused
+
+
+DECODE_UNDER_A_CAP = """
+import sys
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pipelines.dicom.pixels import DicomImageError, grey_pixels, limit_decode_memory, read_dicom
+
+side = 12000  # 288 MB of zeros, a few hundred KB deflated; decoding it takes over 1 GiB
+meta = FileMetaDataset()
+meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+bomb = Dataset()
+bomb.file_meta = meta
+bomb.SOPClassUID, bomb.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+bomb.Rows = bomb.Columns = side
+bomb.SamplesPerPixel, bomb.PhotometricInterpretation = 1, "MONOCHROME2"
+bomb.BitsAllocated, bomb.BitsStored, bomb.HighBit, bomb.PixelRepresentation = 16, 12, 11, 0
+bomb.PixelData = np.zeros((side, side), np.uint16).tobytes()
+bomb.save_as(sys.argv[1], enforce_file_format=True)
+del bomb
+limit_decode_memory(int(sys.argv[2]))
+try:
+    grey_pixels(read_dicom(__import__("pathlib").Path(sys.argv[1])), "bomb.dcm", max_pixels=10**9)
+    print("decoded")
+except DicomImageError as error:
+    print(error)
+"""
+
+
+def test_a_decoder_past_the_memory_cap_refuses_the_file_and_the_process_lives(tmp_path):
+    """Past the pixel limit's reach (here raised), the process's address-space cap turns a decode of
+    gigabytes into the file's refusal (MemoryError), not the OOM killer ending the batch."""
+    import subprocess
+    import sys
+
+    from pipelines.settings import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", DECODE_UNDER_A_CAP, str(tmp_path / "bomb.dcm"), str(2**30 + 2**29)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "bomb.dcm: the pixel data cannot be read (MemoryError)"

@@ -114,6 +114,7 @@ def test_one_crafted_study_uid_does_not_hide_the_pacs_other_studies(caplog):
 
 def test_any_failure_of_one_study_is_that_study_s_alone(monkeypatch, tmp_path, caplog):
     """NumberOfFrames='X' (a bare ValueError) and deep nesting (RecursionError) stopped the batch."""
+    import pipelines.dicom.pixels
     import pipelines.pacs.client
     import pipelines.pacs.inference
     import serving.client
@@ -131,6 +132,7 @@ def test_any_failure_of_one_study_is_that_study_s_alone(monkeypatch, tmp_path, c
     monkeypatch.setattr(pipelines.pacs.inference, "record_refusals", lambda *args: recorded.update(args[3]))
     monkeypatch.setattr(pipelines.pacs.client, "PacsClient", lambda settings: object())
     monkeypatch.setattr(serving.client, "ServingClient", _NoServing)
+    monkeypatch.setattr(pipelines.dicom.pixels, "limit_decode_memory", lambda: 0)  # not this test process's
     outcome = orchestration.pacs_answer_studies(["1.1", "1.2", "1.3"])
     assert outcome == {"answered": 2, "already": 0, "refused": 1, "studies": 3}
     assert recorded == {"1.1": "RecursionError while reading the study"}  # remembered: not asked again
