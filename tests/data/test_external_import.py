@@ -76,10 +76,10 @@ def test_a_folder_import_writes_a_deidentified_release_and_names_each_refusal(
 
     reasons = sorted(item["reason"] for item in result.refused)
     assert len(reasons) == 5, reasons  # 2 unknown body parts, burned-in, no label, unreadable pixels
-    assert sum("is not a study type the model knows" in reason for reason in reasons) == 2
+    assert sum("is not one of the study types the model knows" in reason for reason in reasons) == 2
     assert any(reason.startswith("image 1: BurnedInAnnotation YES") for reason in reasons)
     assert any(reason.startswith("missing label: the study is not in the labels file") for reason in reasons)
-    assert any("PhotometricInterpretation RGB" in reason for reason in reasons)
+    assert any("PhotometricInterpretation is not MONOCHROME1 or MONOCHROME2" in reason for reason in reasons)
     assert all(re.fullmatch(r"refused-\d{4}", item["study"]) for item in result.refused)
     assert result.labelled_not_found == [9] and result.unreadable_files == 1  # the made-up UID's line
     assert result.studies == 3
