@@ -175,7 +175,7 @@ def test_a_hung_replica_costs_a_bounded_wait_and_no_request(server, tmp_path, mo
             with _client(gateway, protocol) as client:
                 answers = [
                     client.predict({"x": np.array(X, np.float32)}, "linear", label="stable")[0]["y"]
-                    for _ in range(4)
+                    for _ in range(2)  # round robin: the first call meets the hung one
                 ]
             assert all(np.allclose(answer, [2.5, 3.0, 0.25]) for answer in answers), protocol
         assert "upstream timed out" in (tmp_path / "nginx" / "error.log").read_text()
