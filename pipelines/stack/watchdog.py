@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HEALTH = "health.json"
-MISSES = 4  # checks in a row, one per TICK_5: a hung service is killed 15-25 s after it stopped answering
-TIMEOUT_SECONDS = 5.0  # a loaded 2-core machine answers health checks in well under a second
+MISSES = 3  # checks in a row, one per TICK_5: a hung service is killed 10-20 s after it stopped answering
+TIMEOUT_SECONDS = 3.0  # a loaded 2-core machine answers health checks in well under a second
 
 
 def write_checks(run_dir: Path, services) -> None:
