@@ -77,21 +77,28 @@ def _time_to_answer(env, image: bytes) -> dict:
     return {"gateway": through_gateway, "killed_process": killed_process}
 
 
+def _gateway_client(env, timeout: float):
+    """The platform's client of the stack's TLS gateway, with its token."""
+    from serving.client import ServingClient
+
+    return ServingClient(
+        env["MURA_GATEWAY_GRPC"],
+        timeout=timeout,
+        tls_ca=env["MURA_SERVING_TLS_CA"],
+        token=env.get("MURA_SERVING_TOKEN"),
+    )
+
+
 def _load(env, image: bytes, seconds: float, kill: bool) -> dict:
     """16 clients through the gateway for `seconds`; with `kill`, serving is killed after a third."""
-    from serving.client import ServingClient, ServingClientError
+    from serving.client import ServingClientError
 
     counts = {"ok": 0, "failed": 0}
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
     def client_loop() -> None:
-        with ServingClient(
-            env["MURA_GATEWAY_GRPC"],
-            timeout=10,
-            tls_ca=env["MURA_SERVING_TLS_CA"],
-            token=env.get("MURA_SERVING_TOKEN"),
-        ) as client:
+        with _gateway_client(env, timeout=10) as client:
             while time.monotonic() < stop:
                 outcome = "failed"
                 for _ in range(2):  # the request and one retry, as a gRPC client retries UNAVAILABLE
@@ -121,7 +128,7 @@ def _load(env, image: bytes, seconds: float, kill: bool) -> dict:
 def _clients(env, image: bytes, seconds: float, hang: bool) -> dict:
     """4 clients through the gateway for `seconds` (the platform's client: one retry of UNAVAILABLE);
     with `hang`, the first serving process is stopped (SIGSTOP) at the start."""
-    from serving.client import ServingClient, ServingClientError
+    from serving.client import ServingClientError
 
     latencies, failed, lock = [], [0], threading.Lock()
     if hang:
@@ -129,12 +136,7 @@ def _clients(env, image: bytes, seconds: float, hang: bool) -> dict:
     stop = time.monotonic() + seconds
 
     def client_loop() -> None:
-        with ServingClient(
-            env["MURA_GATEWAY_GRPC"],
-            timeout=60,
-            tls_ca=env["MURA_SERVING_TLS_CA"],
-            token=env.get("MURA_SERVING_TOKEN"),
-        ) as client:
+        with _gateway_client(env, timeout=60) as client:
             while time.monotonic() < stop:
                 started = time.perf_counter()
                 try:

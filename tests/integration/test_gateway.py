@@ -133,19 +133,23 @@ def test_predict_through_the_gateway_equals_a_direct_call(gateway, server, proto
         assert through.model_status("linear")[0]["state"] == "AVAILABLE"
 
 
+def _every_call_answered(gateway: dict, calls: int) -> None:
+    """`calls` predictions over gRPC, then over REST, through `gateway`: each one answered right."""
+    for protocol in ("grpc", "rest"):
+        with _client(gateway, protocol) as client:
+            answers = [
+                client.predict({"x": np.array(X, np.float32)}, "linear", label="stable")[0]["y"]
+                for _ in range(calls)
+            ]
+        assert all(np.allclose(answer, [2.5, 3.0, 0.25]) for answer in answers), protocol
+
+
 def test_a_dead_replica_costs_no_request(server, tmp_path):
     """The first replica is down (killed, restarting): every call, gRPC and REST, is answered by the
     other one, including the calls nginx first sent to the dead one."""
     process, options, certificate = _start_gateway(tmp_path, server, None, dead_replicas=1)
     try:
-        gateway = {"options": options, "ca": certificate, "token": None}
-        for protocol in ("grpc", "rest"):
-            with _client(gateway, protocol) as client:
-                answers = [
-                    client.predict({"x": np.array(X, np.float32)}, "linear", label="stable")[0]["y"]
-                    for _ in range(6)
-                ]
-            assert all(np.allclose(answer, [2.5, 3.0, 0.25]) for answer in answers), protocol
+        _every_call_answered({"options": options, "ca": certificate, "token": None}, calls=6)
         tried = (tmp_path / "nginx" / "error.log").read_text()
         assert "Connection refused" in tried  # the dead replica was tried, and the caller never knew
     finally:
@@ -170,14 +174,8 @@ def test_a_hung_replica_costs_a_bounded_wait_and_no_request(server, tmp_path, mo
     ports = tuple(listener.getsockname()[1] for listener in hung)
     process, options, certificate = _start_gateway(tmp_path, server, None, hung=[ports])
     try:
-        gateway = {"options": options, "ca": certificate, "token": None}
-        for protocol in ("grpc", "rest"):
-            with _client(gateway, protocol) as client:
-                answers = [
-                    client.predict({"x": np.array(X, np.float32)}, "linear", label="stable")[0]["y"]
-                    for _ in range(2)  # round robin: the first call meets the hung one
-                ]
-            assert all(np.allclose(answer, [2.5, 3.0, 0.25]) for answer in answers), protocol
+        # Round robin: the first call of each protocol meets the hung one.
+        _every_call_answered({"options": options, "ca": certificate, "token": None}, calls=2)
         assert "upstream timed out" in (tmp_path / "nginx" / "error.log").read_text()
     finally:
         process.terminate()
