@@ -178,10 +178,13 @@ def client_from_settings() -> AirflowClient:
     settings = get_settings()
     user = os.environ.get("MURA_AIRFLOW_USER", AIRFLOW_ADMIN)
     password = os.environ.get("MURA_AIRFLOW_PASSWORD") or admin_password(settings)
-    log_path = settings.mura_home / "logs" / "airflow-api-server.log"
-    return AirflowClient(
-        settings.airflow_url, user, password, log_path=log_path if log_path.is_file() else None
-    )
+    return AirflowClient(settings.airflow_url, user, password, log_path=api_server_log(settings))
+
+
+def api_server_log(settings) -> Path | None:
+    """The embedded stack's API server log, named when a call fails for good (None: this machine runs none)."""
+    path = settings.mura_home / "logs" / "airflow-api-server.log"
+    return path if path.is_file() else None
 
 
 def trigger_dag_action(dag_id: str) -> Callable[[dict], None]:
