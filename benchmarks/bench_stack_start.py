@@ -91,7 +91,8 @@ def retrying_calls(env: dict[str, str], triggers: int) -> list[dict]:
     from pipelines.stack.airflow_api import client_from_settings
 
     answers = []
-    os.environ.update(env)
+    saved = dict(os.environ)
+    os.environ.update(env)  # client_from_settings reads the stack's settings from the environment
     try:
         client = client_from_settings()
         for _ in range(triggers):
@@ -103,9 +104,8 @@ def retrying_calls(env: dict[str, str], triggers: int) -> list[dict]:
             except MuraError as error:
                 answers.append({"call": "trigger, stop, read", "status": 500, "error": str(error)[:300]})
     finally:
-        for name in env:
-            if name not in ("PATH",):
-                os.environ.pop(name, None)
+        os.environ.clear()
+        os.environ.update(saved)
     return answers
 
 
