@@ -57,6 +57,7 @@ typecheck: venv
 docs: venv
 	COLUMNS=100 $(BIN)/python -m pipelines.cli.reference > docs/CLI.md
 	$(BIN)/python -m serving.gateway compose-template > infra/gateway/gateway.conf.template
+	$(BIN)/python -m pipelines.pacs.orthanc > infra/pacs/platform_routes.lua
 
 # docs/TESTING.md: behaviour -> test -> tier -> time, from the tests and the last `make test`'s report.
 testing-doc: venv

@@ -36,6 +36,7 @@ from pipelines.orchestration import (
     GPU_QUEUE,
     RETRAIN_DAG,
     RETRAIN_NEEDED_URI,
+    approval_choices,
     approval_default,
     default_preset,
     preset_choices,
@@ -48,7 +49,7 @@ MODELS_ALIAS = AssetAlias("mura-registered-models")
 # The trigger form; `mura retrain` is built from the same fields and checks them the same way.
 PARAMS = {
     field.name: Param(field.default, **field.schema)
-    for field in retrain_form(default_preset(), preset_choices(), approval_default())
+    for field in retrain_form(default_preset(), preset_choices(), approval_default(), approval_choices())
 }
 
 
@@ -132,8 +133,11 @@ def mura_retrain():
     def gate(registered: dict, params=None, dag_run=None) -> dict:
         from pipelines import orchestration
 
-        approval = orchestration.approval_mode(dict(params), dict(dag_run.conf or {}))
-        verdict = orchestration.gate(orchestration.Registration.from_xcom(registered), approval)
+        conf = dict(dag_run.conf or {})
+        approval = orchestration.approval_mode(dict(params), conf)
+        chooser = orchestration.approval_chooser(conf, getattr(dag_run, "triggering_user_name", None))
+        registration = orchestration.Registration.from_xcom(registered)
+        verdict = orchestration.gate(registration, approval, dag_run.run_id, chooser)
         return verdict.to_xcom()
 
     @task

@@ -79,6 +79,7 @@ class GateParams:
     max_overall_drop: float
     max_part_kappa_drop: float
     approval: str  # required | auto | off (APPROVAL_MODES)
+    allow_auto_approval: bool  # whether a run may ask for auto (skip the reviewer) when approval is not
     approval_timeout: str  # a duration: 3d, 12h, 30m, 45s
     paired_replicates: int
     confidence: float
@@ -87,6 +88,14 @@ class GateParams:
     def auto_promote(self) -> bool:
         """`mura register`: a passing version becomes champion at once only with approval auto."""
         return self.approval == "auto"
+
+    @property
+    def approval_choices(self) -> tuple[str, ...]:
+        """The approvals a run may ask for: auto (no reviewer) only where params.yaml allows it or makes
+        it the default, so skipping the reviewer is a reviewed change to params.yaml, not a form field."""
+        if self.allow_auto_approval or self.approval == "auto":
+            return APPROVAL_MODES
+        return tuple(mode for mode in APPROVAL_MODES if mode != "auto")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 from pipelines.contracts import (
     APPROVE_TASK,
     CHALLENGER,
+    CHAMPION,
     DATA_ASSET_URI,
     DEFAULT_CHAMPION,
     DEFAULT_MODEL,
@@ -96,6 +97,8 @@ __all__ = [
     "SITE_PATTERN",
     "default_preset",
     "approval_default",
+    "approval_choices",
+    "approval_chooser",
     "preset_choices",
     "retrain_form",
 ]
@@ -112,6 +115,21 @@ def approval_default() -> str:
     from pipelines.config import load_config
 
     return load_config().gate.approval
+
+
+def approval_choices() -> tuple[str, ...]:
+    """The approvals the retrain form offers (auto only where params.yaml allows it)."""
+    from pipelines.config import load_config
+
+    return load_config().gate.approval_choices
+
+
+def approval_chooser(conf: dict[str, Any], triggering_user: str | None) -> str:
+    """Who chose the run's approval: the user who triggered it when the run's conf says (the form
+    sends every field), else params.yaml's default."""
+    if "approval" in conf or "auto_promote" in conf:
+        return f"{triggering_user or 'an unnamed user'} (the run's approval field)"
+    return "params.yaml gate.approval"
 
 
 def approval_timeout() -> datetime.timedelta:
@@ -366,9 +384,11 @@ def select_and_register(evaluated: list[Evaluation]) -> Registration:
     return dataclasses.replace(registered, candidates=ranking)
 
 
-def gate(registration: Registration, approval: str) -> GateVerdict:
+def gate(registration: Registration, approval: str, dag_run_id: str = "", chooser: str = "") -> GateVerdict:
     """Decide: judge the version against the floors and the champion, apply the promotion rule
-    (`approval` auto: a passing version becomes champion; required: challenger, a reviewer decides)."""
+    (`approval` auto: a passing version becomes champion, recorded as chosen by `chooser`; required:
+    challenger, a reviewer decides). Auto where params.yaml does not allow it is a ConfigError."""
+    from pipelines.registry.approval import record_auto
     from pipelines.registry.registration import gate_version
 
     configure_logging()
@@ -378,6 +398,8 @@ def gate(registration: Registration, approval: str) -> GateVerdict:
         auto_promote=approval == "auto",
         for_review=approval == "required",
     )
+    if approval == "auto" and verdict.passed and CHAMPION in verdict.aliases:
+        record_auto(verdict.model, verdict.version, chooser or "unknown", dag_run_id)
     return verdict
 
 

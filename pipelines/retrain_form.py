@@ -28,9 +28,15 @@ class FormField:
         return str(self.schema.get("description") or self.schema.get("title") or self.name)
 
 
-def retrain_form(default_preset: str, presets: list[str], approval: str = "required") -> list[FormField]:
+def retrain_form(
+    default_preset: str,
+    presets: list[str],
+    approval: str = "required",
+    approval_choices: tuple[str, ...] = APPROVAL_MODES,
+) -> list[FormField]:
     """The fields of the mura_retrain form, in the order the UI shows them; `approval` is the default
-    of its field (params.yaml gate.approval)."""
+    of its field (params.yaml gate.approval), `approval_choices` what it offers (auto only where
+    params.yaml gate.allow_auto_approval allows it: Airflow refuses a run asking for another)."""
     return [
         FormField("preset", default_preset, {
             "type": "string", "enum": presets, "title": "Preset",
@@ -74,10 +80,11 @@ def retrain_form(default_preset: str, presets: list[str], approval: str = "requi
             "description": "Git revision of data.dvc to pull; empty for the current one.",
         }),
         FormField("approval", approval, {
-            "type": "string", "enum": list(APPROVAL_MODES), "title": "Approval",
+            "type": "string", "enum": list(approval_choices), "title": "Approval",
             "description": "required: a version that passes the gate becomes challenger and a reviewer "
-            "promotes it or keeps it (task approve); auto: champion at once; off: nobody asked (the first "
-            "passing version becomes champion, later ones challenger).",
+            "promotes it or keeps it (task approve); off: nobody asked (the first passing version becomes "
+            "champion, later ones challenger); auto (where params.yaml gate.allow_auto_approval allows "
+            "it): champion at once, and the version records who chose it.",
         }),
     ]  # fmt: skip
 

@@ -158,21 +158,51 @@ server {{
 """
 
 
+GATEWAY_USER = "mura-gateway"  # the workers' own system user: no other process runs as it
+
+
 def _unprivileged_user() -> tuple[str, str] | None:
-    """(user, group) nginx's workers switch to when it runs as root: `nobody` and its group, so a flaw
-    in request handling does not run as root. None when not root (workers keep the invoking user)."""
+    """(user, group) nginx's workers switch to when it runs as root: a system user of the gateway's own
+    (made once, no home, no shell), so a flaw in request handling runs neither as root nor as the
+    shared `nobody`, whose other processes could read the workers' memory and the TLS key in it. None
+    when not root (the workers keep the invoking user)."""
     if os.geteuid() != 0:
         return None
     import grp
     import pwd
 
-    nobody = pwd.getpwnam("nobody")
-    return nobody.pw_name, grp.getgrgid(nobody.pw_gid).gr_name
+    try:
+        found = pwd.getpwnam(GATEWAY_USER)
+    except KeyError:
+        found = _add_system_user(GATEWAY_USER)
+    return found.pw_name, grp.getgrgid(found.pw_gid).gr_name
+
+
+def _add_system_user(name: str):
+    """Create the system user `name` with a group of its own (useradd), and return its passwd entry."""
+    import pwd
+    import shutil
+    import subprocess
+
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    made = subprocess.run(
+        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", name],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise RuntimeError(
+            f"the gateway's workers need a system user {name} of their own and `useradd` could not make it "
+            f"({(made.stderr or '').strip() or 'exit ' + str(made.returncode)}): create it "
+            f"(useradd --system --user-group {name}), or run the stack as an unprivileged user"
+        ) from None
 
 
 def _temp_root(prefix: Path) -> Path:
     """Where the workers spool bodies: under the prefix, or, when they drop root, a folder of root's
-    outside MURA_HOME (0700, so `nobody` could not reach into it) that nginx fills with folders of the
+    outside MURA_HOME (0700, so the workers' user could not reach into it) that nginx fills with folders of the
     workers' own (it creates and chowns temp paths at start)."""
     if _unprivileged_user() is None:
         return prefix / "temp"

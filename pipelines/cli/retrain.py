@@ -27,10 +27,11 @@ def _form() -> list[FormField]:
 
     default = get_settings().default_preset
     try:
-        presets, approval = preset_names(), load_config().gate.approval
+        gate = load_config().gate
+        presets, approval, choices = preset_names(), gate.approval, gate.approval_choices
     except MuraError:  # a broken params.yaml: Airflow's own check reports it when the run is triggered
-        presets, approval = [default], "required"
-    return retrain_form(default, presets, approval)
+        presets, approval, choices = [default], "required", ("required", "off")
+    return retrain_form(default, presets, approval, choices)
 
 
 class _OldApproval(argparse.Action):

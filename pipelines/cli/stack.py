@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from pipelines.cli.common import add_json_flag, emit
+
+ROOT_WARNING = (
+    "warning: the embedded stack runs as root, so do its services (only the gateway's workers drop, to "
+    "mura-gateway): it is one user's stack, so run it as an unprivileged user of its own (SECURITY.md)"
+)
 
 
 def _duration(seconds: int) -> str:
@@ -36,7 +44,8 @@ def _describe(report: dict) -> str:
         ),
         *(
             [
-                f"PACS         DICOMweb {urls['pacs']}, Orthanc {urls['pacs_explorer']}  (login in {urls['pacs_credentials']})"
+                f"PACS         DICOMweb {urls['pacs']}, Orthanc {urls['pacs_explorer']}  "
+                f"(people: admin_user/admin_password in {urls['pacs_credentials']})"
             ]
             if "pacs" in urls
             else ["PACS         not started: install Orthanc (`apt-get install orthanc orthanc-dicomweb`)"]
@@ -51,6 +60,8 @@ def _up(args) -> int:
 
     report = up()
     emit(report, args.json, _describe(report))
+    if os.geteuid() == 0:
+        print(ROOT_WARNING, file=sys.stderr)
     return 0
 
 

@@ -165,6 +165,17 @@ def record(client, model: str, version: int, decision: str, by: str, dag_run_id:
     )
 
 
+def record_auto(model: str, version: int, chooser: str, dag_run_id: str, client=None) -> None:
+    """Record that `version` became champion with approval auto (no reviewer asked) and who chose it."""
+    client = client or connect()
+    note = "approval auto: no reviewer was asked (params.yaml gate.allow_auto_approval)"
+    with tracking_errors(client, f"recording the approval of {model} v{version}"):
+        record(client, model, version, "promote", chooser, dag_run_id, note)
+    LOGGER.info(
+        "%s v%s: champion with approval auto, chosen by %s in %s", model, version, chooser, dag_run_id
+    )
+
+
 def stale(model: str, version: int, asked_champion: int | None, client=None) -> str | None:
     """Why a question about `version` no longer stands (the champion moved since it was asked), or None."""
     client = client or connect()

@@ -293,6 +293,11 @@ def gate_version(
     client = client or connect()
     policy = policy or load_config().gate
     auto_promote = policy.auto_promote if auto_promote is None else bool(auto_promote)
+    if auto_promote and "auto" not in policy.approval_choices:
+        raise ConfigError(
+            f"{model} v{version}: approval auto (champion with no reviewer) is not allowed by params.yaml "
+            "gate.allow_auto_approval (false): use approval required or off, or allow auto in params.yaml"
+        )
     with tracking_errors(client, f"gating {model} v{version}"):
         candidate = client.get_model_version(model, str(version))
         if candidate.tags.get(GATE_APPLIED_TAG):

@@ -389,15 +389,16 @@ def _orthanc_explorer_shows_the_results(env, study_uid: str, version: int) -> No
     import requests
     from playwright.sync_api import sync_playwright
 
-    from pipelines.pacs.orthanc import credentials
+    from pipelines.pacs.orthanc import admin_credentials, credentials
     from pipelines.pacs.report import overlay_series_description, series_description
     from pipelines.settings import get_settings
 
     settings = get_settings(env)
-    user, password = credentials(settings)
+    user, password = admin_credentials(settings)  # people's login: the platform's cannot open the explorer
     root = settings.pacs_url.removesuffix("/").removesuffix("/dicom-web")
     found = requests.post(f"{root}/tools/lookup", data=study_uid, auth=(user, password), timeout=30).json()
     study = next(item["ID"] for item in found if item["Type"] == "Study")
+    _platform_login_keeps_to_its_routes(root, credentials(settings), study)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = _chromium(playwright)
@@ -421,6 +422,22 @@ def _orthanc_explorer_shows_the_results(env, study_uid: str, version: int) -> No
         assert preview.ok and preview.body().startswith(b"\x89PNG")
         browser.close()
     assert series_description("mura_binary", version) in shown and "SR" in shown
+
+
+def _platform_login_keeps_to_its_routes(root: str, login: tuple[str, str], study: str) -> None:
+    """The platform's PACS login (which every worker holds) deletes nothing, adds no outbound peer and
+    reaches no route past the DICOMweb prefix, while it still reads what it needs."""
+    import requests
+
+    def status(method: str, path: str, body: str | None = None) -> int:
+        return requests.request(method, f"{root}{path}", data=body, auth=login, timeout=30).status_code
+
+    assert status("GET", f"/studies/{study}") == 200 and status("GET", "/dicom-web/studies") == 200
+    assert status("DELETE", f"/studies/{study}") == 403
+    assert status("PUT", "/modalities/outside", '{"AET": "X", "Host": "192.0.2.1", "Port": 104}') == 403
+    assert status("PUT", "/dicom-web/servers/outside", '{"Url": "http://192.0.2.1/"}') == 403
+    assert status("GET", "/dicom-web/studies/../../patients") == 403 and status("GET", "/patients") == 403
+    assert status("GET", f"/studies/{study}") == 200  # still there
 
 
 def _chromium(playwright):

@@ -237,7 +237,7 @@ def test_retrain_runs_training_on_the_gpu_queue_with_postgres_redis_and_s3(celer
         assert processes.running_pid(celery_stack["run_dir"], name), (
             f"{name} exited:\n{log.read_text()[-3000:]}"
         )
-    run_id = client.trigger(DAG_ID, {"preset": "ci_tiny", "epochs": 2, "approval": "auto"})
+    run_id = client.trigger(DAG_ID, {"preset": "ci_tiny", "epochs": 2, "approval": "off"})
     try:
         state = client.wait(DAG_ID, run_id, timeout=RUN_TIMEOUT, poll=2)
     except AirflowError as error:

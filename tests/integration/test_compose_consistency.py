@@ -205,6 +205,7 @@ SECRET_HOLDERS = {
     "MURA_MLFLOW_VIEWER_PASSWORD": {"airflow-triggerer", "mlflow-accounts"},
     "MURA_GATEWAY_TOKEN": {"gateway"},
     "MURA_PACS_PASSWORD": WORKERS | {"pacs"},
+    "MURA_PACS_ADMIN_PASSWORD": {"pacs"},  # people's login: no worker holds it
     "MURA_GATE_SIGNING_KEY": {"airflow-worker"},  # the gate signs its verdicts: nothing else may
     "GRAFANA_ADMIN_PASSWORD": {"grafana"},
 }
@@ -295,6 +296,19 @@ def test_the_mlflow_image_installs_the_guard_the_entry_point_names_and_nothing_i
     assert imported - set(sys.stdlib_module_names) <= {"__future__", "mlflow", "werkzeug"}, imported
 
 
+def test_the_mlflow_server_does_not_run_as_root(resolved):
+    """MLflow ran as root in its container: a flaw that writes files wrote them as root. Its image ends
+    as a user of its own that owns the one folder it writes (the login database's volume)."""
+    lines = (REPO / "infra" / "mlflow" / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert "user" not in resolved["services"]["mlflow"]  # compose does not put it back
+    assert any(
+        volume.endswith(":/var/lib/mlflow-auth") or "mlflow-auth" in str(volume)
+        for volume in resolved["services"]["mlflow"]["volumes"]
+    )
+
+
 def test_the_checkout_is_mounted_read_only_and_dvc_writes_into_volumes(resolved):
     for name, service in resolved["services"].items():
         for mount in service.get("volumes", []):
@@ -310,6 +324,13 @@ def test_the_checkout_is_mounted_read_only_and_dvc_writes_into_volumes(resolved)
             (mount.split(":")[1] if isinstance(mount, str) else mount["target"]) == target
             for mount in worker["volumes"]
         ), target
+
+
+def test_the_pacs_route_filter_is_the_one_the_code_renders():
+    from pipelines.pacs.orthanc import ROUTES_LUA
+
+    committed = (REPO / "infra" / "pacs" / "platform_routes.lua").read_text()
+    assert committed == ROUTES_LUA, "infra/pacs/platform_routes.lua is stale: run `make docs`"
 
 
 def test_the_gateway_template_is_the_one_the_code_renders():

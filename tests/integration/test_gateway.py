@@ -370,11 +370,15 @@ def test_an_http_0_9_request_is_closed_unanswered(gateway):
 
 
 def test_the_workers_do_not_run_as_root_and_still_spool_a_large_body(gateway):
-    """Run as root (CI is), nginx's workers ran as root; they drop to `nobody`, and a body past the
-    in-memory buffer is still written to their temp folder and passed on."""
+    """Run as root (CI is), nginx's workers ran as root, then as the shared `nobody`; they run as a
+    system user of their own, and a body past the in-memory buffer is still written to their temp
+    folder and passed on."""
     import os
+    import pwd
 
     import psutil
+
+    from serving.gateway import GATEWAY_USER
 
     master = next(
         process
@@ -383,7 +387,8 @@ def test_the_workers_do_not_run_as_root_and_still_spool_a_large_body(gateway):
     )
     workers = master.children()
     assert workers
-    expected = 65534 if os.geteuid() == 0 else os.geteuid()
+    expected = pwd.getpwnam(GATEWAY_USER).pw_uid if os.geteuid() == 0 else os.geteuid()
+    assert expected != 65534  # not nobody
     assert {worker.uids().effective for worker in workers} == {expected}
     padding = "0" * (3 << 20)  # 3 MiB: past the 1 MiB buffer, spooled to the temp folder
     base = f"https://{gateway['options'].rest_listen}/v1/models/linear:predict"

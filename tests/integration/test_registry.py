@@ -550,6 +550,35 @@ def test_an_approval_record_the_pipeline_did_not_sign_decides_nothing(world):
     assert settled(model, version, "run-7", client) is None
 
 
+def test_approval_auto_needs_params_yaml_and_records_who_chose_it(world):
+    """The Airflow admin may not answer the question but could skip the reviewer with approval=auto:
+    auto is refused unless params.yaml allows it, and a version promoted by it records, signed, who
+    chose it in which run."""
+    import dataclasses
+
+    from pipelines.config import load_config
+    from pipelines.errors import ConfigError
+    from pipelines.registry.approval import record_auto, settled
+    from pipelines.registry.registration import gate_version
+
+    client, model = world["client"], "mura_auto"
+    (version,) = _reviewed_model(world, model, GOOD)
+    shipped = load_config().gate
+    assert shipped.allow_auto_approval is False and "auto" not in shipped.approval_choices
+    with pytest.raises(ConfigError, match="gate.allow_auto_approval"):
+        gate_version(model, version, auto_promote=True, client=client, policy=shipped)
+    assert client.get_registered_model(model).aliases == {}  # nothing moved
+    allowed = dataclasses.replace(shipped, allow_auto_approval=True)
+    assert "auto" in allowed.approval_choices
+
+    record_auto(model, version, "admin (the run's approval field)", "manual__auto", client)
+    tags = client.get_model_version(model, str(version)).tags
+    assert tags["approval.by"] == "admin (the run's approval field)" and "no reviewer" in tags["approval.note"]
+    assert settled(model, version, "manual__auto", client) == (
+        "this run decided already: promote by admin (the run's approval field)"
+    )
+
+
 def test_a_reviewer_s_answer_moves_the_champion_through_promote_and_is_recorded(world):
     """The question shows both versions' intervals and the part that moved; keep moves nothing,
     promote moves champion with the reviewer and the run in the audit log, an answer to a question

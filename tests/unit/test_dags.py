@@ -412,6 +412,25 @@ def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(mon
     assert (first.reused, again.reused) == (False, True)
 
 
+def test_the_form_offers_approval_auto_only_where_params_yaml_allows_it():
+    """Any Airflow user who may trigger could skip the reviewer by choosing auto: the form (which
+    Airflow checks a triggered run against) offers auto only where params.yaml allows it, and the run
+    names who chose its approval."""
+    from pipelines.errors import ConfigError
+    from pipelines.orchestration import approval_choices, approval_chooser
+    from pipelines.retrain_form import check_conf, retrain_form
+
+    assert approval_choices() == ("required", "off")  # the shipped params.yaml
+    form = retrain_form("cpu_smoke", ["cpu_smoke"], "required", approval_choices())
+    with pytest.raises(ConfigError, match="approval='auto'"):
+        check_conf({"approval": "auto"}, form)
+    assert check_conf({"approval": "off"}, form) == {"approval": "off"}
+    allowed = retrain_form("cpu_smoke", ["cpu_smoke"], "required", ("required", "auto", "off"))
+    assert check_conf({"approval": "auto"}, allowed) == {"approval": "auto"}
+    assert approval_chooser({"approval": "auto"}, "admin") == "admin (the run's approval field)"
+    assert approval_chooser({}, "admin") == "params.yaml gate.approval"
+
+
 def test_an_old_client_s_auto_promote_conf_still_decides_the_approval():
     """The form fills `approval` with its default in the run's params, so an older client's conf
     `auto_promote: true` was read as approval required (a 3-day wait); the conf decides now."""
