@@ -69,9 +69,9 @@ def main() -> int:
         )
         from bench_cli import serve_tiny_model
 
-        from pipelines import orchestration
         from pipelines.data.synth import generate_synthetic
         from pipelines.dicom.synth import write_studies
+        from pipelines.flows import pacs as flow
         from pipelines.pacs.client import PacsClient
         from pipelines.pacs.inference import answer_study
         from pipelines.pacs.store import push_folder
@@ -106,14 +106,14 @@ def main() -> int:
                     with_overlays.append(time.perf_counter() - started)
             pacs.wait_until_stable([row["StudyInstanceUID"] for row in rows])  # the DAG takes complete ones
             started = time.perf_counter()
-            todo = orchestration.pacs_new_studies()
+            todo = flow.pacs_new_studies()
             failures = 0
             try:
-                first = orchestration.pacs_answer_studies(todo)
+                first = flow.pacs_answer_studies(todo)
             except Exception as error:  # noqa: BLE001 - counted, the benchmark reports it
                 failures, first = 1, {"error": str(error)}
             bulk_seconds = time.perf_counter() - started
-            second = orchestration.pacs_answer_studies(orchestration.pacs_new_studies())
+            second = flow.pacs_answer_studies(flow.pacs_new_studies())
         finally:
             server.terminate()
             pacs_process.terminate()

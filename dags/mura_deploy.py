@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from pipelines.orchestration import DEPLOY_DAG
+from pipelines.flows.deploy import DEPLOY_DAG
 
 
 @dag(
@@ -29,9 +29,9 @@ from pipelines.orchestration import DEPLOY_DAG
 def mura_deploy():
     @task
     def reconcile() -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import deploy as flow
 
-        return orchestration.reconcile_serving().to_xcom()
+        return flow.reconcile_serving().to_xcom()
 
     reconcile()
 

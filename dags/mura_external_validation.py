@@ -20,7 +20,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from pipelines.orchestration import DEFAULT_CHAMPION, EXTERNAL_DAG, SITE_PATTERN
+from pipelines.flows.external import DEFAULT_CHAMPION, EXTERNAL_DAG, SITE_PATTERN
 
 
 @dag(
@@ -62,15 +62,15 @@ from pipelines.orchestration import DEFAULT_CHAMPION, EXTERNAL_DAG, SITE_PATTERN
 def mura_external_validation():
     @task
     def check_gate(params=None) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import external as flow
 
-        return orchestration.external_gate(params["site"])
+        return flow.external_gate(params["site"])
 
     @task
     def validate(gate: dict, params=None) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import external as flow
 
-        return orchestration.external_validate(
+        return flow.external_validate(
             gate["site"], params["model"], bool(params["recalibrate"]), bool(params["register"])
         )
 

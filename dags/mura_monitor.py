@@ -19,7 +19,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from pipelines.orchestration import DATA_ASSET_URI, DVC_POOL, MONITOR_DAG, RETRAIN_NEEDED_URI
+from pipelines.flows.monitor import DATA_ASSET_URI, DVC_POOL, MONITOR_DAG, RETRAIN_NEEDED_URI
 
 RETRAIN_NEEDED = Asset(RETRAIN_NEEDED_URI)
 
@@ -40,25 +40,25 @@ RETRAIN_NEEDED = Asset(RETRAIN_NEEDED_URI)
 def mura_monitor():
     @task(pool=DVC_POOL)
     def pull_data() -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import monitor as flow
 
-        return orchestration.pull_data().to_xcom()
+        return flow.pull_data().to_xcom()
 
     @task
     def build_manifest(data_version: dict) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import monitor as flow
 
-        return orchestration.build_manifest(orchestration.DataVersion.from_xcom(data_version)).to_xcom()
+        return flow.build_manifest(flow.DataVersion.from_xcom(data_version)).to_xcom()
 
     @task
     def check(manifest: dict) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipelines import orchestration
+        from pipelines.flows import monitor as flow
 
         try:
-            return orchestration.monitor(orchestration.Manifest.from_xcom(manifest)).to_xcom()
-        except orchestration.NothingToMonitor as error:  # no champion yet: nothing to compare with
+            return flow.monitor(flow.Manifest.from_xcom(manifest)).to_xcom()
+        except flow.NothingToMonitor as error:  # no champion yet: nothing to compare with
             raise AirflowSkipException(str(error)) from None
 
     @task(outlets=[RETRAIN_NEEDED])

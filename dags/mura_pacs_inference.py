@@ -20,7 +20,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from pipelines.orchestration import PACS_DAG
+from pipelines.flows.pacs import PACS_DAG
 
 
 @dag(
@@ -37,15 +37,15 @@ from pipelines.orchestration import PACS_DAG
 def mura_pacs_inference():
     @task
     def find_new_studies() -> list[str]:
-        from pipelines import orchestration
+        from pipelines.flows import pacs as flow
 
-        return orchestration.pacs_new_studies()
+        return flow.pacs_new_studies()
 
     @task
     def answer_studies(study_uids: list[str]) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import pacs as flow
 
-        return orchestration.pacs_answer_studies(study_uids)
+        return flow.pacs_answer_studies(study_uids)
 
     answer_studies(find_new_studies())
 

@@ -28,8 +28,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
 
-from pipelines.approval_step import ReviewerApproval
-from pipelines.orchestration import (
+from pipelines.flows.retrain import (
     APPROVE_TASK,
     DATA_ASSET_URI,
     DVC_POOL,
@@ -42,6 +41,7 @@ from pipelines.orchestration import (
     preset_choices,
     retrain_form,
 )
+from pipelines.flows.retrain_approval import ReviewerApproval
 
 DATA_ASSET = Asset(DATA_ASSET_URI)
 MODELS_ALIAS = AssetAlias("mura-registered-models")
@@ -65,35 +65,35 @@ PARAMS = {
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
 )
 def mura_retrain():
-    # Each task: typed stages in pipelines.orchestration, dicts only here at the XCom boundary.
+    # Each task: typed stages in pipelines.flows.retrain, dicts only here at the XCom boundary.
     @task(pool=DVC_POOL, outlets=[DATA_ASSET])
     def pull_data(params=None) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        return orchestration.pull_data(params.get("data_rev")).to_xcom()
+        return flow.pull_data(params.get("data_rev")).to_xcom()
 
     @task
     def build_manifest(data_version: dict) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        return orchestration.build_manifest(orchestration.DataVersion.from_xcom(data_version)).to_xcom()
+        return flow.build_manifest(flow.DataVersion.from_xcom(data_version)).to_xcom()
 
     @task(retries=0)
     def validate_data(manifest: dict) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        return orchestration.validate_data(orchestration.Manifest.from_xcom(manifest)).to_xcom()
+        return flow.validate_data(flow.Manifest.from_xcom(manifest)).to_xcom()
 
     @task
     def plan_candidates(
         manifest: dict, validation: dict, params=None, run_id=None, dag_run=None
     ) -> list[dict]:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        planned = orchestration.plan_candidates(
+        planned = flow.plan_candidates(
             dict(params),
-            orchestration.Manifest.from_xcom(manifest),
-            orchestration.Validation.from_xcom(validation),
+            flow.Manifest.from_xcom(manifest),
+            flow.Validation.from_xcom(validation),
             dag_run_id=run_id,
             run_type=dag_run.run_type,  # the monitor's Asset: asset_triggered (the preset may differ)
             conf=dict(dag_run.conf or {}),
@@ -102,57 +102,54 @@ def mura_retrain():
 
     @task(queue=GPU_QUEUE)
     def train(candidate: dict) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        return orchestration.train_candidate(orchestration.Candidate.from_xcom(candidate)).to_xcom()
+        return flow.train_candidate(flow.Candidate.from_xcom(candidate)).to_xcom()
 
     @task
     def combine_members(trained: list[dict]) -> list[dict]:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        results = [orchestration.TrainResult.from_xcom(one) for one in trained]
-        return [result.to_xcom() for result in orchestration.combine_members(results)]
+        results = [flow.TrainResult.from_xcom(one) for one in trained]
+        return [result.to_xcom() for result in flow.combine_members(results)]
 
     @task
     def evaluate(trained: dict) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        return orchestration.evaluate_candidate(orchestration.TrainResult.from_xcom(trained)).to_xcom()
+        return flow.evaluate_candidate(flow.TrainResult.from_xcom(trained)).to_xcom()
 
     @task(outlets=[MODELS_ALIAS])
     def select_and_register(evaluated: list[dict], outlet_events=None) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        registered = orchestration.select_and_register(
-            [orchestration.Evaluation.from_xcom(one) for one in evaluated]
-        )
+        registered = flow.select_and_register([flow.Evaluation.from_xcom(one) for one in evaluated])
         outlet_events[MODELS_ALIAS].add(Asset(f"mura://models/{registered.model}"))
         return registered.to_xcom()
 
     @task
     def gate(registered: dict, params=None, dag_run=None) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
         conf = dict(dag_run.conf or {})
-        approval = orchestration.approval_mode(dict(params), conf)
-        chooser = orchestration.approval_chooser(conf, getattr(dag_run, "triggering_user_name", None))
-        registration = orchestration.Registration.from_xcom(registered)
-        verdict = orchestration.gate(registration, approval, dag_run.run_id, chooser)
+        approval = flow.approval_mode(dict(params), conf)
+        chooser = flow.approval_chooser(conf, getattr(dag_run, "triggering_user_name", None))
+        registration = flow.Registration.from_xcom(registered)
+        verdict = flow.gate(registration, approval, dag_run.run_id, chooser)
         return verdict.to_xcom()
 
     @task
     def deploy(verdict: dict) -> dict:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        return orchestration.deploy(orchestration.GateVerdict.from_xcom(verdict)).to_xcom()
+        return flow.deploy(flow.GateVerdict.from_xcom(verdict)).to_xcom()
 
     manifest = build_manifest(pull_data())
     candidates = plan_candidates(manifest, validate_data(manifest))
     trained = combine_members(train.expand(candidate=candidates))
     evaluated = evaluate.expand(trained=trained)
     verdict = gate(select_and_register(evaluated))
-    approve = ReviewerApproval(task_id=APPROVE_TASK, verdict_task="gate")
-    verdict >> approve
+    approve = ReviewerApproval(task_id=APPROVE_TASK, verdict=verdict)
     deploy(approve.output)
 
 

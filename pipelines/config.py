@@ -85,11 +85,6 @@ class GateParams:
     confidence: float
 
     @property
-    def auto_promote(self) -> bool:
-        """`mura register`: a passing version becomes champion at once only with approval auto."""
-        return self.approval == "auto"
-
-    @property
     def approval_choices(self) -> tuple[str, ...]:
         """The approvals a run may ask for: auto (no reviewer) only where params.yaml allows it or makes
         it the default, so skipping the reviewer is a reviewed change to params.yaml, not a form field."""

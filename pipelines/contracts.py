@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from pipelines.errors import ConfigError
 
@@ -242,10 +243,18 @@ GATE_CHAMPION_TAG = "gate.champion_version"
 GATE_SIGNATURE_TAG = "gate.signature"
 CARD_TAG = "card.path"  # version tag: where the version's model card lies among its run's artifacts
 
+
 # --- A reviewer's approval (mura_retrain's task approve) ---------------------------------------
-# required: a passing version becomes challenger and a reviewer decides; auto: champion at once;
-# off: challenger without a question (the first passing version becomes champion).
-APPROVAL_MODES = ("required", "auto", "off")
+class Approval(StrEnum):
+    """Who decides on a version that passed the gate: one value from the retrain form (or params.yaml
+    gate.approval) through the gate's verdict to the promotion rule and the approval step."""
+
+    REQUIRED = "required"  # challenger; a reviewer decides in the retrain (task approve)
+    AUTO = "auto"  # champion at once, no reviewer (only where params.yaml allows it)
+    OFF = "off"  # challenger without a question (the first passing version becomes champion)
+
+
+APPROVAL_MODES = tuple(mode.value for mode in Approval)
 APPROVE_TASK = "approve"
 REVIEWER_ROLE = "reviewer"  # the Airflow user who may answer (the step then moves aliases as `pipeline`)
 PROMOTE_OPTION = "Promote to champion"

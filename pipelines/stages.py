@@ -8,13 +8,14 @@ places where they become or stop being plain dicts.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pipelines.contracts import PASSED, STUDY_KAPPA
+from pipelines.contracts import PASSED, STUDY_KAPPA, Approval
 
 T = TypeVar("T", bound="Stage")
 
@@ -33,7 +34,7 @@ class Stage:
 
     def to_xcom(self) -> dict[str, Any]:
         """A plain dict (nested stages become dicts) for XCom or `--json`."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return dataclasses.asdict(self, dict_factory=_plain_dict)  # type: ignore[call-overload]
 
     @classmethod
     def from_xcom(cls: type[T], values: dict[str, Any] | T) -> T:
@@ -47,12 +48,19 @@ class Stage:
             kind = _stage_of_optional(kind)
             if isinstance(kind, type) and issubclass(kind, Stage) and isinstance(value, dict):
                 value = kind.from_xcom(value)
+            elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+                value = kind(value)
             elif typing.get_origin(kind) is list:
                 (item,) = typing.get_args(kind)
                 if isinstance(item, type) and issubclass(item, Stage):
                     value = [item.from_xcom(one) for one in value]
             converted[name] = value
         return cls(**converted)
+
+
+def _plain_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """asdict's dict, an enum member as its value (XCom and JSON carry plain strings)."""
+    return {key: value.value if isinstance(value, enum.Enum) else value for key, value in items}
 
 
 def _stage_of_optional(kind: Any) -> Any:
@@ -218,6 +226,7 @@ class GateVerdict(Stage):
     aliases: list[str]
     card: str | None = None  # where the version's model card is; None when it could not be written
     repeated: bool = False  # gated before (a retried task): the recorded verdict, nothing moved again
+    approval: Approval = Approval.OFF  # who decides next: the run's approval, carried to the approval step
 
     @property
     def passed(self) -> bool:

@@ -13,9 +13,13 @@ from pipelines.settings import MLFLOW_PORT
 
 
 def _register(args) -> int:
+    from pipelines.contracts import Approval
     from pipelines.registry.registration import register_run
 
-    result = register_run(args.run_id, auto_promote=args.auto_promote)  # None: gate.approval == auto
+    # No reviewer is asked outside a retrain: --auto-promote is auto, --no-auto-promote off, neither
+    # follows params.yaml gate.approval (auto, else off).
+    approval = None if args.auto_promote is None else Approval.AUTO if args.auto_promote else Approval.OFF
+    result = register_run(args.run_id, approval=approval)
     aliases = ", ".join(result["aliases"]) or "no alias"
     done = "already registered as" if result["reused"] else "registered"
     emit(

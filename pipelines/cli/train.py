@@ -100,7 +100,7 @@ def manifest_for(args):
 
 
 def _train(args) -> int:
-    from pipelines.orchestration import train_evaluate_export
+    from pipelines.flows.retrain import train_evaluate_export
     from pipelines.training.presets import resolve_config
 
     overrides = overrides_from(args)

@@ -13,7 +13,7 @@ from pipelines.settings import Settings, get_settings
 
 EXTERNAL_DIR = "external"
 IMPORT_REPORT = "import_report.json"  # in the release: what was imported and what refused, and why
-SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")  # also the DAG form's pattern (orchestration)
+SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")  # also the DAG form's pattern (flows.external)
 
 
 def check_site(name: str) -> str:

@@ -12,7 +12,7 @@ import logging
 import os
 from datetime import UTC, datetime
 
-from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED
+from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED, Approval
 from pipelines.registry.errors import RegistryError
 from pipelines.registry.tracking import (
     check_alias_name,
@@ -137,10 +137,11 @@ def _make_champion(client, model_name: str, version: int, action: str = "promote
 
 
 def apply_promotion_rule(
-    client, model_name: str, version: int, passed: bool, auto_promote: bool, for_review: bool = False
+    client, model_name: str, version: int, passed: bool, approval: Approval = Approval.OFF
 ) -> list[str]:
-    """The promotion rule: first passing version -> champion; later ones -> challenger (+ champion if
-    auto). `for_review` (a reviewer decides next): challenger, the first passing version too."""
+    """The promotion rule: first passing version -> champion; later ones -> challenger (champion with
+    approval auto). Approval required (a reviewer decides next): challenger, the first passing too."""
+    auto_promote, for_review = approval == Approval.AUTO, approval == Approval.REQUIRED
     if not passed:
         return []
     aliases = client.get_registered_model(model_name).aliases

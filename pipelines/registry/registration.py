@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -22,6 +23,7 @@ from pipelines.contracts import (
     STUDY_AUROC,
     STUDY_KAPPA,
     VALIDATION_SUCCESS_TAG,
+    Approval,
     check_model_name,
     model_name_for_task,
     parse_version,
@@ -278,22 +280,23 @@ def _aliases_of(client, model: str, version: int) -> list[str]:
 def gate_version(
     model: str,
     version: int,
-    auto_promote: bool | None = None,
+    approval: Approval | None = None,
     client=None,
     policy: GateParams | None = None,
-    for_review: bool = False,
 ) -> GateVerdict:
     """Judge a registered version against the floors and the current champion, record the verdict as
     tags and apply the promotion rule; the verdict with the aliases the version now holds.
-    `for_review`: a reviewer decides next (a passing version becomes challenger, even the first).
+    `approval` (default: auto where params.yaml gate.approval is auto, else off): who decides next;
+    required: a reviewer (a passing version becomes challenger, even the first). The verdict carries it.
 
     Safe to run twice: a version gated already keeps its recorded verdict (`repeated`), and only a
     step the first attempt did not reach (its model card) is done now.
     """
     client = client or connect()
     policy = policy or load_config().gate
-    auto_promote = policy.auto_promote if auto_promote is None else bool(auto_promote)
-    if auto_promote and "auto" not in policy.approval_choices:
+    if approval is None:
+        approval = Approval.AUTO if policy.approval == Approval.AUTO else Approval.OFF
+    if approval == Approval.AUTO and Approval.AUTO not in policy.approval_choices:
         raise ConfigError(
             f"{model} v{version}: approval auto (champion with no reviewer) is not allowed by params.yaml "
             "gate.allow_auto_approval (false): use approval required or off, or allow auto in params.yaml"
@@ -301,7 +304,9 @@ def gate_version(
     with tracking_errors(client, f"gating {model} v{version}"):
         candidate = client.get_model_version(model, str(version))
         if candidate.tags.get(GATE_APPLIED_TAG):
-            return _recorded_verdict(client, model, int(version), candidate)
+            return dataclasses.replace(
+                _recorded_verdict(client, model, int(version), candidate), approval=approval
+            )
         metrics = version_metrics(candidate)
         champion_version = client.get_registered_model(model).aliases.get(CHAMPION)
         champion_metrics, paired = None, None
@@ -331,9 +336,7 @@ def gate_version(
                 sha256=candidate.tags.get(HASH_TAG, ""),
             ),
         )
-        aliases = apply_promotion_rule(
-            client, model, int(version), verdict.passed, auto_promote, for_review=for_review
-        )
+        aliases = apply_promotion_rule(client, model, int(version), verdict.passed, approval)
         client.set_model_version_tag(model, str(version), GATE_APPLIED_TAG, now_utc())
         card = _publish_card(client, model, int(version))
         client.update_model_version(
@@ -348,6 +351,7 @@ def gate_version(
         champion_version=verdict.champion_version,
         aliases=aliases,
         card=card,
+        approval=approval,
     )
 
 
@@ -377,12 +381,12 @@ def _recorded_verdict(client, model: str, version: int, entry) -> GateVerdict:
 
 
 def register_run(
-    run_id: str, auto_promote: bool | None = None, client=None, policy: GateParams | None = None
+    run_id: str, approval: Approval | None = None, client=None, policy: GateParams | None = None
 ) -> dict:
     """Register the run's SavedModel, then gate it and apply the promotion rule (`mura register`)."""
     client = client or connect()
     registered = register_version(run_id, client)
-    verdict = gate_version(registered.model, registered.version, auto_promote, client, policy)
+    verdict = gate_version(registered.model, registered.version, approval, client, policy)
     return {  # what `mura register --json` prints
         **{key: value for key, value in registered.to_xcom().items() if key != "candidates"},
         "gate": {

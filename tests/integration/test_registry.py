@@ -462,7 +462,7 @@ def test_an_unreadable_alias_log_is_kept_never_overwritten_and_no_event_falls_of
     with pytest.raises(UnreadableTag, match="alias.events"):
         alias_events(client, model)
 
-    assert apply_promotion_rule(client, model, 1, passed=True, auto_promote=False) == ["champion"]
+    assert apply_promotion_rule(client, model, 1, passed=True) == ["champion"]
     tags = client.get_registered_model(model).tags
     (kept,) = [name for name in tags if name.startswith(f"{EVENTS_TAG}.unreadable.")]
     assert tags[kept] == "[{'edited': by hand" and kept in caplog.text
@@ -493,7 +493,7 @@ def test_an_unreadable_champion_history_stops_only_the_rollback_and_says_what_to
 
     client, model = world["client"], "mura_audit_history"
     _bare_versions(client, model, 2)
-    apply_promotion_rule(client, model, 1, passed=True, auto_promote=False)
+    apply_promotion_rule(client, model, 1, passed=True)
     client.set_registered_model_tag(model, HISTORY_TAG, '[{"version": 1}]')  # a list, of something else
     with pytest.raises(RegistryError, match="champion.history.*mura promote MODEL VERSION"):
         rollback(model, client)
@@ -557,6 +557,7 @@ def test_approval_auto_needs_params_yaml_and_records_who_chose_it(world):
     import dataclasses
 
     from pipelines.config import load_config
+    from pipelines.contracts import Approval
     from pipelines.errors import ConfigError
     from pipelines.registry.approval import record_auto, settled
     from pipelines.registry.registration import gate_version
@@ -566,14 +567,16 @@ def test_approval_auto_needs_params_yaml_and_records_who_chose_it(world):
     shipped = load_config().gate
     assert shipped.allow_auto_approval is False and "auto" not in shipped.approval_choices
     with pytest.raises(ConfigError, match="gate.allow_auto_approval"):
-        gate_version(model, version, auto_promote=True, client=client, policy=shipped)
+        gate_version(model, version, Approval.AUTO, client=client, policy=shipped)
     assert client.get_registered_model(model).aliases == {}  # nothing moved
     allowed = dataclasses.replace(shipped, allow_auto_approval=True)
     assert "auto" in allowed.approval_choices
 
     record_auto(model, version, "admin (the run's approval field)", "manual__auto", client)
     tags = client.get_model_version(model, str(version)).tags
-    assert tags["approval.by"] == "admin (the run's approval field)" and "no reviewer" in tags["approval.note"]
+    assert (
+        tags["approval.by"] == "admin (the run's approval field)" and "no reviewer" in tags["approval.note"]
+    )
     assert settled(model, version, "manual__auto", client) == (
         "this run decided already: promote by admin (the run's approval field)"
     )
@@ -645,8 +648,8 @@ def test_a_waiting_question_closes_itself_when_the_champion_moves(world, monkeyp
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
     import airflow.sdk.execution_time.hitl as hitl
 
-    from pipelines.approval_step import ChampionWatchingTrigger
     from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION
+    from pipelines.flows.retrain_approval import ChampionWatchingTrigger
     from pipelines.registry.promotion import promote
 
     client, model = world["client"], "mura_watched"

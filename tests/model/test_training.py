@@ -220,8 +220,8 @@ def test_cli_train_runs_the_dag_s_steps_and_its_run_is_tagged_as_the_dag_s(synth
     """`mura train` re-implemented the DAG's combine and evaluate steps: its runs had no data-gate tags
     and evaluated on another manifest. It now composes the DAG's step functions; its run and the DAG
     steps' run of the same config carry the same tag names and metric names."""
-    from pipelines import orchestration as steps
     from pipelines.cli import main
+    from pipelines.flows import retrain as steps
     from pipelines.stages import DataVersion
 
     args = [
@@ -295,7 +295,7 @@ def test_ensemble_run_is_one_model_averaging_its_members(synthetic, tmp_path):
     import tensorflow as tf
 
     from pipelines.export import export_run
-    from pipelines.orchestration import train_evaluate_export
+    from pipelines.flows.retrain import train_evaluate_export
     from pipelines.training.layers import load_model
     from serving import samples
 

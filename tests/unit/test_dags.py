@@ -41,7 +41,8 @@ for dag_id, dag in bag.dags.items():
         "assets": sorted(asset.uri for asset in dag.timetable.asset_condition.objects)
         if getattr(dag.timetable, "asset_condition", None) is not None else [],
         "outlets": {task.task_id: sorted(o.uri for o in task.outlets if hasattr(o, "uri")) for task in dag.tasks},
-        "tasks": {task.task_id: {"queue": task.queue, "pool": task.pool, "retries": task.retries}
+        "tasks": {task.task_id: {"queue": task.queue, "pool": task.pool, "retries": task.retries,
+                                 "upstream": sorted(task.upstream_task_ids)}
                   for task in dag.tasks},
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "heavy": heavy, "dags": dags}))
@@ -89,7 +90,7 @@ def test_external_validation_checks_the_gate_then_measures_and_its_form_refuses_
     dag = parsed["dags"]["mura_external_validation"]
     assert list(dag["tasks"]) == ["check_gate", "validate"] and dag["timetable"] == "NullTimetable"
     assert all(task["retries"] >= 1 for task in dag["tasks"].values())
-    from pipelines.orchestration import SITE_PATTERN
+    from pipelines.flows.external import SITE_PATTERN
 
     assert SITE_PATTERN == SITE_NAME.pattern  # the form and the CLI accept the same names
     assert re.match(SITE_PATTERN, "st-olav") and not re.match(SITE_PATTERN, "../data")
@@ -136,6 +137,23 @@ def test_retrain_shape_queue_pool_and_retries(parsed):
     assert tasks["pull_data"]["pool"] == DVC_POOL
     assert tasks["validate_data"]["retries"] == 0, "a data failure is not transient: no retry"
     assert all(task["retries"] >= 1 for name, task in tasks.items() if name != "validate_data")
+    # The approve task gets the gate's verdict as a TaskFlow argument (its upstream by that alone).
+    assert tasks["approve"]["upstream"] == ["gate"] and tasks["deploy"]["upstream"] == ["approve"]
+
+
+def test_the_approval_travels_as_one_type_in_the_gate_s_verdict():
+    """The approval had three spellings on its way down (a mode string, auto_promote, for_review), so
+    an impossible pair could be written: one enum now, carried by the verdict through XCom."""
+    from pipelines.contracts import Approval
+    from pipelines.flows.retrain import approval_mode
+
+    verdict = GateVerdict("mura_binary", 4, "passed", "ok", 3, ["challenger"], approval=Approval.REQUIRED)
+    wire = json.loads(json.dumps(verdict.to_xcom()))
+    assert wire["approval"] == "required" and GateVerdict.from_xcom(wire) == verdict
+    assert GateVerdict.from_xcom(wire).approval is Approval.REQUIRED
+    assert approval_mode({"approval": "off"}) is Approval.OFF
+    with pytest.raises(ValueError):
+        GateVerdict.from_xcom({**wire, "approval": "sometimes"})
 
 
 def test_retrain_params_are_the_design_names(parsed):
@@ -175,7 +193,7 @@ def test_gate_approval_in_params_yaml_is_the_dag_form_s_default(tmp_path):
 def test_form_choices_match_the_zoo_tasks_and_presets():
     from pipelines.config import load_config
     from pipelines.contracts import parse_task
-    from pipelines.orchestration import TASK_CHOICES, preset_choices
+    from pipelines.flows.retrain import TASK_CHOICES, preset_choices
 
     assert preset_choices() == sorted(load_config().presets)
     assert {parse_task(name).model_name for name in TASK_CHOICES} >= {
@@ -208,7 +226,7 @@ VALIDATION = Validation(
 
 def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
     from pipelines.errors import ConfigError
-    from pipelines.orchestration import plan_candidates
+    from pipelines.flows.retrain import plan_candidates
 
     params = {
         "preset": "cpu_smoke",
@@ -251,7 +269,7 @@ def test_a_retrain_the_monitor_asked_for_trains_the_monitor_preset_not_the_form_
     Any other run trains its conf's preset, else the form's. Compose's form default is mura_paper
     (five DenseNet-169 at 320 px): not what an automatic run should spend unasked."""
     from pipelines.config import load_config
-    from pipelines.orchestration import plan_candidates
+    from pipelines.flows.retrain import plan_candidates
 
     monkeypatch.setenv("MURA_DEFAULT_PRESET", "mura_paper")
     assert load_config().monitor.retrain_preset == "cpu_smoke"
@@ -279,7 +297,7 @@ def test_the_dag_passes_its_run_type_and_conf_to_the_preset_decision():
 def test_the_run_type_may_be_airflows_enum_or_its_value():
     import enum
 
-    from pipelines.orchestration import retrain_preset
+    from pipelines.flows.retrain import retrain_preset
 
     class DagRunType(str, enum.Enum):  # noqa: UP042 - airflow.sdk's, without importing Airflow
         ASSET_TRIGGERED = "asset_triggered"
@@ -310,14 +328,14 @@ def _evaluation(arch: str, metrics: dict) -> Evaluation:
 
 
 def test_single_members_pass_through_combine_unchanged():
-    from pipelines.orchestration import combine_members
+    from pipelines.flows.retrain import combine_members
 
     trained = [_evaluation(arch, {}).trained for arch in ("baseline_cnn", "densenet121")]
     assert combine_members(trained) == trained
 
 
 def test_best_candidate_is_the_highest_holdout_kappa_not_valid():
-    from pipelines.orchestration import best_candidate
+    from pipelines.flows.retrain import best_candidate
 
     candidates = [
         _evaluation("valid_best", {"eval.study_kappa": 0.9, "holdout.study_kappa": 0.5}),
@@ -328,7 +346,7 @@ def test_best_candidate_is_the_highest_holdout_kappa_not_valid():
 
 def test_best_candidate_is_the_highest_study_kappa_and_undefined_ranks_last():
     from pipelines.errors import ConfigError
-    from pipelines.orchestration import best_candidate
+    from pipelines.flows.retrain import best_candidate
 
     candidates = [
         _evaluation("a", {"eval.study_kappa": 0.4}),
@@ -366,18 +384,18 @@ def test_optional_and_listed_nested_stages_come_back_as_stages():
 
 
 def test_deploy_acts_on_the_verdict_it_receives(monkeypatch):
-    from pipelines import orchestration
+    from pipelines.flows import retrain as flow
 
     reconciled = []
     monkeypatch.setattr(
-        orchestration,
+        flow,
         "reconcile_serving",
         lambda models=None: reconciled.append(models) or Reconciliation([], changed=False),
     )
     failed = GateVerdict("mura_binary", 3, "failed", "kappa below floor", None, [])
-    assert orchestration.deploy(failed).deployed is False and reconciled == []
+    assert flow.deploy(failed).deployed is False and reconciled == []
     passed = GateVerdict("mura_binary", 4, "passed", "ok", 3, ["challenger"])
-    result = orchestration.deploy(passed)
+    result = flow.deploy(passed)
     assert result.deployed is True and reconciled == [["mura_binary"]]
     assert Deployment.from_xcom(result.to_xcom()) == result
 
@@ -389,7 +407,7 @@ def test_the_compose_init_script_creates_the_contract_pool():
 
 def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(monkeypatch):
     """Exporting a registered run again would change the bytes its version's hash was taken of."""
-    from pipelines import orchestration
+    from pipelines.flows import retrain as flow
     from pipelines.registry import registration
 
     registered: dict[str, int] = {}
@@ -404,10 +422,10 @@ def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(mon
 
     monkeypatch.setattr(registration, "register_version", register)
     monkeypatch.setattr(registration, "registered_version", lambda run_id, model: registered.get(run_id))
-    monkeypatch.setattr(orchestration, "export_candidate", lambda trained: exported.append(trained.run_id))
+    monkeypatch.setattr(flow, "export_candidate", lambda trained: exported.append(trained.run_id))
     candidates = [_evaluation("a", {"eval.study_kappa": 0.7})]
-    first = orchestration.select_and_register(candidates)
-    again = orchestration.select_and_register(candidates)
+    first = flow.select_and_register(candidates)
+    again = flow.select_and_register(candidates)
     assert exported == [first.run_id] and again.version == first.version == 1
     assert (first.reused, again.reused) == (False, True)
 
@@ -417,7 +435,7 @@ def test_the_form_offers_approval_auto_only_where_params_yaml_allows_it():
     Airflow checks a triggered run against) offers auto only where params.yaml allows it, and the run
     names who chose its approval."""
     from pipelines.errors import ConfigError
-    from pipelines.orchestration import approval_choices, approval_chooser
+    from pipelines.flows.retrain import approval_choices, approval_chooser
     from pipelines.retrain_form import check_conf, retrain_form
 
     assert approval_choices() == ("required", "off")  # the shipped params.yaml
@@ -434,7 +452,7 @@ def test_the_form_offers_approval_auto_only_where_params_yaml_allows_it():
 def test_an_old_client_s_auto_promote_conf_still_decides_the_approval():
     """The form fills `approval` with its default in the run's params, so an older client's conf
     `auto_promote: true` was read as approval required (a 3-day wait); the conf decides now."""
-    from pipelines.orchestration import approval_mode
+    from pipelines.flows.retrain import approval_mode
 
     params = {"preset": "ci_tiny", "approval": "required"}  # what Airflow hands the task
     assert approval_mode(params, {"auto_promote": True}) == "auto"

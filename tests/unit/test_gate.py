@@ -90,7 +90,7 @@ def test_a_part_the_champion_has_must_be_measured():
 def test_policy_from_the_repository_params():
     policy = load_config().gate
     assert 0 <= policy.max_overall_drop and 0 <= policy.max_part_kappa_drop
-    assert policy.auto_promote is False and policy.paired_replicates >= 100
+    assert policy.approval == "required" and policy.paired_replicates >= 100
 
 
 @pytest.mark.parametrize(

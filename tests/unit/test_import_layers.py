@@ -44,10 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("registry", ("pipelines.registry",)),
     ("monitoring", ("pipelines.monitoring",)),
     ("external", ("pipelines.external",)),
-    (
-        "orchestration",
-        ("pipelines.orchestration", "pipelines.approval_step", "pipelines.retrain_form", "pipelines.stack"),
-    ),
+    ("flows", ("pipelines.flows", "pipelines.retrain_form", "pipelines.stack")),
     ("runners", ("pipelines.cli", "pipelines.demo")),
 ]
 OWN_PACKAGES = ("pipelines", "serving")
@@ -121,11 +118,37 @@ def test_serving_needs_only_the_foundation_and_nothing_in_pipelines_imports_the_
             assert not [target for target in imported if target.startswith("serving.server")], module
 
 
-def test_dags_import_only_the_orchestration_layer():
-    orchestration = next(index for index, (name, _) in enumerate(LAYERS) if name == "orchestration")
-    for module, imported in graph().items():
-        if module.startswith("dags."):
-            assert imported and all(layer_of(name) == orchestration for name in imported), (module, imported)
+# Each DAG file and the one flow it may import (pipelines/flows/<flow>*.py).
+DAG_FLOWS = {
+    "dags.mura_retrain": "retrain",
+    "dags.mura_deploy": "deploy",
+    "dags.mura_monitor": "monitor",
+    "dags.mura_pacs_inference": "pacs",
+    "dags.mura_external_validation": "external",
+}
+
+
+def test_each_dag_imports_only_its_flow():
+    """mura_retrain imported the approval step beside the switchboard every DAG shared: each DAG file
+    now imports its own flow (pipelines.flows.<flow>, its approval step included) and nothing else."""
+    dags = {module: imported for module, imported in graph().items() if module.startswith("dags.")}
+    assert set(dags) == set(DAG_FLOWS), "a DAG file without its flow in DAG_FLOWS"
+    for module, imported in dags.items():
+        flow = f"pipelines.flows.{DAG_FLOWS[module]}"
+        assert imported and all(name.startswith(flow) for name in imported), (module, imported)
+
+
+def test_architecture_md_s_layer_table_is_the_one_this_test_enforces():
+    """ARCHITECTURE.md's table went stale (no `external`, no approval step, one module named that no
+    longer existed): its rows are LAYERS, in order, each naming every module prefix of its layer."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = text[text.index("| layer | modules | may import |") :].split("\n\n")[0].splitlines()[2:]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
+    assert [row[0] for row in rows] == [name for name, _ in LAYERS]
+    for (name, prefixes), row in zip(LAYERS, rows, strict=True):
+        for prefix in prefixes:
+            short = prefix.rsplit(".", 1)[-1]
+            assert f"`{prefix}`" in row[1] or f"`{short}`" in row[1], f"{name}: {prefix} missing from the table"
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_any_failure_of_one_study_is_that_study_s_alone(monkeypatch, tmp_path, c
     import pipelines.pacs.client
     import pipelines.pacs.inference
     import serving.client
-    from pipelines import orchestration
+    from pipelines.flows import pacs as flow
 
     def answer_study(pacs, serving, uid, model, **_):
         if uid == "1.1":
@@ -133,7 +133,7 @@ def test_any_failure_of_one_study_is_that_study_s_alone(monkeypatch, tmp_path, c
     monkeypatch.setattr(pipelines.pacs.client, "PacsClient", lambda settings: object())
     monkeypatch.setattr(serving.client, "ServingClient", _NoServing)
     monkeypatch.setattr(pipelines.dicom.pixels, "limit_decode_memory", lambda: 0)  # not this test process's
-    outcome = orchestration.pacs_answer_studies(["1.1", "1.2", "1.3"])
+    outcome = flow.pacs_answer_studies(["1.1", "1.2", "1.3"])
     assert outcome == {"answered": 2, "already": 0, "refused": 1, "studies": 3}
     assert recorded == {"1.1": "RecursionError while reading the study"}  # remembered: not asked again
     assert "SMITH" not in caplog.text

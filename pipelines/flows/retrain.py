@@ -1,9 +1,10 @@
-"""The one place that assembles the pipeline: data -> manifest -> validation -> candidates -> training
--> evaluation -> selection and registration -> gate -> deployment.
+"""The retrain flow (DAG mura_retrain; `mura train` composes the same steps): data -> manifest ->
+validation -> candidates -> training -> evaluation -> selection and registration -> gate -> approval
+-> deployment.
 
-The DAG tasks, the `mura train` command and the demo call these functions; each takes and returns
-the typed results of pipelines.stages (dicts only at the XCom boundary, in the DAG files). Importing
-this module is cheap (no TensorFlow, MLflow, GX or DVC): DAG files import it at parse time.
+Each step takes and returns the typed results of pipelines.stages (dicts only at the XCom boundary,
+in the DAG file). Importing this module is cheap (no TensorFlow, MLflow, GX or DVC): the DAG file
+imports it at parse time.
 """
 
 from __future__ import annotations
@@ -20,22 +21,19 @@ from pipelines.contracts import (
     CHALLENGER,
     CHAMPION,
     DATA_ASSET_URI,
-    DEFAULT_CHAMPION,
-    DEFAULT_MODEL,
-    DEPLOY_DAG,
     DVC_POOL,
-    EXTERNAL_DAG,
     GPU_QUEUE,
-    MONITOR_DAG,
-    PACS_DAG,
     RETRAIN_DAG,
     RETRAIN_NEEDED_URI,
     TASK_CHOICES,
     VALIDATION_SUCCESS_TAG,
+    Approval,
 )
-from pipelines.errors import ConfigError, MuraError, NothingToMonitor
+from pipelines.errors import ConfigError
+from pipelines.flows.data import build_manifest, local_manifest, pull_data, validate_data
+from pipelines.flows.deploy import reconcile_serving
 from pipelines.logs import configure_logging
-from pipelines.retrain_form import retrain_form  # the DAG's form, for dags/
+from pipelines.retrain_form import retrain_form  # the DAG's form
 from pipelines.settings import get_settings
 from pipelines.stages import (
     Candidate,
@@ -45,18 +43,12 @@ from pipelines.stages import (
     Export,
     GateVerdict,
     Manifest,
-    MonitorCheck,
-    Reconciliation,
     Registration,
     TrainResult,
     Validation,
 )
-from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
 LOGGER = logging.getLogger(__name__)
-SITE_PATTERN = (
-    "^[a-z0-9][a-z0-9_-]{0,47}$"  # the external validation form's site (pipelines/external/site.py)
-)
 ASSET_TRIGGERED_RUN = "asset_triggered"  # Airflow 3's run type of a run an Asset event started
 OVERRIDE_KEYS = (
     "task",
@@ -69,21 +61,15 @@ OVERRIDE_KEYS = (
     "augment",
     "ensemble",
 )
-# What the DAG files use: they import this module and nothing else of the platform.
+# What dags/mura_retrain.py uses besides the steps below.
 __all__ = [
-    "ARCHITECTURE_CHOICES",
+    "APPROVE_TASK",
     "DATA_ASSET_URI",
-    "DEPLOY_DAG",
-    "MONITOR_DAG",
-    "NothingToMonitor",
-    "RETRAIN_NEEDED_URI",
-    "MonitorCheck",
     "DVC_POOL",
     "GPU_QUEUE",
     "RETRAIN_DAG",
-    "APPROVE_TASK",
+    "RETRAIN_NEEDED_URI",
     "TASK_CHOICES",
-    "Candidate",
     "DataVersion",
     "Evaluation",
     "GateVerdict",
@@ -91,16 +77,16 @@ __all__ = [
     "Registration",
     "TrainResult",
     "Validation",
-    "PACS_DAG",
-    "EXTERNAL_DAG",
-    "DEFAULT_CHAMPION",
-    "SITE_PATTERN",
+    "build_manifest",
+    "pull_data",
+    "validate_data",
+    "retrain_form",
     "default_preset",
     "approval_default",
     "approval_choices",
     "approval_chooser",
+    "approval_mode",
     "preset_choices",
-    "retrain_form",
 ]
 
 
@@ -140,15 +126,15 @@ def approval_timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=duration_seconds(text, "params.yaml gate.approval_timeout"))
 
 
-def approval_mode(params: dict[str, Any], conf: dict[str, Any] | None = None) -> str:
+def approval_mode(params: dict[str, Any], conf: dict[str, Any] | None = None) -> Approval:
     """The run's approval: the form's field (in `params`, its default filled in); a `conf` of an older
     client saying `auto_promote: true` and no approval means auto, `false` means off."""
     conf = conf or {}
     legacy = conf.get("auto_promote")
     if "approval" not in conf and legacy is not None:
         LOGGER.warning("conf auto_promote=%s is an old spelling: use approval=auto|off|required", legacy)
-        return "auto" if legacy else "off"
-    return str(params.get("approval") or approval_default())
+        return Approval.AUTO if legacy else Approval.OFF
+    return Approval(params.get("approval") or approval_default())
 
 
 def preset_choices() -> list[str]:
@@ -156,49 +142,6 @@ def preset_choices() -> list[str]:
     from pipelines.config import load_config
 
     return sorted(load_config().presets)
-
-
-def pull_data(data_rev: str | None = None) -> DataVersion:
-    """DVC pull of `data/` (at git revision `data_rev` of data.dvc when given); the data version."""
-    from pipelines.data import dvc
-
-    configure_logging()
-    return dvc.pull(rev=data_rev or None)
-
-
-def build_manifest(data_version: DataVersion, data_root: Path | None = None) -> Manifest:
-    """Build and store the manifest of the data under `data_root` (default: the settings' data dir)."""
-    from pipelines.data.manifest import build_manifest as build
-    from pipelines.data.manifest import write_manifest
-
-    configure_logging()
-    settings = get_settings()
-    root = Path(data_root) if data_root is not None else settings.data_dir
-    result = build(root)
-    name = data_version.dvc_md5.replace(".dir", "")
-    path = write_manifest(result.frame, settings.mura_home / "manifests" / f"{name}.parquet")
-    return Manifest(
-        path=str(path),
-        data_root=str(root),
-        rows=len(result.frame),
-        problems=result.problem_counts(),
-        data_version=data_version,
-    )
-
-
-def validate_data(manifest: Manifest) -> Validation:
-    """The GX gate on the manifest: raises DataValidationError (the summary) when the data is bad."""
-    from pipelines.validation import validate_manifest_file
-
-    configure_logging()
-    version = manifest.data_version
-    report = validate_manifest_file(
-        Path(manifest.path),
-        Path(manifest.data_root),
-        data_version=f"dvc-{version.dvc_md5.removesuffix('.dir')}" if version and version.dvc_md5 else None,
-    )
-    LOGGER.info("%s", report.summary)
-    return report
 
 
 def retrain_preset(
@@ -384,7 +327,9 @@ def select_and_register(evaluated: list[Evaluation]) -> Registration:
     return dataclasses.replace(registered, candidates=ranking)
 
 
-def gate(registration: Registration, approval: str, dag_run_id: str = "", chooser: str = "") -> GateVerdict:
+def gate(
+    registration: Registration, approval: Approval, dag_run_id: str = "", chooser: str = ""
+) -> GateVerdict:
     """Decide: judge the version against the floors and the champion, apply the promotion rule
     (`approval` auto: a passing version becomes champion, recorded as chosen by `chooser`; required:
     challenger, a reviewer decides). Auto where params.yaml does not allow it is a ConfigError."""
@@ -392,30 +337,25 @@ def gate(registration: Registration, approval: str, dag_run_id: str = "", choose
     from pipelines.registry.registration import gate_version
 
     configure_logging()
-    verdict = gate_version(
-        registration.model,
-        registration.version,
-        auto_promote=approval == "auto",
-        for_review=approval == "required",
-    )
-    if approval == "auto" and verdict.passed and CHAMPION in verdict.aliases:
+    verdict = gate_version(registration.model, registration.version, approval)
+    if approval == Approval.AUTO and verdict.passed and CHAMPION in verdict.aliases:
         record_auto(verdict.model, verdict.version, chooser or "unknown", dag_run_id)
     return verdict
 
 
-def approval_question(verdict: GateVerdict, approval: str, dag_run_id: str):
+def approval_question(verdict: GateVerdict, dag_run_id: str):
     """The question for a reviewer (registry.approval.ApprovalQuestion), or None when none is asked:
     approval is not required, the version failed the gate, or it holds no challenger alias (already
     champion: a retried gate, or promoted meanwhile)."""
     from pipelines.registry.approval import question, settled
 
     configure_logging()
-    if approval != "required" or not verdict.passed or CHALLENGER not in verdict.aliases:
+    if verdict.approval != Approval.REQUIRED or not verdict.passed or CHALLENGER not in verdict.aliases:
         LOGGER.info(
             "%s v%s: no approval asked (approval %s, gate %s, aliases %s)",
             verdict.model,
             verdict.version,
-            approval,
+            verdict.approval,
             verdict.status,
             verdict.aliases or "none",
         )
@@ -458,111 +398,6 @@ def deploy(verdict: GateVerdict) -> Deployment:
     )
 
 
-def monitor(manifest: Manifest) -> MonitorCheck:
-    """The monitor's checks on the pulled release (drift, live and shadow scoring, the retrain ask)."""
-    import pandas as pd
-
-    from pipelines.monitoring.check import run_monitor
-
-    configure_logging()
-    return run_monitor(
-        Path(manifest.data_root), pd.read_parquet(manifest.path), data_md5=manifest.data_version.dvc_md5
-    )
-
-
-def reconcile_serving(models: list[str] | None = None) -> Reconciliation:
-    """Make TF Serving equal to the registry aliases (champion -> stable, challenger -> canary)."""
-    from pipelines.registry.reconciler import reconcile
-
-    configure_logging()
-    return reconcile(models=models)
-
-
-def pacs_new_studies(model: str = DEFAULT_MODEL) -> list[str]:
-    """StudyInstanceUIDs of the PACS without a report of the served champion ([] before any champion)."""
-    from pipelines.config import load_config
-    from pipelines.pacs.client import PacsClient
-    from pipelines.pacs.inference import new_studies, read_refusals, served_version
-    from serving.client import ServingClient
-    from serving.errors import ServingClientError
-
-    configure_logging()
-    settings = get_settings()
-    with ServingClient() as serving:
-        try:
-            version = served_version(serving, model)
-            refused = read_refusals(settings.mura_home, model, version)
-            overlays = load_config().pacs.overlays
-            return new_studies(PacsClient(settings), model, version, frozenset(refused), overlays)
-        except ServingClientError as error:
-            if error.code not in ("NOT_FOUND", "UNAVAILABLE"):
-                raise
-            LOGGER.info("no champion of %s serves yet (%s): nothing to answer", model, error)
-            return []
-
-
-def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> dict:
-    """Each study answered and its report stored (once per model version). A study that fails is
-    logged with its UID and the others go on; the task then fails naming them (a retry redoes only
-    those: the others hold their report)."""
-    from pipelines.config import load_config
-    from pipelines.dicom.pixels import limit_decode_memory
-    from pipelines.pacs.client import PacsClient
-    from pipelines.pacs.inference import answer_study
-    from serving.client import ServingClient
-
-    configure_logging()
-    limit_decode_memory()  # a file that makes a decoder allocate gigabytes is refused, not the batch killed
-    settings = get_settings()
-    pacs, outcome, failed = PacsClient(settings), {"answered": 0, "already": 0, "refused": 0}, []
-    overlays = load_config().pacs.overlays
-    refused: dict[str, str] = {}
-    with ServingClient() as serving:
-        for uid in study_uids:
-            try:
-                result = answer_study(pacs, serving, uid, model, skip_reported=True, overlays=overlays)
-            except MuraError as error:  # ServingClientError and PacsError among them: tried again
-                LOGGER.error("study %s failed: %s", uid, error)
-                failed.append(uid)
-                continue
-            except (Exception, RecursionError) as error:  # noqa: BLE001 - the study's content: its own
-                # Named by kind only: the message of an error met inside a file may quote its values.
-                LOGGER.error("study %s refused: %s while reading it", uid, type(error).__name__)
-                result = {"status": "refused", "reason": f"{type(error).__name__} while reading the study"}
-            outcome[result["status"]] += 1
-            if result["status"] == "refused":
-                refused[uid] = result["reason"]
-        if refused:
-            from pipelines.pacs.inference import record_refusals, served_version
-
-            record_refusals(settings.mura_home, model, served_version(serving, model), refused)
-    if failed:
-        raise MuraError(
-            f"{len(failed)} of {len(study_uids)} studies failed (their UIDs are in the log above): {', '.join(failed)}"
-        )
-    return {**outcome, "studies": len(study_uids)}
-
-
-def local_manifest(data_root: Path, manifest_path: Path | None = None) -> Manifest:
-    """`mura train`'s manifest step: the manifest given, or one built from `data_root` and stored as the
-    DAG stores its own (under MURA_HOME/manifests, named by its content). A local folder has no DVC
-    version: training tags the data's own lineage."""
-    from pipelines.data.manifest import build_manifest as build
-    from pipelines.data.manifest import manifest_hash, read_manifest, write_manifest
-
-    configure_logging()
-    if manifest_path is not None:
-        frame, problems, path = read_manifest(manifest_path), {}, Path(manifest_path)
-    else:
-        result = build(data_root)
-        frame, problems = result.frame, result.problem_counts()
-        path = write_manifest(
-            frame, get_settings().mura_home / "manifests" / f"local-{manifest_hash(frame)}.parquet"
-        )
-    unversioned = DataVersion(dvc_md5="", rev="", data_rev="")
-    return Manifest(str(path), str(data_root), len(frame), problems, unversioned)
-
-
 def train_evaluate_export(
     preset: str | None,
     overrides: dict[str, Any],
@@ -593,44 +428,3 @@ def train_evaluate_export(
             }
         )
     return runs
-
-
-def external_gate(site: str) -> dict:
-    """The data gate's verdict on the site's release as it is now (run when not recorded); fails the
-    task when it failed, so the site is not evaluated."""
-    from pipelines.external.site import site as site_of
-    from pipelines.external.validate import gated_release
-
-    configure_logging()
-    found = site_of(site)
-    data, gate = gated_release(found)
-    return {
-        "site": found.name,
-        "data_md5": data["md5"],
-        "images": gate.get("rows"),
-        "studies": gate.get("studies"),
-    }
-
-
-def external_validate(site: str, model: str, recalibrate: bool, register: bool = False) -> dict:
-    """Measure `model` on the site's release; the headline numbers and where the report is (no study
-    of the site is named in XCom)."""
-    from pipelines.external.validate import validate_site
-
-    configure_logging()
-    result = validate_site(site, model, recalibrate, register)
-    overall = result["comparison"][-1]
-    return {
-        "site": result["site"],
-        "model": result["model"],
-        "version": result["version"],
-        "data_md5": result["data"]["md5"],
-        "study_kappa": overall["kappa"]["site"],
-        "study_kappa_ci": overall["kappa"]["site_ci"],
-        "valid_study_kappa": overall["kappa"]["valid"],
-        "drop_significant": result["drop_significant"],
-        "drift": result["drift"]["detected"],
-        "mlflow_run_id": result["mlflow_run_id"],
-        "report": result["report"],
-        "registered_version": (result.get("registered") or {}).get("version"),
-    }

@@ -83,7 +83,7 @@ class ChampionWatchingTrigger(HITLTrigger):
         from asgiref.sync import sync_to_async
 
         closed = await sync_to_async(update_hitl_detail_response)(
-            ti_id=self.ti_id, chosen_options=self.defaults, params_input={}
+            ti_id=self.ti_id, chosen_options=list(self.defaults or []), params_input={}
         )
         self.log.info("[HITL] question closed: %s", reason)
         return TriggerEvent(
@@ -148,10 +148,13 @@ def _name(user) -> str:
 
 
 class ReviewerApproval(HITLOperator):
-    """Promote or keep the challenger the upstream `gate` task (`verdict_task`) passed."""
+    """Promote or keep the challenger of `verdict`: the gate task's output (a TaskFlow argument, which
+    also makes the gate its upstream), with the run's approval in it."""
 
-    def __init__(self, *, verdict_task: str, **kwargs) -> None:
-        from pipelines.orchestration import approval_timeout
+    template_fields = (*HITLOperator.template_fields, "verdict")
+
+    def __init__(self, *, verdict: Any, **kwargs) -> None:
+        from pipelines.flows.retrain import approval_timeout
 
         super().__init__(
             subject="A reviewer's decision on the retrain's challenger",  # replaced when the task runs
@@ -161,22 +164,21 @@ class ReviewerApproval(HITLOperator):
             response_timeout=approval_timeout(),
             **kwargs,
         )
-        self.verdict_task = verdict_task
+        self.verdict = verdict  # an XComArg here; the gate's dict once Airflow renders the fields
 
-    def _verdict(self, context):
-        from pipelines import orchestration
+    def _verdict(self):
+        from pipelines.flows import retrain as flow
 
-        return orchestration.GateVerdict.from_xcom(context["ti"].xcom_pull(task_ids=self.verdict_task))
+        return flow.GateVerdict.from_xcom(self.verdict)
 
     def execute(self, context) -> Any:
         from airflow.sdk.execution_time.hitl import upsert_hitl_detail
         from airflow.sdk.timezone import utcnow
 
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
-        verdict = self._verdict(context)
-        approval = orchestration.approval_mode(dict(context["params"]), dict(context["dag_run"].conf or {}))
-        asked = orchestration.approval_question(verdict, approval, context["run_id"])
+        verdict = self._verdict()
+        asked = flow.approval_question(verdict, context["run_id"])
         if asked is None:
             return verdict.to_xcom()
         context["ti"].xcom_push(key=ASKED_CHAMPION_KEY, value=asked.champion)
@@ -191,6 +193,9 @@ class ReviewerApproval(HITLOperator):
             assigned_users=self.assigned_users,
         )
         self.log.info("asked the reviewer: %s", asked.subject)
+        from pipelines.flows.retrain import approval_timeout
+
+        waits = self.response_timeout or approval_timeout()  # __init__ sets it from params.yaml
         self.defer(
             trigger=ChampionWatchingTrigger(
                 ti_id=context["task_instance"].id,
@@ -198,17 +203,17 @@ class ReviewerApproval(HITLOperator):
                 defaults=self.defaults,
                 params=self.serialized_params,
                 multiple=False,
-                timeout_datetime=utcnow() + self.response_timeout,
+                timeout_datetime=utcnow() + waits,
                 model=verdict.model,
                 version=verdict.version,
                 asked_champion=asked.champion,
             ),
             method_name="execute_complete",
-            timeout=self.response_timeout + DEFER_MARGIN,
+            timeout=waits + DEFER_MARGIN,
         )
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
-        from pipelines import orchestration
+        from pipelines.flows import retrain as flow
 
         answer = super().execute_complete(context, event)
         responder = answer["responded_by_user"]
@@ -216,5 +221,5 @@ class ReviewerApproval(HITLOperator):
         chosen = answer["chosen_options"][0] if answered else None
         by = _name(responder) if answered else None
         asked = context["ti"].xcom_pull(task_ids=self.task_id, key=ASKED_CHAMPION_KEY)
-        verdict = orchestration.approval_answer(self._verdict(context), chosen, by, context["run_id"], asked)
+        verdict = flow.approval_answer(self._verdict(), chosen, by, context["run_id"], asked)
         return verdict.to_xcom()

@@ -1,0 +1,18 @@
+"""The deploy flow (DAG mura_deploy, `mura deploy`, the retrain's deploy step): serving made equal
+to the registry's aliases."""
+
+from __future__ import annotations
+
+from pipelines.contracts import DEPLOY_DAG
+from pipelines.logs import configure_logging
+from pipelines.stages import Reconciliation
+
+__all__ = ["DEPLOY_DAG", "reconcile_serving"]
+
+
+def reconcile_serving(models: list[str] | None = None) -> Reconciliation:
+    """Make TF Serving equal to the registry aliases (champion -> stable, challenger -> canary)."""
+    from pipelines.registry.reconciler import reconcile
+
+    configure_logging()
+    return reconcile(models=models)
