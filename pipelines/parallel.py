@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
@@ -43,6 +43,7 @@ def map_in_chunks(
     size = max(1, -(-len(items) // (workers * chunks_per_worker)))
     chunks = [list(items[start : start + size]) for start in range(0, len(items), size)]
     results: list[Result] = []
+    done: Iterator[list[Result]]
     with bar(len(items), description or "", disable=description is None) as progress:
         if serial:
             done = map(function, chunks)

@@ -15,7 +15,7 @@ def heatmap_on_image(heatmap: np.ndarray, box, image_size) -> np.ndarray:
     top, left, height, width = (int(value) for value in box)
     cut = np.asarray(heatmap, dtype=np.float32)[top : top + height, left : left + width]
     image_height, image_width = (int(value) for value in image_size)
-    resized = Image.fromarray(cut, mode="F").resize((image_width, image_height), Image.BILINEAR)
+    resized = Image.fromarray(cut, mode="F").resize((image_width, image_height), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(resized), 0.0, 1.0)
 
 

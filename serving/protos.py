@@ -15,6 +15,7 @@ import importlib.util
 import threading
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -29,7 +30,7 @@ _ROOT_MODULES = (
 )
 
 # numpy dtype -> (TensorFlow DataType name, TensorProto field holding values when tensor_content is empty)
-_DTYPES = {
+_DTYPES: dict[np.dtype[Any], tuple[str, str]] = {
     np.dtype(np.float32): ("DT_FLOAT", "float_val"),
     np.dtype(np.float64): ("DT_DOUBLE", "double_val"),
     np.dtype(np.float16): ("DT_HALF", "half_val"),
@@ -82,6 +83,7 @@ def _add(pool: descriptor_pool.DescriptorPool, module: str, added: set[str]) -> 
     """Add the .proto of generated `module` to `pool`, its dependencies first."""
     if module in added:
         return
+    imported: list[str]
     if module.startswith("google.protobuf."):  # protobuf's own types: importing them is cheap
         serialized, imported = importlib.import_module(module).DESCRIPTOR.serialized_pb, []
     else:
@@ -163,12 +165,13 @@ def make_ndarray(proto) -> np.ndarray:
     size = int(np.prod(shape, dtype=np.int64))
     if proto.dtype == _data_type("DT_STRING"):
         return _filled(np.array(list(proto.string_val), dtype=object), size).reshape(shape)
-    dtype, field = next(
+    known: tuple[np.dtype[Any], str] | None = next(
         ((dtype, field) for dtype, (name, field) in _DTYPES.items() if _data_type(name) == proto.dtype),
-        (None, None),
+        None,
     )
-    if dtype is None:
+    if known is None:
         raise TypeError(f"tensor of {enum_name('tensorflow.DataType', proto.dtype)} is not supported here")
+    dtype, field = known
     if proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
     values = getattr(proto, field)

@@ -35,7 +35,7 @@ class MuraParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.renamed_values: dict[str, dict[str, str]] = {}
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         if args is not None and self.renamed_values:
             args = self._translate_renamed_values(list(args))
         return super().parse_known_args(args, namespace)
@@ -82,16 +82,16 @@ VALUED_BOOLEANS = ("--augment",)
 
 def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, canonical: argparse.Action) -> None:
     """Keep `old` (hidden) as a spelling of the option `canonical`: same dest, type and choices."""
-    parser.add_argument(
+    alias = parser.add_argument(
         old,
         action=DeprecatedAlias,
         canonical=canonical.option_strings[0],
         dest=canonical.dest,
-        type=canonical.type,
         choices=canonical.choices,
         metavar=canonical.metavar,
         default=argparse.SUPPRESS,  # the canonical option's default stays the one in the namespace
     )
+    alias.type = canonical.type  # may be None (no conversion), which typeshed's add_argument(type=) refuses
 
 
 def add_old_spellings(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from pipelines.cli.common import add_json_flag, emit
 from pipelines.cli.parsing import add_old_spellings, warn_deprecated
@@ -106,7 +107,12 @@ def _retrain(args) -> int:
     client = client_from_settings()
     client.unpause(RETRAIN_DAG)
     run_id = client.trigger(RETRAIN_DAG, conf)
-    result = {"dag_id": RETRAIN_DAG, "dag_run_id": run_id, "conf": conf, "url": _run_url(client, run_id)}
+    result: dict[str, Any] = {
+        "dag_id": RETRAIN_DAG,
+        "dag_run_id": run_id,
+        "conf": conf,
+        "url": _run_url(client, run_id),
+    }
     if not args.json:  # with --json the document carries the run and its URL
         print(f"triggered {RETRAIN_DAG} run {run_id}: {result['url']}", file=sys.stderr, flush=True)
     if not args.wait:

@@ -11,6 +11,7 @@ import csv
 import io
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from pipelines.contracts import IMAGE_SUFFIXES
 from pipelines.data.dvc import open_repo, pointer_at
@@ -72,7 +73,7 @@ def diff_revisions(rev_a: str, rev_b: str, root: Path | None = None, remote: str
     added = sorted(images(new) - images(old))
     removed = sorted(images(old) - images(new))
     changed = sorted(path for path in images(old) & images(new) if old[path] != new[path])
-    flipped = [
+    flipped: list[dict[str, Any]] = [
         {"study": study, "from": labels_old[study], "to": labels_new[study]}
         for study in sorted(labels_old.keys() & labels_new.keys())
         if labels_old[study] != labels_new[study]

@@ -83,7 +83,8 @@ def _collect_rows(data_root: Path) -> tuple[list[dict], list[dict]]:
     for split in SPLITS:
         for study_path, label in read_study_csv(release / STUDY_CSV[split]):
             study_labels[study_path] = label
-    rows, seen = [], Counter()
+    rows: list[dict] = []
+    seen: Counter[str] = Counter()
     for split in SPLITS:
         for path in read_image_csv(release / IMAGE_CSV[split]):
             seen[path] += 1

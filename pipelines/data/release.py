@@ -58,7 +58,7 @@ def read_study_csv(path: Path) -> list[tuple[str, int]]:
 
 def scan_images(data_root: Path) -> list[str]:
     """Image files on disk, relative to `data_root` (hidden files such as `._x.png` skipped), sorted."""
-    found = []
+    found: list[str] = []
     for split in SPLITS:
         top = Path(data_root) / RELEASE_DIR / split
         for folder, dirnames, filenames in os.walk(top):

@@ -51,7 +51,8 @@ class StudyPlan:
 
 def _plan(seed: int, train_patients: int, valid_patients: int, shift: Shift | None = None) -> list[StudyPlan]:
     rng = np.random.default_rng(seed)
-    weights = np.array(part_weights(shift, MURA_TRAIN_IMAGES), dtype=float)
+    train_images: dict[str, float] = dict(MURA_TRAIN_IMAGES)  # part_weights takes the counts as weights
+    weights = np.array(part_weights(shift, train_images), dtype=float)
     weights /= weights.sum()
     abnormal_rate = shift.abnormal_rate if shift and shift.abnormal_rate is not None else ABNORMAL_RATE
     low, high = shift.size_range if shift else (100, 513)

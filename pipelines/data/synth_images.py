@@ -128,10 +128,10 @@ def render_radiograph(
     outline = _draw_abnormality(draw, body_part, abnormal_kind, rng) if abnormal_kind is not None else None
     angle = float(rng.uniform(-12, 12))
     translate = (int(rng.integers(-12, 13)), int(rng.integers(-12, 13)))
-    canvas = canvas.rotate(angle, resample=Image.BILINEAR, translate=translate)
+    canvas = canvas.rotate(angle, resample=Image.Resampling.BILINEAR, translate=translate)
     box = _box_in_image(outline, angle, translate, size) if outline else None
     width, height = size
-    pixels = np.asarray(canvas.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    pixels = np.asarray(canvas.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
     pixels += rng.normal(0.0, noise, pixels.shape)
     if (contrast, offset) != (1.0, 0.0):
         pixels = pixels * contrast + offset

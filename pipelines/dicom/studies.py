@@ -4,10 +4,15 @@ is known by its StudyInstanceUID only."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.dicom.pixels import DicomImageError, model_image_bytes, read_dicom, study_type
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DICOM_MAGIC_OFFSET = 128  # "DICM" follows the 128-byte preamble of a DICOM file (PS3.10)
 
@@ -64,7 +69,7 @@ def load_studies(paths: list[Path]) -> tuple[list[DicomStudy], list[dict[str, st
     return studies, refused + refused_studies
 
 
-def group_studies(items: list[tuple[str, object]]) -> tuple[list[DicomStudy], list[dict[str, str]]]:
+def group_studies(items: Sequence[tuple[str, Dataset]]) -> tuple[list[DicomStudy], list[dict[str, str]]]:
     """(name, Dataset) pairs -> studies by StudyInstanceUID, each image through the one pixel path. An
     unreadable image, or a body part the model does not know, refuses its whole study."""
     studies: dict[str, DicomStudy] = {}

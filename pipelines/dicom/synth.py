@@ -90,11 +90,11 @@ def radiograph(
 ):
     """One DICOM radiograph (a pydicom FileDataset, encoded in the variant's transfer syntax)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     offset = 5 if variant.slope == 1 else 3
     stored = stored_values(pixels, variant, offset)
-    sop_class = DX_STORAGE if instance % 2 else CR_STORAGE
+    sop_class = UID(DX_STORAGE if instance % 2 else CR_STORAGE)
     sop_uid = generate_uid(
         DICOM_UID_ROOT, entropy_srcs=[study["StudyInstanceUID"], series_uid, str(instance)]
     )
@@ -102,7 +102,8 @@ def radiograph(
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    # pydicom takes None (a dataset made in memory, read from no file) though its annotation omits it
+    dataset = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)  # type: ignore[arg-type]
     dataset.SOPClassUID, dataset.SOPInstanceUID = sop_class, sop_uid
     dataset.Modality = "DX" if sop_class == DX_STORAGE else "CR"
     for key, value in {**patient, **study}.items():

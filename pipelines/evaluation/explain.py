@@ -29,7 +29,8 @@ def image_heatmaps(model, images: list[bytes], batch: int = 32) -> list[np.ndarr
     from pipelines.evaluation.gradcam import heatmaps, networks_of
     from serving.overlay import heatmap_on_image
 
-    size = tuple(int(value) for value in model.input_shape[1:3])
+    height, width = model.input_shape[1:3]
+    size = (int(height), int(width))
     networks, multiclass = networks_of(model), model.output_shape[-1] > 1
     result = []
     for start in range(0, len(images), batch):

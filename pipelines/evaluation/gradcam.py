@@ -13,7 +13,9 @@ its maximum fell strictly inside the drawn box on 0.35-0.80 of the images, Grad-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 
@@ -28,7 +30,7 @@ class CamNetwork:
     """One network split at its last feature map: pixels -> maps, and maps -> pre-activation scores."""
 
     to_maps: keras.Model
-    to_scores: object  # callable maps -> logits [N, units]
+    to_scores: Callable[[Any], Any]  # maps -> logits [N, units]
 
 
 def _final_pools(backbone: keras.Model) -> list:
@@ -134,4 +136,6 @@ def heatmaps(networks: list[CamNetwork], pixels, multiclass: bool):
         cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + 1e-12)
         cam = tf.image.resize(cam[..., tf.newaxis], (height, width), method="bilinear")[..., 0]
         total = cam if total is None else total + cam
+    if total is None:
+        raise ValueError("heatmaps needs at least one network")
     return tf.clip_by_value(total / len(networks), 0.0, 1.0)

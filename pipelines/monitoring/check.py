@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -17,11 +18,14 @@ from pipelines.monitoring.tracking import EXPERIMENT
 from pipelines.registry.errors import RegistryError
 from pipelines.stages import LiveCheck, MonitorCheck
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
 LOGGER = logging.getLogger(__name__)
 RECOMMENDATION_TAG = "monitor.recommendation"
 
 
-def _aliases(client, model: str) -> tuple[object, object | None]:
+def _aliases(client, model: str) -> tuple[ModelVersion, ModelVersion | None]:
     from pipelines.registry.tracking import get_registered
 
     try:
@@ -204,7 +208,7 @@ def run_monitor(
         )
         check = log_check(client, check)
         publish(check, get_settings().mura_home / "monitoring")
-        if recommendation:
+        if recommendation and challenger is not None:  # a recommendation names the challenger
             client.set_model_version_tag(
                 params.model,
                 str(challenger.version),

@@ -27,7 +27,8 @@ def image_embeddings(model, data_root: Path, image_paths: list[str], batch: int 
     from pipelines.evaluation.explain import frame_image
 
     extractors = feature_models(model)
-    size = tuple(int(value) for value in model.input_shape[1:3])
+    height, width = model.input_shape[1:3]
+    size = (int(height), int(width))
     result = []
     for start in range(0, len(image_paths), batch):
         pixels = np.stack(

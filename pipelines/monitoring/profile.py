@@ -36,7 +36,8 @@ def sample_rows(manifest: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     studies = manifest["study_id"].drop_duplicates()
     order = studies.sample(frac=1.0, random_state=seed).tolist()
     counts = manifest.groupby("study_id").size()
-    chosen, total = [], 0
+    chosen: list[str] = []
+    total = 0
     for study in order:
         if total + counts[study] > limit and chosen:
             break

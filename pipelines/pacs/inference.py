@@ -118,7 +118,7 @@ def answer_study(
         version,
         len(results),
     )
-    stored = {"stored": len(results)}
+    stored: dict[str, int | str] = {"stored": len(results)}
     if series_description(model, version) in missing:
         stored["report"] = str(results[0].SOPInstanceUID)
     return {**result, **stored}

@@ -59,7 +59,7 @@ def model_versions(client=None) -> list[dict]:
     with tracking_errors(client, "listing registered models"):
         for registered in registered_models(client):
             _, labels = served_versions(registered.name, settings.models_config_path)
-            aliases = {int(version): [] for version in registered.aliases.values()}
+            aliases: dict[int, list[str]] = {int(version): [] for version in registered.aliases.values()}
             for alias, version in registered.aliases.items():
                 aliases[int(version)].append(alias)
             versions = client.search_model_versions(f"name='{registered.name}'", max_results=1000)

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.contracts import (
     CANARY,
@@ -34,6 +35,9 @@ from pipelines.registry.serving_ops import ServingReplicas, sample_images
 from pipelines.registry.tracking import connect, tracking_errors
 from pipelines.stages import ModelServing, Reconciliation
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import RegisteredModel
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -42,9 +46,10 @@ def permission_denied(error: Exception) -> bool:
     return getattr(error, "error_code", None) == "PERMISSION_DENIED" or "error code 403" in str(error)
 
 
-def registered_models(client) -> list:
+def registered_models(client) -> list[RegisteredModel]:
     """Every registered model whose name follows the contract (`^mura_[a-z0-9_]+$`); others are skipped."""
-    found, token = [], None
+    found: list[RegisteredModel] = []
+    token = None
     while True:
         page = client.search_registered_models(max_results=100, page_token=token)
         found.extend(model for model in page if MODEL_NAME_PATTERN.fullmatch(model.name))
@@ -273,7 +278,8 @@ def reconcile(
 
 def _reconcile_all(client, options: DeployOptions, models: list[str] | None) -> Reconciliation:
     target = ServingReplicas((options.grpc_target, *options.replica_targets), options.request_timeout_seconds)
-    results, failures = [], []
+    results: list[ModelServing] = []
+    failures: list[str] = []
     try:
         with tracking_errors(client, "listing registered models"):
             found = registered_models(client)

@@ -33,7 +33,7 @@ def allowed_hosts(port: int, extra_hosts: tuple[str, ...] | list[str] = ()) -> s
 
     MLflow compares the Host header exactly, so `mlflow` alone would refuse `mlflow:5000`.
     """
-    names = []
+    names: list[str] = []
     for name in (*LOCAL_HOST_NAMES, *extra_hosts):
         names.extend((name, f"{name}:{port}"))
     return ",".join(dict.fromkeys(names))

@@ -139,7 +139,7 @@ def signing_key(settings: Settings | None = None, environ: dict[str, str] | None
     env = os.environ if environ is None else environ
     if env.get(SIGNING_KEY_ENV):
         return Ed25519PrivateKey.from_private_bytes(_decode(env[SIGNING_KEY_ENV], SIGNING_KEY_ENV))
-    settings = settings or get_settings(env)
+    settings = settings or get_settings(environ)
     path = _signing_key_file(settings)
     if not path.is_file():
         private, public = new_key_pair()
@@ -158,8 +158,8 @@ def verify_key(
     if env.get(VERIFY_KEY_ENV):
         return Ed25519PublicKey.from_public_bytes(_decode(env[VERIFY_KEY_ENV], VERIFY_KEY_ENV))
     if env.get(SIGNING_KEY_ENV):  # the pipeline's own processes (the approval step)
-        return signing_key(environ=env).public_key()
-    settings = settings or get_settings(env)
+        return signing_key(environ=environ).public_key()
+    settings = settings or get_settings(environ)
     public_file, private_file = _verify_key_file(settings), _signing_key_file(settings)
     if public_file.is_file():
         return Ed25519PublicKey.from_public_bytes(_decode(public_file.read_text(), str(public_file)))

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 
 from pipelines.registry.errors import WebhookRejected
 from pipelines.wire import content_length
@@ -143,7 +144,8 @@ class WebhookReceiver:
     @property
     def url(self) -> str:
         """The URL to register in MLflow."""
-        host, port = self._server.server_address[:2]
+        # the bound socket's getsockname(): the host is a str (typeshed also allows bytes, for binding)
+        host, port = cast("tuple[str, int]", self._server.server_address[:2])
         return f"http://{host}:{port}{PATH}"
 
     def start(self) -> WebhookReceiver:

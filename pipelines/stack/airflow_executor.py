@@ -17,8 +17,12 @@ first, and Airflow's start-up check resets its tasks right away.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.executors.local_executor import LocalExecutor
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 GIVE_BACK_UNTIL_TRY = 4  # from this try on, a lost attempt counts (a task that kills its scheduler)
 
@@ -35,12 +39,14 @@ class MuraLocalExecutor(LocalExecutor):
         super().start()
         if self.job_id is None:  # not started by a scheduler: nothing to tell apart
             return
+        mark_failed = (
+            update(Job)
+            .where(Job.job_type == "SchedulerJob", Job.state == JobState.RUNNING, Job.id != self.job_id)
+            .values(state=JobState.FAILED)
+        )
         with create_session() as session:
-            marked = session.execute(
-                update(Job)
-                .where(Job.job_type == "SchedulerJob", Job.state == JobState.RUNNING, Job.id != self.job_id)
-                .values(state=JobState.FAILED)
-            ).rowcount
+            # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as Result.
+            marked = cast("CursorResult[Any]", session.execute(mark_failed)).rowcount
         if marked:
             self.log.warning("%s earlier scheduler job(s) marked failed: their tasks are run again", marked)
 

@@ -108,12 +108,13 @@ def backup(settings: Settings, out: Path) -> dict:
     descriptor, partial = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.fchmod(descriptor, 0o600)
     counts = {"files": 0, "databases": 0, "bytes": 0}
+    root_paths = {root.name: str(root.path) for root in sources}
     try:
         with os.fdopen(descriptor, "wb") as stream, tarfile.open(fileobj=stream, mode="w:gz") as archive:
             manifest = {
                 "format": FORMAT,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "roots": {root.name: str(root.path) for root in sources},
+                "roots": root_paths,
             }
             _add_bytes(archive, MANIFEST, json.dumps(manifest, indent=2).encode())
             with tempfile.TemporaryDirectory(prefix="mura-backup-") as scratch:
@@ -141,7 +142,7 @@ def backup(settings: Settings, out: Path) -> dict:
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
-    return {"archive": str(out), **manifest["roots"], **counts}
+    return {"archive": str(out), **root_paths, **counts}
 
 
 def _regular(source: Path, name: str, mode: int) -> tarfile.TarInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import subprocess
 
 from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION, REVIEWER_ROLE
@@ -129,7 +130,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT) -> dict
         supervision.start_program(run_dir, service.name, wait=False)
     for service in services(settings):
         processes.wait_until(
-            lambda service=service: healthy(service), timeout, service.name, log_dir / f"{service.name}.log"
+            functools.partial(healthy, service), timeout, service.name, log_dir / f"{service.name}.log"
         )
         if service.name == "mlflow":
             _provision_accounts(settings)

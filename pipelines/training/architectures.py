@@ -143,6 +143,8 @@ def resolve_weights(arch_name: str, weights: str | None) -> str | None:
     if arch.application is None:
         raise ConfigError(f"{arch_name} has no pretrained weights; use weights: null")
     if weights == "imagenet":
+        if arch.weights_file is None:
+            raise ConfigError(f"{arch_name} has no ImageNet weights file listed in the zoo")
         cached = keras_cache_dir() / arch.weights_file
         if not cached.is_file() and os.environ.get("MURA_ALLOW_WEIGHT_DOWNLOAD", "0") != "1":
             raise ConfigError(

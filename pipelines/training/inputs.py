@@ -99,7 +99,8 @@ def make_dataset(
         if weights is not None:
             columns += (sample_weights(frame, weights),)
     dataset = tf.data.Dataset.from_tensor_slices(columns)
-    size = tuple(int(value) for value in image_size)
+    height, width = image_size
+    size = (int(height), int(width))
     augment = training and augment_strength > 0 and bool(augment_ops)
     strength, ops = float(augment_strength), tuple(augment_ops)
     cached = cache == "memory"

@@ -105,7 +105,7 @@ def make_datasets(config: TrainConfig, rows: pd.DataFrame, root: Path, replicas:
     task = parse_task(config.task)
     train_rows = rows[rows["split"] == "train"]
     weights = inputs.part_class_weights(train_rows) if config.class_weighting else None
-    common = {
+    common: dict[str, Any] = {
         "task": task,
         "image_size": config.image_size,
         "batch_size": config.batch_size * replicas,

@@ -9,6 +9,7 @@ rules run on a frame of their own (pipelines.validation.studies).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -51,7 +52,7 @@ def check_required_columns(manifest: pd.DataFrame) -> None:
         f"{', '.join(missing)} (it has: {', '.join(map(str, manifest.columns))}). Rebuild it with "
         f"'mura data manifest' (pipelines.data.manifest.build_manifest)."
     )
-    failure = {
+    failure: dict[str, Any] = {
         "rule": "required_columns",
         "unexpected_count": len(missing),
         "missing": missing,
@@ -79,7 +80,7 @@ def _boolean(values) -> pd.Series:
 
 def _path_matches_fields(frame: pd.DataFrame) -> pd.Series:
     """Whether split/part/patient/study/index agree with image_path; null where the path is malformed."""
-    result = []
+    result: list[bool | None] = []
     rows = frame[["image_path", "split", "body_part", "patient_id", "study_id", "image_index"]].itertuples(
         index=False
     )

@@ -114,7 +114,7 @@ def build_report(
         item for outcome in checkpoint_results for run in outcome.run_results.values() for item in run.results
     ]
     failures = [_failure(result, limit, notes) for result in results if not result.success]
-    fields = {
+    fields: dict[str, Any] = {
         "success": all(outcome.success for outcome in checkpoint_results) and not failures,
         "rows": counts["images"],
         "studies": counts["studies"],

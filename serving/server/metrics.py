@@ -21,7 +21,7 @@ def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
 class Metrics:
     """Counters and latency histograms: request_count, request_latency, runtime_latency, load attempts."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
         self._histograms: dict[str, dict[tuple, list]] = defaultdict(dict)
@@ -65,9 +65,9 @@ class Metrics:
             for name, series in sorted(self._counters.items()):
                 lines.append(f"# TYPE {name} counter")
                 lines.extend(f"{name}{_labels(key)} {value:g}" for key, value in sorted(series.items()))
-            for name, series in sorted(self._histograms.items()):
+            for name, histograms in sorted(self._histograms.items()):
                 lines.append(f"# TYPE {name} histogram")
-                for key, (buckets, total, count) in sorted(series.items()):
+                for key, (buckets, total, count) in sorted(histograms.items()):
                     running = 0
                     for bound, hits in zip((*LATENCY_BUCKETS_US, float("inf")), buckets, strict=True):
                         running += hits

@@ -54,9 +54,10 @@ class RestApp:
             return await _send(send, 200, self.core.metrics.render(), "text/plain; version=0.0.4")
         body = b""
         if method == "POST":
-            body = await self._read_body(scope, receive, send)
-            if body is None:
+            read = await self._read_body(scope, receive, send)
+            if read is None:
                 return
+            body = read
         from starlette.concurrency import run_in_threadpool
 
         status, payload = await run_in_threadpool(self.handle, method, path, body)

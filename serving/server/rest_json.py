@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -115,6 +117,7 @@ def _rows(instances, dtypes: dict[str, str], document: dict) -> dict[str, np.nda
         )
     columns: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
     for index, instance in enumerate(instances):
+        items: Iterable[tuple[str, Any]]
         if named:
             if not isinstance(instance, dict) or _is_b64(instance):
                 raise invalid_argument(f"Expecting object but got list at item {index} of input list")
@@ -179,7 +182,8 @@ def response_json(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
             return {"outputs": _jsonable(value, name)}
         return {"outputs": {name: _jsonable(value, name) for name, value in outputs.items()}}
     sizes = {value.shape[0] if value.ndim else None for value in outputs.values()}
-    if len(sizes) != 1 or None in sizes:
+    batch = sizes.pop() if len(sizes) == 1 else None
+    if batch is None:
         raise invalid_argument(
             "Expecting all output tensors to have the same first (batch) dimension for 'instances'"
         )
@@ -187,6 +191,4 @@ def response_json(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
         name, value = next(iter(outputs.items()))
         return {"predictions": _jsonable(value, name)}
     columns = {name: _jsonable(value, name) for name, value in outputs.items()}
-    return {
-        "predictions": [{name: column[i] for name, column in columns.items()} for i in range(sizes.pop())]
-    }
+    return {"predictions": [{name: column[i] for name, column in columns.items()} for i in range(batch)]}

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from serving.server.config import ServerOptions, read_model_configs, read_monitoring_path
 from serving.server.core import ServingCore
 from serving.server.grpc_service import start_grpc_server
 from serving.server.manager import ModelManager
 from serving.server.metrics import Metrics
-from serving.server.rest import start_rest_server
+from serving.server.rest import RestServer, start_rest_server
 from serving.server.servable import ImageLimits
 from serving.server.status import ServingError
+
+if TYPE_CHECKING:
+    import grpc
 
 LOGGER = logging.getLogger(__name__)
 
@@ -27,8 +31,8 @@ class ServerHandle:
     host: str
     manager: ModelManager
     metrics: Metrics
-    _grpc_server: object = None
-    _rest_server: object = None
+    _grpc_server: grpc.Server | None = None
+    _rest_server: RestServer | None = None
     _stop_event: threading.Event = field(default_factory=threading.Event)
     _poller: threading.Thread | None = None
     batcher: object = None  # the Batcher with --enable_batching (its counters: batches, items)

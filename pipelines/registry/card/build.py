@@ -113,8 +113,10 @@ def _logged_overlays(client, run_id: str, version: int, scratch: Path, out: Path
     """The overlays of the version's logged card, copied under `out`; None when it has none listed."""
     (scratch / "logged").mkdir(parents=True, exist_ok=True)
     folder = gather.artifact(client, run_id, f"{card_artifact_path(version)}/overlays", scratch / "logged")
-    index = folder / OVERLAYS_INDEX if folder is not None else None
-    if index is None or not index.is_file():
+    if folder is None:
+        return None
+    index = folder / OVERLAYS_INDEX
+    if not index.is_file():
         return None
     listed = json.loads(index.read_text(encoding="utf-8"))
     if not all((folder / item["file"]).is_file() for item in listed):

@@ -33,7 +33,7 @@ def data_counts(manifest: pd.DataFrame) -> list[dict]:
         *((study_type(p), manifest[manifest["body_part"] == p]) for p in BODY_PARTS),
         ("All types", manifest),
     ]:
-        row = {"type": name}
+        row: dict[str, object] = {"type": name}
         for split in SPLITS:
             part = frame[frame["split"] == split]
             studies = part.drop_duplicates("study_id")
