@@ -53,6 +53,94 @@ PARAMS = {
 }
 
 
+# Each task: typed stages in pipelines.flows.retrain, dicts only here at the XCom boundary. The tasks
+# are defined here and called inside the DAG below, which gives them their order and dependencies.
+@task(pool=DVC_POOL, outlets=[DATA_ASSET])
+def pull_data(params=None) -> dict:
+    from pipelines.flows import retrain as flow
+
+    return flow.pull_data(params.get("data_rev")).to_xcom()
+
+
+@task
+def build_manifest(data_version: dict) -> dict:
+    from pipelines.flows import retrain as flow
+
+    return flow.build_manifest(flow.DataVersion.from_xcom(data_version)).to_xcom()
+
+
+@task(retries=0)
+def validate_data(manifest: dict) -> dict:
+    from pipelines.flows import retrain as flow
+
+    return flow.validate_data(flow.Manifest.from_xcom(manifest)).to_xcom()
+
+
+@task
+def plan_candidates(manifest: dict, validation: dict, params=None, run_id=None, dag_run=None) -> list[dict]:
+    from pipelines.flows import retrain as flow
+
+    planned = flow.plan_candidates(
+        dict(params),
+        flow.Manifest.from_xcom(manifest),
+        flow.Validation.from_xcom(validation),
+        dag_run_id=run_id,
+        run_type=dag_run.run_type,  # the monitor's Asset: asset_triggered (the preset may differ)
+        conf=dict(dag_run.conf or {}),
+    )
+    return [candidate.to_xcom() for candidate in planned]
+
+
+@task(queue=GPU_QUEUE)
+def train(candidate: dict) -> dict:
+    from pipelines.flows import retrain as flow
+
+    return flow.train_candidate(flow.Candidate.from_xcom(candidate)).to_xcom()
+
+
+@task
+def combine_members(trained: list[dict]) -> list[dict]:
+    from pipelines.flows import retrain as flow
+
+    results = [flow.TrainResult.from_xcom(one) for one in trained]
+    return [result.to_xcom() for result in flow.combine_members(results)]
+
+
+@task
+def evaluate(trained: dict) -> dict:
+    from pipelines.flows import retrain as flow
+
+    return flow.evaluate_candidate(flow.TrainResult.from_xcom(trained)).to_xcom()
+
+
+@task(outlets=[MODELS_ALIAS])
+def select_and_register(evaluated: list[dict], outlet_events=None) -> dict:
+    from pipelines.flows import retrain as flow
+
+    registered = flow.select_and_register([flow.Evaluation.from_xcom(one) for one in evaluated])
+    outlet_events[MODELS_ALIAS].add(Asset(f"mura://models/{registered.model}"))
+    return registered.to_xcom()
+
+
+@task
+def gate(registered: dict, params=None, dag_run=None) -> dict:
+    from pipelines.flows import retrain as flow
+
+    conf = dict(dag_run.conf or {})
+    approval = flow.approval_mode(dict(params), conf)
+    chooser = flow.approval_chooser(conf, getattr(dag_run, "triggering_user_name", None))
+    registration = flow.Registration.from_xcom(registered)
+    verdict = flow.gate(registration, approval, dag_run.run_id, chooser)
+    return verdict.to_xcom()
+
+
+@task
+def deploy(verdict: dict) -> dict:
+    from pipelines.flows import retrain as flow
+
+    return flow.deploy(flow.GateVerdict.from_xcom(verdict)).to_xcom()
+
+
 @dag(
     dag_id=RETRAIN_DAG,
     schedule=[Asset(RETRAIN_NEEDED_URI)],  # the monitor asks (mura_monitor); people trigger it by hand
@@ -65,85 +153,6 @@ PARAMS = {
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
 )
 def mura_retrain():
-    # Each task: typed stages in pipelines.flows.retrain, dicts only here at the XCom boundary.
-    @task(pool=DVC_POOL, outlets=[DATA_ASSET])
-    def pull_data(params=None) -> dict:
-        from pipelines.flows import retrain as flow
-
-        return flow.pull_data(params.get("data_rev")).to_xcom()
-
-    @task
-    def build_manifest(data_version: dict) -> dict:
-        from pipelines.flows import retrain as flow
-
-        return flow.build_manifest(flow.DataVersion.from_xcom(data_version)).to_xcom()
-
-    @task(retries=0)
-    def validate_data(manifest: dict) -> dict:
-        from pipelines.flows import retrain as flow
-
-        return flow.validate_data(flow.Manifest.from_xcom(manifest)).to_xcom()
-
-    @task
-    def plan_candidates(
-        manifest: dict, validation: dict, params=None, run_id=None, dag_run=None
-    ) -> list[dict]:
-        from pipelines.flows import retrain as flow
-
-        planned = flow.plan_candidates(
-            dict(params),
-            flow.Manifest.from_xcom(manifest),
-            flow.Validation.from_xcom(validation),
-            dag_run_id=run_id,
-            run_type=dag_run.run_type,  # the monitor's Asset: asset_triggered (the preset may differ)
-            conf=dict(dag_run.conf or {}),
-        )
-        return [candidate.to_xcom() for candidate in planned]
-
-    @task(queue=GPU_QUEUE)
-    def train(candidate: dict) -> dict:
-        from pipelines.flows import retrain as flow
-
-        return flow.train_candidate(flow.Candidate.from_xcom(candidate)).to_xcom()
-
-    @task
-    def combine_members(trained: list[dict]) -> list[dict]:
-        from pipelines.flows import retrain as flow
-
-        results = [flow.TrainResult.from_xcom(one) for one in trained]
-        return [result.to_xcom() for result in flow.combine_members(results)]
-
-    @task
-    def evaluate(trained: dict) -> dict:
-        from pipelines.flows import retrain as flow
-
-        return flow.evaluate_candidate(flow.TrainResult.from_xcom(trained)).to_xcom()
-
-    @task(outlets=[MODELS_ALIAS])
-    def select_and_register(evaluated: list[dict], outlet_events=None) -> dict:
-        from pipelines.flows import retrain as flow
-
-        registered = flow.select_and_register([flow.Evaluation.from_xcom(one) for one in evaluated])
-        outlet_events[MODELS_ALIAS].add(Asset(f"mura://models/{registered.model}"))
-        return registered.to_xcom()
-
-    @task
-    def gate(registered: dict, params=None, dag_run=None) -> dict:
-        from pipelines.flows import retrain as flow
-
-        conf = dict(dag_run.conf or {})
-        approval = flow.approval_mode(dict(params), conf)
-        chooser = flow.approval_chooser(conf, getattr(dag_run, "triggering_user_name", None))
-        registration = flow.Registration.from_xcom(registered)
-        verdict = flow.gate(registration, approval, dag_run.run_id, chooser)
-        return verdict.to_xcom()
-
-    @task
-    def deploy(verdict: dict) -> dict:
-        from pipelines.flows import retrain as flow
-
-        return flow.deploy(flow.GateVerdict.from_xcom(verdict)).to_xcom()
-
     manifest = build_manifest(pull_data())
     candidates = plan_candidates(manifest, validate_data(manifest))
     trained = combine_members(train.expand(candidate=candidates))

@@ -140,16 +140,11 @@ def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
     print(f"    answered as {report['airflow_reviewer']} over the REST API: {PROMOTE_OPTION}")
 
 
-def run_demo() -> int:
-    """Run every step; return the exit code."""
+def _version_synthetic_data(settings) -> None:
+    """Generate the synthetic MURA into the data folder and version it with DVC."""
     from pipelines.data import dvc
     from pipelines.data.synth import generate_synthetic
-    from pipelines.registry.accounts import DEPLOYER, use_account
-    from pipelines.stack.airflow_api import AirflowClient, api_server_log
-    from pipelines.stack.control import status, up
 
-    started = time.monotonic()
-    settings = get_settings()
     synth = load_config().data.synth
     _step(f"Synthetic MURA into {settings.data_dir} (seed {synth.seed})")
     summary = generate_synthetic(settings.data_dir, synth.seed, synth.train_patients, synth.valid_patients)
@@ -157,11 +152,13 @@ def run_demo() -> int:
     _step("Version it with DVC (dvc add + push to the local remote)")
     version = dvc.add_and_push()
     print(f"    data.dvc md5 {version['dvc_md5']} pushed to {settings.dvc_local_remote}")
-    _step("Start the embedded stack (MLflow, serving, Airflow)")
-    report = up()
-    # MLFLOW_TRACKING_URI may name the stack's own server (to move it off port 5000): the demo's
-    # registry steps (read the champion, reconcile serving) then act with the stack's deployer login.
-    use_account(DEPLOYER, settings.mlflow_tracking_uri)
+
+
+def _retrain_with_reviewer(settings, report: dict):
+    """Trigger mura_retrain with approval required, answer its question as the reviewer and follow
+    the run to its end; return the Airflow client, logged in as the stack's user."""
+    from pipelines.stack.airflow_api import AirflowClient, api_server_log
+
     _step("Trigger mura_retrain through Airflow's REST API (approval required: a reviewer decides)")
     client = AirflowClient(
         settings.airflow_url,
@@ -179,11 +176,11 @@ def run_demo() -> int:
             f"mura_retrain run {run_id} ended {state}; open {settings.airflow_url}/dags/mura_retrain "
             f"for the task logs"
         )
-    _require_champion(DEFAULT_MODEL)
-    _step("Reconcile serving with the registry (mura deploy)")
-    from pipelines.registry.reconciler import reconcile
+    return client
 
-    print("    " + reconcile().describe().replace("\n", "\n    "))
+
+def _predict_valid_studies(settings) -> None:
+    """Predict a few valid studies over gRPC (label stable), each printed beside the radiologists' label."""
     _step("Predict valid studies over gRPC (label stable)")
     from serving.client import ServingClient
 
@@ -195,13 +192,10 @@ def run_demo() -> int:
                 f"    X-ray of {result['body_part']} is {result['label']}. (p={result['abnormal_probability']:.3f},"
                 f" radiologists: {truth}, version {result['version']})  {study.relative_to(settings.data_dir)}"
             )
-    _step("Monitor the release against the champion (DAG mura_monitor: drift, live kappa over gRPC)")
-    _run_dag(client, settings, "mura_monitor")
-    print(_monitor_summary(DEFAULT_MODEL))
-    urls = status()["urls"]
-    if "pacs" in urls:
-        _pacs_demo(client, settings, urls)
-    _step(f"Done in {time.monotonic() - started:.0f} s. Where to look:")
+
+
+def _print_where_to_look(urls: dict, report: dict) -> None:
+    """The stack's UIs and logins, and the commands to try next."""
     print(
         f"    Airflow UI  {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']}; "
         f"approvals: user {report['airflow_reviewer']}, password {report['airflow_reviewer_password']})"
@@ -219,6 +213,36 @@ def run_demo() -> int:
         "    Monitor     .venv/bin/mura monitor   (drift and live kappa; `mura data synth --shift ...` drifts)"
     )
     print("    Stop        .venv/bin/mura down")
+
+
+def run_demo() -> int:
+    """Run every step; return the exit code."""
+    from pipelines.registry.accounts import DEPLOYER, use_account
+    from pipelines.stack.control import status, up
+
+    started = time.monotonic()
+    settings = get_settings()
+    _version_synthetic_data(settings)
+    _step("Start the embedded stack (MLflow, serving, Airflow)")
+    report = up()
+    # MLFLOW_TRACKING_URI may name the stack's own server (to move it off port 5000): the demo's
+    # registry steps (read the champion, reconcile serving) then act with the stack's deployer login.
+    use_account(DEPLOYER, settings.mlflow_tracking_uri)
+    client = _retrain_with_reviewer(settings, report)
+    _require_champion(DEFAULT_MODEL)
+    _step("Reconcile serving with the registry (mura deploy)")
+    from pipelines.registry.reconciler import reconcile
+
+    print("    " + reconcile().describe().replace("\n", "\n    "))
+    _predict_valid_studies(settings)
+    _step("Monitor the release against the champion (DAG mura_monitor: drift, live kappa over gRPC)")
+    _run_dag(client, settings, "mura_monitor")
+    print(_monitor_summary(DEFAULT_MODEL))
+    urls = status()["urls"]
+    if "pacs" in urls:
+        _pacs_demo(client, settings, urls)
+    _step(f"Done in {time.monotonic() - started:.0f} s. Where to look:")
+    _print_where_to_look(urls, report)
     return 0
 
 

@@ -99,14 +99,24 @@ def http_block(options: GatewayOptions) -> str:
     )
     check = _token_check(options.token)
     max_body, answer = max_body_size(), answer_timeout()
+    upstreams = _upstream(GRPC_UPSTREAM, options.upstream_grpc) + _upstream(
+        REST_UPSTREAM, options.upstream_rest
+    )
+    return (
+        token_map
+        + upstreams
+        + _grpc_server(options, check, max_body, answer)
+        + _rest_server(options, check, max_body, answer)
+    )
+
+
+def _grpc_server(options: GatewayOptions, check: str, max_body: str, answer: str) -> str:
+    """The TLS gRPC server: the allowed methods to the replicas, anything else PERMISSION_DENIED."""
     grpc_locations = "".join(
         f"    location = {method} {{\n{check}        grpc_pass grpc://{GRPC_UPSTREAM};\n    }}\n"
         for method in GRPC_METHODS
     )
-    upstreams = _upstream(GRPC_UPSTREAM, options.upstream_grpc) + _upstream(
-        REST_UPSTREAM, options.upstream_rest
-    )
-    return f"""{token_map}{upstreams}server {{
+    return f"""server {{
     listen {options.grpc_listen} ssl http2;
     ssl_certificate {options.certificate};
     ssl_certificate_key {options.key};
@@ -127,7 +137,12 @@ def http_block(options: GatewayOptions) -> str:
         return 403;
     }}
 }}
-server {{
+"""
+
+
+def _rest_server(options: GatewayOptions, check: str, max_body: str, answer: str) -> str:
+    """The TLS REST server: model status and metadata (GET) and predict (POST), anything else 403."""
+    return f"""server {{
     listen {options.rest_listen} ssl;
     ssl_certificate {options.certificate};
     ssl_certificate_key {options.key};
@@ -277,9 +292,9 @@ def ensure_certificate(
 
     A folder an older version filled with one self-signed CA:TRUE certificate is made again."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import NameOID
 
     from pipelines.private_files import write_private
 
@@ -287,41 +302,75 @@ def ensure_certificate(
     if all(path.is_file() for path in made):
         return made
     now = datetime.datetime.now(datetime.UTC)
-    valid = {"not_valid_before": now - datetime.timedelta(minutes=5)}
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"MURA gateway CA ({hosts[0]})")])
-    usage = dict.fromkeys(
-        ("content_commitment", "data_encipherment", "key_agreement", "encipher_only", "decipher_only"), False
+    ca = _signed_ca(ca_key, ca_name, now)
+    leaf = _signed_leaf(key, ca_key, ca_name, hosts, now)
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    ca = (
+    write_private(made.key, pem_key.decode("ascii"))
+    made.certificate.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    made.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))  # the CA's key is never written
+    return made
+
+
+# The key usages neither certificate has.
+_UNUSED_KEY_USAGES = dict.fromkeys(
+    ("content_commitment", "data_encipherment", "key_agreement", "encipher_only", "decipher_only"), False
+)
+
+
+def _signed_ca(ca_key, ca_name, now: datetime.datetime):
+    """The local CA's self-signed certificate (CA:TRUE, path length 0: it signs the leaf only)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    return (
         x509.CertificateBuilder(subject_name=ca_name, issuer_name=ca_name, public_key=ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(valid["not_valid_before"])
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, key_encipherment=False, key_cert_sign=True, crl_sign=True, **usage
+                digital_signature=False,
+                key_encipherment=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                **_UNUSED_KEY_USAGES,
             ),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    leaf = (
+
+
+def _signed_leaf(key, ca_key, ca_name, hosts: tuple[str, ...], now: datetime.datetime):
+    """The gateway's certificate for `hosts` (CA:FALSE, server auth only), signed by the local CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    return (
         x509.CertificateBuilder(
             subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]),
             issuer_name=ca_name,
             public_key=key.public_key(),
         )
         .serial_number(x509.random_serial_number())
-        .not_valid_before(valid["not_valid_before"])
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_encipherment=False, key_cert_sign=False, crl_sign=False, **usage
+                digital_signature=True,
+                key_encipherment=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                **_UNUSED_KEY_USAGES,
             ),
             critical=True,
         )
@@ -332,13 +381,6 @@ def ensure_certificate(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    write_private(made.key, pem_key.decode("ascii"))
-    made.certificate.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    made.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))  # the CA's key is never written
-    return made
 
 
 COMPOSE_OPTIONS = GatewayOptions(

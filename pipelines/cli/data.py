@@ -166,10 +166,8 @@ def _add(subparsers, name: str, handler, help_text: str) -> argparse.ArgumentPar
     return parser
 
 
-def register(subparsers) -> None:
-    """Add the `data` command group."""
-    data = subparsers.add_parser("data", help="MURA data: synth, import, manifest, stats, validate, DVC")
-    commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+def _add_synth(commands) -> None:
+    """`mura data synth`: its options, the named faults and drifts included."""
     synth = _add(commands, "synth", _synth, "write a synthetic MURA-v1.1 release (tree + 4 CSVs)")
     synth.add_argument("--out", help="folder to write MURA-v1.1/ into (default: data/)")
     synth.add_argument("--seed", type=int, help="random seed (default: params.yaml data.synth.seed)")
@@ -186,22 +184,10 @@ def register(subparsers) -> None:
         help="draw a drifted (still valid) release: exposure, scanner noise, resolution, study-type "
         "mix, label prevalence, or another hospital (other_site: darker exposures, a hand clinic's mix)",
     )
-    imported = _add(commands, "import", _import, "import a MURA-v1.1 folder or the official zip into data/")
-    imported.add_argument("source", metavar="SRC", help="a MURA-v1.1 folder or the official MURA-v1.1.zip")
-    imported.add_argument("--data", help="target data folder (default: data/)")
-    imported.add_argument(
-        "--force",
-        action="store_true",
-        help="replace data no remote holds (it is pushed first, so it stays pullable)",
-    )
-    manifest = _add(commands, "manifest", _manifest, "build the manifest parquet of a MURA tree")
-    manifest.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
-    manifest.add_argument("--out", help="parquet path (default: $MURA_HOME/manifest.parquet)")
-    stats = _add(
-        commands, "stats", _stats, "images/studies/patients/abnormal ratio per part and split + bar plot"
-    )
-    stats.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
-    stats.add_argument("--plot", help="where to write the bar plot PNG")
+
+
+def _add_dvc_commands(commands) -> None:
+    """`mura data pull`, `push`, `status` and `diff`: the data's versions in DVC."""
     pull = _add(commands, "pull", _pull, "fetch data/ from the DVC remote (optionally at a git revision)")
     pull.add_argument("--rev", help="git revision whose data.dvc to pull")
     pull.add_argument("--remote", help="DVC remote name (default: the configured default, 'local')")
@@ -225,6 +211,30 @@ def register(subparsers) -> None:
     diff.add_argument("rev_a", metavar="REV_A", help="git revision of data.dvc (commit, tag, branch)")
     diff.add_argument("rev_b", metavar="REV_B", help="the revision to compare REV_A with")
     diff.add_argument("--remote", help="DVC remote name (default: 'local')")
+
+
+def register(subparsers) -> None:
+    """Add the `data` command group."""
+    data = subparsers.add_parser("data", help="MURA data: synth, import, manifest, stats, validate, DVC")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    _add_synth(commands)
+    imported = _add(commands, "import", _import, "import a MURA-v1.1 folder or the official zip into data/")
+    imported.add_argument("source", metavar="SRC", help="a MURA-v1.1 folder or the official MURA-v1.1.zip")
+    imported.add_argument("--data", help="target data folder (default: data/)")
+    imported.add_argument(
+        "--force",
+        action="store_true",
+        help="replace data no remote holds (it is pushed first, so it stays pullable)",
+    )
+    manifest = _add(commands, "manifest", _manifest, "build the manifest parquet of a MURA tree")
+    manifest.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
+    manifest.add_argument("--out", help="parquet path (default: $MURA_HOME/manifest.parquet)")
+    stats = _add(
+        commands, "stats", _stats, "images/studies/patients/abnormal ratio per part and split + bar plot"
+    )
+    stats.add_argument("--data", help="folder holding MURA-v1.1/ (default: data/)")
+    stats.add_argument("--plot", help="where to write the bar plot PNG")
+    _add_dvc_commands(commands)
     try:
         from pipelines.cli.data_validate import add_validate_command
     except ModuleNotFoundError:

@@ -266,6 +266,11 @@ def handle_predict(args) -> int:
             _write_overlays(client, args, results, what, version)
     for result in results:
         result.update(sentence=_sentence(result, args.model, what), version=version, version_label=args.label)
+    return _emit_answers(args, results, what, version)
+
+
+def _emit_answers(args, results: list[dict], what: str, version) -> int:
+    """One image's or study's answer as a sentence, or a line per study and a count; the exit code."""
     by = _answered_by(args, version)
     if len(results) == 1:
         result = results[0]

@@ -28,7 +28,6 @@ def evaluate_run(
 ) -> EvaluationReport:
     """Study- and image-level metrics of the run's model on `valid`, at the operating point fitted on
     holdout (`threshold` overrides its threshold), with bootstrap intervals; logged as eval.* metrics."""
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from pipelines.evaluation import plots
@@ -41,12 +40,7 @@ def evaluate_run(
     settings: EvaluationParams = params or load_config().evaluation
     configure_mlflow()
     client = MlflowClient()
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise ConfigError(
-            f"MLflow run {run_id!r} not found; list runs in the MLflow UI (experiment mura)"
-        ) from None
+    run = _run_of(client, run_id)
     # The download stays out of the folder that is logged: one copy of the model per run.
     with tempfile.TemporaryDirectory() as download, tempfile.TemporaryDirectory() as scratch:
         folder = Path(output_dir) if output_dir is not None else Path(scratch)
@@ -73,25 +67,52 @@ def evaluate_run(
         metrics = json_safe(
             {"run_id": run_id, "task": class_map["task"], "model_name": class_map["model_name"], **metrics}
         )
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        scored.drop(columns=[c for c in scored if c.startswith("part_probability_")]).to_csv(
-            folder / "predictions.csv", index=False
-        )
+        _write_outputs(folder, metrics, scored)
         flat = flat_metrics(_nan_back(metrics))
         table = kappa_table(_nan_back(metrics))
         if log:
-            from mlflow.entities import Metric
+            _log_evaluation(client, run, run_id, folder, flat, table)
+    holdout = _holdout_metrics(client, run_id)
+    return EvaluationReport(run_id, metrics={**flat, **holdout}, table=table, report=metrics)
 
-            stamp = run.info.start_time or 0
-            client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in sorted(flat.items())])
-            client.log_artifacts(run_id, str(folder), artifact_path="evaluation")
-            client.log_text(run_id, table, "evaluation/kappa_table.txt")
-    holdout = {
+
+def _run_of(client, run_id: str):
+    """The MLflow run `run_id`; ConfigError when the tracking server has none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(
+            f"MLflow run {run_id!r} not found; list runs in the MLflow UI (experiment mura)"
+        ) from None
+
+
+def _write_outputs(folder: Path, metrics: dict, scored) -> None:
+    """metrics.json and predictions.csv (without the per-part probabilities) into `folder`."""
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    scored.drop(columns=[c for c in scored if c.startswith("part_probability_")]).to_csv(
+        folder / "predictions.csv", index=False
+    )
+
+
+def _log_evaluation(client, run, run_id: str, folder: Path, flat: dict, table: str) -> None:
+    """The eval.* metrics, the evaluation folder and the kappa table, logged to the run."""
+    from mlflow.entities import Metric
+
+    stamp = run.info.start_time or 0
+    client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in sorted(flat.items())])
+    client.log_artifacts(run_id, str(folder), artifact_path="evaluation")
+    client.log_text(run_id, table, "evaluation/kappa_table.txt")
+
+
+def _holdout_metrics(client, run_id: str) -> dict:
+    """The run's holdout study metrics (HOLDOUT_STUDY_PREFIX), as the tracking server holds them now."""
+    return {
         key: value
         for key, value in client.get_run(run_id).data.metrics.items()
         if key.startswith(HOLDOUT_STUDY_PREFIX)
     }
-    return EvaluationReport(run_id, metrics={**flat, **holdout}, table=table, report=metrics)
 
 
 def _nan_back(value: Any) -> Any:

@@ -113,21 +113,36 @@ def _output_heads(kind: str, point: OperatingPoint):
 def build_archive(model, class_map: dict[str, Any]):
     """A keras.export.ExportArchive with the `serving_default` and `predict_pixels` endpoints."""
     import keras
-    import tensorflow as tf
 
-    from pipelines.evaluation.gradcam import has_zoo_layout, heatmaps, networks_of
-    from pipelines.training.preprocessing import (
-        decode_and_resize,
-        decode_grey,
-        fitted_size,
-        grey_to_model_pixels,
-        resize_with_padding,
-    )
+    from pipelines.evaluation.gradcam import has_zoo_layout, networks_of
 
     height, width = _check_class_map(class_map)
     kind = task_kind(class_map["task"])
     point = operating_point(class_map)
     heads = _output_heads(kind, point)
+    serving_default, predict_pixels = _prediction_endpoints(model, heads, height, width)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SERVING_SIGNATURE, serving_default)
+    archive.add_endpoint(PIXELS_SIGNATURE, predict_pixels)
+    if has_zoo_layout(model):  # a hand-made model without a backbone gets no heatmaps
+        networks = networks_of(model)
+        archive.add_endpoint(
+            EXPLAIN_SIGNATURE, _explain_endpoint(model, heads, networks, kind, height, width)
+        )
+    else:
+        LOGGER.warning(
+            "%s has no backbone feature map: exported without the %s signature", model.name, EXPLAIN_SIGNATURE
+        )
+    return archive
+
+
+def _prediction_endpoints(model, heads, height: int, width: int):
+    """(`serving_default` on encoded image bytes, `predict_pixels` on float32 pixels), both through the
+    output heads."""
+    import tensorflow as tf
+
+    from pipelines.training.preprocessing import decode_and_resize
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=INPUT_PIXELS)])
     def predict_pixels(pixels):
@@ -141,6 +156,22 @@ def build_archive(model, class_map: dict[str, Any]):
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
         )
         return heads(model(pixels, training=False))
+
+    return serving_default, predict_pixels
+
+
+def _explain_endpoint(model, heads, networks, kind: str, height: int, width: int):
+    """`explain` on encoded image bytes: each image's heatmap, the box the image fills in the model's
+    input and its size, with the probability and label."""
+    import tensorflow as tf
+
+    from pipelines.evaluation.gradcam import heatmaps
+    from pipelines.training.preprocessing import (
+        decode_grey,
+        fitted_size,
+        grey_to_model_pixels,
+        resize_with_padding,
+    )
 
     def decode_with_geometry(one):
         grey = decode_grey(one)
@@ -169,18 +200,7 @@ def build_archive(model, class_map: dict[str, Any]):
             OUTPUT_LABEL: outputs[OUTPUT_LABEL],
         }
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(SERVING_SIGNATURE, serving_default)
-    archive.add_endpoint(PIXELS_SIGNATURE, predict_pixels)
-    if has_zoo_layout(model):  # a hand-made model without a backbone gets no heatmaps
-        networks = networks_of(model)
-        archive.add_endpoint(EXPLAIN_SIGNATURE, explain)
-    else:
-        LOGGER.warning(
-            "%s has no backbone feature map: exported without the %s signature", model.name, EXPLAIN_SIGNATURE
-        )
-    return archive
+    return explain
 
 
 def verify_export(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipelines.config import load_config
 from pipelines.contracts import DEFAULT_CHAMPION
-from pipelines.errors import DataError
+from pipelines.errors import ConfigError, DataError
 
 LOGGER = logging.getLogger(__name__)
 IMPORT_COUNTS = ("studies", "images", "refused", "labelled_not_found", "method")  # of import_report.json
@@ -93,6 +93,44 @@ def _register_site_point(client, result: dict) -> dict:
     )
 
 
+def _site_release(site_name: str):
+    """(the site, its release's data version, the gate's verdict on it, the release's import report)."""
+    from pipelines.external.site import IMPORT_REPORT
+    from pipelines.external.site import site as site_of
+
+    site = site_of(site_name)
+    data, gate = gated_release(site)
+    imported = json.loads((site.root / IMPORT_REPORT).read_text(encoding="utf-8"))
+    return site, data, gate, imported
+
+
+def _measurements(client, config, site, run_id: str, recalibrate: bool, scratch: Path):
+    """(the site's scored images, the measurements of the result: the site's metrics beside the
+    version's on valid, drift, and the refitted operating point when `recalibrate`)."""
+    from pipelines.evaluation.metrics import Uncertainty
+    from pipelines.external.measure import measure, recalibration, side_by_side
+    from pipelines.registry.card.facts import artifact, load_json
+
+    settings, external = config.evaluation, config.external
+    uncertainty = Uncertainty(settings.bootstrap_replicates, settings.confidence, settings.bootstrap_seed)
+    model, rows, images, point = _scored_site(run_id, site.root, settings, scratch)
+    site_metrics = measure(images, point, settings.calibration_bins, uncertainty)
+    # The version's own evaluation on MURA valid, when its run stored one.
+    valid = load_json(artifact(client, run_id, "evaluation/metrics.json", scratch))
+    drift = _drift(client, run_id, model, rows, site.root, config.monitor, scratch)
+    fraction, bins = external.recalibration_fraction, settings.calibration_bins
+    refitted = (
+        recalibration(images, point, fraction, external.seed, bins, uncertainty) if recalibrate else None
+    )
+    return images, {
+        "metrics": site_metrics,
+        "valid": valid,
+        "comparison": side_by_side(site_metrics, valid),
+        "drift": drift,
+        "recalibration": refitted,
+    }
+
+
 def validate_site(
     site_name: str,
     model_spec: str = DEFAULT_CHAMPION,
@@ -105,44 +143,25 @@ def validate_site(
     `recalibrate`): the site's operating point also becomes a new version of the same weights."""
     import mlflow
 
-    from pipelines.evaluation.metrics import Uncertainty
-    from pipelines.external.measure import measure, recalibration, side_by_side
-    from pipelines.external.site import IMPORT_REPORT
-    from pipelines.external.site import site as site_of
     from pipelines.external.tracking import log_validation
-    from pipelines.registry.card.facts import artifact, load_json
     from pipelines.registry.lineage import resolve_spec
     from pipelines.registry.tracking import connect, tracking_errors
 
     if register and not recalibrate:
-        from pipelines.errors import ConfigError
-
         raise ConfigError(
             "registering a site's operating point needs --recalibrate (it is what is registered)"
         )
     config = load_config()
-    settings, external = config.evaluation, config.external
-    site = site_of(site_name)
-    data, gate = gated_release(site)
-    imported = json.loads((site.root / IMPORT_REPORT).read_text(encoding="utf-8"))
+    site, data, gate, imported = _site_release(site_name)
     client = client or connect()
     mlflow.set_tracking_uri(client.tracking_uri)  # the artifact downloads below use MLflow's global URI
-    uncertainty = Uncertainty(settings.bootstrap_replicates, settings.confidence, settings.bootstrap_seed)
     with (
         tracking_errors(client, f"validating {model_spec} on site {site.name}"),
         tempfile.TemporaryDirectory() as scratch,
     ):
         model_name, version = resolve_spec(client, model_spec)
         run_id = client.get_model_version(model_name, str(version)).run_id
-        model, rows, images, point = _scored_site(run_id, site.root, settings, Path(scratch))
-        site_metrics = measure(images, point, settings.calibration_bins, uncertainty)
-        # The version's own evaluation on MURA valid, when its run stored one.
-        valid = load_json(artifact(client, run_id, "evaluation/metrics.json", Path(scratch)))
-        drift = _drift(client, run_id, model, rows, site.root, config.monitor, Path(scratch))
-        fraction, bins = external.recalibration_fraction, settings.calibration_bins
-        refitted = (
-            recalibration(images, point, fraction, external.seed, bins, uncertainty) if recalibrate else None
-        )
+        images, measured = _measurements(client, config, site, run_id, recalibrate, Path(scratch))
         result = {
             "site": site.name,
             "model": model_name,
@@ -151,11 +170,7 @@ def validate_site(
             "data": data,
             "gate": gate,
             "imported": {key: imported.get(key) for key in IMPORT_COUNTS},
-            "metrics": site_metrics,
-            "valid": valid,
-            "comparison": side_by_side(site_metrics, valid),
-            "drift": drift,
-            "recalibration": refitted,
+            **measured,
         }
         overall = result["comparison"][-1]
         result["drop_significant"] = any(overall[metric]["significant"] for metric in ("kappa", "auroc"))
@@ -169,7 +184,7 @@ def validate_site(
         site.name,
         overall["kappa"]["site"],
         overall["kappa"]["valid"],
-        drift["detected"],
+        measured["drift"]["detected"],
     )
     return result
 

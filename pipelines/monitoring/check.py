@@ -148,6 +148,33 @@ def _already_requested(client, model: str, data_md5: str) -> str | None:
     return found[0].info.run_id if found else None
 
 
+def _retrain_decision(
+    client, champion, data_md5: str, drifted: list[str], live: LiveCheck, params: MonitorParams
+) -> tuple[list[str], bool]:
+    """(the reasons for a retrain, with why it is not asked for where it is not; whether it is needed):
+    never for the data the champion was trained on, and once per data version."""
+    reasons = _retrain_reasons(drifted, live, params)
+    trained_on = champion.tags.get("data.md5")
+    if reasons and trained_on == data_md5:
+        reasons.append("not asked: the champion was trained on this very data")
+    earlier = _already_requested(client, params.model, data_md5) if reasons else None
+    if earlier:
+        reasons.append(f"already asked for this data by monitor run {earlier}")
+    return reasons, bool(reasons) and trained_on != data_md5 and earlier is None
+
+
+def _recommendation(champion, challenger, live: LiveCheck) -> str:
+    """`promote vN: ...` when the live comparison finds the challenger better than the champion, else ""."""
+    change = live.comparison
+    if challenger is not None and change is not None and change.challenger_better:
+        low, high = change.kappa_change_ci
+        return (
+            f"promote v{challenger.version}: live study kappa {change.kappa_change:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}] over champion v{champion.version} on {change.studies} studies"
+        )
+    return ""
+
+
 def run_monitor(
     data_root: Path,
     manifest: pd.DataFrame | None = None,
@@ -175,22 +202,8 @@ def run_monitor(
         tests, drift = _drift(client, champion, manifest, data_root, params, Path(scratch))
         live = _live(params.model, challenger, manifest, data_root, params, config.evaluation)
         drifted = [test.feature for test in tests if test.drifted]
-        reasons = _retrain_reasons(drifted, live, params)
-        trained_on = champion.tags.get("data.md5")
-        if reasons and trained_on == data_md5:
-            reasons.append("not asked: the champion was trained on this very data")
-        earlier = _already_requested(client, params.model, data_md5) if reasons else None
-        if earlier:
-            reasons.append(f"already asked for this data by monitor run {earlier}")
-        needed = bool(reasons) and trained_on != data_md5 and earlier is None
-        recommendation = ""
-        change = live.comparison
-        if challenger is not None and change is not None and change.challenger_better:
-            low, high = change.kappa_change_ci
-            recommendation = (
-                f"promote v{challenger.version}: live study kappa {change.kappa_change:+.3f} "
-                f"[{low:+.3f}, {high:+.3f}] over champion v{champion.version} on {change.studies} studies"
-            )
+        reasons, needed = _retrain_decision(client, champion, data_md5, drifted, live, params)
+        recommendation = _recommendation(champion, challenger, live)
         check = MonitorCheck(
             model=params.model,
             champion_version=int(champion.version),

@@ -99,6 +99,23 @@ def answer_study(
     missing = _missing(present, model, version, overlays)  # of the version that answered (a deploy may
     if not missing:  # have come between); asked again by a person: the answer, never a second report
         return {**result, "status": "already"}
+    stored = _store_results(pacs, serving, study_uid, study, datasets, answer, model, version, missing)
+    return {**result, **stored}
+
+
+def _store_results(
+    pacs,
+    serving,
+    study_uid: str,
+    study,
+    datasets: list,
+    answer: dict,
+    model: str,
+    version: int,
+    missing: list[str],
+) -> dict[str, int | str]:
+    """Store the `missing` result series of the answer in the study: how many instances were stored,
+    and the report's SOPInstanceUID when one was."""
     results = []
     if series_description(model, version) in missing:
         results.append(structured_report(datasets, answer, model, version))
@@ -121,7 +138,7 @@ def answer_study(
     stored: dict[str, int | str] = {"stored": len(results)}
     if series_description(model, version) in missing:
         stored["report"] = str(results[0].SOPInstanceUID)
-    return {**result, **stored}
+    return stored
 
 
 def _missing(present: list[str], model: str, version: int, overlays: bool) -> list[str]:

@@ -113,6 +113,33 @@ def _approval(tags: dict[str, str]) -> dict:
     }
 
 
+def _data(tags: dict[str, str], run_tags: dict[str, str]) -> dict:
+    """The data the version was trained on (its lineage tags; the data root from the run)."""
+    return {
+        "md5": tags.get("data.md5", "unknown"),
+        "versioned": tags.get("data.versioned", "unknown"),
+        "dvc_md5": tags.get("data.dvc_md5", "unknown"),
+        "data_dvc_commit": tags.get("data.rev", "unknown"),
+        "manifest_hash": tags.get("data.manifest_hash", "unknown"),
+        "root": run_tags.get("data.root", "unknown"),
+    }
+
+
+def _training(run_id: str, tags: dict[str, str], run) -> dict:
+    """The training run: what it trained, from which preset and config, on which code."""
+    run_tags = run.data.tags
+    return {
+        "run_id": run_id,
+        "arch": tags.get("train.arch"),
+        "task": tags.get("train.task"),
+        "preset": run_tags.get("train.preset"),
+        "overrides": run_tags.get("train.overrides"),
+        "config": dict(run.data.params),
+        "code_sha": tags.get("code.git_sha"),
+        "code_dirty": tags.get("code.dirty", "unknown"),
+    }
+
+
 def version_lineage(spec: str, client=None) -> dict:
     """Everything recorded about one model version, from the data it read to where it serves now."""
     from pipelines.settings import get_settings
@@ -135,14 +162,7 @@ def version_lineage(spec: str, client=None) -> dict:
         "model": model,
         "version": version,
         "aliases": sorted(name for name, number in registered.aliases.items() if int(number) == version),
-        "data": {
-            "md5": tags.get("data.md5", "unknown"),
-            "versioned": tags.get("data.versioned", "unknown"),
-            "dvc_md5": tags.get("data.dvc_md5", "unknown"),
-            "data_dvc_commit": tags.get("data.rev", "unknown"),
-            "manifest_hash": tags.get("data.manifest_hash", "unknown"),
-            "root": run_tags.get("data.root", "unknown"),
-        },
+        "data": _data(tags, run_tags),
         "validation": {
             "success": tags.get(VALIDATION_SUCCESS_TAG, "unknown"),
             "docs": tags.get("validation.docs"),
@@ -153,16 +173,7 @@ def version_lineage(spec: str, client=None) -> dict:
             if airflow_run
             else None,
         },
-        "training": {
-            "run_id": found.run_id,
-            "arch": tags.get("train.arch"),
-            "task": tags.get("train.task"),
-            "preset": run_tags.get("train.preset"),
-            "overrides": run_tags.get("train.overrides"),
-            "config": dict(run.data.params),
-            "code_sha": tags.get("code.git_sha"),
-            "code_dirty": tags.get("code.dirty", "unknown"),
-        },
+        "training": _training(found.run_id, tags, run),
         "evaluation": _evaluation(metrics),
         "gate": {
             "status": gate_status,  # `unverified`: a `passed` the gate did not sign

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED, Approval
 from pipelines.registry.errors import RegistryError
@@ -161,6 +162,35 @@ def apply_promotion_rule(
     return [CHALLENGER]
 
 
+def _refuse_ungated(
+    model_name: str, version: int, model_version, status: str, untrusted: str | None
+) -> NoReturn:
+    """RegistryError for promoting a version without a trusted passing verdict (and no --force)."""
+    if untrusted:
+        raise RegistryError(
+            f"{model_name} v{version}: its gate.status says passed, but {untrusted}. Only the "
+            "gate writes a verdict a promotion trusts; pass --force to promote it anyway "
+            "(recorded on the version)"
+        )
+    reason = model_version.tags.get(GATE_REASON_TAG, "no gate verdict recorded")
+    raise RegistryError(
+        f"{model_name} v{version} did not pass the gate ({status}: {reason}); "
+        "pass --force to promote it anyway (recorded on the version)"
+    )
+
+
+def _tag_forced(client, model_name: str, version: int, alias: str, reason: str | None) -> None:
+    """Record on the version that it was forced under `alias`: when, by whom and why."""
+    for key, value in (
+        ("promotion.forced", "true"),
+        ("promotion.forced_at", now_utc()),
+        ("promotion.forced_by", actor()),
+        ("promotion.forced_alias", alias),
+        ("promotion.forced_reason", reason or "none given"),
+    ):
+        client.set_model_version_tag(model_name, str(version), key, value)
+
+
 def promote(
     model_name: str,
     version: int,
@@ -179,17 +209,7 @@ def promote(
         status, untrusted = trusted_status(model_name, model_version)
         previous = client.get_registered_model(model_name).aliases.get(alias)
         if status != PASSED and not force:
-            if untrusted:
-                raise RegistryError(
-                    f"{model_name} v{version}: its gate.status says passed, but {untrusted}. Only the "
-                    "gate writes a verdict a promotion trusts; pass --force to promote it anyway "
-                    "(recorded on the version)"
-                )
-            reason = model_version.tags.get(GATE_REASON_TAG, "no gate verdict recorded")
-            raise RegistryError(
-                f"{model_name} v{version} did not pass the gate ({status}: {reason}); "
-                "pass --force to promote it anyway (recorded on the version)"
-            )
+            _refuse_ungated(model_name, version, model_version, status, untrusted)
         if previous == str(version):
             return {
                 "model": model_name,
@@ -200,14 +220,7 @@ def promote(
                 "forced": False,
             }
         if status != PASSED:
-            for key, value in (
-                ("promotion.forced", "true"),
-                ("promotion.forced_at", now_utc()),
-                ("promotion.forced_by", actor()),
-                ("promotion.forced_alias", alias),
-                ("promotion.forced_reason", reason or "none given"),
-            ):
-                client.set_model_version_tag(model_name, str(version), key, value)
+            _tag_forced(client, model_name, version, alias, reason)
         action = (action or "promote") + (" --force" if status != PASSED else "")
         if alias == CHAMPION:
             _make_champion(client, model_name, int(version), action)

@@ -30,7 +30,7 @@ from pipelines.contracts import (
 )
 from pipelines.errors import ConfigError
 from pipelines.registry.errors import RegistryError
-from pipelines.registry.gate import evaluate_gate, lineage_failures
+from pipelines.registry.gate import Judgement, evaluate_gate, lineage_failures
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule, now_utc
@@ -162,6 +162,43 @@ def registered_version(run_id: str, model: str, client=None) -> int | None:
     return int(found.version) if found is not None else None
 
 
+def _reused(name: str, run_id: str, existing) -> Registration:
+    """The registration of a run registered already: its existing version, `reused`."""
+    LOGGER.info(
+        "%s v%s already registers run %s: reused, not registered again",
+        name,
+        existing.version,
+        run_id,
+    )
+    return Registration(
+        model=name,
+        version=int(existing.version),
+        run_id=run_id,
+        sha256=existing.tags.get(HASH_TAG, ""),
+        signature=existing.tags.get(SIGNATURE_TAG, ""),
+        reused=True,
+    )
+
+
+def _version_tags(
+    run, run_id: str, task: str, digest: str, signature: str, metrics: dict[str, float]
+) -> dict[str, str]:
+    """A new version's tags: the run's lineage, the hash and signature of its SavedModel, its metrics."""
+    tags = {key: str(run.data.tags.get(key, "unknown")) for key in LINEAGE_TAGS}
+    tags.update(
+        {
+            "train.run_id": run_id,
+            "train.task": task,
+            HASH_TAG: digest,
+            SIGNATURE_TAG: signature,
+            "serving.artifact_path": SAVED_MODEL_ARTIFACT,
+            GATE_STATUS_TAG: "pending",
+        }
+    )
+    tags.update({key: repr(float(value)) for key, value in metrics.items()})
+    return tags
+
+
 def register_version(run_id: str, client=None) -> Registration:
     """Register the run's `tf_serving/` SavedModel as a new version with lineage, metric and hash tags.
 
@@ -185,36 +222,12 @@ def register_version(run_id: str, client=None) -> Registration:
         name, task = _model_name(client, run, Path(scratch))
         existing = version_of_run(client, name, run_id)
         if existing is not None:
-            LOGGER.info(
-                "%s v%s already registers run %s: reused, not registered again",
-                name,
-                existing.version,
-                run_id,
-            )
-            return Registration(
-                model=name,
-                version=int(existing.version),
-                run_id=run_id,
-                sha256=existing.tags.get(HASH_TAG, ""),
-                signature=existing.tags.get(SIGNATURE_TAG, ""),
-                reused=True,
-            )
+            return _reused(name, run_id, existing)
         saved_model = _download_saved_model(client, run_id, Path(scratch) / "download")
         digest = saved_model_digest(saved_model)
         signature = describe_signature(saved_model)
         metrics = {key: value for key, value in run.data.metrics.items() if key.startswith("eval.")}
-        tags = {key: str(run.data.tags.get(key, "unknown")) for key in LINEAGE_TAGS}
-        tags.update(
-            {
-                "train.run_id": run_id,
-                "train.task": task,
-                HASH_TAG: digest,
-                SIGNATURE_TAG: signature,
-                "serving.artifact_path": SAVED_MODEL_ARTIFACT,
-                GATE_STATUS_TAG: "pending",
-            }
-        )
-        tags.update({key: repr(float(value)) for key, value in metrics.items()})
+        tags = _version_tags(run, run_id, task, digest, signature, metrics)
         _ensure_registered_model(client, name, task)
         created = client.create_model_version(
             name,
@@ -277,6 +290,40 @@ def _aliases_of(client, model: str, version: int) -> list[str]:
     return sorted(alias for alias, held in aliases.items() if int(held) == int(version))
 
 
+def _allowed_approval(model: str, version: int, approval: Approval | None, policy: GateParams) -> Approval:
+    """The approval a gate asks for: the given one, else params.yaml's default; ConfigError for an auto
+    approval that params.yaml does not allow."""
+    if approval is None:
+        approval = Approval.AUTO if policy.approval == Approval.AUTO else Approval.OFF
+    if approval == Approval.AUTO and Approval.AUTO not in policy.approval_choices:
+        raise ConfigError(
+            f"{model} v{version}: approval auto (champion with no reviewer) is not allowed by params.yaml "
+            "gate.allow_auto_approval (false): use approval required or off, or allow auto in params.yaml"
+        )
+    return approval
+
+
+def _judge(client, model: str, version: int, candidate, metrics: dict, policy: GateParams) -> Judgement:
+    """The gate's verdict on `candidate`: its floors and lineage, and the current champion (paired on
+    the holdout studies where it can be; no champion when the candidate is the champion itself)."""
+    champion_version = client.get_registered_model(model).aliases.get(CHAMPION)
+    champion_metrics, paired = None, None
+    if champion_version is not None and int(champion_version) != version:
+        champion = client.get_model_version(model, champion_version)
+        champion_metrics = version_metrics(champion)
+        paired = paired_holdout(client, candidate.run_id, champion.run_id)
+    else:
+        champion_version = None
+    return evaluate_gate(
+        metrics,
+        champion_metrics,
+        policy,
+        int(champion_version) if champion_version else None,
+        lineage=lineage_failures(candidate.tags),
+        paired=paired,
+    )
+
+
 def gate_version(
     model: str,
     version: int,
@@ -294,13 +341,7 @@ def gate_version(
     """
     client = client or connect()
     policy = policy or load_config().gate
-    if approval is None:
-        approval = Approval.AUTO if policy.approval == Approval.AUTO else Approval.OFF
-    if approval == Approval.AUTO and Approval.AUTO not in policy.approval_choices:
-        raise ConfigError(
-            f"{model} v{version}: approval auto (champion with no reviewer) is not allowed by params.yaml "
-            "gate.allow_auto_approval (false): use approval required or off, or allow auto in params.yaml"
-        )
+    approval = _allowed_approval(model, version, approval, policy)
     with tracking_errors(client, f"gating {model} v{version}"):
         candidate = client.get_model_version(model, str(version))
         if candidate.tags.get(GATE_APPLIED_TAG):
@@ -308,22 +349,7 @@ def gate_version(
                 _recorded_verdict(client, model, int(version), candidate), approval=approval
             )
         metrics = version_metrics(candidate)
-        champion_version = client.get_registered_model(model).aliases.get(CHAMPION)
-        champion_metrics, paired = None, None
-        if champion_version is not None and int(champion_version) != int(version):
-            champion = client.get_model_version(model, champion_version)
-            champion_metrics = version_metrics(champion)
-            paired = paired_holdout(client, candidate.run_id, champion.run_id)
-        else:
-            champion_version = None
-        verdict = evaluate_gate(
-            metrics,
-            champion_metrics,
-            policy,
-            int(champion_version) if champion_version else None,
-            lineage=lineage_failures(candidate.tags),
-            paired=paired,
-        )
+        verdict = _judge(client, model, int(version), candidate, metrics, policy)
         record_verdict(
             client,
             Verdict(

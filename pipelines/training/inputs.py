@@ -91,13 +91,8 @@ def make_dataset(
     """A batched dataset of (pixels, target[, sample_weight]); shuffled and augmented only when training."""
     if frame.empty:
         raise DataError("no images to read: the selected manifest rows are empty")
-    root = Path(data_root)
-    paths = np.array([str(root / path) for path in frame["image_path"]])
-    columns: tuple = (paths,)
-    if with_labels:
-        columns += (targets(task, frame),)
-        if weights is not None:
-            columns += (sample_weights(frame, weights),)
+    columns = _columns(frame, data_root, task, weights, with_labels)
+    images = len(columns[0])
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     height, width = image_size
     size = (int(height), int(width))
@@ -106,20 +101,11 @@ def make_dataset(
     cached = cache == "memory"
     if training and not cached:
         # Without a cache shuffle the (cheap) paths, not decoded images, to keep memory small.
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(images, seed=seed, reshuffle_each_iteration=True)
     # Evaluation keeps the manifest order; training order is shuffled anyway, so it may be relaxed.
     parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": not training}
     if augment and not cached:
-        # Nothing to cache: resize-with-padding and augmentation in one resampling of each decoded
-        # image (one seed pair per image from a seeded stream, new each epoch).
-        dataset = tf.data.Dataset.zip((dataset, _seed_pairs(seed)))
-
-        def load_augmented(row, seed_pair):
-            image = decode_grey(tf.io.read_file(row[0]))
-            return (augment_image(image, seed_pair, strength, ops, size), *row[1:])
-
-        dataset = dataset.map(load_augmented, **parallel).batch(batch_size)
-        dataset = dataset.map(lambda grey, *rest: (_model_pixels(grey), *rest), **parallel)
+        dataset = _augmented_per_image(dataset, size, batch_size, strength, ops, seed, parallel)
     else:
         dataset = dataset.map(
             lambda path, *rest: (decode_and_resize_grey(tf.io.read_file(path), size), *rest), **parallel
@@ -128,20 +114,66 @@ def make_dataset(
             # The decoded, resized grey uint8 images; augmentation comes after, so it differs each epoch.
             dataset = dataset.cache()
             if training:
-                dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size)
-        if augment:
-            # One seed pair per batch from a seeded stream, new each epoch, for stateless random ops.
-            dataset = tf.data.Dataset.zip((dataset, _seed_pairs(seed)))
-            dataset = dataset.map(
-                lambda batch, seed_pair: (
-                    _model_pixels(augment_batch(batch[0], seed_pair, strength, ops)),
-                    *batch[1:],
-                ),
-                **parallel,
-            )
-        else:
-            dataset = dataset.map(lambda grey, *rest: (_model_pixels(grey), *rest), **parallel)
+                dataset = dataset.shuffle(images, seed=seed, reshuffle_each_iteration=True)
+        dataset = _batch_pixels(dataset.batch(batch_size), augment, strength, ops, seed, parallel)
     if not with_labels:
         dataset = dataset.map(lambda pixels: pixels)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _columns(
+    frame: pd.DataFrame, data_root: Path, task: Task, weights: dict | None, with_labels: bool
+) -> tuple:
+    """The dataset's tensor slices: the image paths, then (when labelled) targets and sample weights."""
+    root = Path(data_root)
+    paths = np.array([str(root / path) for path in frame["image_path"]])
+    columns: tuple = (paths,)
+    if with_labels:
+        columns += (targets(task, frame),)
+        if weights is not None:
+            columns += (sample_weights(frame, weights),)
+    return columns
+
+
+def _augmented_per_image(
+    dataset: tf.data.Dataset,
+    size: tuple[int, int],
+    batch_size: int,
+    strength: float,
+    ops: tuple[str, ...],
+    seed: int,
+    parallel: dict,
+) -> tf.data.Dataset:
+    """Uncached rows read, resized and augmented image by image, then batched as model pixels."""
+    # Nothing to cache: resize-with-padding and augmentation in one resampling of each decoded
+    # image (one seed pair per image from a seeded stream, new each epoch).
+    dataset = tf.data.Dataset.zip((dataset, _seed_pairs(seed)))
+
+    def load_augmented(row, seed_pair):
+        image = decode_grey(tf.io.read_file(row[0]))
+        return (augment_image(image, seed_pair, strength, ops, size), *row[1:])
+
+    dataset = dataset.map(load_augmented, **parallel).batch(batch_size)
+    return dataset.map(lambda grey, *rest: (_model_pixels(grey), *rest), **parallel)
+
+
+def _batch_pixels(
+    dataset: tf.data.Dataset,
+    augment: bool,
+    strength: float,
+    ops: tuple[str, ...],
+    seed: int,
+    parallel: dict,
+) -> tf.data.Dataset:
+    """Batches of grey images as model pixels, augmented batch by batch when `augment`."""
+    if augment:
+        # One seed pair per batch from a seeded stream, new each epoch, for stateless random ops.
+        dataset = tf.data.Dataset.zip((dataset, _seed_pairs(seed)))
+        return dataset.map(
+            lambda batch, seed_pair: (
+                _model_pixels(augment_batch(batch[0], seed_pair, strength, ops)),
+                *batch[1:],
+            ),
+            **parallel,
+        )
+    return dataset.map(lambda grey, *rest: (_model_pixels(grey), *rest), **parallel)

@@ -187,6 +187,30 @@ def _log_outputs(
     tracking.log_learning_curves(run_id, f"{task.model_name}, run {run_id[:8]}")
 
 
+def _one_architecture(config: TrainConfig | dict | None) -> TrainConfig:
+    """The run's config (as_config); ConfigError when it names more than one architecture."""
+    config = as_config(config)
+    if len(config.architectures) != 1:
+        raise ConfigError(
+            f"train() fits one architecture, got {list(config.architectures)}; "
+            "call it once per architecture (TrainConfig.for_arch)"
+        )
+    return config
+
+
+def _scoped_model(config: TrainConfig, task, hardware: Devices):
+    """The untrained model of config.arch, its variables created in the devices' scope."""
+    with hardware.scope():
+        return build_model(
+            config.arch,
+            task,
+            config.image_size,
+            config.weights,
+            config.dropout,
+            config.train_batch_norm,
+        )
+
+
 def train(
     config: TrainConfig | dict | None,
     manifest: str | Path | pd.DataFrame,
@@ -199,12 +223,7 @@ def train(
     """Train one model (config.arch) on the manifest's train rows, tracked as an MLflow run in `mura`."""
     from mlflow.tracking import MlflowClient
 
-    config = as_config(config)
-    if len(config.architectures) != 1:
-        raise ConfigError(
-            f"train() fits one architecture, got {list(config.architectures)}; "
-            "call it once per architecture (TrainConfig.for_arch)"
-        )
+    config = _one_architecture(config)
     task = parse_task(config.task)
     settings = get_settings()
     root = Path(data_root) if data_root is not None else settings.data_dir
@@ -224,15 +243,7 @@ def train(
     try:
         with hardware.precision():
             keras.utils.set_random_seed(config.seed)
-            with hardware.scope():
-                model = build_model(
-                    config.arch,
-                    task,
-                    config.image_size,
-                    config.weights,
-                    config.dropout,
-                    config.train_batch_norm,
-                )
+            model = _scoped_model(config, task, hardware)
             phases = fit.plan_phases(config, pretrained)
             results = fit.run_phases(
                 model,

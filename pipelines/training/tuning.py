@@ -115,6 +115,26 @@ def write_preset(name: str, config: TrainConfig) -> Path:
     return path
 
 
+def _search(config: TrainConfig, rows, root: Path, parent_id: str, experiment_id: str, max_trials: int):
+    """Run the trials in a scratch folder: (the tuner, its best trial, the config of that trial)."""
+    with tempfile.TemporaryDirectory() as tuner_dir:
+        tuner = MlflowTuner(
+            config,
+            rows,
+            root,
+            parent_id,
+            experiment_id,
+            max_trials=max_trials,
+            seed=config.seed,
+            directory=tuner_dir,
+            project_name="mura",
+            overwrite=True,
+        )
+        tuner.search()
+        best_trial = tuner.oracle.get_best_trials(1)[0]
+        return tuner, best_trial, trial_config(config, best_trial.hyperparameters)
+
+
 def tune(
     config, manifest, data_root=None, *, max_trials: int | None = None, preset_name: str | None = None
 ) -> dict:
@@ -143,22 +163,7 @@ def tune(
     )
     parent_id = parent.info.run_id
     try:
-        with tempfile.TemporaryDirectory() as tuner_dir:
-            tuner = MlflowTuner(
-                config,
-                rows,
-                root,
-                parent_id,
-                experiment_id,
-                max_trials=max_trials,
-                seed=config.seed,
-                directory=tuner_dir,
-                project_name="mura",
-                overwrite=True,
-            )
-            tuner.search()
-            best_trial = tuner.oracle.get_best_trials(1)[0]
-            best = trial_config(config, best_trial.hyperparameters)
+        tuner, best_trial, best = _search(config, rows, root, parent_id, experiment_id, max_trials)
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise

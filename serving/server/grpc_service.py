@@ -21,17 +21,25 @@ def _spec(model_spec) -> tuple[str, int | None, str | None]:
 
 def build_servicers(core: ServingCore, reload_config):
     """The two servicer objects; `reload_config(model_configs)` applies a HandleReloadConfigRequest."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import (
-        get_model_metadata_pb2,
-        model_management_pb2,
-        model_pb2,
-        model_service_pb2_grpc,
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    return (
+        _prediction_servicer(core),
+        _model_servicer(core, reload_config),
         prediction_service_pb2_grpc,
+        model_service_pb2_grpc,
     )
 
-    def abort(context, error: ServingError):
-        context.abort(error.grpc_code(), error.message)
+
+def _abort(context, error: ServingError):
+    """End the call with the error's gRPC status code and message."""
+    context.abort(error.grpc_code(), error.message)
+
+
+def _prediction_servicer(core: ServingCore):
+    """The PredictionService servicer: Predict and GetModelMetadata on the core's models."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, prediction_service_pb2_grpc
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):  # noqa: N802 - gRPC method name
@@ -48,10 +56,10 @@ def build_servicers(core: ServingCore, reload_config):
                     "GRPC",
                 )
             except ServingError as error:
-                return abort(context, error)
+                return _abort(context, error)
             except Exception as error:  # noqa: BLE001 - never UNKNOWN, never an object address
                 LOGGER.exception("Predict on %s failed", name)
-                return abort(context, ServingError("INTERNAL", f"Predict failed: {type(error).__name__}"))
+                return _abort(context, ServingError("INTERNAL", f"Predict failed: {type(error).__name__}"))
             return _predict_response(servable, outputs, request.model_spec.signature_name)
 
         def GetModelMetadata(self, request, context):  # noqa: N802
@@ -61,7 +69,7 @@ def build_servicers(core: ServingCore, reload_config):
                 _check_metadata_fields(fields)
                 servable = core.metadata(name, version, label)
             except ServingError as error:
-                return abort(context, error)
+                return _abort(context, error)
             response = get_model_metadata_pb2.GetModelMetadataResponse(
                 model_spec=model_pb2.ModelSpec(name=servable.name)
             )
@@ -69,13 +77,20 @@ def build_servicers(core: ServingCore, reload_config):
             response.metadata["signature_def"].Pack(servable.signature_defs)
             return response
 
+    return PredictionService()
+
+
+def _model_servicer(core: ServingCore, reload_config):
+    """The ModelService servicer: GetModelStatus, and HandleReloadConfigRequest through `reload_config`."""
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
     class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         def GetModelStatus(self, request, context):  # noqa: N802
             name, version, label = _spec(request.model_spec)
             try:
                 statuses = core.manager.model_status(name, version, label)
             except ServingError as error:
-                return abort(context, error)
+                return _abort(context, error)
             return _status_response(statuses)
 
         def HandleReloadConfigRequest(self, request, context):  # noqa: N802
@@ -87,7 +102,7 @@ def build_servicers(core: ServingCore, reload_config):
                 response.status.error_message = error.message
             return response
 
-    return PredictionService(), ModelService(), prediction_service_pb2_grpc, model_service_pb2_grpc
+    return ModelService()
 
 
 def _predict_response(servable, outputs: dict, signature_name: str):

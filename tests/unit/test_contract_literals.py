@@ -133,14 +133,14 @@ def test_no_default_port_or_request_limit_is_spelled_outside_its_home():
     assert found == []
 
 
-def test_no_function_of_the_logic_layers_runs_past_80_lines():
-    """Functions of 90-120 lines (the CLI's registry parsers, training, the export graph, the gRPC
-    servicers, external validation) were split where a reader wants names for the parts."""
+def test_no_function_of_the_logic_layers_or_dags_runs_past_60_lines():
+    """The limit was 80 lines and skipped dags/; twenty functions of 61-87 lines (the retrain DAG, the
+    demo, external validation, the gate, ...) were split where a reader wants names for the parts."""
     long = [
         f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-        for folder in ("pipelines", "serving")
+        for folder in ("pipelines", "serving", "dags")
         for path in sorted((REPO / folder).rglob("*.py"))
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 80
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert long == []

@@ -148,7 +148,9 @@ def test_architecture_md_s_layer_table_is_the_one_this_test_enforces():
     for (name, prefixes), row in zip(LAYERS, rows, strict=True):
         for prefix in prefixes:
             short = prefix.rsplit(".", 1)[-1]
-            assert f"`{prefix}`" in row[1] or f"`{short}`" in row[1], f"{name}: {prefix} missing from the table"
+            assert f"`{prefix}`" in row[1] or f"`{short}`" in row[1], (
+                f"{name}: {prefix} missing from the table"
+            )
 
 
 @pytest.mark.parametrize(

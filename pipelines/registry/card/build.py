@@ -32,9 +32,6 @@ def collect(client, model: str, version: int, scratch: Path, out: Path, reuse_ov
     Grad-CAM++ overlays of the version's logged card when it has them (a card written again after a
     decision: the same model, predictions and threshold, so the same pictures, without loading the
     model again)."""
-    from pipelines.evaluation.metrics import study_scores
-    from pipelines.evaluation.plots import evaluation_figures
-
     entry = client.get_model_version(model, str(version))
     run = client.get_run(entry.run_id)
     aliases = [
@@ -73,29 +70,50 @@ def collect(client, model: str, version: int, scratch: Path, out: Path, reuse_ov
         result["gaps"].append(
             "The run holds no evaluation/metrics.json: evaluate it (`mura evaluate RUN_ID`)."
         )
-    if metrics and predictions_path:
-        predictions = pd.read_csv(predictions_path)
-        result["figures"] = evaluation_figures(study_scores(predictions), metrics, out / "figures", subject)
-        model_path = gather.artifact(client, run.info.run_id, MODEL_ARTIFACT, scratch)
-        if not data_root.is_dir():
-            result["gaps"].append(
-                f"Grad-CAM++ examples left out: the data root {data_root} is not on this machine."
-            )
-        elif model_path:
-            logged = (
-                _logged_overlays(client, run.info.run_id, version, scratch, out) if reuse_overlays else None
-            )
-            result["overlays"] = (
-                logged
-                if logged is not None
-                else _overlays(model_path, predictions, data_root, metrics, out, subject)
-            )
-    elif metrics:
-        result["gaps"].append(
-            "The run holds no evaluation/predictions.csv: no figures and no Grad-CAM++ examples."
+    if metrics:
+        _add_pictures(
+            client, result, version, predictions_path, data_root, scratch, out, subject, reuse_overlays
         )
     result["limitations"] = gather.limitations(result)
     return result
+
+
+def _add_pictures(
+    client,
+    result: dict,
+    version: int,
+    predictions_path: Path | None,
+    data_root: Path,
+    scratch: Path,
+    out: Path,
+    subject: str,
+    reuse_overlays: bool,
+) -> None:
+    """The evaluated version's figures and Grad-CAM++ overlays into the card's facts, or the gap that
+    kept them out."""
+    from pipelines.evaluation.metrics import study_scores
+    from pipelines.evaluation.plots import evaluation_figures
+
+    metrics, run_id = result["metrics"], result["run_id"]
+    if not predictions_path:
+        result["gaps"].append(
+            "The run holds no evaluation/predictions.csv: no figures and no Grad-CAM++ examples."
+        )
+        return
+    predictions = pd.read_csv(predictions_path)
+    result["figures"] = evaluation_figures(study_scores(predictions), metrics, out / "figures", subject)
+    model_path = gather.artifact(client, run_id, MODEL_ARTIFACT, scratch)
+    if not data_root.is_dir():
+        result["gaps"].append(
+            f"Grad-CAM++ examples left out: the data root {data_root} is not on this machine."
+        )
+    elif model_path:
+        logged = _logged_overlays(client, run_id, version, scratch, out) if reuse_overlays else None
+        result["overlays"] = (
+            logged
+            if logged is not None
+            else _overlays(model_path, predictions, data_root, metrics, out, subject)
+        )
 
 
 def _overlays(model_path, predictions, data_root, metrics, out, subject) -> list[dict]:
