@@ -87,7 +87,7 @@ def registry_with_one_version(home: Path):
     """A running MLflow server (the embedded store under `home`) holding mura_binary v1 as champion."""
     import mlflow
 
-    from pipelines.registry.tracking_server import start_tracking_server
+    from pipelines.tracking.server import start_tracking_server
 
     server = start_tracking_server(home)
     client = mlflow.MlflowClient(server.uri, registry_uri=server.uri)
@@ -129,7 +129,7 @@ def time_registry_reads(mura: list[str], env: dict, repeats: int) -> dict:
 DEPLOY_STEPS = """
 import sys
 from pathlib import Path
-from pipelines.registry.serving_ops import ServingTarget, sample_images
+from pipelines.deployment.serving_ops import ServingTarget, sample_images
 from serving.repository import read_models_config
 base = Path(sys.argv[2])
 target = ServingTarget(sys.argv[1])

@@ -104,7 +104,8 @@ def measure(root: Path) -> dict:
         (node.end_lineno - node.lineno + 1, f"{module}.{node.name}")
         for module, tree in trees.items()
         for node in ast.walk(tree)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > LONG
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > LONG
     )
     rooms = sorted({room_of(module, packages) for module in known if not module.startswith("dags.")})
     doorless = [
@@ -136,7 +137,9 @@ def measure(root: Path) -> dict:
         "pipelines_lines": sum(count for module, count in lines.items() if module.startswith("pipelines")),
         "largest_module": {"module": largest[1], "lines": largest[0]},
         "functions_over_60_lines": len(long_functions),
-        "longest_functions": [{"function": name, "lines": count} for count, name in long_functions[::-1][:25]],
+        "longest_functions": [
+            {"function": name, "lines": count} for count, name in long_functions[::-1][:25]
+        ],
         "rooms": len(rooms),
         "rooms_without_front_door": doorless,
         "imports_past_a_front_door": len(past_doors),

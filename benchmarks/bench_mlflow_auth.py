@@ -25,8 +25,8 @@ def calls_per_second(cache_seconds: int, calls: int, repeats: int) -> dict:
     """Median seconds per call (and range) as `pipeline` against a fresh server with that cache."""
     import mlflow
 
-    from pipelines.registry import accounts
-    from pipelines.registry.tracking_server import start_tracking_server
+    from pipelines.tracking import accounts
+    from pipelines.tracking.server import start_tracking_server
 
     accounts.AUTH_CACHE_SECONDS = cache_seconds  # what write_auth_config puts in the server's ini
     with tempfile.TemporaryDirectory(prefix="bench-mlflow-auth-") as scratch:
@@ -66,7 +66,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from pipelines.registry.accounts import AUTH_CACHE_SECONDS
+    from pipelines.tracking.accounts import AUTH_CACHE_SECONDS
 
     platform = calls_per_second(AUTH_CACHE_SECONDS, args.calls, args.repeats)
     baseline = calls_per_second(0, args.calls, args.repeats)

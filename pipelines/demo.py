@@ -43,7 +43,7 @@ def _valid_studies(data_root: Path, count: int) -> list[Path]:
 
 def _require_champion(model: str) -> None:
     """MuraError with the gate's reason when the run left no champion to serve (e.g. uncommitted code)."""
-    from pipelines.registry.tracking import connect
+    from pipelines.tracking.client import connect
 
     client = connect()
     if client.get_registered_model(model).aliases.get(CHAMPION) is not None:
@@ -61,7 +61,7 @@ def _monitor_summary(model: str) -> str:
 
     from pipelines.cli.monitor import summary
     from pipelines.monitoring.tracking import latest_check
-    from pipelines.registry.tracking import connect
+    from pipelines.tracking.client import connect
 
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # the demo prints its own lines
     check = latest_check(connect(), model)
@@ -217,8 +217,8 @@ def _print_where_to_look(urls: dict, report: dict) -> None:
 
 def run_demo() -> int:
     """Run every step; return the exit code."""
-    from pipelines.registry.accounts import DEPLOYER, use_account
     from pipelines.stack.control import status, up
+    from pipelines.tracking.accounts import DEPLOYER, use_account
 
     started = time.monotonic()
     settings = get_settings()
@@ -231,7 +231,7 @@ def run_demo() -> int:
     client = _retrain_with_reviewer(settings, report)
     _require_champion(DEFAULT_MODEL)
     _step("Reconcile serving with the registry (mura deploy)")
-    from pipelines.registry.reconciler import reconcile
+    from pipelines.deployment.reconciler import reconcile
 
     print("    " + reconcile().describe().replace("\n", "\n    "))
     _predict_valid_studies(settings)

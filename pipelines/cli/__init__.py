@@ -34,7 +34,7 @@ COMMAND_MODULES = (
     "external",
     "shell",
 )
-# The MLflow account each command acts as when none is set (pipelines/registry/accounts.py); the rest
+# The MLflow account each command acts as when none is set (pipelines/tracking/accounts.py); the rest
 # act as `pipeline`.
 COMMAND_ACCOUNTS: dict[str, str | None] = {
     "promote": "reviewer",
@@ -109,8 +109,8 @@ def _unexpected(error: BaseException, argv: list[str], debug: bool) -> int:
 def _act_as(role: str) -> None:
     """Use `role`'s MLflow login (compose's variables or the embedded stack's file) unless the operator
     chose one with MLFLOW_TRACKING_USERNAME."""
-    from pipelines.registry.accounts import use_account
     from pipelines.settings import get_settings
+    from pipelines.tracking.accounts import use_account
 
     use_account(role, get_settings().mlflow_tracking_uri)
 

@@ -72,7 +72,7 @@ def _number(value) -> str:
 
 
 def _lineage(args) -> int:
-    from pipelines.registry import lineage
+    from pipelines.views import lineage
 
     if bool(args.spec) == bool(args.data):
         raise ConfigError("give MODEL[@alias|/version] or --data REV, not both or neither")

@@ -66,8 +66,8 @@ def _rollback(args) -> int:
 
 
 def _deploy(args) -> int:
-    from pipelines.registry.publishing import DeployOptions
-    from pipelines.registry.reconciler import reconcile
+    from pipelines.deployment.publishing import DeployOptions
+    from pipelines.deployment.reconciler import reconcile
 
     options = DeployOptions.from_settings(
         grpc_target=args.target, server_base_path=args.server_base_path, reload="poll" if args.poll else None
@@ -78,7 +78,7 @@ def _deploy(args) -> int:
 
 
 def _mlflow_server(args) -> int:
-    from pipelines.registry.tracking_server import start_tracking_server
+    from pipelines.tracking.server import start_tracking_server
 
     server = start_tracking_server(
         host=args.host,
@@ -103,7 +103,7 @@ def _mlflow_server(args) -> int:
 
 
 def _webhook(args) -> int:
-    from pipelines.registry.webhook import WebhookReceiver
+    from pipelines.deployment.webhook import WebhookReceiver
 
     secret = os.environ.get("MURA_WEBHOOK_SECRET", "")
     if not secret:
@@ -131,7 +131,7 @@ def _webhook(args) -> int:
 
 
 def _models(args) -> int:
-    from pipelines.registry.listing import model_versions
+    from pipelines.views.listing import model_versions
 
     rows = model_versions()
     lines = [
@@ -149,10 +149,10 @@ def _models(args) -> int:
 def _card(args) -> int:
     from pathlib import Path
 
-    from pipelines.registry.card import fetch_card
-    from pipelines.registry.lineage import resolve_spec
-    from pipelines.registry.tracking import connect, tracking_errors
+    from pipelines.cards import fetch_card
     from pipelines.settings import get_settings
+    from pipelines.tracking.client import connect, tracking_errors
+    from pipelines.views.lineage import resolve_spec
 
     client = connect()
     with tracking_errors(client, f"writing the model card of {args.spec}"):
@@ -169,7 +169,8 @@ def _card(args) -> int:
 
 
 def _accounts(args) -> int:
-    from pipelines.registry.accounts import (
+    from pipelines.settings import get_settings
+    from pipelines.tracking.accounts import (
         GRANTS,
         ROLES,
         account,
@@ -177,8 +178,7 @@ def _accounts(args) -> int:
         password_variable,
         provision,
     )
-    from pipelines.registry.tracking import tracking_uri
-    from pipelines.settings import get_settings
+    from pipelines.tracking.client import tracking_uri
 
     home = get_settings().mura_home
     rows = []

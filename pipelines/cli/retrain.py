@@ -142,7 +142,7 @@ def _runs(args) -> int:
         header = f"{'DAG RUN':<48} {'STATE':<8} STARTED (UTC)"
         emit(runs, args.json, "\n".join([header, *rows]) if rows else f"no runs of {RETRAIN_DAG} yet")
         return 0
-    from pipelines.registry.listing import training_runs
+    from pipelines.views.listing import training_runs
 
     runs = training_runs(args.limit)
     header = (

@@ -80,7 +80,7 @@ def log_validation(client, result: dict, images: pd.DataFrame, scratch: Path) ->
     """Log the validation as a finished run; the result with `mlflow_run_id`, `report` and `card`."""
     from pipelines.external.report import render_report
     from pipelines.registry.registration import republish_card
-    from pipelines.registry.tracking import experiment_id
+    from pipelines.tracking.client import experiment_id
 
     run = client.create_run(
         experiment_id(client, EXTERNAL_EXPERIMENT),

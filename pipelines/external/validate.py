@@ -107,9 +107,9 @@ def _site_release(site_name: str):
 def _measurements(client, config, site, run_id: str, recalibrate: bool, scratch: Path):
     """(the site's scored images, the measurements of the result: the site's metrics beside the
     version's on valid, drift, and the refitted operating point when `recalibrate`)."""
+    from pipelines.cards.facts import artifact, load_json
     from pipelines.evaluation.metrics import Uncertainty
     from pipelines.external.measure import measure, recalibration, side_by_side
-    from pipelines.registry.card.facts import artifact, load_json
 
     settings, external = config.evaluation, config.external
     uncertainty = Uncertainty(settings.bootstrap_replicates, settings.confidence, settings.bootstrap_seed)
@@ -144,8 +144,8 @@ def validate_site(
     import mlflow
 
     from pipelines.external.tracking import log_validation
-    from pipelines.registry.lineage import resolve_spec
-    from pipelines.registry.tracking import connect, tracking_errors
+    from pipelines.tracking.client import connect, tracking_errors
+    from pipelines.views.lineage import resolve_spec
 
     if register and not recalibrate:
         raise ConfigError(

@@ -266,7 +266,7 @@ def train_candidate(candidate: Candidate) -> TrainResult:
 
 
 def _tag_validation(run_id: str, validation: Validation) -> None:
-    from pipelines.registry.tracking import connect
+    from pipelines.tracking.client import connect
 
     client = connect()
     client.set_tag(run_id, VALIDATION_SUCCESS_TAG, str(validation.success))
@@ -344,10 +344,11 @@ def gate(
 
 
 def approval_question(verdict: GateVerdict, dag_run_id: str):
-    """The question for a reviewer (registry.approval.ApprovalQuestion), or None when none is asked:
+    """The question for a reviewer (views.approval_question.ApprovalQuestion), or None when none is asked:
     approval is not required, the version failed the gate, or it holds no challenger alias (already
     champion: a retried gate, or promoted meanwhile)."""
-    from pipelines.registry.approval import question, settled
+    from pipelines.registry.approval import settled
+    from pipelines.views.approval_question import question
 
     configure_logging()
     if verdict.approval != Approval.REQUIRED or not verdict.passed or CHALLENGER not in verdict.aliases:

@@ -13,9 +13,8 @@ import pandas as pd
 
 from pipelines.config import MonitorParams, load_config
 from pipelines.contracts import CANARY, CHALLENGER, CHAMPION, MODEL_ARTIFACT, STABLE
-from pipelines.errors import ConfigError, NothingToMonitor
+from pipelines.errors import ConfigError, NothingToMonitor, RegistryError
 from pipelines.monitoring.tracking import EXPERIMENT
-from pipelines.registry.errors import RegistryError
 from pipelines.stages import LiveCheck, MonitorCheck
 
 if TYPE_CHECKING:
@@ -26,7 +25,7 @@ RECOMMENDATION_TAG = "monitor.recommendation"
 
 
 def _aliases(client, model: str) -> tuple[ModelVersion, ModelVersion | None]:
-    from pipelines.registry.tracking import get_registered
+    from pipelines.tracking.client import get_registered
 
     try:
         aliases = get_registered(client, model).aliases
@@ -187,8 +186,8 @@ def run_monitor(
     from pipelines.data.versioning import folder_md5
     from pipelines.monitoring.metrics import publish
     from pipelines.monitoring.tracking import log_check
-    from pipelines.registry.tracking import connect, tracking_errors
     from pipelines.settings import get_settings
+    from pipelines.tracking.client import connect, tracking_errors
 
     config = load_config()
     params = params or config.monitor

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 from pipelines.contracts import part_slug
-from pipelines.registry.tracking import experiment_id
 from pipelines.stages import MonitorCheck
+from pipelines.tracking.client import experiment_id
 
 EXPERIMENT = "mura-monitoring"
 

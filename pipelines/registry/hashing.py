@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pipelines.registry.errors import IntegrityError
+from pipelines.errors import IntegrityError
 
 HASH_TAG = "serving.sha256"
 _CHUNK = 1 << 20

@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED, Approval
-from pipelines.registry.errors import RegistryError
-from pipelines.registry.tracking import (
+from pipelines.errors import RegistryError
+from pipelines.registry.verdict import trusted_status
+from pipelines.tracking.client import (
     check_alias_name,
     connect,
     get_registered,
     get_version,
     tracking_errors,
 )
-from pipelines.registry.verdict import trusted_status
 
 HISTORY_TAG = "champion.history"
 EVENTS_TAG = "alias.events"  # JSON list of {alias, version, action, by, at}, newest last

@@ -28,15 +28,14 @@ from pipelines.contracts import (
     model_name_for_task,
     parse_version,
 )
-from pipelines.errors import ConfigError
-from pipelines.registry.errors import RegistryError
+from pipelines.errors import ConfigError, RegistryError
 from pipelines.registry.gate import Judgement, evaluate_gate, lineage_failures
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule, now_utc
-from pipelines.registry.tracking import connect, tracking_errors, version_metrics
 from pipelines.registry.verdict import Verdict, record_verdict
 from pipelines.stages import GateVerdict, Registration
+from pipelines.tracking.client import connect, tracking_errors, version_metrics
 
 LOGGER = logging.getLogger(__name__)
 LINEAGE_TAGS = (
@@ -245,7 +244,7 @@ def register_version(run_id: str, client=None) -> Registration:
 def _publish_card(client, model: str, version: int, reuse_overlays: bool = False) -> str | None:
     """The version's model card, logged to its run; None (and the reason logged) when it could not be
     written: a card is documentation, so its failure must not undo a registration and gate."""
-    from pipelines.registry.card import publish_card
+    from pipelines.cards import publish_card
 
     try:
         return publish_card(client, model, version, reuse_overlays)

@@ -8,7 +8,6 @@ import subprocess
 
 from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION, REVIEWER_ROLE
 from pipelines.errors import MuraError
-from pipelines.registry.accounts import REVIEWER, account, accounts_file
 from pipelines.settings import Settings, get_settings
 from pipelines.stack import groups, processes, supervision, watchdog
 from pipelines.stack.processes import StackError
@@ -27,6 +26,7 @@ from pipelines.stack.services import (
     services,
     write_gateway_config,
 )
+from pipelines.tracking.accounts import REVIEWER, account, accounts_file
 
 POOL_ARGUMENTS = (DVC_POOL, "1", DVC_POOL_DESCRIPTION)
 START_TIMEOUT = 180.0
@@ -172,7 +172,7 @@ def _stop_unsupervised(run_dir) -> list[str]:
 
 def _provision_accounts(settings: Settings) -> None:
     """The MLflow accounts and their permissions on the embedded server (idempotent)."""
-    from pipelines.registry.accounts import ensure_embedded_accounts, provision
+    from pipelines.tracking.accounts import ensure_embedded_accounts, provision
 
     try:
         provision(mlflow_url(settings), ensure_embedded_accounts(settings.mura_home))

@@ -18,15 +18,15 @@ import requests
 from pipelines.contracts import REVIEWER_ROLE
 from pipelines.ports import host_port
 from pipelines.private_files import read_private, write_private
-from pipelines.registry.accounts import (
+from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
+from pipelines.tracking.accounts import (
     PIPELINE,
     VIEWER,
     account,
     ensure_embedded_accounts,
     server_environment,
 )
-from pipelines.registry.tracking_server import SERVER_ENVIRONMENT, embedded_store, server_command
-from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
+from pipelines.tracking.server import SERVER_ENVIRONMENT, embedded_store, server_command
 
 if TYPE_CHECKING:
     from serving.gateway import GatewayCertificate

@@ -165,7 +165,7 @@ def _each_service_holds_only_its_secrets(env, report) -> None:
     task processes inherited the JWT key)."""
     import psutil
 
-    from pipelines.registry.accounts import ensure_embedded_accounts
+    from pipelines.tracking.accounts import ensure_embedded_accounts
 
     home = Path(env["MURA_HOME"])
     secrets = {
@@ -557,7 +557,7 @@ def test_an_external_site_imported_from_the_pacs_is_validated_through_the_dag(
     run_id = client.trigger("mura_external_validation", conf)
     assert client.wait("mura_external_validation", run_id, timeout=300) == "success"
 
-    from pipelines.registry.accounts import account
+    from pipelines.tracking.accounts import account
 
     for name, value in account("viewer", Path(env["MURA_HOME"]), environ={}).environment().items():
         monkeypatch.setenv(name, value)
@@ -827,7 +827,7 @@ def test_signed_webhook_delivery_triggers_the_deploy_dag(stack, monkeypatch):
 
     import requests
 
-    from pipelines.registry.webhook import (
+    from pipelines.deployment.webhook import (
         DELIVERY_HEADER,
         SIGNATURE_HEADER,
         TIMESTAMP_HEADER,
@@ -913,7 +913,7 @@ def test_a_drifted_release_pushed_with_dvc_makes_the_monitor_ask_mura_retrain_to
     assert retrain and retrain[0]["run_type"] == "asset_triggered", retrain
     client.stop("mura_retrain", retrain[0]["dag_run_id"])  # started is what counts: free the cores
 
-    from pipelines.registry.accounts import account
+    from pipelines.tracking.accounts import account
 
     viewer = account("viewer", Path(env["MURA_HOME"]), environ={})
     for name, value in viewer.environment().items():

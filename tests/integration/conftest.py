@@ -18,7 +18,7 @@ def resolved(tmp_path_factory) -> dict:
 def world(tmp_path_factory):
     """A real MLflow server, two local TF-Serving servers on one models.config (the embedded stack's
     serving process and its replica), and the env pointing at them."""
-    from pipelines.registry.tracking_server import start_tracking_server
+    from pipelines.tracking.server import start_tracking_server
     from serving.repository import read_models_config, write_models_config
     from serving.server import ServerOptions, start_server
 

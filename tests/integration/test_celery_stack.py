@@ -57,11 +57,11 @@ def celery_stack(tmp_path, monkeypatch):
     """Every service of the distributed path, started on free ports; yields what the test needs."""
     import requests
 
-    from pipelines.registry.tracking_server import server_command
     from pipelines.settings import get_settings
     from pipelines.stack import processes
     from pipelines.stack.control import POOL_ARGUMENTS
     from pipelines.stack.services import admin_password, base_environment, serving_command
+    from pipelines.tracking.server import server_command
     from serving.repository import read_models_config, write_models_config
 
     try:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pipelines.contracts import GPU_QUEUE
 from pipelines.ports import host_port
-from pipelines.registry.accounts import auth_settings
-from pipelines.registry.tracking_server import AUTH_APP
 from pipelines.settings import DEFAULT_GATEWAY_GRPC, DEFAULT_GATEWAY_REST
+from pipelines.tracking.accounts import auth_settings
+from pipelines.tracking.server import AUTH_APP
 from tests.integration.compose_file import (
     AIRFLOW_SERVICES,
     FAKE_ENV,
@@ -45,7 +45,7 @@ def test_training_queue_of_the_dag_is_the_gpu_worker_queue(resolved):
 
 
 def test_tfserving_reads_the_model_base_and_config_the_reconciler_writes(resolved, monkeypatch):
-    from pipelines.registry.publishing import DeployOptions
+    from pipelines.deployment.publishing import DeployOptions
 
     services = resolved["services"]
     for name, value in services["airflow-worker"]["environment"].items():
@@ -113,7 +113,7 @@ def test_ports_match_the_design(resolved):
 
 
 def test_mlflow_allows_the_compose_host_name(resolved):
-    from pipelines.registry.tracking_server import allowed_hosts
+    from pipelines.tracking.server import allowed_hosts
 
     command = resolved["services"]["mlflow"]["command"]
     assert set(flag(command, "--allowed-hosts").split(",")) == set(allowed_hosts(5000, ["mlflow"]).split(","))

@@ -52,7 +52,7 @@ def test_a_registration_whose_card_failed_exits_non_zero_and_says_so(world, caps
     def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("pipelines.registry.card.publish_card", broken)
+    monkeypatch.setattr("pipelines.cards.publish_card", broken)
     run_id = make_run(world, None, GOOD, seed=23, task="14cls")
     code, stderr = run_cli(["register", run_id, "--json"], capsys)
     assert code == 1, stderr

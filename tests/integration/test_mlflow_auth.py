@@ -20,8 +20,8 @@ def auth_server(tmp_path_factory):
     registered version made by the `pipeline` account."""
     import mlflow
 
-    from pipelines.registry.accounts import PIPELINE, account, ensure_embedded_accounts, provision
-    from pipelines.registry.tracking_server import start_tracking_server
+    from pipelines.tracking.accounts import PIPELINE, account, ensure_embedded_accounts, provision
+    from pipelines.tracking.server import start_tracking_server
 
     home = tmp_path_factory.mktemp("auth_home")
     server = start_tracking_server(home, basic_auth=True)
@@ -48,7 +48,7 @@ def auth_server(tmp_path_factory):
 def _client_as(role: str, server: dict, monkeypatch):
     import mlflow
 
-    from pipelines.registry.accounts import account
+    from pipelines.tracking.accounts import account
 
     for name, value in account(role, server["home"], environ={}).environment().items():
         monkeypatch.setenv(name, value)
@@ -70,7 +70,7 @@ def _env(server: dict, project, **extra: str) -> dict:
 
 
 def test_provisioning_is_idempotent_and_the_passwords_are_private(auth_server):
-    from pipelines.registry.accounts import accounts_file
+    from pipelines.tracking.accounts import accounts_file
 
     first, again = auth_server["provisioned"]
     assert "user reviewer created" in first and "deployer: EDIT on registered_model_version *" in first
@@ -99,7 +99,7 @@ def test_a_viewer_reads_but_cannot_move_an_alias(auth_server, monkeypatch):
 def test_the_deployer_tags_what_it_deployed_but_cannot_promote(auth_server, monkeypatch):
     from mlflow.exceptions import MlflowException
 
-    from pipelines.registry.reconciler import Reconciler
+    from pipelines.deployment.reconciler import Reconciler
 
     client = _client_as("deployer", auth_server, monkeypatch)
     with pytest.raises(MlflowException, match="403"):
@@ -113,7 +113,7 @@ def test_the_deployer_tags_what_it_deployed_but_cannot_promote(auth_server, monk
 
 
 def test_a_refusal_names_the_account_and_what_to_do(auth_server, monkeypatch):
-    from pipelines.registry.errors import RegistryError
+    from pipelines.errors import RegistryError
     from pipelines.registry.promotion import promote
 
     client = _client_as("viewer", auth_server, monkeypatch)
@@ -125,7 +125,7 @@ def test_a_refusal_names_the_account_and_what_to_do(auth_server, monkeypatch):
 
 
 def test_mura_promote_acts_as_reviewer_and_records_who(auth_server, tmp_path, monkeypatch):
-    from pipelines.registry.lineage import version_lineage
+    from pipelines.views.lineage import version_lineage
 
     env = _env(auth_server, tmp_path)
     done = json.loads(mura(env, "promote", MODEL, "1", "--force", "--reason", "test", "--json").stdout)
@@ -137,7 +137,7 @@ def test_mura_promote_acts_as_reviewer_and_records_who(auth_server, tmp_path, mo
 
 
 def _password(server: dict, role: str) -> str:
-    from pipelines.registry.accounts import account
+    from pipelines.tracking.accounts import account
 
     return account(role, server["home"], environ={}).password
 
@@ -146,7 +146,7 @@ def test_only_the_admin_deletes_models_or_grants_and_lists_accounts(auth_server,
     """The reviewer and the pipeline hold MANAGE (MLflow's price for moving aliases): with it, the
     reviewer deleted a registered model (200) and both passed the grant route's check. The guard
     answers 403 to both, and to a viewer listing the accounts; the admin still can."""
-    from pipelines.registry.accounts import ADMIN, PIPELINE, REVIEWER, VIEWER, account
+    from pipelines.tracking.accounts import ADMIN, PIPELINE, REVIEWER, VIEWER, account
 
     uri, home = auth_server["uri"], auth_server["home"]
 
@@ -226,7 +226,7 @@ def test_each_account_can_do_what_the_matrix_says_and_nothing_more(auth_server, 
     and the alias `challenger`): what it was allowed is exactly its row of SECURITY.md's matrix."""
     from mlflow.exceptions import MlflowException
 
-    from pipelines.registry.accounts import ADMIN, account
+    from pipelines.tracking.accounts import ADMIN, account
 
     uri, home = auth_server["uri"], auth_server["home"]
     done = {}
@@ -255,7 +255,7 @@ def test_no_login_makes_the_server_write_outside_its_artifact_root(auth_server, 
     """The attack: an experiment whose artifact_location is a folder of the attacker's choice (the DAG
     folder), a run in it, and the UI's upload route. Refused at both steps, for the admin's login too
     where a location is chosen; a run's artifacts go through the server to its one root."""
-    from pipelines.registry.accounts import ADMIN, VIEWER, account
+    from pipelines.tracking.accounts import ADMIN, VIEWER, account
 
     uri, home = auth_server["uri"], auth_server["home"]
     viewer, admin = (account(role, home, environ={}) for role in (VIEWER, ADMIN))
@@ -286,7 +286,7 @@ def test_a_second_login_header_does_not_borrow_the_admin_s_rights(auth_server, m
     deleted a model before; now the request is refused as ambiguous and the model stays."""
     import base64
 
-    from pipelines.registry.accounts import REVIEWER, account
+    from pipelines.tracking.accounts import REVIEWER, account
 
     uri, home = auth_server["uri"], auth_server["home"]
     reviewer = account(REVIEWER, home, environ={})
@@ -302,7 +302,7 @@ def test_a_second_login_header_does_not_borrow_the_admin_s_rights(auth_server, m
 def test_a_password_changed_through_the_api_is_refused_at_once(auth_server):
     """MLflow trusts a right password it checked for a minute (auth_cache_ttl_seconds): a password
     changed through its API must not stay usable for that minute."""
-    from pipelines.registry.accounts import ADMIN, VIEWER, account
+    from pipelines.tracking.accounts import ADMIN, VIEWER, account
 
     uri, home = auth_server["uri"], auth_server["home"]
     search = f"{uri}/api/2.0/mlflow/registered-models/search"
@@ -323,7 +323,7 @@ def test_a_password_changed_through_the_api_is_refused_at_once(auth_server):
 def test_wrong_passwords_lock_the_account_from_that_address_for_a_minute(auth_server):
     """Last of the module (it locks `deployer`): 10 wrong passwords took 1.1 s and were all answered
     401; now the sixth try, with the right password, gets 429 and says when to retry."""
-    from pipelines.registry.accounts import DEPLOYER, VIEWER, account
+    from pipelines.tracking.accounts import DEPLOYER, VIEWER, account
 
     uri, home = auth_server["uri"], auth_server["home"]
     search = f"{uri}/api/2.0/mlflow/registered-models/search"

@@ -29,8 +29,8 @@ def _release(root: Path, seed: int, shift: str | None = None):
 def watched(world, tmp_path_factory):
     """mura_binary: champion v1 and challenger v2 served as stable and canary, the champion's
     reference taken from a seed-7 release."""
+    from pipelines.deployment.reconciler import reconcile
     from pipelines.monitoring.reference import store_reference
-    from pipelines.registry.reconciler import reconcile
     from pipelines.registry.registration import register_run
     from pipelines.training.layers import load_model
 

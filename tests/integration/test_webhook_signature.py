@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.registry.webhook import sign
+from pipelines.deployment.webhook import sign
 from tests.unit.test_webhook import BODY, SECRET
 
 

@@ -350,8 +350,8 @@ def test_registered_version_has_a_model_card_that_renders_offline(binary_run, tm
 
     from playwright.sync_api import sync_playwright
 
+    from pipelines.cards import fetch_card
     from pipelines.export import export_run
-    from pipelines.registry.card import fetch_card
     from pipelines.registry.registration import register_run
 
     run_id = binary_run[0].run_id

@@ -1,4 +1,4 @@
-"""The MLflow server's guard (pipelines/registry/auth_app.py): admin-only routes, throttled logins."""
+"""The MLflow server's guard (pipelines/tracking/guard.py): admin-only routes, throttled logins."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from pipelines.registry.auth_app import (
+from pipelines.tracking.guard import (
     FAILURES,
     LOCK_SECONDS,
     AmbiguousLogin,

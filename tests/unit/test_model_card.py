@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipelines.registry.card import paper
-from pipelines.registry.card.build import render
-from pipelines.registry.card.examples import pick_cases
-from pipelines.registry.card.facts import data_counts, limitations, performance_rows
+from pipelines.cards import paper
+from pipelines.cards.build import render
+from pipelines.cards.examples import pick_cases
+from pipelines.cards.facts import data_counts, limitations, performance_rows
 
 
 def _study(kappa, count=40):

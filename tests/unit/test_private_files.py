@@ -62,9 +62,9 @@ def test_the_stack_secrets_are_0600(tmp_path, open_umask):
 def test_the_mlflow_accounts_are_0600_and_reach_only_the_server_and_the_dag_tasks(
     tmp_path, open_umask, monkeypatch
 ):
-    from pipelines.registry.accounts import ROLES, accounts_file, auth_config_file
     from pipelines.settings import get_settings
     from pipelines.stack.services import base_environment, service_secrets, services
+    from pipelines.tracking.accounts import ROLES, accounts_file, auth_config_file
 
     # Secrets of the shell that runs `mura up` stay out of what every service shares.
     monkeypatch.setenv("MURA_SERVING_TOKEN", "made-up-token")
@@ -103,7 +103,7 @@ def test_the_mlflow_accounts_are_0600_and_reach_only_the_server_and_the_dag_task
 
 @pytest.mark.parametrize("name", ["../../etc", "mura_binary/../../x", "/abs", "mura_Binary", ""])
 def test_a_model_name_outside_the_contract_never_becomes_a_path(tmp_path, name):
-    from pipelines.registry.publishing import DeployOptions, version_folder
+    from pipelines.deployment.publishing import DeployOptions, version_folder
 
     options = DeployOptions(
         tmp_path, tmp_path / "models.config", "127.0.0.1:1", "grpc", 1.0, 1, 1.0, tmp_path / "q", ()

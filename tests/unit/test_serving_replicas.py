@@ -65,7 +65,7 @@ def test_the_stack_runs_one_program_per_replica_and_the_gateway_spreads_over_bot
 
 
 def test_deploy_drives_every_replica_unless_another_server_is_named(tmp_path, monkeypatch):
-    from pipelines.registry.publishing import DeployOptions
+    from pipelines.deployment.publishing import DeployOptions
 
     monkeypatch.setenv("MURA_HOME", str(tmp_path))
     for name in (

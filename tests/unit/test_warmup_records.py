@@ -3,9 +3,9 @@
 import pytest
 
 from pipelines.contracts import INPUT_IMAGE_BYTES, WARMUP_ASSET
+from pipelines.deployment.serving_ops import sample_images
+from pipelines.errors import DeployError
 from pipelines.export.warmup import tfrecords
-from pipelines.registry.errors import DeployError
-from pipelines.registry.serving_ops import sample_images
 
 
 def _framed(*records: bytes) -> bytes:

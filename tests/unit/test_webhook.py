@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from pipelines.registry.errors import WebhookRejected
-from pipelines.registry.webhook import ReplayGuard, WebhookReceiver, sign, verify_delivery
+from pipelines.deployment.webhook import ReplayGuard, WebhookReceiver, sign, verify_delivery
+from pipelines.errors import WebhookRejected
 
 SECRET = "webhook-secret"
 BODY = json.dumps(

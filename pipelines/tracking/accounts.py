@@ -20,8 +20,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import RegistryError
 from pipelines.private_files import read_private, write_private
-from pipelines.registry.errors import RegistryError
 
 ADMIN, PIPELINE, REVIEWER, DEPLOYER, VIEWER = "admin", "pipeline", "reviewer", "deployer", "viewer"
 ROLES = (ADMIN, PIPELINE, REVIEWER, DEPLOYER, VIEWER)

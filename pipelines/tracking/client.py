@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.contracts import CHALLENGER, CHAMPION
-from pipelines.registry.errors import RegistryError, TrackingUnavailableError
+from pipelines.errors import RegistryError, TrackingUnavailableError
 
 # MLflow reserves these alias names for its own version references.
 RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
 
-from pipelines.registry.errors import WebhookRejected
+from pipelines.errors import WebhookRejected
 from pipelines.wire import content_length
 
 LOGGER = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def verify_delivery(
 
 def reconcile_action(payload: dict) -> None:
     """Default action: reconcile the model named in the payload (all `mura_*` models when absent)."""
-    from pipelines.registry.reconciler import reconcile
+    from pipelines.deployment.reconciler import reconcile
 
     name = (payload.get("data") or {}).get("name")
     reconcile(models=[name] if name else None)

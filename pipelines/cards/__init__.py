@@ -1,5 +1,5 @@
 """Model cards: what a registered version is, for whoever reviews or promotes it."""
 
-from pipelines.registry.card.build import card_artifact_path, fetch_card, publish_card, write_card
+from pipelines.cards.build import card_artifact_path, fetch_card, publish_card, write_card
 
 __all__ = ["card_artifact_path", "fetch_card", "publish_card", "write_card"]

@@ -29,11 +29,11 @@ from pipelines.contracts import (
     STABLE,
     challenger_model_name,
 )
-from pipelines.registry.errors import DeployError, RegistryError
-from pipelines.registry.publishing import DeployOptions, ensure_published, version_folder
-from pipelines.registry.serving_ops import ServingReplicas, sample_images
-from pipelines.registry.tracking import connect, tracking_errors
+from pipelines.deployment.publishing import DeployOptions, ensure_published, version_folder
+from pipelines.deployment.serving_ops import ServingReplicas, sample_images
+from pipelines.errors import DeployError, RegistryError
 from pipelines.stages import ModelServing, Reconciliation
+from pipelines.tracking.client import connect, tracking_errors
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from pipelines.contracts import INPUT_IMAGE_BYTES, WARMUP_ASSET
-from pipelines.registry.errors import DeployError
+from pipelines.errors import DeployError
 
 LOGGER = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import TrackingUnavailableError
 from pipelines.ports import free_port
-from pipelines.registry.errors import TrackingUnavailableError
 
 LOCAL_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
 # The GenAI job runner forks several ~300 MB consumers; the registry needs none of them.
@@ -39,7 +39,7 @@ def allowed_hosts(port: int, extra_hosts: tuple[str, ...] | list[str] = ()) -> s
     return ",".join(dict.fromkeys(names))
 
 
-AUTH_APP = "mura-auth"  # pipelines/registry/auth_app.py, an `mlflow.app` entry point of this package
+AUTH_APP = "mura-auth"  # pipelines/tracking/guard.py, an `mlflow.app` entry point of this package
 
 
 def server_command(
@@ -160,7 +160,7 @@ def start_tracking_server(
     )
     child_environment = {**os.environ, **SERVER_ENVIRONMENT, **(environment or {})}
     if basic_auth:
-        from pipelines.registry.accounts import server_environment
+        from pipelines.tracking.accounts import server_environment
 
         child_environment.update(server_environment(Path(mura_home)))
     with open(log_path, "ab") as log:

@@ -36,7 +36,7 @@ from collections import deque
 FAILURES = 5
 WINDOW_SECONDS = 60.0
 LOCK_SECONDS = 60.0
-PIPELINE = "pipeline"  # pipelines.registry.accounts.PIPELINE (not imported: the server loads this alone)
+PIPELINE = "pipeline"  # pipelines.tracking.accounts.PIPELINE (not imported: the server loads this alone)
 CHECKED_PREFIXES = ("/api/", "/ajax-api/", "/gateway/")  # the routes whose 2xx means a checked login
 # A caller's own user record and permissions stay open to every account.
 OWN_ROUTES = re.compile(r"/mlflow/users/current(/permissions)?$")

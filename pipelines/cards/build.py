@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.cards import facts as gather
+from pipelines.cards import paper
 from pipelines.config import load_config
 from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION, MODEL_ARTIFACT, VALIDATION_SUCCESS_TAG
 from pipelines.data.synth import BOXES_FILE
-from pipelines.registry.card import facts as gather
-from pipelines.registry.card import paper
-from pipelines.registry.errors import RegistryError
+from pipelines.errors import RegistryError
 
 LOGGER = logging.getLogger(__name__)
 OVERLAYS_INDEX = "overlays.json"  # beside the overlay pictures: what each one shows
@@ -117,7 +117,7 @@ def _add_pictures(
 
 
 def _overlays(model_path, predictions, data_root, metrics, out, subject) -> list[dict]:
-    from pipelines.registry.card.examples import overlays
+    from pipelines.cards.examples import overlays
 
     threshold = float(metrics.get("threshold", load_config().evaluation.threshold))
     made = overlays(model_path, predictions, data_root, threshold, out / "overlays", subject)
@@ -156,7 +156,7 @@ def render(card: dict, out: Path) -> tuple[Path, Path]:
     """card.html (images inline: one file, no request) and card.md (images beside it) in `out`."""
     from pipelines.templating import environment as make_environment
 
-    environment = make_environment("pipelines.registry.card")
+    environment = make_environment("pipelines.cards")
     environment.filters["relative"] = lambda path: Path(path).relative_to(out).as_posix()
     context = {
         **card,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.cards import paper
 from pipelines.contracts import BODY_PARTS, study_type
-from pipelines.registry.card import paper
 
 SPLITS = ("train", "holdout", "valid")
 

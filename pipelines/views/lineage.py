@@ -23,13 +23,12 @@ from pipelines.contracts import (
     check_model_name,
     interval_names,
 )
-from pipelines.errors import ConfigError
-from pipelines.registry.errors import RegistryError
+from pipelines.deployment.reconciler import registered_models
+from pipelines.errors import ConfigError, RegistryError
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.promotion import UnreadableTag, alias_events
-from pipelines.registry.reconciler import registered_models
-from pipelines.registry.tracking import connect, get_registered, get_version, tracking_errors
 from pipelines.registry.verdict import trusted_status
+from pipelines.tracking.client import connect, get_registered, get_version, tracking_errors
 
 SPEC = re.compile(r"^(?P<model>[^@/]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))?$")
 PART_METRIC = re.compile(r"^eval\.(?P<part>[a-z]+)\.study_(?P<metric>kappa|auroc)$")

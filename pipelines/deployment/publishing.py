@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.contracts import GATE_SIGNATURE_TAG, check_model_name
-from pipelines.registry.errors import IntegrityError
+from pipelines.errors import IntegrityError
 from pipelines.registry.hashing import HASH_TAG, verify_digest
-from pipelines.registry.tracking import tracking_errors
+from pipelines.tracking.client import tracking_errors
 
 LOGGER = logging.getLogger(__name__)
 

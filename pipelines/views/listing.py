@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pipelines.contracts import EXPERIMENT, GATE_STATUS_TAG, STUDY_KAPPA, interval_names
-from pipelines.registry.reconciler import registered_models
-from pipelines.registry.tracking import connect, tracking_errors
+from pipelines.deployment.reconciler import registered_models
 from pipelines.registry.verdict import trusted_status, verify_key
+from pipelines.tracking.client import connect, tracking_errors
 
 
 def _kappa(metrics: dict[str, float]) -> str:
