@@ -47,8 +47,8 @@ test-fast: venv
 check: lint typecheck test-unit
 
 lint: venv
-	$(BIN)/ruff check pipelines serving dags tests benchmarks
-	$(BIN)/ruff format --check pipelines serving dags tests benchmarks
+	$(BIN)/ruff check mura_core pipelines serving dags tests benchmarks
+	$(BIN)/ruff format --check mura_core pipelines serving dags tests benchmarks
 
 typecheck: venv
 	$(BIN)/mypy

@@ -59,8 +59,9 @@ def summary(samples: list[float]) -> dict:
 
 def serve_tiny_model(root: Path) -> tuple[subprocess.Popen, str, str, Path]:
     """A `mura serve` process on a tiny exported binary model; (process, grpc, rest, study folder)."""
-    from pipelines import contracts, export
-    from pipelines.ports import free_ports
+    from mura_core import contracts
+    from mura_core.ports import free_ports
+    from pipelines import export
     from serving import repository, samples
 
     images = [samples.sample_png(300, 260, seed=seed) for seed in range(3)]

@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     limit = load_config(ROOT / "params.yaml").pacs.max_image_pixels
     with tempfile.TemporaryDirectory() as scratch:

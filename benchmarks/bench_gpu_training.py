@@ -30,7 +30,7 @@ def keras_model(size: int):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     try:
-        from pipelines.contracts import parse_task
+        from mura_core.contracts import parse_task
         from pipelines.training.zoo import build_model
 
         return build_model("densenet169", parse_task("binary"), (size, size), weights=None), "pipelines.zoo"

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from pipelines.contracts import parse_task
+from mura_core.contracts import parse_task
 from pipelines.data.manifest import build_manifest
 from pipelines.data.synth import generate_synthetic
 from pipelines.training.inputs import make_dataset, part_class_weights

@@ -108,7 +108,7 @@ def _pointing(run_id: str, data: Path, keep: Path) -> dict:
 
 def _holdout_images(run_id: str, data: Path):
     """The run's raw image probabilities on its holdout rows: calibration methods can be compared offline."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.evaluation.artifacts import download_model, run_manifest, split_rows
     from pipelines.evaluation.predict import score_images
     from pipelines.training.layers import load_model
@@ -128,7 +128,7 @@ def ece_noise_floor(folder: Path, draws: int = 500) -> float:
     import numpy as np
     import pandas as pd
 
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.evaluation.metrics import calibration
 
     bins = load_config().evaluation.calibration_bins
@@ -185,7 +185,7 @@ def gate_stability(
     each retrain's holdout study table goes to out/gate_seed<S>/ (gate policies can be replayed offline)."""
     from mlflow.tracking import MlflowClient
 
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.evaluation.holdout import stored_holdout_studies
     from pipelines.registry.gate import evaluate_gate
     from pipelines.registry.paired import PairedStudies

@@ -33,7 +33,7 @@ def _model(run_id: str | None):
         return load_model(
             mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model.keras")
         )
-    from pipelines.contracts import parse_task
+    from mura_core.contracts import parse_task
     from pipelines.training.zoo import build_model
 
     keras.utils.set_random_seed(0)
@@ -61,7 +61,7 @@ def _judge(reference, current, params) -> list[str]:
 
 
 def main() -> None:
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.data.synth import SHIFTS
 
     parser = argparse.ArgumentParser(

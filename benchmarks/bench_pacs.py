@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def start_orthanc(home: Path) -> subprocess.Popen:
+    from mura_core.settings import get_settings
     from pipelines.pacs.orthanc import command, write_config
-    from pipelines.settings import get_settings
 
     settings = get_settings()
     write_config(settings)
@@ -60,7 +60,7 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=20, help="4-image studies timed one by one")
     args = parser.parse_args()
-    from pipelines.ports import free_port
+    from mura_core.ports import free_port
 
     with tempfile.TemporaryDirectory(prefix="bench-pacs-") as scratch:
         root = Path(scratch)
@@ -69,13 +69,13 @@ def main() -> int:
         )
         from bench_cli import serve_tiny_model
 
+        from mura_core.settings import get_settings
         from pipelines.data.synth import generate_synthetic
         from pipelines.dicom.synth import write_studies
         from pipelines.flows import pacs as flow
         from pipelines.pacs.client import PacsClient
         from pipelines.pacs.inference import answer_study
         from pipelines.pacs.store import push_folder
-        from pipelines.settings import get_settings
         from serving.client import ServingClient
 
         generate_synthetic(root / "data", seed=11, train_patients=2, valid_patients=max(10, args.studies))

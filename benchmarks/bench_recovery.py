@@ -189,7 +189,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as folder:
         home = Path(folder) / "home"
-        from pipelines.ports import free_ports
+        from mura_core.ports import free_ports
 
         gateway_grpc, gateway_rest = free_ports(2)
         env = platform_env(
@@ -253,7 +253,8 @@ def _summary(values: list[float]) -> dict:
 
 def _publish_tiny_model(base: Path) -> None:
     """A tiny exported binary model on the stack's model base, served as mura_binary."""
-    from pipelines import contracts, export
+    from mura_core import contracts
+    from pipelines import export
     from serving import repository, samples
 
     images = [samples.sample_png(64, 64, seed=seed) for seed in range(2)]

@@ -31,7 +31,7 @@ def served_name(arch: str) -> str:
 
 def build_export(arch: str, size: int, root: Path, images: list[bytes]) -> Path:
     """Export a randomly initialised zoo model with the serving signatures."""
-    from pipelines.contracts import class_map, parse_task
+    from mura_core.contracts import class_map, parse_task
     from pipelines.export import export_saved_model
     from pipelines.training.zoo import build_model
 
@@ -95,7 +95,7 @@ def main() -> int:
                 build_export(arch, size, root / "exports", images), served_name(arch), base_path=base
             )
             repository.set_served_versions(served_name(arch), [1], {}, base / "models.config", base)
-        from pipelines.ports import free_ports
+        from mura_core.ports import free_ports
 
         grpc_port, rest_port = free_ports(2)
         command = [sys.executable, "-m", "pipelines.cli", "serve", "--local", "--port", str(grpc_port),

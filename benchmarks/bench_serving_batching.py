@@ -28,7 +28,7 @@ from benchmarks.bench_serving import build_export, served_name  # noqa: E402
 
 
 def _serve(base: Path, batching: Path | None) -> tuple[subprocess.Popen, int]:
-    from pipelines.ports import free_ports
+    from mura_core.ports import free_ports
 
     grpc_port, rest_port = free_ports(2)
     command = [sys.executable, "-m", "serving.server", "--local", f"--port={grpc_port}",

@@ -42,7 +42,7 @@ class Server:
     """The server process on a models.config, restartable on the same ports."""
 
     def __init__(self, config: Path):
-        from pipelines.ports import free_ports
+        from mura_core.ports import free_ports
 
         self.config = config
         self.grpc_port, self.rest_port = free_ports(2)

@@ -28,7 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.ports import free_port  # noqa: E402
+from mura_core.ports import free_port  # noqa: E402
 
 
 def stack_env(home: Path) -> dict[str, str]:
@@ -60,7 +60,7 @@ def mura(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 def raw_calls(env: dict[str, str], triggers: int) -> list[dict]:
     """The demo's first calls with plain requests (no retry): each answer's call and status."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.stack.services import AIRFLOW_ADMIN, admin_password
 
     base = env["AIRFLOW_URL"]
@@ -87,7 +87,7 @@ def raw_calls(env: dict[str, str], triggers: int) -> list[dict]:
 
 def retrying_calls(env: dict[str, str], triggers: int) -> list[dict]:
     """The same calls through the platform's AirflowClient (which retries a 5xx answer)."""
-    from pipelines.errors import MuraError
+    from mura_core.errors import MuraError
     from pipelines.stack.airflow_api import client_from_settings
 
     answers = []

@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from mura_core.parallel import worker_count
+from mura_core.settings import get_settings
 from pipelines.data.manifest import build_manifest
 from pipelines.data.synth import generate_synthetic
-from pipelines.parallel import worker_count
-from pipelines.settings import get_settings
 from pipelines.validation import validate
 from pipelines.validation.image_checks import check_images
 

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.config import load_config
-from pipelines.contracts import CHAMPION, DEFAULT_MODEL, GATE_REASON_TAG, STABLE
-from pipelines.errors import MuraError
-from pipelines.settings import get_settings
+from mura_core.config import load_config
+from mura_core.contracts import CHAMPION, DEFAULT_MODEL, GATE_REASON_TAG, STABLE
+from mura_core.errors import MuraError
+from mura_core.settings import get_settings
 
 STUDIES_TO_PREDICT = 6
 
@@ -110,7 +110,7 @@ def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
     """Follow the run to its approval step and answer it as the Airflow user `reviewer` over the REST
     API (what a reviewer does in the UI under Required actions); nothing to do when no question came
     (the version failed the gate)."""
-    from pipelines.contracts import APPROVE_TASK, PROMOTE_OPTION
+    from mura_core.contracts import APPROVE_TASK, PROMOTE_OPTION
     from pipelines.stack.airflow_api import AirflowClient, api_server_log
 
     previous: dict[str, str] = {}

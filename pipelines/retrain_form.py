@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.contracts import APPROVAL_MODES, TASK_CHOICES
-from pipelines.errors import ConfigError
+from mura_core.contracts import APPROVAL_MODES, TASK_CHOICES
+from mura_core.errors import ConfigError
 from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.contracts import (
+from mura_core.contracts import (
     CANARY,
     DEFAULT_MODEL,
     IMAGE_SUFFIXES,
@@ -26,7 +26,7 @@ from pipelines.contracts import (
     parse_task,
     served_model_name,
 )
-from pipelines.errors import DataError
+from mura_core.errors import DataError
 from serving.client_transport import GrpcTransport, RestTransport, Security
 from serving.errors import ServingClientError
 
@@ -93,8 +93,8 @@ class ServingClient:
     ):
         """`tls_ca` (default MURA_SERVING_TLS_CA): trust this certificate and speak TLS (the gateway);
         `token` (default MURA_SERVING_TOKEN): sent as `Authorization: Bearer`."""
-        from pipelines.config import load_config
-        from pipelines.settings import get_settings
+        from mura_core.config import load_config
+        from mura_core.settings import get_settings
 
         if protocol not in ("grpc", "rest"):
             raise ServingClientError(f"protocol {protocol!r}: use 'grpc' or 'rest'", "INVALID_ARGUMENT")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.contracts import SERVING_SIGNATURE
+from mura_core.contracts import SERVING_SIGNATURE
 from serving.errors import ServingClientError
 from serving.protos import (
     MODEL_SERVICE,
@@ -69,7 +69,7 @@ class Security:
 
 def max_message_bytes() -> int:
     """The largest gRPC message either way: params.yaml serving.max_request_bytes, what the server accepts."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return load_config().serving.max_request_bytes
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.errors import MuraError
+from mura_core.errors import MuraError
 
 
 class RepositoryError(MuraError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipelines.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
+from mura_core.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
 
 GRPC_METHODS = (
     "/tensorflow.serving.PredictionService/Predict",
@@ -78,14 +78,14 @@ def _token_check(token: str | None) -> str:
 
 def max_body_size() -> str:
     """nginx's client_max_body_size: params.yaml serving.max_request_bytes, what the server accepts."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return f"{load_config().serving.max_request_bytes}"
 
 
 def answer_timeout() -> str:
     """How long nginx waits for a replica's answer: params.yaml serving.gateway_answer_seconds."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return f"{load_config().serving.gateway_answer_seconds:g}s"
 
@@ -296,7 +296,7 @@ def ensure_certificate(
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from pipelines.private_files import write_private
+    from mura_core.private_files import write_private
 
     made = GatewayCertificate(folder / "gateway.crt", folder / "gateway.key", folder / "ca.crt")
     if all(path.is_file() for path in made):

@@ -12,8 +12,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from pipelines.contracts import check_model_name, parse_version
-from pipelines.errors import ConfigError
+from mura_core.contracts import check_model_name, parse_version
+from mura_core.errors import ConfigError
 from serving.errors import RepositoryError
 
 STAGING_PREFIX = ".staging-"
@@ -22,7 +22,7 @@ STAGING_PREFIX = ".staging-"
 def _base(base_path: Path | None) -> Path:
     if base_path is not None:
         return Path(base_path)
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     return get_settings().model_base_path
 
@@ -39,7 +39,7 @@ def model_dir(model_name: str, base_path: Path | None = None) -> Path:
 def _config_path(config_path: Path | None) -> Path:
     if config_path is not None:
         return Path(config_path)
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     return get_settings().models_config_path
 
@@ -210,7 +210,7 @@ def prune_versions(
 ) -> list[int]:
     """Delete all but the newest `keep` versions on disk, never one that models.config serves."""
     if keep is None:
-        from pipelines.config import load_config
+        from mura_core.config import load_config
 
         keep = load_config().serving.keep_versions
     if keep < 1:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.contracts import BODY_PARTS, SERVING_SIGNATURE
+from mura_core.contracts import BODY_PARTS, SERVING_SIGNATURE
 
 
 def tiny_keras_model(task: str = "binary", image_size: tuple[int, int] = (32, 32), seed: int = 0):

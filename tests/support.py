@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.ports import free_ports
-from pipelines.settings import get_settings
+from mura_core.ports import free_ports
+from mura_core.settings import get_settings
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "mura-tests",

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from mura_core.config import load_config
+from mura_core.contracts import CARD_TAG, CHALLENGER, CHAMPION, MODEL_ARTIFACT, VALIDATION_SUCCESS_TAG
+from mura_core.errors import RegistryError
 from pipelines.cards import facts as gather
 from pipelines.cards import paper
-from pipelines.config import load_config
-from pipelines.contracts import CARD_TAG, CHALLENGER, CHAMPION, MODEL_ARTIFACT, VALIDATION_SUCCESS_TAG
 from pipelines.data.synth import BOXES_FILE
-from pipelines.errors import RegistryError
 
 LOGGER = logging.getLogger(__name__)
 OVERLAYS_INDEX = "overlays.json"  # beside the overlay pictures: what each one shows
@@ -154,7 +154,7 @@ def validation_result(tag: str | None) -> str:
 
 def render(card: dict, out: Path) -> tuple[Path, Path]:
     """card.html (images inline: one file, no request) and card.md (images beside it) in `out`."""
-    from pipelines.templating import environment as make_environment
+    from mura_core.templating import environment as make_environment
 
     environment = make_environment("pipelines.cards")
     environment.filters["relative"] = lambda path: Path(path).relative_to(out).as_posix()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mura_core.contracts import BODY_PARTS, study_type
 from pipelines.cards import paper
-from pipelines.contracts import BODY_PARTS, study_type
 
 SPLITS = ("train", "holdout", "valid")
 
@@ -129,7 +129,7 @@ def limitations(facts: dict) -> list[str]:
 
 def external_validations(client, model: str, version: int) -> list[dict]:
     """The external validations logged for a version, newest first (what its model card lists)."""
-    from pipelines.contracts import (
+    from mura_core.contracts import (
         EXTERNAL_DATA_TAG,
         EXTERNAL_EXPERIMENT,
         EXTERNAL_REPORT,

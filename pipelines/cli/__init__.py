@@ -13,12 +13,12 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mura_core.errors import MuraError
+from mura_core.logs import configure_logging
+from mura_core.progress import quiet_libraries
+from mura_core.progress import silence as silence_progress
 from pipelines.cli.common import fail
 from pipelines.cli.parsing import MuraParser
-from pipelines.errors import MuraError
-from pipelines.logs import configure_logging
-from pipelines.progress import quiet_libraries
-from pipelines.progress import silence as silence_progress
 
 # Modules under pipelines.cli that add commands; each has register(subparsers).
 COMMAND_MODULES = (
@@ -82,7 +82,7 @@ def build_parser() -> MuraParser:
 
 def error_log() -> Path:
     """Where unexpected errors leave their traceback: $MURA_HOME/logs/cli.log."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     return get_settings().mura_home / "logs" / "cli.log"
 
@@ -109,7 +109,7 @@ def _unexpected(error: BaseException, argv: list[str], debug: bool) -> int:
 def _act_as(role: str) -> None:
     """Use `role`'s MLflow login (compose's variables or the embedded stack's file) unless the operator
     chose one with MLFLOW_TRACKING_USERNAME."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.tracking.accounts import use_account
 
     use_account(role, get_settings().mlflow_tracking_uri)

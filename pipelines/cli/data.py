@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mura_core.config import load_config
+from mura_core.settings import get_settings
 from pipelines.cli.common import add_json_flag, emit
-from pipelines.config import load_config
-from pipelines.settings import get_settings
 
 
 def _data_dir(args) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mura_core.settings import get_settings
 from pipelines.cli.common import add_json_flag, emit
-from pipelines.settings import get_settings
 
 
 def _validate(args) -> int:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mura_core.contracts import DEFAULT_CHAMPION
 from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
-from pipelines.contracts import DEFAULT_CHAMPION
 
 
 def _import(args) -> int:
     from pipelines.external.importer import import_site, summary_lines
 
     if (args.source is None) == (args.pacs is None):
-        from pipelines.errors import ConfigError
+        from mura_core.errors import ConfigError
 
         raise ConfigError(
             "give the studies either as DICOM_DIR or with --pacs [QUERY], not both and not neither"

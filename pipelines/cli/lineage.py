@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from mura_core.errors import ConfigError
 from pipelines.cli.common import add_json_flag, emit
-from pipelines.errors import ConfigError
 
 
 def _text(report: dict) -> str:

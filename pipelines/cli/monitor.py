@@ -53,9 +53,9 @@ def _monitor(args) -> int:
     import dataclasses
     from pathlib import Path
 
-    from pipelines.config import load_config
+    from mura_core.config import load_config
+    from mura_core.settings import get_settings
     from pipelines.monitoring.check import run_monitor
-    from pipelines.settings import get_settings
 
     params = load_config().monitor
     if args.model:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mura_core.contracts import DEFAULT_MODEL
+from mura_core.settings import get_settings
 from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
 from pipelines.cli.parsing import positive_int
-from pipelines.contracts import DEFAULT_MODEL
-from pipelines.settings import get_settings
 
 
 def _seed(args) -> int:
@@ -19,7 +19,7 @@ def _seed(args) -> int:
     try:
         written = write_studies(data, out, args.split, args.studies, args.seed)
     except FileNotFoundError as error:
-        from pipelines.errors import DataError
+        from mura_core.errors import DataError
 
         raise DataError(
             f"{error}: pass --data (the folder holding MURA-v1.1/) or run `mura data synth`"

@@ -123,8 +123,8 @@ def preset_name(value: str) -> str:
 
 
 def preset_help() -> str:
-    from pipelines.errors import MuraError
-    from pipelines.settings import get_settings
+    from mura_core.errors import MuraError
+    from mura_core.settings import get_settings
 
     try:
         names = ", ".join(preset_names())

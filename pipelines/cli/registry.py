@@ -7,13 +7,13 @@ import os
 import sys
 import time
 
+from mura_core.errors import ConfigError
+from mura_core.settings import MLFLOW_PORT
 from pipelines.cli.common import add_json_flag, emit
-from pipelines.errors import ConfigError
-from pipelines.settings import MLFLOW_PORT
 
 
 def _register(args) -> int:
-    from pipelines.contracts import Approval
+    from mura_core.contracts import Approval
     from pipelines.registry.registration import register_run
 
     # No reviewer is asked outside a retrain: --auto-promote is auto, --no-auto-promote off, neither
@@ -149,8 +149,8 @@ def _models(args) -> int:
 def _card(args) -> int:
     from pathlib import Path
 
+    from mura_core.settings import get_settings
     from pipelines.cards import fetch_card
-    from pipelines.settings import get_settings
     from pipelines.tracking.client import connect, tracking_errors
     from pipelines.views.lineage import resolve_spec
 
@@ -169,7 +169,7 @@ def _card(args) -> int:
 
 
 def _accounts(args) -> int:
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.tracking.accounts import (
         GRANTS,
         ROLES,

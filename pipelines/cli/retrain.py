@@ -7,9 +7,9 @@ import argparse
 import sys
 from typing import Any
 
+from mura_core.contracts import APPROVE_TASK, RETRAIN_DAG, REVIEWER_ROLE
 from pipelines.cli.common import add_json_flag, emit
 from pipelines.cli.parsing import add_old_spellings, warn_deprecated
-from pipelines.contracts import APPROVE_TASK, RETRAIN_DAG, REVIEWER_ROLE
 from pipelines.retrain_form import FormField, check_conf, retrain_form
 
 # The approval step waits deferred (its trigger also watches the registry); awaiting_input is Airflow
@@ -21,10 +21,10 @@ _PARSERS = {"integer": int, "number": float, "string": str}
 
 
 def _form() -> list[FormField]:
+    from mura_core.config import load_config
+    from mura_core.errors import MuraError
+    from mura_core.settings import get_settings
     from pipelines.cli.parsing import preset_names
-    from pipelines.config import load_config
-    from pipelines.errors import MuraError
-    from pipelines.settings import get_settings
 
     default = get_settings().default_preset
     try:

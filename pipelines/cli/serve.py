@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+from mura_core.contracts import DEFAULT_MODEL
+from mura_core.errors import DataError
 from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
-from pipelines.contracts import DEFAULT_MODEL
-from pipelines.errors import DataError
 
 IN_THE_STUDY = Path("<in the study>")  # `--explain` without OUT_DIR: with --pacs, overlays go to the PACS
 
@@ -185,10 +185,10 @@ def _predict_dicom(args, studies: list, refused: list[dict]) -> int:
 def _predict_pacs(args) -> int:
     """A study of the PACS: retrieved, answered by the champion, the answer stored back in the study as
     a DICOM SR (once per model version) unless --no-write-back."""
+    from mura_core.settings import get_settings
     from pipelines.dicom.pixels import limit_decode_memory
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import answer_study
-    from pipelines.settings import get_settings
     from serving.client import ServingClient
 
     if args.path is not None:

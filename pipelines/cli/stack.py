@@ -85,7 +85,7 @@ def _backup(args) -> int:
     import time
     from pathlib import Path
 
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.stack.backup import backup
     from pipelines.stack.control import paused
 
@@ -104,7 +104,7 @@ def _backup(args) -> int:
 
 
 def _restore(args) -> int:
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.stack.backup import restore
     from pipelines.stack.control import running_services
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mura_core.contracts import STUDY_KAPPA, TASK_CHOICES, interval_names
+from mura_core.settings import get_settings
 from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
 from pipelines.cli.parsing import (
     add_old_spellings,
@@ -15,8 +17,6 @@ from pipelines.cli.parsing import (
     preset_name,
     preset_names,
 )
-from pipelines.contracts import STUDY_KAPPA, TASK_CHOICES, interval_names
-from pipelines.settings import get_settings
 from pipelines.training.architectures import ARCHITECTURE_CHOICES
 
 
@@ -61,7 +61,7 @@ def _config_arguments(parser) -> None:
 
 def overrides_from(args) -> dict:
     """CLI flags -> the overrides dict of resolve_config (unset flags are left out)."""
-    from pipelines.errors import ConfigError
+    from mura_core.errors import ConfigError
 
     overrides = {
         "architectures": args.architectures,

@@ -13,11 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipelines.contracts import IMAGE_SUFFIXES
+from mura_core.contracts import IMAGE_SUFFIXES
+from mura_core.errors import DataError
+from mura_core.settings import get_settings
 from pipelines.data.dvc import open_repo, pointer_at
 from pipelines.data.layout import RELEASE_DIR, STUDY_CSV
-from pipelines.errors import DataError
-from pipelines.settings import get_settings
 
 
 def _object(repo, md5: str, remote: str | None) -> bytes:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.errors import DataError
-from pipelines.settings import get_settings
-from pipelines.stages import DataVersion
+from mura_core.errors import DataError
+from mura_core.settings import get_settings
+from mura_core.stages import DataVersion
 
 DVC_FILE = "data.dvc"
 
@@ -115,7 +115,7 @@ def _materialize(repo, dir_md5: str, target: Path) -> int:
 
 def _check_remote_holds(repo, dir_md5: str | None, remote: str | None, what: str) -> None:
     """DataError saying what to do when the remote does not hold the folder `dir_md5` at all."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     if not dir_md5 or remote_listing(repo, dir_md5, remote) is not None:
         return

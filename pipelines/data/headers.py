@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.parallel import map_in_chunks
+from mura_core.parallel import map_in_chunks
 
 PARALLEL_FROM = 2000  # below this, starting worker processes costs more than reading serially
 

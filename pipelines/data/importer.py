@@ -7,11 +7,11 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from pipelines.contracts import is_hidden
+from mura_core.contracts import is_hidden
+from mura_core.errors import DataError
+from mura_core.progress import bar
 from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR
 from pipelines.data.release import read_image_csv, release_dir, scan_images
-from pipelines.errors import DataError
-from pipelines.progress import bar
 
 LOGGER = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.contracts import BODY_PARTS
+from mura_core.contracts import BODY_PARTS
+from mura_core.errors import DataError
 from pipelines.data.headers import read_headers
 from pipelines.data.layout import IMAGE_CSV, MANIFEST_COLUMNS, SPLITS, STUDY_CSV, parse_image_path
 from pipelines.data.release import read_image_csv, read_study_csv, release_dir, scan_images
-from pipelines.errors import DataError
 
 EXTRA_COLUMNS = ("folder_label", "csv_label", "listed", "file_exists", "intact")
 
@@ -164,7 +164,7 @@ def build_manifest(
     The holdout share and seed default to params.yaml's `data:` section.
     """
     if holdout_fraction is None or seed is None:
-        from pipelines.config import load_config
+        from mura_core.config import load_config
 
         data = load_config().data
         holdout_fraction = data.holdout_fraction if holdout_fraction is None else holdout_fraction
@@ -189,7 +189,7 @@ def build_manifest(
 
 def write_manifest(frame: pd.DataFrame, path: Path) -> Path:
     """Write the manifest as parquet (via a temporary name, so readers never see half a file)."""
-    from pipelines.atomic_files import replaced_atomically
+    from mura_core.atomic_files import replaced_atomically
 
     path = Path(path)
     with replaced_atomically(path) as partial:

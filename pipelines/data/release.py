@@ -6,9 +6,9 @@ import csv
 import os
 from pathlib import Path
 
-from pipelines.contracts import IMAGE_SUFFIXES, is_hidden
+from mura_core.contracts import IMAGE_SUFFIXES, is_hidden
+from mura_core.errors import DataError
 from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR, SPLITS, STUDY_CSV
-from pipelines.errors import DataError
 
 
 def release_dir(data_root: Path) -> Path:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.atomic_files import temporary_beside
-from pipelines.contracts import BODY_PARTS
+from mura_core.atomic_files import temporary_beside
+from mura_core.contracts import BODY_PARTS
+from mura_core.errors import ConfigError
+from mura_core.parallel import map_in_chunks
 from pipelines.data.layout import IMAGE_CSV, MURA_TRAIN_IMAGES, RELEASE_DIR, STUDY_CSV
 from pipelines.data.synth_faults import FAULTS, apply_file_fault, apply_plan_fault
 from pipelines.data.synth_images import render_radiograph
 from pipelines.data.synth_shifts import SHIFTS, Shift, part_weights
-from pipelines.errors import ConfigError
-from pipelines.parallel import map_in_chunks
 
 __all__ = ["FAULTS", "SHIFTS", "generate_synthetic"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.contracts import BODY_PARTS
+from mura_core.contracts import BODY_PARTS
 
 
 @dataclass(frozen=True)

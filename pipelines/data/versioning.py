@@ -14,7 +14,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-from pipelines.errors import DataError
+from mura_core.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
 UNVERSIONED = "unversioned"

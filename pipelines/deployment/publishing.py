@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.contracts import GATE_SIGNATURE_TAG, check_model_name
-from pipelines.errors import IntegrityError
+from mura_core.contracts import GATE_SIGNATURE_TAG, check_model_name
+from mura_core.errors import IntegrityError
 from pipelines.registry.hashing import HASH_TAG, verify_digest
 from pipelines.tracking.client import tracking_errors
 
@@ -43,9 +43,9 @@ class DeployOptions:
         """Options from get_settings() and params.yaml `deploy`, then non-None `overrides`."""
         import dataclasses
 
-        from pipelines.config import load_config
-        from pipelines.errors import ConfigError
-        from pipelines.settings import get_settings
+        from mura_core.config import load_config
+        from mura_core.errors import ConfigError
+        from mura_core.settings import get_settings
 
         settings = get_settings()
         values = {

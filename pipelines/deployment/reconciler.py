@@ -22,17 +22,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.contracts import (
+from mura_core.contracts import (
     CANARY,
     LABEL_OF_ALIAS,
     MODEL_NAME_PATTERN,
     STABLE,
     challenger_model_name,
 )
+from mura_core.errors import DeployError, RegistryError
+from mura_core.stages import ModelServing, Reconciliation
 from pipelines.deployment.publishing import DeployOptions, ensure_published, version_folder
 from pipelines.deployment.serving_ops import ServingReplicas, sample_images
-from pipelines.errors import DeployError, RegistryError
-from pipelines.stages import ModelServing, Reconciliation
 from pipelines.tracking.client import connect, tracking_errors
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import math
 import time
 from pathlib import Path
 
-from pipelines.contracts import INPUT_IMAGE_BYTES, WARMUP_ASSET
-from pipelines.errors import DeployError
+from mura_core.contracts import INPUT_IMAGE_BYTES, WARMUP_ASSET
+from mura_core.errors import DeployError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def _accepts(target: str) -> bool:
     """True when something accepts a TCP connection at host:port."""
     import socket
 
-    from pipelines.ports import host_port
+    from mura_core.ports import host_port
 
     try:
         socket.create_connection(host_port(target), timeout=1).close()

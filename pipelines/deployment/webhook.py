@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
 
-from pipelines.errors import WebhookRejected
-from pipelines.wire import content_length
+from mura_core.errors import WebhookRejected
+from mura_core.wire import content_length
 
 LOGGER = logging.getLogger(__name__)
 # The header names and version of mlflow.webhooks.constants (not imported: that would load mlflow).

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.contracts import BODY_PARTS
-from pipelines.errors import DataError
+from mura_core.contracts import BODY_PARTS
+from mura_core.errors import DataError
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 # BodyPartExamined (upper case) -> MURA study type. Anything else is refused, never guessed.
@@ -211,7 +211,7 @@ def limit_decode_memory(limit_bytes: int | None = None) -> int:
     import resource
 
     if limit_bytes is None:
-        from pipelines.config import load_config
+        from mura_core.config import load_config
 
         limit_bytes = load_config().pacs.max_decode_memory_bytes
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -224,7 +224,7 @@ def limit_decode_memory(limit_bytes: int | None = None) -> int:
 
 
 def _max_pixels() -> int:
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return load_config().pacs.max_image_pixels
 

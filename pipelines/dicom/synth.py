@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.contracts import BODY_PARTS, DICOM_UID_ROOT
+from mura_core.contracts import BODY_PARTS, DICOM_UID_ROOT
 
 LABELS_FILE = "labels.csv"
 LABEL_COLUMNS = ("StudyInstanceUID", "label", "study_type", "images", "source")

@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import EvaluationParams, load_config
-from pipelines.errors import ConfigError, DataError
+from mura_core.config import EvaluationParams, load_config
+from mura_core.errors import ConfigError, DataError
+from mura_core.stages import EvaluationReport
 from pipelines.evaluation.artifacts import download_model, run_manifest, split_rows
 from pipelines.evaluation.holdout import HOLDOUT_STUDY_PREFIX, operating_point_of
 from pipelines.evaluation.report import json_safe
-from pipelines.stages import EvaluationReport
 
 
 def evaluate_run(

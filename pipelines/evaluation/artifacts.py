@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.contracts import CLASS_MAP_FILE, MODEL_ARTIFACT_DIR, MODEL_FILE
-from pipelines.errors import ConfigError, DataError
+from mura_core.contracts import CLASS_MAP_FILE, MODEL_ARTIFACT_DIR, MODEL_FILE
+from mura_core.errors import ConfigError, DataError
 
 OPERATING_POINT_FILE = "operating_point.json"  # beside model.keras: what export bakes into the graph
 
@@ -56,7 +56,7 @@ def run_manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:
 
 def split_rows(frame: pd.DataFrame, class_map: dict, split: str = "valid") -> pd.DataFrame:
     """The usable rows of one split for the model's task; DataError when there are none."""
-    from pipelines.contracts import parse_task
+    from mura_core.contracts import parse_task
     from pipelines.training.inputs import usable_rows
     from pipelines.training.tasks import select_rows
 

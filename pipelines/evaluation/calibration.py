@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines import contracts
-from pipelines.contracts import CALIBRATION_EPSILON
-from pipelines.errors import DataError
+from mura_core import contracts
+from mura_core.contracts import CALIBRATION_EPSILON
+from mura_core.errors import DataError
 
 EPSILON = CALIBRATION_EPSILON
 TEMPERATURE_RANGE = (0.05, 20.0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import keras
 
-from pipelines.contracts import BODY_PARTS
+from mura_core.contracts import BODY_PARTS
 from pipelines.training.zoo import BACKBONE_NAME
 
 _POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.config import EvaluationParams, load_config
-from pipelines.errors import MuraError
+from mura_core.config import EvaluationParams, load_config
+from mura_core.errors import MuraError
 from pipelines.evaluation.artifacts import OPERATING_POINT_FILE, download_model, split_rows
 from pipelines.evaluation.calibration import OperatingPoint, fit_operating_point
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from pipelines.contracts import BODY_PARTS, interval_names
+from mura_core.contracts import BODY_PARTS, interval_names
 from pipelines.evaluation.bootstrap import study_intervals
 from pipelines.evaluation.calibration import check_probabilities, kappa_rows
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from pipelines.contracts import BODY_PARTS, study_type
+from mura_core.contracts import BODY_PARTS, study_type
 from pipelines.evaluation.metrics import confusion
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mura_core.errors import DataError
 from pipelines.data.synth import BOXES_FILE
-from pipelines.errors import DataError
 
 TOLERANCE = 0.03  # of the image's longer side
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.contracts import BODY_PARTS
-from pipelines.progress import enabled as progress_enabled
+from mura_core.contracts import BODY_PARTS
+from mura_core.progress import enabled as progress_enabled
 
 
 def abnormal_probability(outputs: np.ndarray, multiclass: bool) -> np.ndarray:
@@ -29,7 +29,7 @@ def score_images(
     model, rows: pd.DataFrame, data_root: Path, class_map: dict, batch_size: int = 32
 ) -> pd.DataFrame:
     """`rows` with a `probability` column (and predicted parts for 14cls); order is kept, never shuffled."""
-    from pipelines.contracts import parse_task
+    from mura_core.contracts import parse_task
     from pipelines.training.inputs import make_dataset
 
     task = parse_task(class_map["task"])

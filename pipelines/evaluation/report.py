@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines.contracts import BODY_PARTS, interval_names, part_slug, study_type
+from mura_core.contracts import BODY_PARTS, interval_names, part_slug, study_type
 
 
 def _cell(value) -> str:

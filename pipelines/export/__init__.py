@@ -1,7 +1,7 @@
 """Export: a trained Keras model -> a TF Serving SavedModel with bytes/pixels signatures and warm-up.
 
 Export is the last training-side step; the `serving` package only reads what it writes, through the
-names of pipelines.contracts.
+names of mura_core.contracts.
 """
 
 from __future__ import annotations

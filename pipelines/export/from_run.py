@@ -7,17 +7,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipelines.contracts import CLASS_MAP_ARTIFACT, MODEL_ARTIFACT, SAVED_MODEL_ARTIFACT
-from pipelines.errors import ExportError
+from mura_core.contracts import CLASS_MAP_ARTIFACT, MODEL_ARTIFACT, SAVED_MODEL_ARTIFACT
+from mura_core.errors import ExportError
+from mura_core.stages import Export
 from pipelines.export.saved_model import export_saved_model
-from pipelines.stages import Export
 
 
 def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[bytes] | None = None) -> Export:
     """Download a training run's model, export it and log the SavedModel under the run's `tf_serving/`."""
     import mlflow
 
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
     client = mlflow.MlflowClient()

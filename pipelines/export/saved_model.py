@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config import ServingParams, load_config
-from pipelines.contracts import (
+from mura_core.config import ServingParams, load_config
+from mura_core.contracts import (
     BODY_PARTS,
     CLASS_MAP_ASSET,
     EXPLAIN_SIGNATURE,
@@ -37,11 +37,11 @@ from pipelines.contracts import (
     calibrated,
     parse_task,
 )
-from pipelines.errors import ConfigError, ExportError
+from mura_core.errors import ConfigError, ExportError
+from mura_core.progress import bar
 from pipelines.evaluation.calibration import OperatingPoint
 from pipelines.export.precision import float32_model
 from pipelines.export.warmup import placeholder_image, write_warmup_file
-from pipelines.progress import bar
 
 LOGGER = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.contracts import INPUT_IMAGE_BYTES, SERVING_SIGNATURE, WARMUP_ASSET
+from mura_core.contracts import INPUT_IMAGE_BYTES, SERVING_SIGNATURE, WARMUP_ASSET
 
 
 def write_warmup_file(saved_model_dir: Path, model_name: str, sample_images: list[bytes]) -> Path:

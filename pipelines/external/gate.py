@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.config import load_config
-from pipelines.errors import DataValidationError
+from mura_core.config import load_config
+from mura_core.errors import DataValidationError
+from mura_core.private_files import write_private
 from pipelines.external.site import EXTERNAL_DIR, Site
-from pipelines.private_files import write_private
 
 KEPT = ("success", "summary", "rows", "studies", "rules_checked", "rules_failed", "failed_rules", "data_docs")
 

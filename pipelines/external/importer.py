@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.atomic_files import temporary_beside
+from mura_core.atomic_files import temporary_beside
+from mura_core.errors import DataError
 from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR, STUDY_CSV
 from pipelines.dicom.pixels import DicomImageError
-from pipelines.errors import DataError
 from pipelines.external.pseudonyms import Pseudonyms
 from pipelines.external.site import EXTERNAL_DIR, IMPORT_REPORT, Site
 from pipelines.external.sources import Label
@@ -272,8 +272,8 @@ def _import(site: Site, labels: dict[str, Label], folder, pacs_query, push: bool
         studies = ((uid, sources.read_folder_study(paths)) for uid, paths in sorted(grouped.items()))
         result = take_in(site, studies, labels, "folder", unreadable)
     else:
+        from mura_core.settings import get_settings
         from pipelines.pacs.client import PacsClient
-        from pipelines.settings import get_settings
 
         client = PacsClient(get_settings())
         uids = sources.pacs_study_uids(client, sources.parse_query(pacs_query), labels)

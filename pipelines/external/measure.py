@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipelines.contracts import BODY_PARTS, study_type
+from mura_core.contracts import BODY_PARTS, study_type
 from pipelines.evaluation.calibration import OperatingPoint, fit_operating_point
 from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions
 
@@ -83,7 +83,7 @@ def patient_split(images: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
     of seeds, and the other side could not be judged.)"""
     abnormal = images.groupby(images["patient_id"].astype(str))["label"].max()  # patient -> any abnormal
     if len(abnormal) < 4:
-        from pipelines.errors import DataError
+        from mura_core.errors import DataError
 
         raise DataError(
             f"--recalibrate needs studies of at least 4 patients to fit on some and measure on others; "
@@ -128,7 +128,7 @@ def recalibration(
     fit_rows, held = images[fitting], images[~fitting]
     for name, part in (("fitting", fit_rows), ("measured", held)):
         if part["label"].nunique() < 2:
-            from pipelines.errors import DataError
+            from mura_core.errors import DataError
 
             raise DataError(
                 f"--recalibrate: the {name} part of the site's patients holds one class only (normal or "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.private_files import read_private, write_private
+from mura_core.private_files import read_private, write_private
 
 
 class Pseudonyms:

@@ -9,7 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from pipelines.contracts import EXTERNAL_DATA_TAG, EXTERNAL_SITE_TAG, GATE_REASON_TAG, GATE_STATUS_TAG
+from mura_core.contracts import EXTERNAL_DATA_TAG, EXTERNAL_SITE_TAG, GATE_REASON_TAG, GATE_STATUS_TAG
 from pipelines.evaluation.artifacts import OPERATING_POINT_FILE
 
 NOT_GATED = "not_gated"

@@ -9,7 +9,7 @@ import pandas as pd
 
 
 def _figures(result: dict, images: pd.DataFrame, folder: Path) -> list[Path]:
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.evaluation import plots
     from pipelines.evaluation.calibration import OperatingPoint
     from pipelines.evaluation.metrics import study_scores
@@ -40,7 +40,7 @@ def _figures(result: dict, images: pd.DataFrame, folder: Path) -> list[Path]:
 
 def render_report(result: dict, images: pd.DataFrame, path: Path) -> Path:
     """Write the report of `result` (validate_site's) to `path`."""
-    from pipelines.templating import environment
+    from mura_core.templating import environment
 
     with tempfile.TemporaryDirectory() as folder:
         figures = _figures(result, images, Path(folder))

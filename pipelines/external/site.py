@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import ConfigError
-from pipelines.settings import Settings, get_settings
+from mura_core.errors import ConfigError
+from mura_core.settings import Settings, get_settings
 
 EXTERNAL_DIR = "external"
 IMPORT_REPORT = "import_report.json"  # in the release: what was imported and what refused, and why

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import ConfigError, DataError
+from mura_core.errors import ConfigError, DataError
 
 REQUIRED_COLUMNS = ("StudyInstanceUID", "label")
 QUERY_KEYS = {"date": "date", "body-part": "body_part"}

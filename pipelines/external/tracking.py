@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.contracts import (
+from mura_core.contracts import (
     EXTERNAL_DATA_TAG,
     EXTERNAL_EXPERIMENT,
     EXTERNAL_SITE_TAG,
@@ -18,7 +18,7 @@ from pipelines.contracts import (
     MODEL_VERSION_TAG,
     part_slug,
 )
-from pipelines.contracts import (
+from mura_core.contracts import (
     EXTERNAL_REPORT as REPORT,
 )
 from pipelines.evaluation.report import json_safe

@@ -9,9 +9,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipelines.config import load_config
-from pipelines.contracts import DEFAULT_CHAMPION
-from pipelines.errors import ConfigError, DataError
+from mura_core.config import load_config
+from mura_core.contracts import DEFAULT_CHAMPION
+from mura_core.errors import ConfigError, DataError
 
 LOGGER = logging.getLogger(__name__)
 IMPORT_COUNTS = ("studies", "images", "refused", "labelled_not_found", "method")  # of import_report.json

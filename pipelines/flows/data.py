@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipelines.logs import configure_logging
-from pipelines.settings import get_settings
-from pipelines.stages import DataVersion, Manifest, Validation
+from mura_core.logs import configure_logging
+from mura_core.settings import get_settings
+from mura_core.stages import DataVersion, Manifest, Validation
 
 LOGGER = logging.getLogger(__name__)
 __all__ = ["build_manifest", "local_manifest", "pull_data", "validate_data"]

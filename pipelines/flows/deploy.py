@@ -3,9 +3,9 @@ to the registry's aliases."""
 
 from __future__ import annotations
 
-from pipelines.contracts import DEPLOY_DAG
-from pipelines.logs import configure_logging
-from pipelines.stages import Reconciliation
+from mura_core.contracts import DEPLOY_DAG
+from mura_core.logs import configure_logging
+from mura_core.stages import Reconciliation
 
 __all__ = ["DEPLOY_DAG", "reconcile_serving"]
 

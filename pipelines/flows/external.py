@@ -3,8 +3,8 @@ gate on a site's release, then the model measured on it."""
 
 from __future__ import annotations
 
-from pipelines.contracts import DEFAULT_CHAMPION, EXTERNAL_DAG
-from pipelines.logs import configure_logging
+from mura_core.contracts import DEFAULT_CHAMPION, EXTERNAL_DAG
+from mura_core.logs import configure_logging
 
 SITE_PATTERN = (
     "^[a-z0-9][a-z0-9_-]{0,47}$"  # the external validation form's site (pipelines/external/site.py)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.contracts import DATA_ASSET_URI, DVC_POOL, MONITOR_DAG, RETRAIN_NEEDED_URI
-from pipelines.errors import NothingToMonitor
+from mura_core.contracts import DATA_ASSET_URI, DVC_POOL, MONITOR_DAG, RETRAIN_NEEDED_URI
+from mura_core.errors import NothingToMonitor
+from mura_core.logs import configure_logging
+from mura_core.stages import DataVersion, Manifest, MonitorCheck
 from pipelines.flows.data import build_manifest, pull_data
-from pipelines.logs import configure_logging
-from pipelines.stages import DataVersion, Manifest, MonitorCheck
 
 __all__ = [
     "DATA_ASSET_URI",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.contracts import DEFAULT_MODEL, PACS_DAG
-from pipelines.errors import MuraError
-from pipelines.logs import configure_logging
-from pipelines.settings import get_settings
+from mura_core.contracts import DEFAULT_MODEL, PACS_DAG
+from mura_core.errors import MuraError
+from mura_core.logs import configure_logging
+from mura_core.settings import get_settings
 
 LOGGER = logging.getLogger(__name__)
 __all__ = ["PACS_DAG", "pacs_answer_studies", "pacs_new_studies"]
@@ -16,7 +16,7 @@ __all__ = ["PACS_DAG", "pacs_answer_studies", "pacs_new_studies"]
 
 def pacs_new_studies(model: str = DEFAULT_MODEL) -> list[str]:
     """StudyInstanceUIDs of the PACS without a report of the served champion ([] before any champion)."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import new_studies, read_refusals, served_version
     from serving.client import ServingClient
@@ -41,7 +41,7 @@ def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> di
     """Each study answered and its report stored (once per model version). A study that fails is
     logged with its UID and the others go on; the task then fails naming them (a retry redoes only
     those: the others hold their report)."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.dicom.pixels import limit_decode_memory
     from pipelines.pacs.client import PacsClient
     from pipelines.pacs.inference import answer_study

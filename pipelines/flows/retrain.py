@@ -2,7 +2,7 @@
 validation -> candidates -> training -> evaluation -> selection and registration -> gate -> approval
 -> deployment.
 
-Each step takes and returns the typed results of pipelines.stages (dicts only at the XCom boundary,
+Each step takes and returns the typed results of mura_core.stages (dicts only at the XCom boundary,
 in the DAG file). Importing this module is cheap (no TensorFlow, MLflow, GX or DVC): the DAG file
 imports it at parse time.
 """
@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines.contracts import (
+from mura_core.contracts import (
     APPROVE_TASK,
     CHALLENGER,
     CHAMPION,
@@ -29,13 +29,10 @@ from pipelines.contracts import (
     VALIDATION_SUCCESS_TAG,
     Approval,
 )
-from pipelines.errors import ConfigError
-from pipelines.flows.data import build_manifest, local_manifest, pull_data, validate_data
-from pipelines.flows.deploy import reconcile_serving
-from pipelines.logs import configure_logging
-from pipelines.retrain_form import retrain_form  # the DAG's form
-from pipelines.settings import get_settings
-from pipelines.stages import (
+from mura_core.errors import ConfigError
+from mura_core.logs import configure_logging
+from mura_core.settings import get_settings
+from mura_core.stages import (
     Candidate,
     DataVersion,
     Deployment,
@@ -47,6 +44,9 @@ from pipelines.stages import (
     TrainResult,
     Validation,
 )
+from pipelines.flows.data import build_manifest, local_manifest, pull_data, validate_data
+from pipelines.flows.deploy import reconcile_serving
+from pipelines.retrain_form import retrain_form  # the DAG's form
 
 LOGGER = logging.getLogger(__name__)
 ASSET_TRIGGERED_RUN = "asset_triggered"  # Airflow 3's run type of a run an Asset event started
@@ -98,14 +98,14 @@ def default_preset() -> str:
 def approval_default() -> str:
     """params.yaml gate.approval: the retrain form's default, so a DAG run follows it unless the form
     (or the conf) says otherwise."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return load_config().gate.approval
 
 
 def approval_choices() -> tuple[str, ...]:
     """The approvals the retrain form offers (auto only where params.yaml allows it)."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return load_config().gate.approval_choices
 
@@ -120,7 +120,7 @@ def approval_chooser(conf: dict[str, Any], triggering_user: str | None) -> str:
 
 def approval_timeout() -> datetime.timedelta:
     """params.yaml gate.approval_timeout: how long the approval step waits for a reviewer."""
-    from pipelines.config import duration_seconds, load_config
+    from mura_core.config import duration_seconds, load_config
 
     text = load_config().gate.approval_timeout
     return datetime.timedelta(seconds=duration_seconds(text, "params.yaml gate.approval_timeout"))
@@ -139,7 +139,7 @@ def approval_mode(params: dict[str, Any], conf: dict[str, Any] | None = None) ->
 
 def preset_choices() -> list[str]:
     """Preset names of params.yaml (the DAG form's choices)."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return sorted(load_config().presets)
 
@@ -158,7 +158,7 @@ def retrain_preset(
     if chosen:
         return str(chosen)
     if getattr(run_type, "value", run_type) == ASSET_TRIGGERED_RUN:  # a DagRunType enum or its value
-        from pipelines.config import load_config
+        from mura_core.config import load_config
 
         preset = load_config().monitor.retrain_preset
         LOGGER.info(

@@ -23,7 +23,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.providers.standard.triggers.hitl import HITLTrigger
 from airflow.triggers.base import TriggerEvent
 
-from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION, REVIEWER_ROLE
+from mura_core.contracts import KEEP_OPTION, PROMOTE_OPTION, REVIEWER_ROLE
 
 ASKED_CHAMPION_KEY = "asked_champion"  # XCom: the champion the question was asked against
 CHECK_SECONDS = 30.0  # how often a waiting question looks whether the champion moved

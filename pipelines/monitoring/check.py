@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines.config import MonitorParams, load_config
-from pipelines.contracts import CANARY, CHALLENGER, CHAMPION, MODEL_ARTIFACT, STABLE
-from pipelines.errors import ConfigError, NothingToMonitor, RegistryError
+from mura_core.config import MonitorParams, load_config
+from mura_core.contracts import CANARY, CHALLENGER, CHAMPION, MODEL_ARTIFACT, STABLE
+from mura_core.errors import ConfigError, NothingToMonitor, RegistryError
+from mura_core.stages import LiveCheck, MonitorCheck
 from pipelines.monitoring.tracking import EXPERIMENT
-from pipelines.stages import LiveCheck, MonitorCheck
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -81,10 +81,10 @@ def drift_from_training(
 
 
 def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, params, evaluation) -> LiveCheck:
+    from mura_core.settings import get_settings
     from pipelines.evaluation.metrics import Uncertainty
     from pipelines.monitoring.live import performance, score_served, shadow_comparison
     from pipelines.monitoring.profile import sample_rows
-    from pipelines.settings import get_settings
     from serving.client import ServingClient, ServingClientError
 
     labelled = manifest[manifest["split"] == "valid"]
@@ -182,11 +182,11 @@ def run_monitor(
     client=None,
 ) -> MonitorCheck:
     """Check the release under `data_root` against the served model's champion (and challenger)."""
+    from mura_core.settings import get_settings
     from pipelines.data.manifest import build_manifest
     from pipelines.data.versioning import folder_md5
     from pipelines.monitoring.metrics import publish
     from pipelines.monitoring.tracking import log_check
-    from pipelines.settings import get_settings
     from pipelines.tracking.client import connect, tracking_errors
 
     config = load_config()

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.config import load_config
-from pipelines.contracts import OUTPUT_STUDY_CALIBRATION as STUDY_CALIBRATION
+from mura_core.config import load_config
+from mura_core.contracts import OUTPUT_STUDY_CALIBRATION as STUDY_CALIBRATION
+from mura_core.stages import ShadowComparison
 from pipelines.evaluation.bootstrap import interval, paired_differences
 from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
-from pipelines.stages import ShadowComparison
 
 
 def score_served(

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from pipelines.stages import MonitorCheck
+from mura_core.stages import MonitorCheck
 
 LOGGER = logging.getLogger(__name__)
 JOB = "mura_monitor"
@@ -80,7 +80,7 @@ def publish(check: MonitorCheck, folder: Path) -> Path:
     """Write `<folder>/mura_monitor.prom` atomically; push to the Pushgateway when one is configured."""
     from prometheus_client import generate_latest, push_to_gateway
 
-    from pipelines.atomic_files import replaced_atomically
+    from mura_core.atomic_files import replaced_atomically
 
     registry = registry_of(check)
     path = folder / "mura_monitor.prom"

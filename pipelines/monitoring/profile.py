@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipelines.parallel import map_in_chunks
+from mura_core.parallel import map_in_chunks
 
 # Numeric, per image. `noise`: the mean absolute difference of horizontally neighbouring pixels, which
 # rises with detector noise while the anatomy barely moves it.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.errors import DataError
+from mura_core.errors import DataError
 
 PROFILE_ARTIFACT = "monitoring/reference_profile.parquet"
 EMBEDDINGS_ARTIFACT = "monitoring/reference_embeddings.npy"
@@ -61,7 +61,7 @@ def record_reference(run_id: str, data_root: Path | str | None = None, manifest=
     run's `data.root` tag); how many images. Runs right after evaluation, while the data is there."""
     from mlflow.tracking import MlflowClient
 
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.evaluation.artifacts import download_model, run_manifest
     from pipelines.training.layers import load_model
 

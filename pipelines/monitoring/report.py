@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.contracts import BODY_PARTS, study_type
-from pipelines.stages import MonitorCheck
+from mura_core.contracts import BODY_PARTS, study_type
+from mura_core.stages import MonitorCheck
 
 
 def _live_rows(check: MonitorCheck) -> list[dict]:
@@ -26,7 +26,7 @@ def _live_rows(check: MonitorCheck) -> list[dict]:
 
 def render_report(check: MonitorCheck, path: Path) -> Path:
     """Write the report of `check` to `path` (one file: no script, no request)."""
-    from pipelines.templating import environment
+    from mura_core.templating import environment
 
     template = environment("pipelines.monitoring").get_template("report.html.j2")
     path.write_text(template.render(check=check, live_rows=_live_rows(check)), encoding="utf-8")

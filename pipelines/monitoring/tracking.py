@@ -9,8 +9,8 @@ import math
 import tempfile
 from pathlib import Path
 
-from pipelines.contracts import part_slug
-from pipelines.stages import MonitorCheck
+from mura_core.contracts import part_slug
+from mura_core.stages import MonitorCheck
 from pipelines.tracking.client import experiment_id
 
 EXPERIMENT = "mura-monitoring"

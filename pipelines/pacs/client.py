@@ -9,8 +9,8 @@ import logging
 import re
 from dataclasses import dataclass
 
-from pipelines.errors import MuraError
-from pipelines.settings import Settings
+from mura_core.errors import MuraError
+from mura_core.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 PAGE = 100  # studies per QIDO-RS request

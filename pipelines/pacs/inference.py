@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from pipelines.contracts import DEFAULT_MODEL
+from mura_core.contracts import DEFAULT_MODEL
 from pipelines.dicom.studies import group_studies
 from pipelines.pacs.report import (
     SERIES_PREFIX,
@@ -204,7 +204,7 @@ def read_refusals(home: Path, model: str, version: int) -> dict[str, str]:
 
 def record_refusals(home: Path, model: str, version: int, refused: dict[str, str]) -> None:
     """Add refusals (written to a unique temporary file, then renamed: two runs never share one)."""
-    from pipelines.atomic_files import replaced_atomically
+    from mura_core.atomic_files import replaced_atomically
 
     path = refusals_file(home, model, version)
     merged = {**read_refusals(home, model, version), **refused}

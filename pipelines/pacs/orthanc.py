@@ -17,9 +17,9 @@ import secrets
 import shutil
 from pathlib import Path
 
-from pipelines.ports import host_port
-from pipelines.private_files import read_private, write_private
-from pipelines.settings import Settings
+from mura_core.ports import host_port
+from mura_core.private_files import read_private, write_private
+from mura_core.settings import Settings
 
 BINARY = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")

@@ -10,7 +10,7 @@ its title) in a series of its own (`... v<version> Grad-CAM++`), UIDs derived th
 
 from __future__ import annotations
 
-from pipelines.contracts import DICOM_UID_ROOT
+from mura_core.contracts import DICOM_UID_ROOT
 
 SERIES_PREFIX = "MURA AI (research use)"
 SERIES_NUMBER = 9001  # far from the modality's own series numbers

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.contracts import (
+from mura_core.contracts import (
     APPROVAL_AT_TAG,
     APPROVAL_BY_TAG,
     APPROVAL_DECISION_TAG,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pipelines.config import GateParams
-from pipelines.contracts import FAILED, PASSED, STUDY_AUROC, STUDY_KAPPA
+from mura_core.config import GateParams
+from mura_core.contracts import FAILED, PASSED, STUDY_AUROC, STUDY_KAPPA
 from pipelines.registry.paired import PairedStudies, compare_paired
 from pipelines.registry.pairing import Unpaired
 

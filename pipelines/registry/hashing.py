@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pipelines.errors import IntegrityError
+from mura_core.errors import IntegrityError
 
 HASH_TAG = "serving.sha256"
 _CHUNK = 1 << 20

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.config import GateParams
-from pipelines.contracts import part_slug
+from mura_core.config import GateParams
+from mura_core.contracts import part_slug
 from pipelines.evaluation.bootstrap import interval, paired_differences
 
 MIN_PAIRED_STUDIES = 20  # fewer paired studies than this cannot show a regression

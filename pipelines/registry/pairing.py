@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import MuraError
+from mura_core.errors import MuraError
 from pipelines.registry.paired import PairedStudies
 
 LOGGER = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import os
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from pipelines.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED, Approval
-from pipelines.errors import RegistryError
+from mura_core.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED, Approval
+from mura_core.errors import RegistryError
 from pipelines.registry.verdict import trusted_status
 from pipelines.tracking.client import (
     check_alias_name,

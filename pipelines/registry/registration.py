@@ -8,8 +8,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipelines.config import GateParams, load_config
-from pipelines.contracts import (
+from mura_core.config import GateParams, load_config
+from mura_core.contracts import (
     CARD_TAG,
     CHALLENGER,
     CHAMPION,
@@ -28,13 +28,13 @@ from pipelines.contracts import (
     model_name_for_task,
     parse_version,
 )
-from pipelines.errors import ConfigError, RegistryError
+from mura_core.errors import ConfigError, RegistryError
+from mura_core.stages import GateVerdict, Registration
 from pipelines.registry.gate import Judgement, evaluate_gate, lineage_failures
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule, now_utc
 from pipelines.registry.verdict import Verdict, record_verdict
-from pipelines.stages import GateVerdict, Registration
 from pipelines.tracking.client import connect, tracking_errors, version_metrics
 
 LOGGER = logging.getLogger(__name__)

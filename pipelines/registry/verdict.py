@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pipelines.contracts import (
+from mura_core.contracts import (
     GATE_CHAMPION_TAG,
     GATE_REASON_TAG,
     GATE_SIGNATURE_TAG,
@@ -36,10 +36,10 @@ from pipelines.contracts import (
     PASSED,
     parse_version,
 )
-from pipelines.errors import ConfigError
-from pipelines.private_files import read_private, write_private
+from mura_core.errors import ConfigError
+from mura_core.private_files import read_private, write_private
+from mura_core.settings import Settings, get_settings
 from pipelines.registry.hashing import HASH_TAG
-from pipelines.settings import Settings, get_settings
 
 SIGNING_KEY_ENV = "MURA_GATE_SIGNING_KEY"
 VERIFY_KEY_ENV = "MURA_GATE_VERIFY_KEY"

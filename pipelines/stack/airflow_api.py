@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
-from pipelines.contracts import APPROVE_TASK
-from pipelines.errors import MuraError
+from mura_core.contracts import APPROVE_TASK
+from mura_core.errors import MuraError
 
 FINISHED = {"success", "failed"}
 
@@ -172,7 +172,7 @@ def client_from_settings() -> AirflowClient:
     """A client for AIRFLOW_URL as MURA_AIRFLOW_USER/MURA_AIRFLOW_PASSWORD, else the embedded stack's admin."""
     import os
 
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.stack.services import AIRFLOW_ADMIN, admin_password
 
     settings = get_settings()
@@ -198,7 +198,7 @@ def trigger_dag_action(dag_id: str) -> Callable[[dict], None]:
 
 def announce_data_version(version: dict) -> str:
     """Tell Airflow a new data version exists (the data Asset: mura_monitor runs); what happened, in words."""
-    from pipelines.contracts import DATA_ASSET_URI
+    from mura_core.contracts import DATA_ASSET_URI
 
     try:
         client_from_settings().emit_asset_event(

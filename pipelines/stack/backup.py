@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import MuraError
-from pipelines.settings import Settings
+from mura_core.errors import MuraError
+from mura_core.settings import Settings
 
 MANIFEST = "BACKUP.json"
 FORMAT = 1

@@ -6,9 +6,9 @@ import contextlib
 import functools
 import subprocess
 
-from pipelines.contracts import DVC_POOL, DVC_POOL_DESCRIPTION, REVIEWER_ROLE
-from pipelines.errors import MuraError
-from pipelines.settings import Settings, get_settings
+from mura_core.contracts import DVC_POOL, DVC_POOL_DESCRIPTION, REVIEWER_ROLE
+from mura_core.errors import MuraError
+from mura_core.settings import Settings, get_settings
 from pipelines.stack import groups, processes, supervision, watchdog
 from pipelines.stack.processes import StackError
 from pipelines.stack.services import (

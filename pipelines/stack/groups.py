@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from pipelines.atomic_files import replaced_atomically
+from mura_core.atomic_files import replaced_atomically
 
 GROUPS = "groups.json"
 STOP_SECONDS = 20.0  # SIGTERM, then SIGKILL, as the supervisor does

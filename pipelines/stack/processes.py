@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.errors import MuraError
+from mura_core.errors import MuraError
 
 
 class StackError(MuraError):

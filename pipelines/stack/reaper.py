@@ -20,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pipelines.atomic_files import replaced_atomically
+from mura_core.atomic_files import replaced_atomically
 from pipelines.stack import groups
 
 RESTARTS = "restarts.json"

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from pipelines.contracts import REVIEWER_ROLE
-from pipelines.ports import host_port
-from pipelines.private_files import read_private, write_private
-from pipelines.settings import EMBEDDED_MLFLOW_URL, Settings
+from mura_core.contracts import REVIEWER_ROLE
+from mura_core.ports import host_port
+from mura_core.private_files import read_private, write_private
+from mura_core.settings import EMBEDDED_MLFLOW_URL, Settings
 from pipelines.tracking.accounts import (
     PIPELINE,
     VIEWER,

@@ -54,7 +54,7 @@ def _environment_line(environment: dict[str, str]) -> str:
 
 def write_config(run_dir: Path, log_dir: Path, programs: list[Program]) -> Path:
     """supervisord.conf for `programs` (mode 0600: it may name secrets the services need)."""
-    from pipelines.private_files import write_private
+    from mura_core.private_files import write_private
 
     socket = run_dir / SOCKET
     lines = [

@@ -27,7 +27,7 @@ TIMEOUT_SECONDS = 3.0  # a loaded 2-core machine answers health checks in well u
 
 def write_checks(run_dir: Path, services) -> None:
     """run/health.json: each service's health check, for the reaper (services without one left out)."""
-    from pipelines.atomic_files import replaced_atomically
+    from mura_core.atomic_files import replaced_atomically
 
     checks = {
         service.name: {

@@ -20,8 +20,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import RegistryError
-from pipelines.private_files import read_private, write_private
+from mura_core.errors import RegistryError
+from mura_core.private_files import read_private, write_private
 
 ADMIN, PIPELINE, REVIEWER, DEPLOYER, VIEWER = "admin", "pipeline", "reviewer", "deployer", "viewer"
 ROLES = (ADMIN, PIPELINE, REVIEWER, DEPLOYER, VIEWER)
@@ -115,7 +115,7 @@ def account(role: str, mura_home: Path | None = None, environ: dict | None = Non
     password = env.get(password_variable(role))
     if not password:
         if mura_home is None:
-            from pipelines.settings import get_settings
+            from mura_core.settings import get_settings
 
             mura_home = get_settings().mura_home
         path = accounts_file(mura_home)

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.contracts import CHALLENGER, CHAMPION
-from pipelines.errors import RegistryError, TrackingUnavailableError
+from mura_core.contracts import CHALLENGER, CHAMPION
+from mura_core.errors import RegistryError, TrackingUnavailableError
 
 # MLflow reserves these alias names for its own version references.
 RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
@@ -16,7 +16,7 @@ RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 
 def tracking_uri() -> str:
     """The configured MLFLOW_TRACKING_URI (the embedded store under MURA_HOME when unset)."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     return get_settings().mlflow_tracking_uri
 
@@ -156,7 +156,7 @@ def version_metrics(model_version) -> dict[str, float]:
 def experiment_id(client, name: str) -> str:
     """The id of MLflow experiment `name`, created when missing (with a SQLite store, its artifacts
     beside the store, not under whoever's current directory)."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     found = client.get_experiment_by_name(name)
     if found is not None:

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import TrackingUnavailableError
-from pipelines.ports import free_port
+from mura_core.errors import TrackingUnavailableError
+from mura_core.ports import free_port
 
 LOCAL_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
 # The GenAI job runner forks several ~300 MB consumers; the registry needs none of them.
@@ -143,7 +143,7 @@ def start_tracking_server(
 ) -> TrackingServer:
     """Start `mlflow server` in the background (its own process group) and wait until it answers."""
     if mura_home is None:
-        from pipelines.settings import get_settings
+        from mura_core.settings import get_settings
 
         mura_home = get_settings().mura_home
     default_backend, default_artifacts = embedded_store(Path(mura_home))

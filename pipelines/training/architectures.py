@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import ConfigError
+from mura_core.errors import ConfigError
 
 _WEIGHTS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import keras
 
-from pipelines.contracts import CLASS_MAP_FILE, MODEL_ARTIFACT_DIR, MODEL_FILE
-from pipelines.errors import ConfigError
+from mura_core.contracts import CLASS_MAP_FILE, MODEL_ARTIFACT_DIR, MODEL_FILE
+from mura_core.errors import ConfigError
 from pipelines.training import tracking
 from pipelines.training.layers import HorizontalFlip, load_model
 

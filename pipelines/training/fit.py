@@ -16,9 +16,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipelines.atomic_files import replaced_atomically
-from pipelines.contracts import Task
-from pipelines.progress import keras_verbosity
+from mura_core.atomic_files import replaced_atomically
+from mura_core.contracts import Task
+from mura_core.progress import keras_verbosity
 from pipelines.training.presets import TrainConfig
 from pipelines.training.zoo import set_backbone_trainable
 

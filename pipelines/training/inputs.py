@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipelines.contracts import Task
-from pipelines.errors import DataError
+from mura_core.contracts import Task
+from mura_core.errors import DataError
 from pipelines.training.augment import augment_batch, augment_image
 from pipelines.training.preprocessing import decode_and_resize_grey, decode_grey, grey_to_model_pixels
 from pipelines.training.tasks import targets

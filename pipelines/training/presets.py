@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import load_config
-from pipelines.contracts import parse_task
-from pipelines.errors import ConfigError
-from pipelines.settings import get_settings
+from mura_core.config import load_config
+from mura_core.contracts import parse_task
+from mura_core.errors import ConfigError
+from mura_core.settings import get_settings
 from pipelines.training.architectures import ARCHITECTURES, check_input_size
 
 AUGMENT_OPS = ("flip", "rotate", "zoom", "contrast")

@@ -1,12 +1,12 @@
-"""Training rows and targets per task (the task names themselves live in pipelines.contracts)."""
+"""Training rows and targets per task (the task names themselves live in mura_core.contracts)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pipelines.contracts import BODY_PARTS, Task, part_index
-from pipelines.errors import DataError
+from mura_core.contracts import BODY_PARTS, Task, part_index
+from mura_core.errors import DataError
 
 
 def select_rows(task: Task, frame: pd.DataFrame) -> pd.DataFrame:

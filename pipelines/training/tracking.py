@@ -11,8 +11,8 @@ from pathlib import Path
 
 import keras
 
-from pipelines.contracts import CLASS_MAP_FILE, EXPERIMENT, MODEL_ARTIFACT_DIR, MODEL_FILE
-from pipelines.settings import get_settings
+from mura_core.contracts import CLASS_MAP_FILE, EXPERIMENT, MODEL_ARTIFACT_DIR, MODEL_FILE
+from mura_core.settings import get_settings
 
 LOGGER = logging.getLogger(__name__)
 

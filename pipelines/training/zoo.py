@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keras
 
-from pipelines.contracts import Task
+from mura_core.contracts import Task
 from pipelines.training.architectures import check_input_size, get_architecture, resolve_weights
 from pipelines.training.layers import ImageNormalization
 

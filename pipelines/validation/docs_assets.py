@@ -56,7 +56,7 @@ def assets_dir() -> Path:
     """$MURA_DATA_DOCS_ASSETS (the Airflow image sets it), else infra/data_docs_assets/node_modules."""
     import os
 
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     configured = os.environ.get("MURA_DATA_DOCS_ASSETS")
     if configured:

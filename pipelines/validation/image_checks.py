@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.parallel import map_in_chunks
+from mura_core.parallel import map_in_chunks
 
 # Column names added to the manifest, in the order of the tuple check_image returns.
 IMAGE_COLUMNS = (

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.settings import get_settings
+from mura_core.settings import get_settings
 from pipelines.validation.suite import STUDY_SUITE_NAME, SUITE_NAME, build_expectations, study_rule_specs
 
 DATASOURCE_NAME = "mura"

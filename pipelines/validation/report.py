@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipelines.stages import Validation
+from mura_core.stages import Validation
 from pipelines.validation.suite import rule_of
 
 STUDY_COLUMNS = ("study_path", "images", "labels", "csv_entries")

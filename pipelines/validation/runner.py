@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.config import load_config
-from pipelines.errors import ConfigError, DataValidationError
-from pipelines.stages import Validation
+from mura_core.config import load_config
+from mura_core.errors import ConfigError, DataValidationError
+from mura_core.stages import Validation
 from pipelines.validation.frame import failure_notes, prepare_frame
 from pipelines.validation.report import build_report
 from pipelines.validation.studies import study_frame

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.contracts import BODY_PARTS
+from mura_core.contracts import BODY_PARTS
 from pipelines.data.layout import IMAGE_PATH_PATTERN, STUDY_PATH_PATTERN
 from pipelines.validation.frame import REQUIRED_COLUMNS
 

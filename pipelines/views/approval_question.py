@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.contracts import CHAMPION, PROMOTE_OPTION
+from mura_core.contracts import CHAMPION, PROMOTE_OPTION
 from pipelines.tracking.client import connect, tracking_errors
 
 PART_MOVE = 0.05  # a body part's study kappa that moved at least this much is named in the question
@@ -44,7 +44,7 @@ def _moved_parts(challenger: dict, champion: dict | None) -> list[str]:
 
 def question(model: str, version: int, dag_run_id: str, client=None) -> ApprovalQuestion:
     """The question about `version` (a passing challenger): subject, Markdown body, current champion."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.views.lineage import version_lineage
 
     client = client or connect()

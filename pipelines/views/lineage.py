@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.contracts import (
+from mura_core.contracts import (
     APPROVAL_AT_TAG,
     APPROVAL_BY_TAG,
     APPROVAL_DECISION_TAG,
@@ -23,8 +23,8 @@ from pipelines.contracts import (
     check_model_name,
     interval_names,
 )
+from mura_core.errors import ConfigError, RegistryError
 from pipelines.deployment.reconciler import registered_models
-from pipelines.errors import ConfigError, RegistryError
 from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.promotion import UnreadableTag, alias_events
 from pipelines.registry.verdict import trusted_status
@@ -61,7 +61,7 @@ def resolve_spec(client, spec: str) -> tuple[str, int]:
 
 def _served(model: str, version: int, expected_hash: str | None) -> dict:
     """Labels of `version` in models.config and whether the files served hash to the registered hash."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from serving.repository import served_versions
 
     settings = get_settings()
@@ -141,7 +141,7 @@ def _training(run_id: str, tags: dict[str, str], run) -> dict:
 
 def version_lineage(spec: str, client=None) -> dict:
     """Everything recorded about one model version, from the data it read to where it serves now."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     client = client or connect()
     with tracking_errors(client, f"reading the lineage of {spec}"):
@@ -197,8 +197,8 @@ def data_md5_of(rev_or_md5: str, repo_root: Path | None = None) -> str:
     """A DVC folder md5 as given (`...dir`), or the one data.dvc named at git revision `rev`."""
     if rev_or_md5.endswith(".dir"):
         return rev_or_md5
+    from mura_core.settings import get_settings
     from pipelines.data.dvc import pointer_at
-    from pipelines.settings import get_settings
 
     return str(pointer_at(Path(repo_root or get_settings().repo_root), rev_or_md5)[1]["md5"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipelines.contracts import EXPERIMENT, GATE_STATUS_TAG, STUDY_KAPPA, interval_names
+from mura_core.contracts import EXPERIMENT, GATE_STATUS_TAG, STUDY_KAPPA, interval_names
 from pipelines.deployment.reconciler import registered_models
 from pipelines.registry.verdict import trusted_status, verify_key
 from pipelines.tracking.client import connect, tracking_errors
@@ -49,7 +49,7 @@ def training_runs(limit: int = 20, client=None) -> list[dict]:
 
 def model_versions(client=None) -> list[dict]:
     """Every version of every platform model: aliases, gate verdict, study kappa, labels it serves as."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from serving.repository import served_versions
 
     client = client or connect()

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipelines.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
+from mura_core.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
 
 # Flags handed unchanged to tensorflow_model_server when it is installed.
 TF_SERVING_FLAGS = (
@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_options(args) -> dict:
     """The flag values with the embedded default's config file and params.yaml's poll intervals filled in."""
-    from pipelines.config import load_config
-    from pipelines.settings import get_settings
+    from mura_core.config import load_config
+    from mura_core.settings import get_settings
     from serving.errors import RepositoryError
 
     params = load_config().serving
@@ -114,8 +114,8 @@ def resolve_options(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run tensorflow_model_server if installed, else the local server, until interrupted."""
-    from pipelines.errors import MuraError
-    from pipelines.logs import configure_logging
+    from mura_core.errors import MuraError
+    from mura_core.logs import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.contracts import SERVING_SIGNATURE
+from mura_core.contracts import SERVING_SIGNATURE
 from serving.server.status import ServingError
 
 LOGGER = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
+from mura_core.settings import SERVING_GRPC_PORT, SERVING_REST_PORT
 from serving.errors import RepositoryError
 
 
@@ -41,7 +41,7 @@ class ServerOptions:
 
 
 def _serving_params():
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     return load_config().serving
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from concurrent import futures
 
-from pipelines.contracts import SERVING_SIGNATURE
+from mura_core.contracts import SERVING_SIGNATURE
 from serving.server.core import ServingCore
 from serving.server.status import ServingError
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.contracts import parse_version
+from mura_core.contracts import parse_version
 from serving.server.servable import ImageLimits, Servable, load_servable
 from serving.server.status import ServingError
 

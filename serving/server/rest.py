@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from pipelines.wire import content_length
+from mura_core.wire import content_length
 from serving.server.core import ServingCore, parse_version
 from serving.server.rest_json import parse_body, request_tensors, response_json
 from serving.server.status import ServingError

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.contracts import SERVING_SIGNATURE, WARMUP_ASSET
+from mura_core.contracts import SERVING_SIGNATURE, WARMUP_ASSET
 from serving.server.image_guard import check_image, is_image_input
 from serving.server.status import ServingError, from_tensorflow_error, invalid_argument
 

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
+from mura_core.errors import DataError
+from mura_core.settings import get_settings
 from pipelines.data import dvc
 from pipelines.data.synth import generate_synthetic
-from pipelines.errors import DataError
-from pipelines.settings import get_settings
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "test",
@@ -95,7 +95,7 @@ def test_data_version_reads_the_committed_pointer():
 
 
 def test_an_unreachable_s3_remote_is_named_with_endpoint_and_bucket(clone, monkeypatch):
-    from pipelines.ports import free_ports
+    from mura_core.ports import free_ports
 
     (port,) = free_ports(1)
     monkeypatch.setenv("MURA_DVC_S3_ENDPOINT", f"http://127.0.0.1:{port}")

@@ -123,7 +123,7 @@ def test_a_folder_import_writes_a_deidentified_release_and_names_each_refusal(
 def test_a_site_that_fails_the_data_gate_is_not_evaluated(site_dicom, site_env, mura_home):
     """Eight studies make fewer images than params.yaml external.min_images: the gate fails, the import
     says so, and validation refuses before any model is asked."""
-    from pipelines.errors import DataValidationError
+    from mura_core.errors import DataValidationError
     from pipelines.external.importer import import_site
     from pipelines.external.site import site
     from pipelines.external.validate import gated_release
@@ -190,7 +190,7 @@ def test_a_study_the_pacs_does_not_hold_is_reported_and_any_other_pacs_error_sto
     ],
 )
 def test_a_malformed_labels_file_is_refused_with_the_reason(tmp_path, text, message):
-    from pipelines.errors import DataError
+    from mura_core.errors import DataError
     from pipelines.external.sources import read_labels
 
     path = tmp_path / "labels.csv"
@@ -201,7 +201,7 @@ def test_a_malformed_labels_file_is_refused_with_the_reason(tmp_path, text, mess
 
 @pytest.mark.parametrize("name", ["../data", "St Olav", "", "a" * 49, "-x", "st-olav\n"])
 def test_a_site_name_that_is_not_a_plain_slug_is_refused(name):
-    from pipelines.errors import ConfigError
+    from mura_core.errors import ConfigError
     from pipelines.external.site import check_site
 
     with pytest.raises(ConfigError, match="lower-case letters"):

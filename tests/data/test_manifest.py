@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-from pipelines.contracts import BODY_PARTS
+from mura_core.contracts import BODY_PARTS
+from mura_core.errors import DataError
 from pipelines.data.layout import MANIFEST_COLUMNS
 from pipelines.data.manifest import build_manifest, manifest_hash, read_manifest, write_manifest
 from pipelines.data.synth import FAULTS, generate_synthetic
-from pipelines.errors import DataError
 
 
 def test_counts_per_part_and_split_equal_what_the_generator_wrote(tmp_path):

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
+from mura_core.errors import ConfigError
 from pipelines.data.synth import generate_synthetic
-from pipelines.errors import ConfigError
 
 
 def _digest(root):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from mura_core.errors import DataValidationError
+from mura_core.settings import get_settings
+from mura_core.stages import Validation
 from pipelines.cli import main
 from pipelines.data.manifest import build_manifest, write_manifest
 from pipelines.data.synth import FAULTS, generate_synthetic
-from pipelines.errors import DataValidationError
-from pipelines.settings import get_settings
-from pipelines.stages import Validation
 from pipelines.validation import validate, validate_manifest_file
 from pipelines.validation.project import ensure_gate
 from pipelines.validation.runner import gate_params

@@ -68,7 +68,7 @@ def stack(tmp_path_factory):
                 not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
             ), f"pid {pid} still runs after mura down"
         assert processes_of(home) == []  # no worker, task or supervisor of the stack left either
-        from pipelines.ports import host_port
+        from mura_core.ports import host_port
         from pipelines.stack.processes import port_in_use
 
         listening = [url for url in _stack_addresses(env) if port_in_use(*host_port(url))]
@@ -77,7 +77,7 @@ def stack(tmp_path_factory):
 
 def _stack_addresses(env) -> list[str]:
     """Every address a service of the stack listens on."""
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     settings = get_settings(env)
     replicas = [address for pair in settings.serving_replicas for address in pair]
@@ -309,8 +309,8 @@ def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, se
     PNGs it was made from, and refuses the body parts the model does not know with the reason."""
     import csv
 
+    from mura_core.settings import get_settings
     from pipelines.pacs.client import PacsClient
-    from pipelines.settings import get_settings
     from serving.client import ServingClient
 
     env, report = stack
@@ -389,9 +389,9 @@ def _orthanc_explorer_shows_the_results(env, study_uid: str, version: int) -> No
     import requests
     from playwright.sync_api import sync_playwright
 
+    from mura_core.settings import get_settings
     from pipelines.pacs.orthanc import admin_credentials, credentials
     from pipelines.pacs.report import overlay_series_description, series_description
-    from pipelines.settings import get_settings
 
     settings = get_settings(env)
     user, password = admin_credentials(settings)  # people's login: the platform's cannot open the explorer
@@ -532,7 +532,7 @@ def test_an_external_site_imported_from_the_pacs_is_validated_through_the_dag(
     import mlflow
     import pandas as pd
 
-    from pipelines.contracts import EXTERNAL_DATA_TAG, EXTERNAL_EXPERIMENT, EXTERNAL_SITE_TAG
+    from mura_core.contracts import EXTERNAL_DATA_TAG, EXTERNAL_EXPERIMENT, EXTERNAL_SITE_TAG
 
     env, report = stack
     client = _client(report)
@@ -735,7 +735,7 @@ def _the_reviewer_promotes_in_the_airflow_ui(report, run_id: str) -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from pipelines.contracts import PROMOTE_OPTION
+    from mura_core.contracts import PROMOTE_OPTION
     from pipelines.stack.airflow_api import AirflowError
 
     admin = _client(report)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.ports import host_port
-from pipelines.settings import (
+from mura_core.ports import host_port
+from mura_core.settings import (
     DEFAULT_AIRFLOW_URL,
     DEFAULT_SERVING_GRPC,
     DEFAULT_SERVING_REST,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.ports import free_ports
+from mura_core.ports import free_ports
 from pipelines.stack import processes
 from tests.support import commit, project_copy
 

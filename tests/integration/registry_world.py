@@ -32,7 +32,7 @@ def make_run(
 ) -> str:
     """A finished training-like run: metrics, lineage tags, model/ artifacts and an exported tf_serving/
     (with `holdout`, a study table: the holdout predictions and operating point an evaluation stores)."""
-    from pipelines.contracts import class_map
+    from mura_core.contracts import class_map
     from pipelines.export import export_run
     from serving.samples import sample_png, tiny_keras_model
 

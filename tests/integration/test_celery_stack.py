@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ports import free_ports
+from mura_core.ports import free_ports
 from tests.integration import distributed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,7 +57,7 @@ def celery_stack(tmp_path, monkeypatch):
     """Every service of the distributed path, started on free ports; yields what the test needs."""
     import requests
 
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.stack import processes
     from pipelines.stack.control import POOL_ARGUMENTS
     from pipelines.stack.services import admin_password, base_environment, serving_command

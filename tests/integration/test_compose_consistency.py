@@ -7,9 +7,9 @@ import configparser
 import re
 from pathlib import Path
 
-from pipelines.contracts import GPU_QUEUE
-from pipelines.ports import host_port
-from pipelines.settings import DEFAULT_GATEWAY_GRPC, DEFAULT_GATEWAY_REST
+from mura_core.contracts import GPU_QUEUE
+from mura_core.ports import host_port
+from mura_core.settings import DEFAULT_GATEWAY_GRPC, DEFAULT_GATEWAY_REST
 from pipelines.tracking.accounts import auth_settings
 from pipelines.tracking.server import AUTH_APP
 from tests.integration.compose_file import (
@@ -78,7 +78,7 @@ def test_tfserving_reads_the_model_base_and_config_the_reconciler_writes(resolve
 
 def test_tf_serving_polls_as_params_yaml_says(resolved):
     """The poll intervals had three values in three places (params.yaml, the local server, compose)."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     serving = load_config().serving
     command = resolved["services"]["tfserving"]["command"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import requests
 
-from pipelines.ports import free_ports
+from mura_core.ports import free_ports
 
 TOKEN = "s3cret-token"
 X = [1.0, 2.0, -3.5]
@@ -164,7 +164,7 @@ def test_a_hung_replica_costs_a_bounded_wait_and_no_request(server, tmp_path, mo
     a call already sent elsewhere, so the client's deadline ran out."""
     import yaml
 
-    from pipelines.settings import REPO_ROOT
+    from mura_core.settings import REPO_ROOT
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["serving"]["gateway_answer_seconds"] = 2
@@ -431,7 +431,7 @@ def test_the_compose_gateway_template_is_a_valid_nginx_configuration(tmp_path):
 
 def test_the_tfserving_healthcheck_asks_each_configured_model(server, tmp_path):
     """infra/tfserving/healthcheck.sh (compose's TF Serving healthcheck) against a real REST API."""
-    from pipelines.settings import REPO_ROOT
+    from mura_core.settings import REPO_ROOT
 
     script = REPO_ROOT / "infra" / "tfserving" / "healthcheck.sh"
     port = server.rest_url.rsplit(":", 1)[1]
@@ -487,7 +487,7 @@ def _slow_http_server(body_chunks: list[bytes]) -> tuple[int, threading.Thread]:
 )
 def test_the_tfserving_healthcheck_survives_a_response_that_arrives_in_pieces(tmp_path, config_text, chunks):
     """A healthy server whose answer comes in several TCP segments is healthy (it once died of SIGPIPE, 141)."""
-    from pipelines.settings import REPO_ROOT
+    from mura_core.settings import REPO_ROOT
 
     config = tmp_path / "models.config"
     config.write_text(config_text)

@@ -113,7 +113,7 @@ def test_the_deployer_tags_what_it_deployed_but_cannot_promote(auth_server, monk
 
 
 def test_a_refusal_names_the_account_and_what_to_do(auth_server, monkeypatch):
-    from pipelines.errors import RegistryError
+    from mura_core.errors import RegistryError
     from pipelines.registry.promotion import promote
 
     client = _client_as("viewer", auth_server, monkeypatch)

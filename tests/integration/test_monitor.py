@@ -48,7 +48,7 @@ def watched(world, tmp_path_factory):
 
 
 def _params(**changes):
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     defaults = {"current_images": 250, "live_studies": 40, "min_live_kappa": -1.0}
     return dataclasses.replace(load_config().monitor, **{**defaults, **changes})

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from pipelines.ports import free_port
+from mura_core.ports import free_port
 from tests.unit.test_prometheus import CHECK
 
 pytestmark = [pytest.mark.integration]

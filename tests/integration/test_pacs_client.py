@@ -42,8 +42,8 @@ class _DropsTheSecondRequest(socketserver.BaseRequestHandler):
 
 
 def test_a_request_on_a_connection_the_pacs_just_closed_is_sent_again(monkeypatch, tmp_path):
+    from mura_core.settings import get_settings
     from pipelines.pacs.client import PacsClient
-    from pipelines.settings import get_settings
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _DropsTheSecondRequest)
     server.daemon_threads = True

@@ -100,7 +100,7 @@ def test_gate_compares_paired_holdout_predictions_with_intervals(world):
 
 
 def test_worse_model_fails_gate_and_is_not_promoted(world, capsys):
-    from pipelines.errors import RegistryError
+    from mura_core.errors import RegistryError
     from pipelines.registry.promotion import promote
     from pipelines.registry.registration import register_run
 
@@ -213,8 +213,8 @@ class UnlabelledLoad:
 
 
 def test_tampered_artifact_is_refused_and_old_version_keeps_serving(world):
+    from mura_core.errors import DeployError
     from pipelines.deployment.reconciler import reconcile
-    from pipelines.errors import DeployError
     from pipelines.registry.promotion import promote
     from pipelines.registry.registration import register_run
 
@@ -252,8 +252,8 @@ def test_tampered_artifact_is_refused_and_old_version_keeps_serving(world):
 
 
 def test_failed_smoke_prediction_restores_the_previous_config(world):
+    from mura_core.errors import DeployError
     from pipelines.deployment.reconciler import reconcile
-    from pipelines.errors import DeployError
     from pipelines.registry.promotion import promote
     from pipelines.registry.registration import register_run
 
@@ -275,9 +275,9 @@ def test_failed_smoke_prediction_restores_the_previous_config(world):
 
 
 def test_serving_down_is_a_clear_error_and_config_is_kept(world, monkeypatch):
+    from mura_core.errors import DeployError
+    from mura_core.ports import free_port
     from pipelines.deployment.reconciler import reconcile
-    from pipelines.errors import DeployError
-    from pipelines.ports import free_port
     from pipelines.registry.registration import register_run
 
     register_run(make_run(world, "shoulder", GOOD, seed=12))
@@ -293,8 +293,8 @@ def test_a_replica_that_is_down_is_left_out_and_named(world, monkeypatch, caplog
     """The replica is restarting (or `mura serve` runs without the stack's replica): the deploy goes
     on with the first process, says which replica it left out, and the config file it writes is what
     that replica loads when it starts."""
+    from mura_core.ports import free_port
     from pipelines.deployment.reconciler import reconcile
-    from pipelines.ports import free_port
 
     dead = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("MURA_SERVING_REPLICA_GRPC", dead)
@@ -306,7 +306,7 @@ def test_a_replica_that_is_down_is_left_out_and_named(world, monkeypatch, caplog
 
 
 def test_mlflow_down_names_the_tracking_uri(world, capsys, monkeypatch):
-    from pipelines.ports import free_port
+    from mura_core.ports import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
@@ -354,8 +354,8 @@ def test_only_bytes_a_signed_gate_verdict_vouches_for_are_served(world):
     hash tag copied, `gate.status=passed` written, champion pointed at it. The deploy refuses it (no
     signature covers that version), as it refuses a hash tag rewritten after the gate signed it, and
     the champion before keeps serving."""
+    from mura_core.errors import DeployError
     from pipelines.deployment.reconciler import reconcile
-    from pipelines.errors import DeployError
     from pipelines.registry.registration import register_run
 
     client, model = world["client"], "mura_binary_humerus"  # after the webhook test's registration
@@ -380,8 +380,8 @@ def test_only_bytes_a_signed_gate_verdict_vouches_for_are_served(world):
 
 
 def test_a_registered_model_outside_the_configured_list_is_never_served(world, caplog):
+    from mura_core.errors import DeployError
     from pipelines.deployment.reconciler import reconcile
-    from pipelines.errors import DeployError
 
     with pytest.raises(DeployError, match="mura_intruder is not served: params.yaml deploy.models"):
         reconcile(models=["mura_intruder"])
@@ -482,7 +482,7 @@ def test_an_unreadable_alias_log_is_kept_never_overwritten_and_no_event_falls_of
 def test_an_unreadable_champion_history_stops_only_the_rollback_and_says_what_to_do(world):
     """Promotions and the reconciler go on (the old value is kept under a tag of its own); a rollback,
     which needs the history, is refused with the way out."""
-    from pipelines.errors import RegistryError
+    from mura_core.errors import RegistryError
     from pipelines.registry.promotion import (
         HISTORY_TAG,
         apply_promotion_rule,
@@ -556,9 +556,9 @@ def test_approval_auto_needs_params_yaml_and_records_who_chose_it(world):
     chose it in which run."""
     import dataclasses
 
-    from pipelines.config import load_config
-    from pipelines.contracts import Approval
-    from pipelines.errors import ConfigError
+    from mura_core.config import load_config
+    from mura_core.contracts import Approval
+    from mura_core.errors import ConfigError
     from pipelines.registry.approval import record_auto, settled
     from pipelines.registry.registration import gate_version
 
@@ -586,10 +586,10 @@ def test_a_reviewer_s_answer_moves_the_champion_through_promote_and_is_recorded(
     """The question shows both versions' intervals and the part that moved; keep moves nothing,
     promote moves champion with the reviewer and the run in the audit log, an answer to a question
     gone stale (the champion moved meanwhile) is not acted on, no answer is a timeout; each is tagged."""
-    from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION
+    from mura_core.contracts import KEEP_OPTION, PROMOTE_OPTION
     from pipelines.registry.approval import decide, settled
-    from pipelines.views.approval_question import question
     from pipelines.registry.promotion import alias_events
+    from pipelines.views.approval_question import question
 
     client, model = world["client"], "mura_reviewed"
     moved = {**BETTER, **INTERVALS, "eval.elbow.study_kappa": 0.65}
@@ -649,7 +649,7 @@ def test_a_waiting_question_closes_itself_when_the_champion_moves(world, monkeyp
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
     import airflow.sdk.execution_time.hitl as hitl
 
-    from pipelines.contracts import KEEP_OPTION, PROMOTE_OPTION
+    from mura_core.contracts import KEEP_OPTION, PROMOTE_OPTION
     from pipelines.flows.retrain_approval import ChampionWatchingTrigger
     from pipelines.registry.promotion import promote
 
@@ -714,7 +714,7 @@ def test_a_verdict_written_or_edited_by_another_account_promotes_nothing(world):
     `gate.status=passed` it writes over a failure, an edited reason, or a verdict it signs with a key of
     its own must not promote: `mura promote` refuses each, naming what is wrong, and only --force
     (recorded) promotes it. The gate writing its verdict again makes it promotable."""
-    from pipelines.errors import RegistryError
+    from mura_core.errors import RegistryError
     from pipelines.registry.promotion import promote
     from pipelines.registry.verdict import (
         SIGNING_KEY_ENV,

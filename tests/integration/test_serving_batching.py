@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from pipelines.settings import get_settings
+from mura_core.settings import get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

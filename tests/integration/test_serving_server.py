@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from pipelines import contracts
+from mura_core import contracts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pipelines.ports import free_ports
+from mura_core.ports import free_ports
 from pipelines.stack.processes import port_in_use
 from tests.support import process_group
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import contracts
-from pipelines.contracts import BODY_PARTS
+from mura_core import contracts
+from mura_core.contracts import BODY_PARTS
 
 IMAGE_SIZE = (24, 32)
 
@@ -117,7 +117,7 @@ def test_reload_check_detects_a_different_model(exports, images):
 
 
 def test_export_refuses_bad_input(tmp_path, exports, images):
-    from pipelines.errors import ExportError
+    from mura_core.errors import ExportError
     from pipelines.export import export_saved_model
 
     model, class_map, path = exports["binary"]
@@ -174,7 +174,7 @@ def test_fitted_operating_point_is_baked_into_the_graph(tmp_path, images):
 def test_mixed_precision_model_exports_in_float32_within_the_reload_check(tmp_path, images):
     import keras
 
-    from pipelines.contracts import parse_task
+    from mura_core.contracts import parse_task
     from pipelines.export import export_saved_model
     from pipelines.export.precision import float32_model, uses_mixed_precision
     from pipelines.training.fit import compile_model

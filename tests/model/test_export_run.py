@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines import contracts
+from mura_core import contracts
 
 pytestmark = pytest.mark.slow
 

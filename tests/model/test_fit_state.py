@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines.contracts import parse_task
+from mura_core.contracts import parse_task
 from pipelines.training.fit import Phase, monitored, phase_callbacks
 from pipelines.training.presets import resolve_config
 

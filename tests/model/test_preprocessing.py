@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipelines.contracts import parse_task
+from mura_core.contracts import parse_task
 from pipelines.training import augment
 from pipelines.training.inputs import make_dataset
 from pipelines.training.preprocessing import decode_and_resize, decode_and_resize_grey

@@ -220,9 +220,9 @@ def test_cli_train_runs_the_dag_s_steps_and_its_run_is_tagged_as_the_dag_s(synth
     """`mura train` re-implemented the DAG's combine and evaluate steps: its runs had no data-gate tags
     and evaluated on another manifest. It now composes the DAG's step functions; its run and the DAG
     steps' run of the same config carry the same tag names and metric names."""
+    from mura_core.stages import DataVersion
     from pipelines.cli import main
     from pipelines.flows import retrain as steps
-    from pipelines.stages import DataVersion
 
     args = [
         "train",

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipelines.contracts import class_map, parse_task
-from pipelines.errors import ConfigError, DataError
+from mura_core.contracts import class_map, parse_task
+from mura_core.errors import ConfigError, DataError
 from pipelines.training.architectures import resolve_weights
 from pipelines.training.inputs import make_dataset, part_class_weights, usable_rows
 from pipelines.training.tasks import check_task_rows, targets

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pipelines.training.layers  # noqa: F401  (registers the custom layers)
-from pipelines.contracts import parse_task
+from mura_core.contracts import parse_task
 from pipelines.evaluation.gradcam import split_network
 from pipelines.training.architectures import ARCHITECTURES
 from pipelines.training.zoo import build_model, set_backbone_trainable

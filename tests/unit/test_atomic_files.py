@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipelines.atomic_files import replaced_atomically
+from mura_core.atomic_files import replaced_atomically
 from pipelines.data.manifest import read_manifest, write_manifest
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.settings import get_settings
+from mura_core.settings import get_settings
 from pipelines.stack.backup import BackupError, backup, restore
 
 

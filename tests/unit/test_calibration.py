@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import load_config
-from pipelines.errors import DataError
+from mura_core.config import load_config
+from mura_core.errors import DataError
 from pipelines.evaluation.bootstrap import paired_differences, study_intervals
 from pipelines.evaluation.calibration import (
     TEMPERATURE_RANGE,
@@ -255,7 +255,7 @@ def test_evaluation_the_served_graph_and_the_client_calibrate_with_one_formula()
     study step); each now calls the contract's function and gives the same numbers."""
     from types import SimpleNamespace
 
-    from pipelines.contracts import OUTPUT_STUDY_CALIBRATION, calibrated
+    from mura_core.contracts import OUTPUT_STUDY_CALIBRATION, calibrated
     from pipelines.evaluation.calibration import calibrate
     from serving.client import study_probability
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from mura_core.errors import ConfigError
 from pipelines import cli
-from pipelines.errors import ConfigError
 from tests.unit.conftest import HEAVY
 
 # Runs `main` in a fresh interpreter and reports the exit code, stderr and the heavy modules loaded.
@@ -128,7 +128,7 @@ def test_the_retrain_form_checks_a_conf_as_airflow_does():
 
 
 def test_progress_bars_only_when_asked(monkeypatch, capsys):
-    from pipelines.parallel import map_in_chunks
+    from mura_core.parallel import map_in_chunks
 
     def double(chunk):
         return [item * 2 for item in chunk]
@@ -148,8 +148,8 @@ def test_progress_bars_only_when_asked(monkeypatch, capsys):
 def test_json_and_mura_progress_0_also_turn_off_mlflow_s_download_bars(monkeypatch, capsys):
     """`mura monitor --json` and `mura card` with MURA_PROGRESS=0 still drew MLflow's "Downloading
     artifacts" bars on stderr."""
+    from mura_core.progress import MLFLOW_BARS
     from pipelines.cli import main
-    from pipelines.progress import MLFLOW_BARS
 
     for flags, setting in ((["--json"], None), ([], "0")):
         monkeypatch.delenv(MLFLOW_BARS, raising=False)
@@ -194,8 +194,8 @@ def test_study_folders_under_a_patient_or_study_type_folder(tmp_path):
 def test_every_option_has_help_and_docs_cli_md_is_current():
     import argparse
 
+    from mura_core.settings import get_settings
     from pipelines.cli.reference import _sections, _subcommands, reference
-    from pipelines.settings import get_settings
 
     def undocumented(parser, name):
         missing = [
@@ -216,12 +216,12 @@ def test_every_option_has_help_and_docs_cli_md_is_current():
 def test_the_guide_names_every_environment_variable_the_code_reads():
     import re
 
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
 
     root = get_settings().repo_root
     code = "\n".join(
         path.read_text()
-        for folder in ("pipelines", "serving", "dags")
+        for folder in ("mura_core", "pipelines", "serving", "dags")
         for path in (root / folder).rglob("*.py")
     )
     read = set(

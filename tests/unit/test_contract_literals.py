@@ -1,4 +1,4 @@
-"""Each name of the contract has one home: pipelines/contracts.py. A second spelling of an artifact
+"""Each name of the contract has one home: mura_core/contracts.py. A second spelling of an artifact
 path, a metric or tag name, a signature or the default model drifts apart from the first (the run
 layout and the metric names were once spelled in about ten files)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import contracts
+from mura_core import contracts
 
 REPO = Path(__file__).resolve().parents[2]
 # Names whose values are distinctive enough that any equal string literal is a second spelling.
@@ -68,10 +68,10 @@ def _keyword_values(tree: ast.AST) -> set[int]:
 def second_spellings() -> list[str]:
     values = {getattr(contracts, name): name for name in WATCHED}
     found = []
-    for folder in ("pipelines", "serving", "dags"):
+    for folder in ("mura_core", "pipelines", "serving", "dags"):
         for path in sorted((REPO / folder).rglob("*.py")):
             relative = path.relative_to(REPO).as_posix()
-            if relative == "pipelines/contracts.py":
+            if relative == "mura_core/contracts.py":
                 continue
             tree = ast.parse(path.read_text(encoding="utf-8"))
             skipped = _docstrings(tree) | _keyword_values(tree)
@@ -115,15 +115,15 @@ def test_each_watched_name_is_in_the_contract(name):
 def test_no_default_port_or_request_limit_is_spelled_outside_its_home():
     """The ports were written in five places and the 64 MiB limit in three: settings.py holds the
     ports, params.yaml serving.max_request_bytes the limit (the gateway and the client read it)."""
-    from pipelines.config import load_config
-    from pipelines.settings import MLFLOW_PORT, SERVING_GRPC_PORT, SERVING_REST_PORT
+    from mura_core.config import load_config
+    from mura_core.settings import MLFLOW_PORT, SERVING_GRPC_PORT, SERVING_REST_PORT
 
     numbers = {SERVING_GRPC_PORT, SERVING_REST_PORT, MLFLOW_PORT, load_config().serving.max_request_bytes}
     found = []
-    for folder in ("pipelines", "serving", "dags"):
+    for folder in ("mura_core", "pipelines", "serving", "dags"):
         for path in sorted((REPO / folder).rglob("*.py")):
             relative = path.relative_to(REPO).as_posix()
-            if relative == "pipelines/settings.py":
+            if relative == "mura_core/settings.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and type(node.value) is int and node.value in numbers:
@@ -138,7 +138,7 @@ def test_no_function_of_the_logic_layers_or_dags_runs_past_60_lines():
     demo, external validation, the gate, ...) were split where a reader wants names for the parts."""
     long = [
         f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-        for folder in ("pipelines", "serving", "dags")
+        for folder in ("mura_core", "pipelines", "serving", "dags")
         for path in sorted((REPO / folder).rglob("*.py"))
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60

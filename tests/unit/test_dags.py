@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from pipelines.contracts import DVC_POOL
-from pipelines.settings import get_settings
-from pipelines.stages import (
+from mura_core.contracts import DVC_POOL
+from mura_core.settings import get_settings
+from mura_core.stages import (
     Candidate,
     DataVersion,
     Deployment,
@@ -104,7 +104,7 @@ def test_pacs_inference_polls_finds_then_answers_and_retries(parsed):
 
 
 def test_the_monitor_runs_daily_and_on_new_data_and_asks_for_retrains_through_an_asset(parsed):
-    from pipelines.contracts import DATA_ASSET_URI, RETRAIN_NEEDED_URI
+    from mura_core.contracts import DATA_ASSET_URI, RETRAIN_NEEDED_URI
 
     monitor, retrain = parsed["dags"]["mura_monitor"], parsed["dags"]["mura_retrain"]
     assert monitor["timetable"] == "AssetOrTimeSchedule" and monitor["assets"] == [DATA_ASSET_URI]
@@ -144,7 +144,7 @@ def test_retrain_shape_queue_pool_and_retries(parsed):
 def test_the_approval_travels_as_one_type_in_the_gate_s_verdict():
     """The approval had three spellings on its way down (a mode string, auto_promote, for_review), so
     an impossible pair could be written: one enum now, carried by the verdict through XCom."""
-    from pipelines.contracts import Approval
+    from mura_core.contracts import Approval
     from pipelines.flows.retrain import approval_mode
 
     verdict = GateVerdict("mura_binary", 4, "passed", "ok", 3, ["challenger"], approval=Approval.REQUIRED)
@@ -191,8 +191,8 @@ def test_gate_approval_in_params_yaml_is_the_dag_form_s_default(tmp_path):
 
 
 def test_form_choices_match_the_zoo_tasks_and_presets():
-    from pipelines.config import load_config
-    from pipelines.contracts import parse_task
+    from mura_core.config import load_config
+    from mura_core.contracts import parse_task
     from pipelines.flows.retrain import TASK_CHOICES, preset_choices
 
     assert preset_choices() == sorted(load_config().presets)
@@ -225,7 +225,7 @@ VALIDATION = Validation(
 
 
 def test_plan_candidates_resolves_overrides_and_refuses_bad_ones():
-    from pipelines.errors import ConfigError
+    from mura_core.errors import ConfigError
     from pipelines.flows.retrain import plan_candidates
 
     params = {
@@ -268,7 +268,7 @@ def test_a_retrain_the_monitor_asked_for_trains_the_monitor_preset_not_the_form_
 
     Any other run trains its conf's preset, else the form's. Compose's form default is mura_paper
     (five DenseNet-169 at 320 px): not what an automatic run should spend unasked."""
-    from pipelines.config import load_config
+    from mura_core.config import load_config
     from pipelines.flows.retrain import plan_candidates
 
     monkeypatch.setenv("MURA_DEFAULT_PRESET", "mura_paper")
@@ -308,8 +308,8 @@ def test_the_run_type_may_be_airflows_enum_or_its_value():
 
 
 def test_an_unknown_monitor_retrain_preset_fails_at_config_load_naming_the_key_and_the_presets(tmp_path):
-    from pipelines.config import load_config
-    from pipelines.errors import ConfigError
+    from mura_core.config import load_config
+    from mura_core.errors import ConfigError
 
     source = (get_settings().repo_root / "params.yaml").read_text()
     assert "  retrain_preset: cpu_smoke" in source
@@ -345,7 +345,7 @@ def test_best_candidate_is_the_highest_holdout_kappa_not_valid():
 
 
 def test_best_candidate_is_the_highest_study_kappa_and_undefined_ranks_last():
-    from pipelines.errors import ConfigError
+    from mura_core.errors import ConfigError
     from pipelines.flows.retrain import best_candidate
 
     candidates = [
@@ -414,7 +414,7 @@ def test_a_retried_select_and_register_exports_only_a_run_not_registered_yet(mon
     exported: list[str] = []
 
     def register(run_id):
-        from pipelines.stages import Registration
+        from mura_core.stages import Registration
 
         reused = run_id in registered
         version = registered.setdefault(run_id, len(registered) + 1)
@@ -434,7 +434,7 @@ def test_the_form_offers_approval_auto_only_where_params_yaml_allows_it():
     """Any Airflow user who may trigger could skip the reviewer by choosing auto: the form (which
     Airflow checks a triggered run against) offers auto only where params.yaml allows it, and the run
     names who chose its approval."""
-    from pipelines.errors import ConfigError
+    from mura_core.errors import ConfigError
     from pipelines.flows.retrain import approval_choices, approval_chooser
     from pipelines.retrain_form import check_conf, retrain_form
 

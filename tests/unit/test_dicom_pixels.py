@@ -202,7 +202,7 @@ def test_a_decoder_past_the_memory_cap_refuses_the_file_and_the_process_lives(tm
     import subprocess
     import sys
 
-    from pipelines.settings import REPO_ROOT
+    from mura_core.settings import REPO_ROOT
 
     done = subprocess.run(
         [sys.executable, "-c", DECODE_UNDER_A_CAP, str(tmp_path / "bomb.dcm"), str(2**30 + 2**29)],

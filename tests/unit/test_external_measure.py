@@ -79,7 +79,7 @@ def test_a_site_operating_point_repairs_the_calibration_a_shifted_site_broke():
 
 
 def test_recalibration_refuses_a_part_with_one_class_and_always_keeps_patients_on_both_sides():
-    from pipelines.errors import DataError
+    from mura_core.errors import DataError
     from pipelines.external.measure import patient_split, recalibration
 
     images = _site_images(40)
@@ -105,7 +105,7 @@ def test_a_few_abnormal_patients_land_on_both_sides_whatever_the_seed():
 
 
 def test_recalibration_refuses_a_site_too_small_to_split():
-    from pipelines.errors import DataError
+    from mura_core.errors import DataError
     from pipelines.external.measure import recalibration
 
     with pytest.raises(DataError, match="at least 4 patients"):

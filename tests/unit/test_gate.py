@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from pipelines.config import load_config, parse_config
-from pipelines.errors import ConfigError
+from mura_core.config import load_config, parse_config
+from mura_core.errors import ConfigError
 from pipelines.registry.gate import evaluate_gate
 
 POLICY = dataclasses.replace(
@@ -151,7 +151,7 @@ def test_a_single_number_fallback_is_said_in_the_verdict_whatever_it_is():
 def test_a_champion_that_cannot_be_scored_gives_the_reason_not_none(monkeypatch, caplog):
     import pandas as pd
 
-    from pipelines.errors import DataError
+    from mura_core.errors import DataError
     from pipelines.evaluation import holdout
     from pipelines.registry import pairing
 

@@ -11,30 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.settings import get_settings
+from mura_core.settings import get_settings
 
 ROOT = get_settings().repo_root
-# Lowest first. `serving` (client, repository, server) needs only the foundation, so the registry and
-# runners above may use it; export is the last training-side step.
+# Lowest first. The foundation (mura_core) lies below both packages; `serving` (client, repository,
+# server) needs only it, so the registry and runners above may use it; export is the last training step.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    (
-        "foundation",
-        (
-            "pipelines.errors",
-            "pipelines.contracts",
-            "pipelines.settings",
-            "pipelines.config",
-            "pipelines.ports",
-            "pipelines.logs",
-            "pipelines.parallel",
-            "pipelines.private_files",
-            "pipelines.atomic_files",
-            "pipelines.progress",
-            "pipelines.stages",
-            "pipelines.templating",
-            "pipelines.wire",
-        ),
-    ),
+    ("foundation", ("mura_core",)),
     ("serving", ("serving",)),
     ("data", ("pipelines.data", "pipelines.dicom", "pipelines.pacs")),
     ("validation", ("pipelines.validation",)),
@@ -51,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("flows", ("pipelines.flows", "pipelines.retrain_form", "pipelines.stack")),
     ("runners", ("pipelines.cli", "pipelines.demo")),
 ]
-OWN_PACKAGES = ("pipelines", "serving")
+OWN_PACKAGES = ("mura_core", "pipelines", "serving")
 
 
 def layer_of(module: str) -> int:
@@ -86,7 +69,11 @@ def imports_of(path: Path) -> set[str]:
 
 
 def _all_modules() -> set[str]:
-    return {module_name(path) for path in (*ROOT.glob("pipelines/**/*.py"), *ROOT.glob("serving/**/*.py"))}
+    return {
+        module_name(path)
+        for folder in ("mura_core", "pipelines", "serving")
+        for path in ROOT.glob(f"{folder}/**/*.py")
+    }
 
 
 def _exists(module: str) -> bool:
@@ -96,7 +83,12 @@ def _exists(module: str) -> bool:
 
 def graph() -> dict[str, set[str]]:
     """module -> project modules it imports, for pipelines/, serving/ and dags/."""
-    files = [*ROOT.glob("pipelines/**/*.py"), *ROOT.glob("serving/**/*.py"), *ROOT.glob("dags/*.py")]
+    files = [
+        *ROOT.glob("mura_core/*.py"),
+        *ROOT.glob("pipelines/**/*.py"),
+        *ROOT.glob("serving/**/*.py"),
+        *ROOT.glob("dags/*.py"),
+    ]
     return {module_name(path): imports_of(path) for path in files}
 
 

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("pipelines", "serving", "dags")
+PACKAGES = ("mura_core", "pipelines", "serving", "dags")
 
 
 def _module(path: Path) -> str:

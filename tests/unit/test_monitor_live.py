@@ -6,9 +6,9 @@ import logging
 
 import pandas as pd
 
-from pipelines.config import load_config
+from mura_core.config import load_config
+from mura_core.ports import free_port
 from pipelines.monitoring.check import _live
-from pipelines.ports import free_port
 from serving.samples import sample_png
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.errors import ConfigError
+from mura_core.errors import ConfigError
 from pipelines.training.presets import resolve_config
 
 
@@ -96,7 +96,7 @@ def test_a_preset_that_leaves_a_field_unset_is_refused_naming_it(tmp_path, monke
 
     import yaml
 
-    from pipelines.config import load_config
+    from mura_core.config import load_config
 
     params = yaml.safe_load(open(load_config().source, encoding="utf-8"))
     del params["presets"]["cpu_smoke"]["epochs"]
@@ -121,8 +121,8 @@ def test_a_preset_that_leaves_a_field_unset_is_refused_naming_it(tmp_path, monke
 def test_the_served_models_are_a_list_of_contract_names(tmp_path, models, message):
     import yaml
 
-    from pipelines.config import load_config
-    from pipelines.settings import REPO_ROOT
+    from mura_core.config import load_config
+    from mura_core.settings import REPO_ROOT
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert "mura_14cls" in load_config(REPO_ROOT / "params.yaml").deploy.models

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from pipelines.errors import ConfigError
-from pipelines.private_files import read_private, write_private
+from mura_core.errors import ConfigError
+from mura_core.private_files import read_private, write_private
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_read_private_narrows_a_file_others_could_read(tmp_path):
 
 
 def test_the_stack_secrets_are_0600(tmp_path, open_umask):
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.stack.services import admin_password, airflow_home, jwt_secret, password_file
 
     settings = get_settings({"MURA_HOME": str(tmp_path / "home")})
@@ -62,7 +62,7 @@ def test_the_stack_secrets_are_0600(tmp_path, open_umask):
 def test_the_mlflow_accounts_are_0600_and_reach_only_the_server_and_the_dag_tasks(
     tmp_path, open_umask, monkeypatch
 ):
-    from pipelines.settings import get_settings
+    from mura_core.settings import get_settings
     from pipelines.stack.services import base_environment, service_secrets, services
     from pipelines.tracking.accounts import ROLES, accounts_file, auth_config_file
 

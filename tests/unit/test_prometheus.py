@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from mura_core.stages import LiveCheck, MonitorCheck
 from pipelines.monitoring.metrics import METRIC_NAMES, registry_of
-from pipelines.stages import LiveCheck, MonitorCheck
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "infra" / "prometheus"

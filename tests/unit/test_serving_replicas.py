@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.settings import get_settings
+from mura_core.settings import get_settings
 
 OTHER = {"MURA_SERVING_GRPC": "tfserving:8500", "MURA_SERVING_REST": "tfserving:8501"}
 

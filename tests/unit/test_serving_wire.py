@@ -113,7 +113,7 @@ def test_the_first_requests_of_several_threads_share_one_set_of_messages():
     import subprocess
     import sys
 
-    from pipelines.settings import REPO_ROOT
+    from mura_core.settings import REPO_ROOT
 
     done = subprocess.run(
         [sys.executable, "-c", FIRST_REQUESTS_IN_THREADS],

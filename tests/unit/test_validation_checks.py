@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipelines.errors import ConfigError, DataValidationError
+from mura_core.errors import ConfigError, DataValidationError
 from pipelines.validation.frame import check_required_columns, failure_notes, prepare_frame
 from pipelines.validation.image_checks import IMAGE_COLUMNS, check_image, check_images
 from pipelines.validation.report import plain, summary_text

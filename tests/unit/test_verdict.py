@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.errors import ConfigError
+from mura_core.errors import ConfigError
 from pipelines.registry.verdict import (
     SIGNING_KEY_ENV,
     UNVERIFIED,

@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipelines.contracts import INPUT_IMAGE_BYTES, WARMUP_ASSET
+from mura_core.contracts import INPUT_IMAGE_BYTES, WARMUP_ASSET
+from mura_core.errors import DeployError
 from pipelines.deployment.serving_ops import sample_images
-from pipelines.errors import DeployError
 from pipelines.export.warmup import tfrecords
 
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from mura_core.errors import WebhookRejected
 from pipelines.deployment.webhook import ReplayGuard, WebhookReceiver, sign, verify_delivery
-from pipelines.errors import WebhookRejected
 
 SECRET = "webhook-secret"
 BODY = json.dumps(
@@ -96,7 +96,7 @@ def test_receiver_without_secret_refuses_everything():
 
 @pytest.mark.parametrize("raw", ["-1", "abc", " 12 3", "1_0", "1e3", "\u00b2"])
 def test_content_length_is_a_plain_byte_count_or_refused(raw):
-    from pipelines.wire import content_length
+    from mura_core.wire import content_length
 
     assert content_length(raw) is None
     assert content_length("42") == 42 and content_length(None) == 0

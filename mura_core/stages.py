@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pipelines.contracts import PASSED, STUDY_KAPPA, Approval
+from mura_core.contracts import PASSED, STUDY_KAPPA, Approval
 
 T = TypeVar("T", bound="Stage")
 

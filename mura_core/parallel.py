@@ -31,12 +31,12 @@ def map_in_chunks(
     description: str | None = None,
 ) -> list[Result]:
     """`function` over chunks of `items` in worker processes; results in input order. With a
-    `description`, a progress bar counts the items done (pipelines.progress: terminals only).
+    `description`, a progress bar counts the items done (mura_core.progress: terminals only).
 
     Runs in this process when there is one worker, fewer than `serial_below` items (starting processes
     would cost more than it saves) or when this process may not have children.
     """
-    from pipelines.progress import bar
+    from mura_core.progress import bar
 
     workers = worker_count(workers)
     serial = workers == 1 or len(items) < serial_below or not can_fork_workers()

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.contracts import APPROVAL_MODES, check_model_name
-from pipelines.errors import ConfigError
+from mura_core.contracts import APPROVAL_MODES, check_model_name
+from mura_core.errors import ConfigError
 
 DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -298,7 +298,7 @@ def _load(path: str, mtime: float) -> PlatformConfig:
 def load_config(path: Path | None = None) -> PlatformConfig:
     """The platform config from params.yaml (MURA_PARAMS_FILE; cached until the file changes)."""
     if path is None:
-        from pipelines.settings import get_settings
+        from mura_core.settings import get_settings
 
         path = get_settings().params_file
     path = Path(path)

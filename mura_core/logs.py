@@ -10,7 +10,7 @@ import logging
 import sys
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-OWN_LOGGERS = ("pipelines", "serving")
+OWN_LOGGERS = ("mura_core", "pipelines", "serving")
 _HANDLER_NAME = "mura"
 
 

@@ -27,7 +27,7 @@ def host_port(address: str) -> tuple[str, int]:
     """`127.0.0.1:8500` or `http://host:8080/` -> (host, port); settings always carry the port."""
     parsed = urlsplit(address if "://" in address else f"//{address}")
     if parsed.port is None:
-        from pipelines.errors import ConfigError
+        from mura_core.errors import ConfigError
 
         raise ConfigError(f"address {address!r} has no port; write it as host:port (e.g. 127.0.0.1:8500)")
     return parsed.hostname or "127.0.0.1", parsed.port

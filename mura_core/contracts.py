@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pipelines.errors import ConfigError
+from mura_core.errors import ConfigError
 
 # --- MURA study types -------------------------------------------------------------------------
 # The order is the part index used by the 14-class task.

@@ -1,6 +1,6 @@
 """Typed settings from the environment: where state lives and how the parts reach each other.
 
-params.yaml (training, evaluation, gate and serving parameters) is read by pipelines.config.
+params.yaml (training, evaluation, gate and serving parameters) is read by mura_core.config.
 """
 
 from __future__ import annotations
