@@ -43,7 +43,7 @@ def _valid_studies(data_root: Path, count: int) -> list[Path]:
 
 def _require_champion(model: str) -> None:
     """MuraError with the gate's reason when the run left no champion to serve (e.g. uncommitted code)."""
-    from pipelines.tracking.client import connect
+    from pipelines.tracking import connect
 
     client = connect()
     if client.get_registered_model(model).aliases.get(CHAMPION) is not None:
@@ -59,9 +59,8 @@ def _monitor_summary(model: str) -> str:
     """The newest monitor check of `model`, as `mura monitor` prints it."""
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
-    from pipelines.cli.monitor import summary
-    from pipelines.monitoring.tracking import latest_check
-    from pipelines.tracking.client import connect
+    from pipelines.monitoring import latest_check, summary
+    from pipelines.tracking import connect
 
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # the demo prints its own lines
     check = latest_check(connect(), model)
@@ -84,9 +83,8 @@ def _run_dag(client, settings, dag_id: str) -> None:
 def _pacs_demo(client, settings, urls: dict) -> None:
     """A few synthetic DICOM studies into the research PACS, answered by mura_pacs_inference, the
     answer stored in each study as a DICOM SR; where to see it in Orthanc."""
-    from pipelines.dicom.synth import write_studies
-    from pipelines.pacs.client import PacsClient
-    from pipelines.pacs.store import push_folder
+    from pipelines.dicom import write_studies
+    from pipelines.pacs import PacsClient, push_folder
 
     _step("DICOM studies into the research PACS; mura_pacs_inference writes the answers back (DICOM SR)")
     seeded = write_studies(settings.data_dir, settings.mura_home / "pacs" / "seed", limit=3)
@@ -111,7 +109,7 @@ def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
     API (what a reviewer does in the UI under Required actions); nothing to do when no question came
     (the version failed the gate)."""
     from mura_core.contracts import APPROVE_TASK, PROMOTE_OPTION
-    from pipelines.stack.airflow_api import AirflowClient, api_server_log
+    from pipelines.stack import AirflowClient, api_server_log
 
     previous: dict[str, str] = {}
     while True:
@@ -142,8 +140,7 @@ def _approve_as_reviewer(client, settings, report: dict, run_id: str) -> None:
 
 def _version_synthetic_data(settings) -> None:
     """Generate the synthetic MURA into the data folder and version it with DVC."""
-    from pipelines.data import dvc
-    from pipelines.data.synth import generate_synthetic
+    from pipelines.data import dvc, generate_synthetic
 
     synth = load_config().data.synth
     _step(f"Synthetic MURA into {settings.data_dir} (seed {synth.seed})")
@@ -157,7 +154,7 @@ def _version_synthetic_data(settings) -> None:
 def _retrain_with_reviewer(settings, report: dict):
     """Trigger mura_retrain with approval required, answer its question as the reviewer and follow
     the run to its end; return the Airflow client, logged in as the stack's user."""
-    from pipelines.stack.airflow_api import AirflowClient, api_server_log
+    from pipelines.stack import AirflowClient, api_server_log
 
     _step("Trigger mura_retrain through Airflow's REST API (approval required: a reviewer decides)")
     client = AirflowClient(
@@ -182,7 +179,7 @@ def _retrain_with_reviewer(settings, report: dict):
 def _predict_valid_studies(settings) -> None:
     """Predict a few valid studies over gRPC (label stable), each printed beside the radiologists' label."""
     _step("Predict valid studies over gRPC (label stable)")
-    from serving.client import ServingClient
+    from serving import ServingClient
 
     with ServingClient(protocol="grpc") as serving:
         for study in _valid_studies(settings.data_dir, STUDIES_TO_PREDICT):
@@ -217,8 +214,8 @@ def _print_where_to_look(urls: dict, report: dict) -> None:
 
 def run_demo() -> int:
     """Run every step; return the exit code."""
-    from pipelines.stack.control import status, up
-    from pipelines.tracking.accounts import DEPLOYER, use_account
+    from pipelines.stack import status, up
+    from pipelines.tracking import DEPLOYER, use_account
 
     started = time.monotonic()
     settings = get_settings()
@@ -231,7 +228,7 @@ def run_demo() -> int:
     client = _retrain_with_reviewer(settings, report)
     _require_champion(DEFAULT_MODEL)
     _step("Reconcile serving with the registry (mura deploy)")
-    from pipelines.deployment.reconciler import reconcile
+    from pipelines.deployment import reconcile
 
     print("    " + reconcile().describe().replace("\n", "\n    "))
     _predict_valid_studies(settings)

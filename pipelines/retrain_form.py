@@ -12,7 +12,7 @@ from typing import Any
 
 from mura_core.contracts import APPROVAL_MODES, TASK_CHOICES
 from mura_core.errors import ConfigError
-from pipelines.training.architectures import ARCHITECTURE_CHOICES
+from pipelines.training import ARCHITECTURE_CHOICES
 
 
 @dataclass(frozen=True)

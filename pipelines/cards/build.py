@@ -16,7 +16,7 @@ from mura_core.contracts import CARD_TAG, CHALLENGER, CHAMPION, MODEL_ARTIFACT, 
 from mura_core.errors import RegistryError
 from pipelines.cards import facts as gather
 from pipelines.cards import paper
-from pipelines.data.synth import BOXES_FILE
+from pipelines.data import BOXES_FILE
 
 LOGGER = logging.getLogger(__name__)
 OVERLAYS_INDEX = "overlays.json"  # beside the overlay pictures: what each one shows
@@ -91,8 +91,7 @@ def _add_pictures(
 ) -> None:
     """The evaluated version's figures and Grad-CAM++ overlays into the card's facts, or the gap that
     kept them out."""
-    from pipelines.evaluation.metrics import study_scores
-    from pipelines.evaluation.plots import evaluation_figures
+    from pipelines.evaluation import evaluation_figures, study_scores
 
     metrics, run_id = result["metrics"], result["run_id"]
     if not predictions_path:

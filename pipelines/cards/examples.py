@@ -33,9 +33,9 @@ def overlays(
     model_path: Path, predictions: pd.DataFrame, data_root: Path, threshold: float, folder: Path, subject: str
 ) -> list[dict]:
     """PNG overlays of the picked cases under `folder`: [{kind, image_path, probability, file}]."""
-    from pipelines.evaluation.explain import image_heatmaps
-    from pipelines.training.layers import load_model
-    from serving.overlay import overlay_png
+    from pipelines.evaluation import image_heatmaps
+    from pipelines.training import load_model
+    from serving import overlay_png
 
     cases = [
         (kind, row)

@@ -110,7 +110,7 @@ def _act_as(role: str) -> None:
     """Use `role`'s MLflow login (compose's variables or the embedded stack's file) unless the operator
     chose one with MLFLOW_TRACKING_USERNAME."""
     from mura_core.settings import get_settings
-    from pipelines.tracking.accounts import use_account
+    from pipelines.tracking import use_account
 
     use_account(role, get_settings().mlflow_tracking_uri)
 

@@ -15,7 +15,7 @@ def _data_dir(args) -> Path:
 
 
 def _synth(args) -> int:
-    from pipelines.data.synth import generate_synthetic
+    from pipelines.data import generate_synthetic
 
     defaults = load_config().data.synth
     out = Path(args.out) if args.out else get_settings().data_dir
@@ -44,8 +44,7 @@ def _synth(args) -> int:
 
 def _matches_pointer(out: Path) -> bool | None:
     """Whether the folder now equals the committed data.dvc (None when out is not the versioned data/)."""
-    from pipelines.data.dvc import pointer_md5
-    from pipelines.data.versioning import folder_md5
+    from pipelines.data import folder_md5, pointer_md5
 
     settings = get_settings()
     if out.resolve() != (settings.repo_root / "data").resolve():
@@ -55,7 +54,7 @@ def _matches_pointer(out: Path) -> bool | None:
 
 
 def _import(args) -> int:
-    from pipelines.data.importer import import_release
+    from pipelines.data import import_release
 
     result = import_release(
         Path(args.source), _data_dir(args), force=args.force, repo_root=get_settings().repo_root
@@ -65,7 +64,7 @@ def _import(args) -> int:
 
 
 def _manifest(args) -> int:
-    from pipelines.data.manifest import build_manifest, write_manifest
+    from pipelines.data import build_manifest, write_manifest
 
     result = build_manifest(_data_dir(args))
     out = Path(args.out) if args.out else get_settings().mura_home / "manifest.parquet"
@@ -80,8 +79,7 @@ def _manifest(args) -> int:
 
 
 def _stats(args) -> int:
-    from pipelines.data.manifest import build_manifest
-    from pipelines.data.stats import barplot_per_bodypart, summary_table
+    from pipelines.data import barplot_per_bodypart, build_manifest, summary_table
 
     result = build_manifest(_data_dir(args))
     table = summary_table(result.frame)
@@ -116,7 +114,7 @@ def _pull(args) -> int:
 
 def _push(args) -> int:
     from pipelines.data import dvc
-    from pipelines.stack.airflow_api import announce_data_version
+    from pipelines.stack import announce_data_version
 
     result = dvc.add_and_push(remote=args.remote)
     result["announced"] = announce_data_version(result)
@@ -141,7 +139,7 @@ def _status(args) -> int:
 
 
 def _diff(args) -> int:
-    from pipelines.data.diff import diff_revisions
+    from pipelines.data import diff_revisions
 
     result = diff_revisions(args.rev_a, args.rev_b, remote=args.remote)
     lines = [
@@ -173,10 +171,10 @@ def _add_synth(commands) -> None:
     synth.add_argument("--seed", type=int, help="random seed (default: params.yaml data.synth.seed)")
     synth.add_argument("--train-patients", type=int, help="patients in train (default: params.yaml)")
     synth.add_argument("--valid-patients", type=int, help="patients in valid (default: params.yaml)")
-    from pipelines.data.synth_faults import FAULTS
+    from pipelines.data import FAULTS
 
     synth.add_argument("--fault", choices=FAULTS, help="inject one named data fault")
-    from pipelines.data.synth_shifts import SHIFTS
+    from pipelines.data import SHIFTS
 
     synth.add_argument(
         "--shift",

@@ -9,7 +9,7 @@ from pipelines.cli.common import add_json_flag, emit
 
 
 def _validate(args) -> int:
-    from pipelines.validation.runner import validate_data_dir
+    from pipelines.validation import validate_data_dir
 
     data_root = Path(args.data) if args.data else get_settings().data_dir
     report = validate_data_dir(

@@ -10,7 +10,7 @@ from pipelines.cli.common import add_json_flag, emit, json_stdout_guard
 
 
 def _import(args) -> int:
-    from pipelines.external.importer import import_site, summary_lines
+    from pipelines.external import import_site, import_summary_lines
 
     if (args.source is None) == (args.pacs is None):
         from mura_core.errors import ConfigError
@@ -26,17 +26,17 @@ def _import(args) -> int:
             pacs_query=args.pacs,
             push=args.dvc_push,
         )
-    emit(result.to_dict(), args.json, "\n".join(summary_lines(result)))
+    emit(result.to_dict(), args.json, "\n".join(import_summary_lines(result)))
     return 0 if result.gate.get("success") else 1
 
 
 def _validate(args) -> int:
-    from pipelines.evaluation.report import json_safe
-    from pipelines.external.validate import summary_lines, validate_site
+    from pipelines.evaluation import json_safe
+    from pipelines.external import validate_site, validation_summary_lines
 
     with json_stdout_guard(args):
         result = validate_site(args.site, args.model, args.recalibrate, args.register)
-    emit(json_safe(result), args.json, "\n".join(summary_lines(result)))  # NaN is not JSON: null
+    emit(json_safe(result), args.json, "\n".join(validation_summary_lines(result)))  # NaN is not JSON: null
     return 0
 
 

@@ -11,7 +11,7 @@ from pipelines.cli.parsing import positive_int
 
 
 def _seed(args) -> int:
-    from pipelines.dicom.synth import LABELS_FILE, write_studies
+    from pipelines.dicom import LABELS_FILE, write_studies
 
     settings = get_settings()
     data = Path(args.data) if args.data else settings.data_dir
@@ -30,8 +30,7 @@ def _seed(args) -> int:
         f"StudyInstanceUID in {out / LABELS_FILE}"
     )
     if args.push:
-        from pipelines.pacs.client import PacsClient
-        from pipelines.pacs.store import push_folder
+        from pipelines.pacs import PacsClient, push_folder
 
         pushed = push_folder(PacsClient(settings), out)
         written["pushed"] = pushed
@@ -43,7 +42,7 @@ def _seed(args) -> int:
 
 
 def _studies(args) -> int:
-    from pipelines.pacs.client import PacsClient
+    from pipelines.pacs import PacsClient
 
     settings = get_settings()
     found = PacsClient(settings).studies(args.date, args.body_part, args.accession, args.limit)

@@ -109,7 +109,7 @@ def add_old_spellings(parser: argparse.ArgumentParser) -> None:
 
 def preset_names() -> list[str]:
     """Presets a run may name: params.yaml's and tuned ones (a YAML read, no heavy import)."""
-    from pipelines.training.presets import available_presets
+    from pipelines.training import available_presets
 
     return sorted(available_presets())
 
@@ -135,7 +135,7 @@ def preset_help() -> str:
 
 def architecture_list(value: str) -> str:
     """--architectures: comma-separated zoo names, checked here so a typo fails before anything loads."""
-    from pipelines.training.architectures import ARCHITECTURES
+    from pipelines.training import ARCHITECTURES
 
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in ARCHITECTURES]
@@ -147,7 +147,7 @@ def architecture_list(value: str) -> str:
 
 
 def architecture_help() -> str:
-    from pipelines.training.architectures import ARCHITECTURES
+    from pipelines.training import ARCHITECTURES
 
     return "architecture(s), comma separated: " + ", ".join(ARCHITECTURES)
 

@@ -14,7 +14,7 @@ from pipelines.cli.common import add_json_flag, emit
 
 def _register(args) -> int:
     from mura_core.contracts import Approval
-    from pipelines.registry.registration import register_run
+    from pipelines.registry import register_run
 
     # No reviewer is asked outside a retrain: --auto-promote is auto, --no-auto-promote off, neither
     # follows params.yaml gate.approval (auto, else off).
@@ -38,7 +38,7 @@ def _register(args) -> int:
 
 
 def _promote(args) -> int:
-    from pipelines.registry.promotion import promote
+    from pipelines.registry import promote
 
     result = promote(args.model, args.version, alias=args.alias, force=args.force, reason=args.reason)
     if not result["changed"]:
@@ -54,7 +54,7 @@ def _promote(args) -> int:
 
 
 def _rollback(args) -> int:
-    from pipelines.registry.promotion import rollback
+    from pipelines.registry import rollback
 
     result = rollback(args.model)
     emit(
@@ -66,8 +66,7 @@ def _rollback(args) -> int:
 
 
 def _deploy(args) -> int:
-    from pipelines.deployment.publishing import DeployOptions
-    from pipelines.deployment.reconciler import reconcile
+    from pipelines.deployment import DeployOptions, reconcile
 
     options = DeployOptions.from_settings(
         grpc_target=args.target, server_base_path=args.server_base_path, reload="poll" if args.poll else None
@@ -78,7 +77,7 @@ def _deploy(args) -> int:
 
 
 def _mlflow_server(args) -> int:
-    from pipelines.tracking.server import start_tracking_server
+    from pipelines.tracking import start_tracking_server
 
     server = start_tracking_server(
         host=args.host,
@@ -103,7 +102,7 @@ def _mlflow_server(args) -> int:
 
 
 def _webhook(args) -> int:
-    from pipelines.deployment.webhook import WebhookReceiver
+    from pipelines.deployment import WebhookReceiver
 
     secret = os.environ.get("MURA_WEBHOOK_SECRET", "")
     if not secret:
@@ -111,7 +110,7 @@ def _webhook(args) -> int:
             "set MURA_WEBHOOK_SECRET to the secret given to the MLflow webhook; refusing to run unsigned"
         )
     if args.action == "airflow":
-        from pipelines.stack.airflow_api import trigger_dag_action
+        from pipelines.stack import trigger_dag_action
 
         receiver = WebhookReceiver(
             secret, action=trigger_dag_action("mura_deploy"), host=args.host, port=args.port
@@ -131,7 +130,7 @@ def _webhook(args) -> int:
 
 
 def _models(args) -> int:
-    from pipelines.views.listing import model_versions
+    from pipelines.views import model_versions
 
     rows = model_versions()
     lines = [
@@ -151,8 +150,8 @@ def _card(args) -> int:
 
     from mura_core.settings import get_settings
     from pipelines.cards import fetch_card
-    from pipelines.tracking.client import connect, tracking_errors
-    from pipelines.views.lineage import resolve_spec
+    from pipelines.tracking import connect, tracking_errors
+    from pipelines.views import resolve_spec
 
     client = connect()
     with tracking_errors(client, f"writing the model card of {args.spec}"):
@@ -170,15 +169,15 @@ def _card(args) -> int:
 
 def _accounts(args) -> int:
     from mura_core.settings import get_settings
-    from pipelines.tracking.accounts import (
+    from pipelines.tracking import (
         GRANTS,
         ROLES,
         account,
         accounts_file,
         password_variable,
         provision,
+        tracking_uri,
     )
-    from pipelines.tracking.client import tracking_uri
 
     home = get_settings().mura_home
     rows = []
@@ -209,7 +208,7 @@ def _accounts(args) -> int:
 
 
 def _gate_key(args) -> int:
-    from pipelines.registry.verdict import SIGNING_KEY_ENV, VERIFY_KEY_ENV, new_key_pair
+    from pipelines.registry import SIGNING_KEY_ENV, VERIFY_KEY_ENV, new_key_pair
 
     signing, verifying = new_key_pair()
     result = {SIGNING_KEY_ENV: signing, VERIFY_KEY_ENV: verifying}

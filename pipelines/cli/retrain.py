@@ -100,7 +100,7 @@ def _print_changes(previous: dict[str, str], run_url: str = ""):
 
 
 def _retrain(args) -> int:
-    from pipelines.stack.airflow_api import client_from_settings
+    from pipelines.stack import client_from_settings
 
     conf = {item.name: getattr(args, item.name) for item in _form() if getattr(args, item.name) is not None}
     check_conf(conf, _form())
@@ -132,7 +132,7 @@ def _run_url(client, run_id: str) -> str:
 
 def _runs(args) -> int:
     if args.airflow:
-        from pipelines.stack.airflow_api import client_from_settings
+        from pipelines.stack import client_from_settings
 
         runs = client_from_settings().runs(RETRAIN_DAG)[: args.limit]
         rows = [
@@ -142,7 +142,7 @@ def _runs(args) -> int:
         header = f"{'DAG RUN':<48} {'STATE':<8} STARTED (UTC)"
         emit(runs, args.json, "\n".join([header, *rows]) if rows else f"no runs of {RETRAIN_DAG} yet")
         return 0
-    from pipelines.views.listing import training_runs
+    from pipelines.views import training_runs
 
     runs = training_runs(args.limit)
     header = (

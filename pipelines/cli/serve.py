@@ -101,7 +101,7 @@ def _served_version(client, args) -> int | None:
 def _write_overlays(client, args, results: list[dict], what: str, version, encoded=None) -> None:
     """One overlay PNG per image under args.explain, named after its study and file; paths recorded.
     `encoded`: the images' bytes by path where they are not the files themselves (DICOM)."""
-    from serving.overlay import overlay_png
+    from serving import overlay_png
 
     args.explain.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -132,7 +132,7 @@ def _write_overlays(client, args, results: list[dict], what: str, version, encod
 def _predict_dicom(args, studies: list, refused: list[dict]) -> int:
     """DICOM studies: one answer per study (by StudyInstanceUID), its type from BodyPartExamined; a study
     the model cannot be asked about is refused with its reason, never guessed."""
-    from serving.client import ServingClient
+    from serving import ServingClient
 
     with ServingClient(args.target, protocol="rest" if args.rest else "grpc") as client:
         results = [
@@ -186,10 +186,9 @@ def _predict_pacs(args) -> int:
     """A study of the PACS: retrieved, answered by the champion, the answer stored back in the study as
     a DICOM SR (once per model version) unless --no-write-back."""
     from mura_core.settings import get_settings
-    from pipelines.dicom.pixels import limit_decode_memory
-    from pipelines.pacs.client import PacsClient
-    from pipelines.pacs.inference import answer_study
-    from serving.client import ServingClient
+    from pipelines.dicom import limit_decode_memory
+    from pipelines.pacs import PacsClient, answer_study
+    from serving import ServingClient
 
     if args.path is not None:
         raise DataError("give a path or --pacs STUDY_UID, not both")
@@ -231,9 +230,8 @@ def _predict_pacs(args) -> int:
 def handle_predict(args) -> int:
     """The seed-style sentence for an image, a study, or each study under a patient/study-type folder;
     DICOM files and folders of them by study."""
-    from pipelines.dicom.pixels import limit_decode_memory
-    from pipelines.dicom.studies import dicom_files, load_studies
-    from serving.client import ServingClient, body_part_from_path, study_folders
+    from pipelines.dicom import dicom_files, limit_decode_memory, load_studies
+    from serving import ServingClient, body_part_from_path, study_folders
 
     if args.pacs:
         return _predict_pacs(args)
@@ -304,7 +302,7 @@ def _emit_answers(args, results: list[dict], what: str, version) -> int:
 def handle_export(args) -> int:
     """Export RUN_ID's model and log it under the run's tf_serving/ artifacts."""
     from pipelines.export import export_run
-    from serving.client import study_images
+    from serving import study_images
 
     samples = None
     if args.samples:

@@ -56,7 +56,7 @@ def _describe(report: dict) -> str:
 
 
 def _up(args) -> int:
-    from pipelines.stack.control import up
+    from pipelines.stack import up
 
     report = up()
     emit(report, args.json, _describe(report))
@@ -66,7 +66,7 @@ def _up(args) -> int:
 
 
 def _down(args) -> int:
-    from pipelines.stack.control import down
+    from pipelines.stack import down
 
     result = down()
     emit(result, args.json, "stopped: " + (", ".join(result["stopped"]) or "nothing was running"))
@@ -74,7 +74,7 @@ def _down(args) -> int:
 
 
 def _status(args) -> int:
-    from pipelines.stack.control import status
+    from pipelines.stack import status
 
     report = status()
     emit(report, args.json, _describe(report))
@@ -86,8 +86,7 @@ def _backup(args) -> int:
     from pathlib import Path
 
     from mura_core.settings import get_settings
-    from pipelines.stack.backup import backup
-    from pipelines.stack.control import paused
+    from pipelines.stack import backup, paused
 
     out = Path(args.out or f"mura-backup-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz")
     settings = get_settings()
@@ -105,8 +104,7 @@ def _backup(args) -> int:
 
 def _restore(args) -> int:
     from mura_core.settings import get_settings
-    from pipelines.stack.backup import restore
-    from pipelines.stack.control import running_services
+    from pipelines.stack import restore, running_services
 
     settings = get_settings()
     result = restore(settings, args.archive, running_services(settings), force=args.force)

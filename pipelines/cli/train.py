@@ -17,7 +17,7 @@ from pipelines.cli.parsing import (
     preset_name,
     preset_names,
 )
-from pipelines.training.architectures import ARCHITECTURE_CHOICES
+from pipelines.training import ARCHITECTURE_CHOICES
 
 
 def _data_arguments(parser) -> None:
@@ -94,14 +94,14 @@ def manifest_for(args):
     """The manifest path given, else one built now from the data folder."""
     if args.manifest:
         return Path(args.manifest)
-    from pipelines.data.manifest import build_manifest
+    from pipelines.data import build_manifest
 
     return build_manifest(_data_root(args)).frame
 
 
 def _train(args) -> int:
     from pipelines.flows.retrain import train_evaluate_export
-    from pipelines.training.presets import resolve_config
+    from pipelines.training import resolve_config
 
     overrides = overrides_from(args)
     resolve_config(args.preset, overrides)  # bad settings fail before data is read
@@ -131,7 +131,7 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from pipelines.evaluation import evaluate_run
-    from pipelines.monitoring.reference import record_reference
+    from pipelines.monitoring import record_reference
 
     manifest = Path(args.manifest) if args.manifest else None
     data_root = Path(args.data).resolve() if args.data else None
@@ -143,8 +143,7 @@ def _evaluate(args) -> int:
 
 
 def _tune(args) -> int:
-    from pipelines.training.presets import resolve_config
-    from pipelines.training.tuning import tune
+    from pipelines.training import resolve_config, tune
 
     config = resolve_config(args.preset, overrides_from(args))
     with json_stdout_guard(args):

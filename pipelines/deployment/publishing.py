@@ -16,8 +16,8 @@ from pathlib import Path
 
 from mura_core.contracts import GATE_SIGNATURE_TAG, check_model_name
 from mura_core.errors import IntegrityError
-from pipelines.registry.hashing import HASH_TAG, verify_digest
-from pipelines.tracking.client import tracking_errors
+from pipelines.registry import HASH_TAG, verify_digest
+from pipelines.tracking import tracking_errors
 
 LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def version_folder(options: DeployOptions, model_name: str, version: int) -> Pat
 def vouched_hash(model_name: str, entry) -> str:
     """The content hash the gate's signed verdict states for this version; IntegrityError when no
     verdict signed by the pipeline covers it (a version made or retagged by another login)."""
-    from pipelines.registry.verdict import Verdict, verify_key, why_untrusted
+    from pipelines.registry import Verdict, verify_key, why_untrusted
 
     verdict = Verdict.of(model_name, entry)
     problem = why_untrusted(verdict, entry.tags.get(GATE_SIGNATURE_TAG), verify_key())
@@ -91,7 +91,7 @@ def vouched_hash(model_name: str, entry) -> str:
 
 def quarantine(folder: Path, options: DeployOptions, reason: str) -> Path:
     """Move `folder` out of the model base path into the quarantine (kept, never deleted); where it went."""
-    from pipelines.registry.promotion import now_utc
+    from pipelines.registry import now_utc
 
     stamp = now_utc().replace(":", "").replace("-", "")
     destination = (
@@ -115,7 +115,7 @@ def ensure_published(
     """
     import mlflow
 
-    from serving.repository import publish_version
+    from serving import publish_version
 
     target = version_folder(options, model_name, version)
     with tracking_errors(client, f"reading {model_name} v{version}"):

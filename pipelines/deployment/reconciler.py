@@ -33,7 +33,7 @@ from mura_core.errors import DeployError, RegistryError
 from mura_core.stages import ModelServing, Reconciliation
 from pipelines.deployment.publishing import DeployOptions, ensure_published, version_folder
 from pipelines.deployment.serving_ops import ServingReplicas, sample_images
-from pipelines.tracking.client import connect, tracking_errors
+from pipelines.tracking import connect, tracking_errors
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel
@@ -87,7 +87,7 @@ class Reconciler:
         self.client, self.options, self.target = client, options, target
 
     def _write(self, name: str, versions: list[int], labels: dict[str, int], folder: str) -> None:
-        from serving.repository import remove_model, set_served_versions
+        from serving import remove_model, set_served_versions
 
         if not versions:
             remove_model(name, self.options.config_path)
@@ -104,14 +104,14 @@ class Reconciler:
 
     def _reload(self) -> None:
         if self.options.reload == "grpc":
-            from serving.repository import read_models_config
+            from serving import read_models_config
 
             self.target.reload_config(read_models_config(self.options.config_path))
 
     def _transition(self, name: str, versions: list[int], labels: dict[str, int], folder: str) -> None:
         """Serve `versions` with `labels` as `name`: load new versions first, then move labels and unload
         the rest (no versions: stop serving the name)."""
-        from serving.repository import served_versions
+        from serving import served_versions
 
         timeout = self.options.available_timeout_seconds
         current_versions, current_labels = served_versions(name, self.options.config_path)
@@ -151,7 +151,7 @@ class Reconciler:
         return "previous models.config restored" + "".join(f"; {note}" for note in notes)
 
     def _in_sync(self, name: str, versions: list[int], labels: dict[str, int]) -> bool:
-        from serving.repository import served_versions
+        from serving import served_versions
 
         if served_versions(name, self.options.config_path) != (versions, labels):
             return False
@@ -160,7 +160,7 @@ class Reconciler:
 
     def _record(self, model: str, labels: dict[str, int]) -> list[str]:
         """Tag versions with serving.label / serving.deployed_at; only differences are written."""
-        from pipelines.registry.promotion import now_utc, sync_history
+        from pipelines.registry import now_utc, sync_history
 
         changes = []
         label_of = {version: label for label, version in labels.items()}
@@ -187,7 +187,7 @@ class Reconciler:
 
     def reconcile_model(self, registered) -> ModelServing:
         """Bring one model in line; DeployError (config restored) when any step fails."""
-        from serving.repository import prune_versions, served_versions
+        from serving import prune_versions, served_versions
 
         model = registered.name
         labels = desired_labels(registered.aliases)

@@ -22,7 +22,7 @@ class ServingTarget:
     """One TF Serving (or `mura serve`) gRPC endpoint, as seen by the reconciler."""
 
     def __init__(self, grpc_target: str, timeout_seconds: float = 30.0):
-        from serving.client import ServingClient
+        from serving import ServingClient
 
         self.target = grpc_target
         self.timeout_seconds = timeout_seconds
@@ -36,7 +36,7 @@ class ServingTarget:
         """Send the whole ModelServerConfig with ModelService.HandleReloadConfigRequest."""
         import grpc
 
-        from serving.protos import MODEL_SERVICE, message
+        from serving import MODEL_SERVICE, message
 
         request = reload_request(config)
         with grpc.insecure_channel(self.target) as channel:
@@ -59,7 +59,7 @@ class ServingTarget:
 
     def version_states(self, model: str) -> dict[int, tuple[str, str]]:
         """version -> (state, error message) from GetModelStatus; empty when the model is unknown."""
-        from serving.errors import ServingClientError
+        from serving import ServingClientError
 
         try:
             statuses = self.client.model_status(model)
@@ -71,7 +71,7 @@ class ServingTarget:
 
     def label_version(self, model: str, label: str) -> int | None:
         """The version `label` resolves to on the server, or None when the label is unknown."""
-        from serving.errors import ServingClientError
+        from serving import ServingClientError
 
         try:
             statuses = self.client.model_status(model, label=label)
@@ -122,7 +122,7 @@ class ServingTarget:
         self, model: str, label: str, expected_version: int, images: list[bytes]
     ) -> list[float]:
         """Predict `images` through `label`; DeployError unless the expected version answers sane probabilities."""
-        from serving.errors import ServingClientError
+        from serving import ServingClientError
 
         try:
             results = self.client.predict_images(images, model=model, label=label)
@@ -209,7 +209,7 @@ def _accepts(target: str) -> bool:
 def reload_request(config):
     """A ReloadConfigRequest carrying `config` (a ModelServerConfig of the official module, which imports
     no TensorFlow; the request's message type is serving.protos', so the config goes over as bytes)."""
-    from serving.protos import message
+    from serving import message
 
     request = message("tensorflow.serving.ReloadConfigRequest")()
     request.config.ParseFromString(config.SerializeToString())
@@ -221,8 +221,8 @@ def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:
     images: list[bytes] = []
     warmup = Path(saved_model_dir) / "assets.extra" / WARMUP_ASSET
     if warmup.is_file():
-        from pipelines.export.warmup import read_warmup_file
-        from serving.protos import make_ndarray
+        from pipelines.export import read_warmup_file
+        from serving import make_ndarray
 
         try:
             records = read_warmup_file(saved_model_dir)
@@ -235,7 +235,7 @@ def sample_images(saved_model_dir: Path, count: int) -> list[bytes]:
                 tensor = record.predict_log.request.inputs[INPUT_IMAGE_BYTES]
                 images.extend(bytes(value) for value in make_ndarray(tensor).reshape(-1))
     if not images:
-        from serving.samples import sample_png
+        from serving import sample_png
 
         images = [sample_png(64, 64, seed=index) for index in range(max(count, 1))]
     return images[: max(count, 1)]

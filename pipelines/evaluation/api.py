@@ -34,8 +34,7 @@ def evaluate_run(
     from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
     from pipelines.evaluation.predict import score_images
     from pipelines.evaluation.report import flat_metrics, kappa_table
-    from pipelines.training.layers import load_model
-    from pipelines.training.tracking import configure_mlflow
+    from pipelines.training import configure_mlflow, load_model
 
     settings: EvaluationParams = params or load_config().evaluation
     configure_mlflow()

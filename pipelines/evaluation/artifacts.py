@@ -37,7 +37,7 @@ def download_model(run_id: str, folder: Path) -> tuple[Path, dict, dict | None]:
 def run_manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:
     """`manifest` (a frame or parquet path) when given, else the rows the run was trained on."""
     if manifest is not None:
-        from pipelines.training.run import load_manifest
+        from pipelines.training import load_manifest
 
         return load_manifest(manifest)
     import mlflow
@@ -57,8 +57,7 @@ def run_manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:
 def split_rows(frame: pd.DataFrame, class_map: dict, split: str = "valid") -> pd.DataFrame:
     """The usable rows of one split for the model's task; DataError when there are none."""
     from mura_core.contracts import parse_task
-    from pipelines.training.inputs import usable_rows
-    from pipelines.training.tasks import select_rows
+    from pipelines.training import select_rows, usable_rows
 
     task = parse_task(class_map["task"])
     rows = usable_rows(select_rows(task, frame[frame["split"] == split]))

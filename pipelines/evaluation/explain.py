@@ -10,7 +10,7 @@ def frame_image(image_bytes: bytes, size: tuple[int, int]):
     """(model pixels [H, W, 3], where the image sits in the frame, the image's own height and width)."""
     import tensorflow as tf
 
-    from pipelines.training.preprocessing import (
+    from pipelines.training import (
         decode_grey,
         fitted_size,
         grey_to_model_pixels,
@@ -27,7 +27,7 @@ def frame_image(image_bytes: bytes, size: tuple[int, int]):
 def image_heatmaps(model, images: list[bytes], batch: int = 32) -> list[np.ndarray]:
     """One heatmap (0..1, the image's height x width) per encoded image, Grad-CAM++ of the abnormal logit."""
     from pipelines.evaluation.gradcam import heatmaps, networks_of
-    from serving.overlay import heatmap_on_image
+    from serving import heatmap_on_image
 
     height, width = model.input_shape[1:3]
     size = (int(height), int(width))

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from mura_core.contracts import BODY_PARTS
-from pipelines.training.zoo import BACKBONE_NAME
+from pipelines.training import BACKBONE_NAME
 
 _POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 

@@ -156,8 +156,7 @@ def scored_holdout_studies(
     from mlflow.tracking import MlflowClient
 
     from pipelines.evaluation.predict import score_images
-    from pipelines.training.layers import load_model
-    from pipelines.training.tracking import configure_mlflow
+    from pipelines.training import configure_mlflow, load_model
 
     settings = params or load_config().evaluation
     configure_mlflow()

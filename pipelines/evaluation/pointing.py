@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mura_core.errors import DataError
-from pipelines.data.synth import BOXES_FILE
+from pipelines.data import BOXES_FILE
 
 TOLERANCE = 0.03  # of the image's longer side
 

@@ -30,7 +30,7 @@ def score_images(
 ) -> pd.DataFrame:
     """`rows` with a `probability` column (and predicted parts for 14cls); order is kept, never shuffled."""
     from mura_core.contracts import parse_task
-    from pipelines.training.inputs import make_dataset
+    from pipelines.training import make_dataset
 
     task = parse_task(class_map["task"])
     image_size = tuple(class_map["image_size"])

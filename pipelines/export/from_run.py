@@ -32,7 +32,7 @@ def export_run(run_id: str, out_dir: Path | None = None, sample_images: list[byt
             ) from error
         class_map = json.loads(Path(map_file).read_text())
         class_map["operating_point"] = _operating_point(client, run_id, scratch)
-        from pipelines.training.layers import load_model
+        from pipelines.training import load_model
 
         model = load_model(model_file, compile=False)
         target = Path(out_dir) if out_dir else Path(scratch) / SAVED_MODEL_ARTIFACT
@@ -48,7 +48,7 @@ def _operating_point(client, run_id: str, scratch: str) -> dict | None:
     so the served model keeps params.yaml's fixed threshold and uncalibrated probabilities)."""
     import mlflow
 
-    from pipelines.evaluation.artifacts import OPERATING_POINT_FILE
+    from pipelines.evaluation import OPERATING_POINT_FILE
 
     try:
         path = client.download_artifacts(run_id, f"model/{OPERATING_POINT_FILE}", scratch)

@@ -39,7 +39,7 @@ from mura_core.contracts import (
 )
 from mura_core.errors import ConfigError, ExportError
 from mura_core.progress import bar
-from pipelines.evaluation.calibration import OperatingPoint
+from pipelines.evaluation import OperatingPoint
 from pipelines.export.precision import float32_model
 from pipelines.export.warmup import placeholder_image, write_warmup_file
 
@@ -114,7 +114,7 @@ def build_archive(model, class_map: dict[str, Any]):
     """A keras.export.ExportArchive with the `serving_default` and `predict_pixels` endpoints."""
     import keras
 
-    from pipelines.evaluation.gradcam import has_zoo_layout, networks_of
+    from pipelines.evaluation import has_zoo_layout, networks_of
 
     height, width = _check_class_map(class_map)
     kind = task_kind(class_map["task"])
@@ -142,7 +142,7 @@ def _prediction_endpoints(model, heads, height: int, width: int):
     output heads."""
     import tensorflow as tf
 
-    from pipelines.training.preprocessing import decode_and_resize
+    from pipelines.training import decode_and_resize
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=INPUT_PIXELS)])
     def predict_pixels(pixels):
@@ -165,8 +165,8 @@ def _explain_endpoint(model, heads, networks, kind: str, height: int, width: int
     input and its size, with the probability and label."""
     import tensorflow as tf
 
-    from pipelines.evaluation.gradcam import heatmaps
-    from pipelines.training.preprocessing import (
+    from pipelines.evaluation import heatmaps
+    from pipelines.training import (
         decode_grey,
         fitted_size,
         grey_to_model_pixels,
@@ -210,7 +210,7 @@ def verify_export(
     output, and the calibrated probability vs pipelines.evaluation.calibration on the raw one)."""
     import tensorflow as tf
 
-    from pipelines.training.preprocessing import (
+    from pipelines.training import (
         decode_and_resize,
     )
 

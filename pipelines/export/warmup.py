@@ -30,7 +30,7 @@ def write_warmup_file(saved_model_dir: Path, model_name: str, sample_images: lis
 def read_warmup_file(saved_model_dir: Path) -> list:
     """The PredictionLog records of a SavedModel's warm-up file, read without TensorFlow (the deploy and
     its smoke prediction need no TensorFlow: importing it costs seconds to a minute)."""
-    from serving.protos import message
+    from serving import message
 
     path = Path(saved_model_dir) / "assets.extra" / WARMUP_ASSET
     prediction_log = message("tensorflow.serving.PredictionLog")

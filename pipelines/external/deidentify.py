@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from pipelines.dicom.pixels import DicomImageError
+from pipelines.dicom import DicomImageError
 
 # Values that name the patient or the visit: none may survive in any element after the profile.
 IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "OtherPatientIDs")

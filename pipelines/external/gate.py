@@ -11,7 +11,7 @@ from pathlib import Path
 from mura_core.config import load_config
 from mura_core.errors import DataValidationError
 from mura_core.private_files import write_private
-from pipelines.external.site import EXTERNAL_DIR, Site
+from pipelines.external.sites import EXTERNAL_DIR, Site
 
 KEPT = ("success", "summary", "rows", "studies", "rules_checked", "rules_failed", "failed_rules", "data_docs")
 
@@ -34,8 +34,7 @@ def gate_params() -> dict:
 
 def run_gate(site: Site, data_md5: str) -> dict:
     """Validate the release now and record the verdict for this data version."""
-    from pipelines.validation.project import default_project_dir
-    from pipelines.validation.runner import validate_data_dir
+    from pipelines.validation import default_project_dir, validate_data_dir
 
     project = default_project_dir(home=site.mura_home / EXTERNAL_DIR)
     report = validate_data_dir(

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from mura_core.atomic_files import temporary_beside
 from mura_core.errors import DataError
-from pipelines.data.layout import IMAGE_CSV, RELEASE_DIR, STUDY_CSV
-from pipelines.dicom.pixels import DicomImageError
+from pipelines.data import IMAGE_CSV, RELEASE_DIR, STUDY_CSV
+from pipelines.dicom import DicomImageError
 from pipelines.external.pseudonyms import Pseudonyms
-from pipelines.external.site import EXTERNAL_DIR, IMPORT_REPORT, Site
+from pipelines.external.sites import EXTERNAL_DIR, IMPORT_REPORT, Site
 from pipelines.external.sources import Label
 
 LOGGER = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ def _label_refusal(label: Label | None, found_type: str) -> str | None:
 def convert_study(datasets: list, label: Label | None, deidentify) -> tuple[str, list[bytes]]:
     """(study type, the images as the model's PNGs) of one study's instances; DicomImageError with
     the reason for a study the release cannot take (every image is judged: one bad image refuses it)."""
-    from pipelines.dicom.studies import group_studies
-    from pipelines.pacs.inference import is_radiograph
+    from pipelines.dicom import group_studies
+    from pipelines.pacs import is_radiograph
 
     radiographs = [dataset for dataset in datasets if is_radiograph(dataset)]
     if not radiographs:
@@ -194,7 +194,7 @@ def take_in(
     return result
 
 
-def summary_lines(result: ImportResult) -> list[str]:
+def import_summary_lines(result: ImportResult) -> list[str]:
     """What an import says to the person who ran it."""
     lines = [
         f"site {result.site}: {result.studies} studies ({result.images} images) de-identified into "
@@ -231,7 +231,7 @@ def import_site(
     """Import a site's labelled studies from a DICOM folder or (`pacs_query`, '' for the labelled
     studies) the PACS; gate and version the release. The result names studies by pseudonym only."""
     from pipelines.external import sources
-    from pipelines.external.site import site as site_of
+    from pipelines.external.sites import site as site_of
 
     site = site_of(site_name)
     labels = sources.read_labels(labels_path)
@@ -261,7 +261,7 @@ def _site_lock(site: Site):
 
 
 def _import(site: Site, labels: dict[str, Label], folder, pacs_query, push: bool) -> ImportResult:
-    from pipelines.data.versioning import folder_md5
+    from pipelines.data import folder_md5
     from pipelines.external import sources
     from pipelines.external.gate import run_gate
 
@@ -273,7 +273,7 @@ def _import(site: Site, labels: dict[str, Label], folder, pacs_query, push: bool
         result = take_in(site, studies, labels, "folder", unreadable)
     else:
         from mura_core.settings import get_settings
-        from pipelines.pacs.client import PacsClient
+        from pipelines.pacs import PacsClient
 
         client = PacsClient(get_settings())
         uids = sources.pacs_study_uids(client, sources.parse_query(pacs_query), labels)
@@ -281,7 +281,7 @@ def _import(site: Site, labels: dict[str, Label], folder, pacs_query, push: bool
     result.data_md5 = folder_md5(site.root)[0]
     result.gate = run_gate(site, result.data_md5)
     if push:
-        from pipelines.data.dvc import version_folder
+        from pipelines.data import version_folder
 
         versioned = version_folder(site.repo_root, site.relative)
         result.dvc_file = versioned["dvc_file"]

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mura_core.contracts import BODY_PARTS, study_type
-from pipelines.evaluation.calibration import OperatingPoint, fit_operating_point
-from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions
+from pipelines.evaluation import OperatingPoint, Uncertainty, evaluate_predictions, fit_operating_point
 
 COMPARED = ("kappa", "auroc")
 

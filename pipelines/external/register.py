@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from mura_core.contracts import EXTERNAL_DATA_TAG, EXTERNAL_SITE_TAG, GATE_REASON_TAG, GATE_STATUS_TAG
-from pipelines.evaluation.artifacts import OPERATING_POINT_FILE
+from pipelines.evaluation import OPERATING_POINT_FILE
 
 NOT_GATED = "not_gated"
 FROM_VERSION_TAG = "recalibration.from_version"
@@ -36,8 +36,8 @@ def register_recalibrated(
     """The new version (model, version, run id, reused) of `model` v`version`'s weights at `point`,
     fitted on the site's release `data_md5`; the one registered before for the same, if any."""
     from pipelines.export import export_run
-    from pipelines.registry.registration import register_version
-    from pipelines.training.tracking import configure_mlflow
+    from pipelines.registry import register_version
+    from pipelines.training import configure_mlflow
 
     earlier = _registered_before(client, model, version, site, data_md5)
     if earlier is not None:

@@ -10,9 +10,7 @@ import pandas as pd
 
 def _figures(result: dict, images: pd.DataFrame, folder: Path) -> list[Path]:
     from mura_core.config import load_config
-    from pipelines.evaluation import plots
-    from pipelines.evaluation.calibration import OperatingPoint
-    from pipelines.evaluation.metrics import study_scores
+    from pipelines.evaluation import OperatingPoint, plots, study_scores
     from pipelines.external.measure import at_point
 
     subject = f"{result['model']} v{result['version']} on site {result['site']}"

@@ -76,7 +76,7 @@ def folder_studies(folder: Path) -> tuple[dict[str, list[Path]], int]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from pipelines.dicom.studies import dicom_files
+    from pipelines.dicom import dicom_files
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -100,7 +100,7 @@ def folder_studies(folder: Path) -> tuple[dict[str, list[Path]], int]:
 def read_folder_study(paths: list[Path]) -> list:
     """The Datasets of one study's files (an unreadable file is left out: the study is then judged by
     what remains, and a radiograph missing makes no label wrong)."""
-    from pipelines.dicom.pixels import DicomImageError, read_dicom
+    from pipelines.dicom import DicomImageError, read_dicom
 
     datasets = []
     for path in sorted(paths):
@@ -121,7 +121,7 @@ def pacs_study_uids(client, query: dict[str, str], labels: dict[str, Label]) -> 
 def pacs_studies(client, uids: list[str]) -> Iterator[tuple[str, list | None]]:
     """(uid, its Datasets) for each study; None where the PACS does not hold it (any other PACS error
     stops the import: nothing is published from a half-read site)."""
-    from pipelines.pacs.client import PacsNotFound
+    from pipelines.pacs import PacsNotFound
 
     for uid in uids:
         try:

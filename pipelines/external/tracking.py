@@ -21,7 +21,7 @@ from mura_core.contracts import (
 from mura_core.contracts import (
     EXTERNAL_REPORT as REPORT,
 )
-from pipelines.evaluation.report import json_safe
+from pipelines.evaluation import json_safe
 
 
 def validation_metrics(result: dict) -> dict[str, float]:
@@ -79,8 +79,8 @@ def _tags(result: dict) -> dict[str, str]:
 def log_validation(client, result: dict, images: pd.DataFrame, scratch: Path) -> dict:
     """Log the validation as a finished run; the result with `mlflow_run_id`, `report` and `card`."""
     from pipelines.external.report import render_report
-    from pipelines.registry.registration import republish_card
-    from pipelines.tracking.client import experiment_id
+    from pipelines.registry import republish_card
+    from pipelines.tracking import experiment_id
 
     run = client.create_run(
         experiment_id(client, EXTERNAL_EXPERIMENT),

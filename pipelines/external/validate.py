@@ -18,8 +18,7 @@ IMPORT_COUNTS = ("studies", "images", "refused", "labelled_not_found", "method")
 
 
 def _data_version(site) -> dict:
-    from pipelines.data.dvc import pointer_file_out
-    from pipelines.data.versioning import folder_md5
+    from pipelines.data import folder_md5, pointer_file_out
 
     md5, files = folder_md5(site.root)
     pointer = site.pointer
@@ -30,7 +29,7 @@ def _data_version(site) -> dict:
 def _drift(client, run_id: str, model, rows, root: Path, params, scratch: Path) -> dict:
     """The drift tests of the site's images against the version's training images; a version without
     a stored reference gets none, said in the result (its other numbers stand without them)."""
-    from pipelines.monitoring.check import drift_from_training
+    from pipelines.monitoring import drift_from_training
 
     try:
         # A site's DICOM becomes greyscale PNGs: colour mode would always differ from MURA's RGB images.
@@ -46,7 +45,7 @@ def _drift(client, run_id: str, model, rows, root: Path, params, scratch: Path) 
 def gated_release(site) -> tuple[dict, dict]:
     """(the release's data version, the gate's verdict on it); DataError when the site has no release,
     DataValidationError when it failed the gate."""
-    from pipelines.data.release import release_dir
+    from pipelines.data import release_dir
     from pipelines.external.gate import require_gate
 
     try:
@@ -62,11 +61,9 @@ def gated_release(site) -> tuple[dict, dict]:
 
 def _scored_site(run_id: str, root: Path, settings, scratch: Path):
     """(model, the release's rows, its images scored by the run's model, the run's operating point)."""
-    from pipelines.data.manifest import build_manifest
-    from pipelines.evaluation.artifacts import download_model, split_rows
-    from pipelines.evaluation.calibration import OperatingPoint
-    from pipelines.evaluation.predict import score_images
-    from pipelines.training.layers import load_model
+    from pipelines.data import build_manifest
+    from pipelines.evaluation import OperatingPoint, download_model, score_images, split_rows
+    from pipelines.training import load_model
 
     model_path, class_map, stored = download_model(run_id, scratch)
     point = OperatingPoint.from_dict(stored, settings.threshold)
@@ -95,8 +92,8 @@ def _register_site_point(client, result: dict) -> dict:
 
 def _site_release(site_name: str):
     """(the site, its release's data version, the gate's verdict on it, the release's import report)."""
-    from pipelines.external.site import IMPORT_REPORT
-    from pipelines.external.site import site as site_of
+    from pipelines.external.sites import IMPORT_REPORT
+    from pipelines.external.sites import site as site_of
 
     site = site_of(site_name)
     data, gate = gated_release(site)
@@ -107,8 +104,8 @@ def _site_release(site_name: str):
 def _measurements(client, config, site, run_id: str, recalibrate: bool, scratch: Path):
     """(the site's scored images, the measurements of the result: the site's metrics beside the
     version's on valid, drift, and the refitted operating point when `recalibrate`)."""
-    from pipelines.cards.facts import artifact, load_json
-    from pipelines.evaluation.metrics import Uncertainty
+    from pipelines.cards import artifact, load_json
+    from pipelines.evaluation import Uncertainty
     from pipelines.external.measure import measure, recalibration, side_by_side
 
     settings, external = config.evaluation, config.external
@@ -144,8 +141,8 @@ def validate_site(
     import mlflow
 
     from pipelines.external.tracking import log_validation
-    from pipelines.tracking.client import connect, tracking_errors
-    from pipelines.views.lineage import resolve_spec
+    from pipelines.tracking import connect, tracking_errors
+    from pipelines.views import resolve_spec
 
     if register and not recalibrate:
         raise ConfigError(
@@ -189,7 +186,7 @@ def validate_site(
     return result
 
 
-def summary_lines(result: dict) -> list[str]:
+def validation_summary_lines(result: dict) -> list[str]:
     """The validation as a few lines: per study type, the site beside valid; drift; where the report is."""
 
     def span(values: list) -> str:

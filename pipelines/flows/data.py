@@ -24,8 +24,8 @@ def pull_data(data_rev: str | None = None) -> DataVersion:
 
 def build_manifest(data_version: DataVersion, data_root: Path | None = None) -> Manifest:
     """Build and store the manifest of the data under `data_root` (default: the settings' data dir)."""
-    from pipelines.data.manifest import build_manifest as build
-    from pipelines.data.manifest import write_manifest
+    from pipelines.data import build_manifest as build
+    from pipelines.data import write_manifest
 
     configure_logging()
     settings = get_settings()
@@ -61,8 +61,8 @@ def local_manifest(data_root: Path, manifest_path: Path | None = None) -> Manife
     """`mura train`'s manifest step: the manifest given, or one built from `data_root` and stored as the
     DAG stores its own (under MURA_HOME/manifests, named by its content). A local folder has no DVC
     version: training tags the data's own lineage."""
-    from pipelines.data.manifest import build_manifest as build
-    from pipelines.data.manifest import manifest_hash, read_manifest, write_manifest
+    from pipelines.data import build_manifest as build
+    from pipelines.data import manifest_hash, read_manifest, write_manifest
 
     configure_logging()
     if manifest_path is not None:

@@ -12,7 +12,7 @@ __all__ = ["DEPLOY_DAG", "reconcile_serving"]
 
 def reconcile_serving(models: list[str] | None = None) -> Reconciliation:
     """Make TF Serving equal to the registry aliases (champion -> stable, challenger -> canary)."""
-    from pipelines.deployment.reconciler import reconcile
+    from pipelines.deployment import reconcile
 
     configure_logging()
     return reconcile(models=models)

@@ -7,7 +7,7 @@ from mura_core.contracts import DEFAULT_CHAMPION, EXTERNAL_DAG
 from mura_core.logs import configure_logging
 
 SITE_PATTERN = (
-    "^[a-z0-9][a-z0-9_-]{0,47}$"  # the external validation form's site (pipelines/external/site.py)
+    "^[a-z0-9][a-z0-9_-]{0,47}$"  # the external validation form's site (pipelines/external/sites.py)
 )
 __all__ = ["DEFAULT_CHAMPION", "EXTERNAL_DAG", "SITE_PATTERN", "external_gate", "external_validate"]
 
@@ -15,8 +15,8 @@ __all__ = ["DEFAULT_CHAMPION", "EXTERNAL_DAG", "SITE_PATTERN", "external_gate", 
 def external_gate(site: str) -> dict:
     """The data gate's verdict on the site's release as it is now (run when not recorded); fails the
     task when it failed, so the site is not evaluated."""
-    from pipelines.external.site import site as site_of
-    from pipelines.external.validate import gated_release
+    from pipelines.external import gated_release
+    from pipelines.external import site as site_of
 
     configure_logging()
     found = site_of(site)
@@ -32,7 +32,7 @@ def external_gate(site: str) -> dict:
 def external_validate(site: str, model: str, recalibrate: bool, register: bool = False) -> dict:
     """Measure `model` on the site's release; the headline numbers and where the report is (no study
     of the site is named in XCom)."""
-    from pipelines.external.validate import validate_site
+    from pipelines.external import validate_site
 
     configure_logging()
     result = validate_site(site, model, recalibrate, register)

@@ -29,7 +29,7 @@ def monitor(manifest: Manifest) -> MonitorCheck:
     """The monitor's checks on the pulled release (drift, live and shadow scoring, the retrain ask)."""
     import pandas as pd
 
-    from pipelines.monitoring.check import run_monitor
+    from pipelines.monitoring import run_monitor
 
     configure_logging()
     return run_monitor(

@@ -17,10 +17,8 @@ __all__ = ["PACS_DAG", "pacs_answer_studies", "pacs_new_studies"]
 def pacs_new_studies(model: str = DEFAULT_MODEL) -> list[str]:
     """StudyInstanceUIDs of the PACS without a report of the served champion ([] before any champion)."""
     from mura_core.config import load_config
-    from pipelines.pacs.client import PacsClient
-    from pipelines.pacs.inference import new_studies, read_refusals, served_version
-    from serving.client import ServingClient
-    from serving.errors import ServingClientError
+    from pipelines.pacs import PacsClient, new_studies, read_refusals, served_version
+    from serving import ServingClient, ServingClientError
 
     configure_logging()
     settings = get_settings()
@@ -42,10 +40,9 @@ def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> di
     logged with its UID and the others go on; the task then fails naming them (a retry redoes only
     those: the others hold their report)."""
     from mura_core.config import load_config
-    from pipelines.dicom.pixels import limit_decode_memory
-    from pipelines.pacs.client import PacsClient
-    from pipelines.pacs.inference import answer_study
-    from serving.client import ServingClient
+    from pipelines.dicom import limit_decode_memory
+    from pipelines.pacs import PacsClient, answer_study
+    from serving import ServingClient
 
     configure_logging()
     limit_decode_memory()  # a file that makes a decoder allocate gigabytes is refused, not the batch killed
@@ -69,7 +66,7 @@ def pacs_answer_studies(study_uids: list[str], model: str = DEFAULT_MODEL) -> di
             if result["status"] == "refused":
                 refused[uid] = result["reason"]
         if refused:
-            from pipelines.pacs.inference import record_refusals, served_version
+            from pipelines.pacs import record_refusals, served_version
 
             record_refusals(settings.mura_home, model, served_version(serving, model), refused)
     if failed:

@@ -61,7 +61,7 @@ OVERRIDE_KEYS = (
     "augment",
     "ensemble",
 )
-# What dags/mura_retrain.py uses besides the steps below.
+# The flow's front door: what the DAG file, its approval step and `mura train` use.
 __all__ = [
     "APPROVE_TASK",
     "DATA_ASSET_URI",
@@ -86,7 +86,9 @@ __all__ = [
     "approval_choices",
     "approval_chooser",
     "approval_mode",
+    "approval_timeout",
     "preset_choices",
+    "train_evaluate_export",
 ]
 
 
@@ -199,7 +201,7 @@ def candidates_for(
 ) -> list[Candidate]:
     """One candidate per architecture (and per ensemble member) of the resolved config, checked
     before any training: the DAG's plan and `mura train`'s."""
-    from pipelines.training.presets import resolve_config
+    from pipelines.training import resolve_config
 
     config = resolve_config(preset, overrides)
     if not config.architectures:
@@ -229,7 +231,7 @@ def member_overrides(overrides: dict[str, Any], arch: str, seed: int, member: in
 
 def combine_members(trained: list[TrainResult]) -> list[TrainResult]:
     """One result per architecture: an ensemble's members averaged into one model (its own run)."""
-    from pipelines.training.presets import resolve_config
+    from pipelines.training import resolve_config
 
     configure_logging()
     combined = []
@@ -238,7 +240,7 @@ def combine_members(trained: list[TrainResult]) -> list[TrainResult]:
         if len(members) == 1:
             combined.extend(members)
             continue
-        from pipelines.training.ensemble import combine_runs
+        from pipelines.training import combine_runs
 
         first = members[0].candidate
         config = resolve_config(first.preset, {k: v for k, v in first.overrides.items() if k != "seed"})
@@ -253,7 +255,7 @@ def combine_members(trained: list[TrainResult]) -> list[TrainResult]:
 
 def train_candidate(candidate: Candidate) -> TrainResult:
     """Train one candidate (one MLflow run) and record its data-validation result on the run."""
-    from pipelines.training.run import train
+    from pipelines.training import train
 
     configure_logging()
     config = {"preset": candidate.preset, **candidate.overrides}
@@ -266,7 +268,7 @@ def train_candidate(candidate: Candidate) -> TrainResult:
 
 
 def _tag_validation(run_id: str, validation: Validation) -> None:
-    from pipelines.tracking.client import connect
+    from pipelines.tracking import connect
 
     client = connect()
     client.set_tag(run_id, VALIDATION_SUCCESS_TAG, str(validation.success))
@@ -276,7 +278,7 @@ def _tag_validation(run_id: str, validation: Validation) -> None:
 def evaluate_candidate(trained: TrainResult) -> Evaluation:
     """Study-level evaluation of one trained run on `valid`; its eval.* metrics."""
     from pipelines.evaluation import evaluate_run
-    from pipelines.monitoring.reference import record_reference
+    from pipelines.monitoring import record_reference
 
     configure_logging()
     manifest = trained.candidate.manifest
@@ -311,7 +313,7 @@ def select_and_register(evaluated: list[Evaluation]) -> Registration:
     Safe to run twice (an Airflow retry): a run already registered keeps its version and its exported
     files (exporting again would change the bytes the version's hash was taken of).
     """
-    from pipelines.registry.registration import register_version, registered_version
+    from pipelines.registry import register_version, registered_version
 
     configure_logging()
     best = best_candidate(evaluated)
@@ -333,8 +335,7 @@ def gate(
     """Decide: judge the version against the floors and the champion, apply the promotion rule
     (`approval` auto: a passing version becomes champion, recorded as chosen by `chooser`; required:
     challenger, a reviewer decides). Auto where params.yaml does not allow it is a ConfigError."""
-    from pipelines.registry.approval import record_auto
-    from pipelines.registry.registration import gate_version
+    from pipelines.registry import gate_version, record_auto
 
     configure_logging()
     verdict = gate_version(registration.model, registration.version, approval)
@@ -347,8 +348,8 @@ def approval_question(verdict: GateVerdict, dag_run_id: str):
     """The question for a reviewer (views.approval_question.ApprovalQuestion), or None when none is asked:
     approval is not required, the version failed the gate, or it holds no challenger alias (already
     champion: a retried gate, or promoted meanwhile)."""
-    from pipelines.registry.approval import settled
-    from pipelines.views.approval_question import question
+    from pipelines.registry import settled
+    from pipelines.views import question
 
     configure_logging()
     if verdict.approval != Approval.REQUIRED or not verdict.passed or CHALLENGER not in verdict.aliases:
@@ -373,8 +374,7 @@ def approval_answer(
 ) -> GateVerdict:
     """Act on the reviewer's answer (None: timed out) and record it; the verdict with the aliases the
     version holds now (what deploy then serves). The model card is written again to show the decision."""
-    from pipelines.registry.approval import decide
-    from pipelines.registry.registration import republish_card
+    from pipelines.registry import decide, republish_card
 
     configure_logging()
     decide(verdict.model, verdict.version, chosen, by, dag_run_id, asked_champion)

@@ -63,7 +63,7 @@ class ChampionWatchingTrigger(HITLTrigger):
     async def _stale(self) -> str | None:
         from asgiref.sync import sync_to_async
 
-        from pipelines.registry.approval import stale
+        from pipelines.registry import stale
 
         try:
             return await sync_to_async(stale)(self.model, self.version, self.asked_champion)

@@ -25,7 +25,7 @@ RECOMMENDATION_TAG = "monitor.recommendation"
 
 
 def _aliases(client, model: str) -> tuple[ModelVersion, ModelVersion | None]:
-    from pipelines.tracking.client import get_registered
+    from pipelines.tracking import get_registered
 
     try:
         aliases = get_registered(client, model).aliases
@@ -41,7 +41,7 @@ def _aliases(client, model: str) -> tuple[ModelVersion, ModelVersion | None]:
 
 
 def _drift(client, champion, manifest: pd.DataFrame, data_root: Path, params: MonitorParams, scratch: Path):
-    from pipelines.training.layers import load_model
+    from pipelines.training import load_model
 
     model = load_model(client.download_artifacts(champion.run_id, MODEL_ARTIFACT, str(scratch)))
     return drift_from_training(client, champion.run_id, model, manifest, data_root, params, scratch)
@@ -82,10 +82,10 @@ def drift_from_training(
 
 def _live(model: str, challenger, manifest: pd.DataFrame, data_root: Path, params, evaluation) -> LiveCheck:
     from mura_core.settings import get_settings
-    from pipelines.evaluation.metrics import Uncertainty
+    from pipelines.evaluation import Uncertainty
     from pipelines.monitoring.live import performance, score_served, shadow_comparison
     from pipelines.monitoring.profile import sample_rows
-    from serving.client import ServingClient, ServingClientError
+    from serving import ServingClient, ServingClientError
 
     labelled = manifest[manifest["split"] == "valid"]
     if params.live_studies <= 0 or labelled.empty:
@@ -183,11 +183,10 @@ def run_monitor(
 ) -> MonitorCheck:
     """Check the release under `data_root` against the served model's champion (and challenger)."""
     from mura_core.settings import get_settings
-    from pipelines.data.manifest import build_manifest
-    from pipelines.data.versioning import folder_md5
+    from pipelines.data import build_manifest, folder_md5
     from pipelines.monitoring.metrics import publish
     from pipelines.monitoring.tracking import log_check
-    from pipelines.tracking.client import connect, tracking_errors
+    from pipelines.tracking import connect, tracking_errors
 
     config = load_config()
     params = params or config.monitor

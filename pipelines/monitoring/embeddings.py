@@ -11,7 +11,7 @@ def feature_models(model) -> list:
     """pixels -> the pooled backbone output, one model per network (an ensemble: per member)."""
     import keras
 
-    from pipelines.training.zoo import BACKBONE_NAME
+    from pipelines.training import BACKBONE_NAME
 
     members = [layer for layer in model.layers if layer.name.startswith("member_")] or [model]
     extractors = []
@@ -24,7 +24,7 @@ def feature_models(model) -> list:
 
 def image_embeddings(model, data_root: Path, image_paths: list[str], batch: int = 32) -> np.ndarray:
     """[N, D] features of the images, framed exactly as the model sees them when served."""
-    from pipelines.evaluation.explain import frame_image
+    from pipelines.evaluation import frame_image
 
     extractors = feature_models(model)
     height, width = model.input_shape[1:3]

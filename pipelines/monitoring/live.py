@@ -12,8 +12,7 @@ import pandas as pd
 from mura_core.config import load_config
 from mura_core.contracts import OUTPUT_STUDY_CALIBRATION as STUDY_CALIBRATION
 from mura_core.stages import ShadowComparison
-from pipelines.evaluation.bootstrap import interval, paired_differences
-from pipelines.evaluation.metrics import Uncertainty, evaluate_predictions, study_scores
+from pipelines.evaluation import Uncertainty, evaluate_predictions, interval, paired_differences, study_scores
 
 
 def score_served(
@@ -21,7 +20,7 @@ def score_served(
 ) -> pd.DataFrame:
     """`rows` (manifest rows) with the served `probability` (calibrated), `raw_probability`, the study
     probability the served model's calibration gives, and the `threshold` of `label`."""
-    from pipelines.evaluation.calibration import OperatingPoint
+    from pipelines.evaluation import OperatingPoint
 
     answers: list[dict] = []
     paths = list(rows["image_path"])

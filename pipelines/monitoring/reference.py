@@ -62,8 +62,8 @@ def record_reference(run_id: str, data_root: Path | str | None = None, manifest=
     from mlflow.tracking import MlflowClient
 
     from mura_core.config import load_config
-    from pipelines.evaluation.artifacts import download_model, run_manifest
-    from pipelines.training.layers import load_model
+    from pipelines.evaluation import download_model, run_manifest
+    from pipelines.training import load_model
 
     client = MlflowClient()
     params = load_config().monitor

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mura_core.contracts import part_slug
 from mura_core.stages import MonitorCheck
-from pipelines.tracking.client import experiment_id
+from pipelines.tracking import experiment_id
 
 EXPERIMENT = "mura-monitoring"
 

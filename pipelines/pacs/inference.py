@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from mura_core.contracts import DEFAULT_MODEL
-from pipelines.dicom.studies import group_studies
+from pipelines.dicom import group_studies
 from pipelines.pacs.report import (
     SERIES_PREFIX,
     overlay_captures,
@@ -28,7 +28,7 @@ def served_version(serving, model: str) -> int:
     """The version answering under `model` (its champion: the only one served under that name)."""
     available = [entry["version"] for entry in serving.model_status(model) if entry["state"] == "AVAILABLE"]
     if not available:
-        from serving.errors import ServingClientError
+        from serving import ServingClientError
 
         raise ServingClientError(f"{model} has no AVAILABLE version: deploy a champion first", "UNAVAILABLE")
     return max(available)
@@ -158,7 +158,7 @@ def overlay_pixels(
     import numpy as np
     from PIL import Image
 
-    from serving.overlay import overlay_png
+    from serving import overlay_png
 
     explained = serving.explain_images(encoded, model)
     pairs = []

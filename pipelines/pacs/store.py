@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from pipelines.dicom.pixels import read_dicom
-from pipelines.dicom.studies import dicom_files
+from pipelines.dicom import dicom_files, read_dicom
 
 
 def push_folder(client, folder: Path) -> dict:

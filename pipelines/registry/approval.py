@@ -23,7 +23,7 @@ from mura_core.contracts import (
 )
 from pipelines.registry.promotion import now_utc, promote
 from pipelines.registry.verdict import record_trusted, sign_record
-from pipelines.tracking.client import connect, tracking_errors
+from pipelines.tracking import connect, tracking_errors
 
 LOGGER = logging.getLogger(__name__)
 

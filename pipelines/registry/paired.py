@@ -22,7 +22,7 @@ import pandas as pd
 
 from mura_core.config import GateParams
 from mura_core.contracts import part_slug
-from pipelines.evaluation.bootstrap import interval, paired_differences
+from pipelines.evaluation import interval, paired_differences
 
 MIN_PAIRED_STUDIES = 20  # fewer paired studies than this cannot show a regression
 PAIRED_SEED = 0  # one resampling for every verdict: gating the same pair twice gives the same answer

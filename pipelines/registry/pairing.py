@@ -26,7 +26,7 @@ def paired_holdout(client, challenger_run: str, champion_run: str) -> PairedStud
     """Both runs' calibrated study predictions on the challenger's holdout studies, or why there are
     none (a run evaluated before operating points existed; a champion that cannot be scored on the new
     holdout). A holdout table that exists but cannot be read raises (HoldoutUnreadable)."""
-    from pipelines.evaluation.holdout import stored_holdout_studies
+    from pipelines.evaluation import stored_holdout_studies
 
     challenger = stored_holdout_studies(client, challenger_run)
     if challenger is None:
@@ -53,8 +53,7 @@ def _unpaired(reason: str) -> Unpaired:
 
 def _score_champion(client, challenger_run: str, champion_run: str):
     """The champion's model scored on the challenger's holdout rows (the data changed between them)."""
-    from pipelines.evaluation.artifacts import run_manifest
-    from pipelines.evaluation.holdout import scored_holdout_studies
+    from pipelines.evaluation import run_manifest, scored_holdout_studies
 
     root = Path(client.get_run(challenger_run).data.tags.get("data.root", ""))
     with tempfile.TemporaryDirectory() as folder:

@@ -16,7 +16,7 @@ from typing import NoReturn
 from mura_core.contracts import CHALLENGER, CHAMPION, GATE_REASON_TAG, PASSED, Approval
 from mura_core.errors import RegistryError
 from pipelines.registry.verdict import trusted_status
-from pipelines.tracking.client import (
+from pipelines.tracking import (
     check_alias_name,
     connect,
     get_registered,

@@ -35,7 +35,7 @@ from pipelines.registry.hashing import HASH_TAG, saved_model_digest
 from pipelines.registry.pairing import paired_holdout
 from pipelines.registry.promotion import apply_promotion_rule, now_utc
 from pipelines.registry.verdict import Verdict, record_verdict
-from pipelines.tracking.client import connect, tracking_errors, version_metrics
+from pipelines.tracking import connect, tracking_errors, version_metrics
 
 LOGGER = logging.getLogger(__name__)
 LINEAGE_TAGS = (

@@ -26,7 +26,7 @@ from pipelines.stack.services import (
     services,
     write_gateway_config,
 )
-from pipelines.tracking.accounts import REVIEWER, account, accounts_file
+from pipelines.tracking import REVIEWER, account, accounts_file
 
 POOL_ARGUMENTS = (DVC_POOL, "1", DVC_POOL_DESCRIPTION)
 START_TIMEOUT = 180.0
@@ -44,9 +44,9 @@ def _environment(settings: Settings) -> dict[str, str]:
 
 def _prepare(settings: Settings, env: dict[str, str]) -> None:
     """One-time state: the Airflow DB, the DVC pool, an empty models.config for the server."""
-    from pipelines.pacs.orthanc import orthanc_binary
-    from pipelines.pacs.orthanc import write_config as write_pacs_config
-    from serving.repository import read_models_config, write_models_config
+    from pipelines.pacs import orthanc_binary
+    from pipelines.pacs import write_config as write_pacs_config
+    from serving import read_models_config, write_models_config
 
     admin_password(settings)
     reviewer_password(settings)
@@ -172,7 +172,7 @@ def _stop_unsupervised(run_dir) -> list[str]:
 
 def _provision_accounts(settings: Settings) -> None:
     """The MLflow accounts and their permissions on the embedded server (idempotent)."""
-    from pipelines.tracking.accounts import ensure_embedded_accounts, provision
+    from pipelines.tracking import ensure_embedded_accounts, provision
 
     try:
         provision(mlflow_url(settings), ensure_embedded_accounts(settings.mura_home))
@@ -271,7 +271,7 @@ def status(settings: Settings | None = None) -> dict:
         urls["gateway_rest"] = f"https://{settings.gateway_rest}"
         urls["gateway_certificate"] = str(gateway_certificate(settings).ca)  # what clients trust
     if "pacs" in report:
-        from pipelines.pacs.orthanc import credentials_file
+        from pipelines.pacs import credentials_file
 
         urls["pacs"] = settings.pacs_url
         urls["pacs_explorer"] = settings.pacs_url.removesuffix("/dicom-web") + "/app/explorer.html"

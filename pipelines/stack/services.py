@@ -19,17 +19,19 @@ from mura_core.contracts import REVIEWER_ROLE
 from mura_core.ports import host_port
 from mura_core.private_files import read_private, write_private
 from mura_core.settings import EMBEDDED_MLFLOW_URL, Settings
-from pipelines.tracking.accounts import (
+from pipelines.tracking import (
     PIPELINE,
+    SERVER_ENVIRONMENT,
     VIEWER,
     account,
+    embedded_store,
     ensure_embedded_accounts,
+    server_command,
     server_environment,
 )
-from pipelines.tracking.server import SERVER_ENVIRONMENT, embedded_store, server_command
 
 if TYPE_CHECKING:
-    from serving.gateway import GatewayCertificate
+    from serving import GatewayCertificate
 
 AIRFLOW_ADMIN = "admin"
 
@@ -232,14 +234,14 @@ def gateway_folder(settings: Settings) -> Path:
 
 def gateway_certificate(settings: Settings) -> GatewayCertificate:
     """The embedded gateway's certificate and key for 127.0.0.1 and localhost, and the CA clients trust."""
-    from serving.gateway import ensure_certificate
+    from serving import ensure_certificate
 
     return ensure_certificate(settings.mura_home / "secrets" / "gateway")
 
 
 def write_gateway_config(settings: Settings) -> Path:
     """The embedded gateway's nginx.conf: TLS on MURA_GATEWAY_GRPC/REST in front of the local server."""
-    from serving.gateway import GatewayOptions, write_standalone
+    from serving import GatewayOptions, write_standalone
 
     certificate, key, _ = gateway_certificate(settings)
     options = GatewayOptions(
@@ -256,7 +258,7 @@ def write_gateway_config(settings: Settings) -> Path:
 
 def gateway_service(settings: Settings) -> Service | None:
     """nginx as the TLS inference gateway, when it is installed (`apt-get install nginx`)."""
-    from serving.gateway import command
+    from serving import command
 
     nginx = nginx_binary()
     if nginx is None:
@@ -275,7 +277,7 @@ def gateway_service(settings: Settings) -> Service | None:
 
 def pacs_service(settings: Settings) -> Service | None:
     """Orthanc as the research PACS, when it is installed (`apt-get install orthanc orthanc-dicomweb`)."""
-    from pipelines.pacs.orthanc import command, orthanc_binary
+    from pipelines.pacs import command, orthanc_binary
 
     if orthanc_binary() is None:
         return None

@@ -18,8 +18,7 @@ from mura_core.contracts import class_map, parse_task
 from mura_core.errors import ConfigError, DataError
 from mura_core.settings import get_settings
 from mura_core.stages import TrainedRun
-from pipelines.data.manifest import manifest_hash
-from pipelines.data.versioning import code_state, data_lineage
+from pipelines.data import code_state, data_lineage, manifest_hash
 from pipelines.training import fit, inputs, tracking
 from pipelines.training.presets import TrainConfig, check_config, resolve_config
 from pipelines.training.tasks import check_task_rows, select_rows

@@ -16,8 +16,7 @@ import yaml
 from mura_core.config import load_config
 from mura_core.contracts import parse_task
 from mura_core.settings import get_settings
-from pipelines.data.manifest import manifest_hash
-from pipelines.data.versioning import code_state
+from pipelines.data import code_state, manifest_hash
 from pipelines.training import fit, tracking
 from pipelines.training.presets import TUNED_PRESETS_FILE, TrainConfig
 from pipelines.training.run import as_config, devices, load_manifest, make_datasets, prepare_rows

@@ -7,12 +7,24 @@ pipelines.validation.image_checks do not pay for pandas and GX.
 
 from __future__ import annotations
 
-__all__ = ["validate", "validate_data_dir", "validate_manifest_file"]
+from typing import TYPE_CHECKING
 
+from mura_core.doors import open_door
 
-def __getattr__(name: str):
-    if name in __all__:
-        from pipelines.validation import runner
+if TYPE_CHECKING:
+    from pipelines.validation.project import default_project_dir as default_project_dir
+    from pipelines.validation.runner import validate as validate
+    from pipelines.validation.runner import validate_data_dir as validate_data_dir
+    from pipelines.validation.runner import validate_manifest_file as validate_manifest_file
 
-        return getattr(runner, name)
-    raise AttributeError(f"module 'pipelines.validation' has no attribute '{name}'")
+# The front door: what other rooms may use, by the module of the room that defines it (loaded on
+# first use, so importing the room stays cheap).
+__all__, __getattr__ = open_door(
+    __name__,
+    {
+        "default_project_dir": "project",
+        "validate": "runner",
+        "validate_data_dir": "runner",
+        "validate_manifest_file": "runner",
+    },
+)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mura_core.errors import DataValidationError
 from mura_core.stages import Validation
-from pipelines.data.layout import parse_image_path
+from pipelines.data import parse_image_path
 from pipelines.validation.image_checks import image_columns
 
 # Manifest columns the suite needs, with the Python kind of their values.

@@ -45,7 +45,7 @@ def validate(
     uncommitted/ receives the Data Docs. `data_version` names the data in the Data Docs (the run
     name; default: the manifest's hash).
     """
-    from pipelines.data.manifest import manifest_hash
+    from pipelines.data import manifest_hash
     from pipelines.validation.docs_assets import localize
     from pipelines.validation.project import default_project_dir, docs_index, ensure_gate
 
@@ -86,14 +86,14 @@ def validate(
 
 def validate_manifest_file(manifest_path: Path, data_root: Path, **options) -> Validation:
     """The Airflow task's single call: read a manifest parquet, validate it, raise on failure."""
-    from pipelines.data.manifest import read_manifest
+    from pipelines.data import read_manifest
 
     return validate(read_manifest(Path(manifest_path)), Path(data_root), **options)
 
 
 def validate_data_dir(data_root: Path, **options) -> Validation:
     """Build the manifest of `data_root` (holdout settings of params.yaml) and validate it."""
-    from pipelines.data.manifest import build_manifest
+    from pipelines.data import build_manifest
 
     manifest = build_manifest(Path(data_root))
     return validate(manifest.frame, Path(data_root), **options)

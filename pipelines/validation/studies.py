@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.data.layout import IMAGE_PATH_PATTERN, SPLITS, STUDY_CSV
-from pipelines.data.release import read_study_csv, release_dir
+from pipelines.data import IMAGE_PATH_PATTERN, SPLITS, STUDY_CSV, read_study_csv, release_dir
 
 
 def csv_study_entries(data_root: Path) -> Counter:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from mura_core.contracts import BODY_PARTS
-from pipelines.data.layout import IMAGE_PATH_PATTERN, STUDY_PATH_PATTERN
+from pipelines.data import IMAGE_PATH_PATTERN, STUDY_PATH_PATTERN
 from pipelines.validation.frame import REQUIRED_COLUMNS
 
 SUITE_NAME = "mura_manifest"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mura_core.contracts import CHAMPION, PROMOTE_OPTION
-from pipelines.tracking.client import connect, tracking_errors
+from pipelines.tracking import connect, tracking_errors
 
 PART_MOVE = 0.05  # a body part's study kappa that moved at least this much is named in the question
 

@@ -24,11 +24,9 @@ from mura_core.contracts import (
     interval_names,
 )
 from mura_core.errors import ConfigError, RegistryError
-from pipelines.deployment.reconciler import registered_models
-from pipelines.registry.hashing import HASH_TAG, saved_model_digest
-from pipelines.registry.promotion import UnreadableTag, alias_events
-from pipelines.registry.verdict import trusted_status
-from pipelines.tracking.client import connect, get_registered, get_version, tracking_errors
+from pipelines.deployment import registered_models
+from pipelines.registry import HASH_TAG, UnreadableTag, alias_events, saved_model_digest, trusted_status
+from pipelines.tracking import connect, get_registered, get_version, tracking_errors
 
 SPEC = re.compile(r"^(?P<model>[^@/]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))?$")
 PART_METRIC = re.compile(r"^eval\.(?P<part>[a-z]+)\.study_(?P<metric>kappa|auroc)$")
@@ -62,7 +60,7 @@ def resolve_spec(client, spec: str) -> tuple[str, int]:
 def _served(model: str, version: int, expected_hash: str | None) -> dict:
     """Labels of `version` in models.config and whether the files served hash to the registered hash."""
     from mura_core.settings import get_settings
-    from serving.repository import served_versions
+    from serving import served_versions
 
     settings = get_settings()
     versions, labels = served_versions(model, settings.models_config_path)
@@ -198,7 +196,7 @@ def data_md5_of(rev_or_md5: str, repo_root: Path | None = None) -> str:
     if rev_or_md5.endswith(".dir"):
         return rev_or_md5
     from mura_core.settings import get_settings
-    from pipelines.data.dvc import pointer_at
+    from pipelines.data import pointer_at
 
     return str(pointer_at(Path(repo_root or get_settings().repo_root), rev_or_md5)[1]["md5"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from mura_core.contracts import EXPERIMENT, GATE_STATUS_TAG, STUDY_KAPPA, interval_names
-from pipelines.deployment.reconciler import registered_models
-from pipelines.registry.verdict import trusted_status, verify_key
-from pipelines.tracking.client import connect, tracking_errors
+from pipelines.deployment import registered_models
+from pipelines.registry import trusted_status, verify_key
+from pipelines.tracking import connect, tracking_errors
 
 
 def _kappa(metrics: dict[str, float]) -> str:
@@ -50,7 +50,7 @@ def training_runs(limit: int = 20, client=None) -> list[dict]:
 def model_versions(client=None) -> list[dict]:
     """Every version of every platform model: aliases, gate verdict, study kappa, labels it serves as."""
     from mura_core.settings import get_settings
-    from serving.repository import served_versions
+    from serving import served_versions
 
     client = client or connect()
     settings = get_settings()

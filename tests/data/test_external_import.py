@@ -46,7 +46,7 @@ def test_a_folder_import_writes_a_deidentified_release_and_names_each_refusal(
 ):
     from pipelines.data.release import read_study_csv, release_dir
     from pipelines.external.importer import import_site
-    from pipelines.external.site import IMPORT_REPORT
+    from pipelines.external.sites import IMPORT_REPORT
 
     rows = [row for row in _labels(site_dicom) if row["label"] != ""]
     burned, unlabelled, broken = (
@@ -125,7 +125,7 @@ def test_a_site_that_fails_the_data_gate_is_not_evaluated(site_dicom, site_env, 
     says so, and validation refuses before any model is asked."""
     from mura_core.errors import DataValidationError
     from pipelines.external.importer import import_site
-    from pipelines.external.site import site
+    from pipelines.external.sites import site
     from pipelines.external.validate import gated_release
 
     result = import_site("small", site_dicom / "labels.csv", folder=site_dicom, push=False)
@@ -202,7 +202,7 @@ def test_a_malformed_labels_file_is_refused_with_the_reason(tmp_path, text, mess
 @pytest.mark.parametrize("name", ["../data", "St Olav", "", "a" * 49, "-x", "st-olav\n"])
 def test_a_site_name_that_is_not_a_plain_slug_is_refused(name):
     from mura_core.errors import ConfigError
-    from pipelines.external.site import check_site
+    from pipelines.external.sites import check_site
 
     with pytest.raises(ConfigError, match="lower-case letters"):
         check_site(name)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mura_core.settings import get_settings
-from pipelines.stack.backup import BackupError, backup, restore
+from pipelines.stack.backups import BackupError, backup, restore
 
 
 def _settings(home: Path):

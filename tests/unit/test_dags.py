@@ -85,7 +85,7 @@ def test_dag_folder_parses_without_errors_or_heavy_imports(parsed):
 def test_external_validation_checks_the_gate_then_measures_and_its_form_refuses_a_path_as_site(parsed):
     import re
 
-    from pipelines.external.site import SITE_NAME
+    from pipelines.external.sites import SITE_NAME
 
     dag = parsed["dags"]["mura_external_validation"]
     assert list(dag["tasks"]) == ["check_gate", "validate"] and dag["timetable"] == "NullTimetable"
