@@ -197,7 +197,7 @@ def _one_architecture(config: TrainConfig | dict | None) -> TrainConfig:
     return config
 
 
-def _scoped_model(config: TrainConfig, task, hardware: Devices):
+def scoped_model(config: TrainConfig, task, hardware: Devices):
     """The untrained model of config.arch, its variables created in the devices' scope."""
     with hardware.scope():
         return build_model(
@@ -242,7 +242,7 @@ def train(
     try:
         with hardware.precision():
             keras.utils.set_random_seed(config.seed)
-            model = _scoped_model(config, task, hardware)
+            model = scoped_model(config, task, hardware)
             phases = fit.plan_phases(config, pretrained)
             results = fit.run_phases(
                 model,

@@ -19,8 +19,15 @@ from mura_core.settings import get_settings
 from pipelines.data import code_state, manifest_hash
 from pipelines.training import fit, tracking
 from pipelines.training.presets import TUNED_PRESETS_FILE, TrainConfig
-from pipelines.training.run import as_config, devices, load_manifest, make_datasets, prepare_rows
-from pipelines.training.zoo import build_model, resolve_weights
+from pipelines.training.run import (
+    as_config,
+    devices,
+    load_manifest,
+    make_datasets,
+    prepare_rows,
+    scoped_model,
+)
+from pipelines.training.zoo import resolve_weights
 
 
 def trial_config(config: TrainConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
@@ -74,15 +81,7 @@ class MlflowTuner(keras_tuner.BayesianOptimization):
         train_data, holdout_data = make_datasets(config, self.rows, self.root, hardware.replicas)
         phases = fit.plan_phases(config, resolve_weights(config.arch, config.weights) is not None)
         with hardware.precision(), tempfile.TemporaryDirectory() as work_dir:
-            with hardware.scope():
-                model = build_model(
-                    config.arch,
-                    task,
-                    config.image_size,
-                    config.weights,
-                    config.dropout,
-                    config.train_batch_norm,
-                )
+            model = scoped_model(config, task, hardware)
             fit.run_phases(
                 model,
                 task,
