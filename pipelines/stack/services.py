@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from mura_core import NO_TELEMETRY
 from mura_core.contracts import REVIEWER_ROLE
 from mura_core.ports import host_port
 from mura_core.private_files import read_private, write_private
@@ -118,7 +119,7 @@ def base_environment(settings: Settings) -> dict[str, str]:
             "MURA_SERVING_REPLICA_REST": settings.serving_replica_rest,
             "MURA_DEFAULT_PRESET": settings.default_preset,
             "MLFLOW_TRACKING_URI": mlflow_url(settings),
-            "DVC_NO_ANALYTICS": "1",
+            **NO_TELEMETRY,
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
     )

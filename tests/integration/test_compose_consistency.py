@@ -297,6 +297,17 @@ def test_the_mlflow_image_installs_the_guard_the_entry_point_names_and_nothing_i
     assert imported - set(sys.stdlib_module_names) <= {"__future__", "mlflow", "werkzeug"}, imported
 
 
+def test_nothing_the_stack_runs_sends_telemetry(resolved):
+    """A training task once failed inside MLflow's telemetry, and a hospital network allows no outbound
+    call: every Airflow container and the MLflow server run with the libraries' telemetry off."""
+    from mura_core import NO_TELEMETRY
+
+    for name in (*AIRFLOW_SERVICES, "mlflow"):
+        wanted = {key: value for key, value in NO_TELEMETRY.items() if name != "mlflow" or "DVC" not in key}
+        environment = resolved["services"][name]["environment"]
+        assert {key: environment.get(key) for key in wanted} == wanted, name
+
+
 def test_the_mlflow_server_does_not_run_as_root(resolved):
     """MLflow ran as root in its container: a flaw that writes files wrote them as root. Its image ends
     as a user of its own that owns the one folder it writes (the login database's volume)."""

@@ -13,7 +13,13 @@ from tests.doc_blocks import blocks
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = sorted(
-    [REPO / "README.md", REPO / "SECURITY.md", REPO / "CONTRIBUTING.md", REPO / "infra" / "README.md", *(REPO / "docs").glob("*.md")]
+    [
+        REPO / "README.md",
+        REPO / "SECURITY.md",
+        REPO / "CONTRIBUTING.md",
+        REPO / "infra" / "README.md",
+        *(REPO / "docs").glob("*.md"),
+    ]
 )
 GENERATED = {REPO / "docs" / "CLI.md", REPO / "docs" / "TESTING.md"}
 README_LINES = 160  # a newcomer reads it in about five minutes
