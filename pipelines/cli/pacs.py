@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mura_core.contracts import DEFAULT_MODEL
 from mura_core.settings import get_settings
-from pipelines.cli.common import add_json_flag, add_write_back_flag, emit
+from pipelines.cli.common import add_json_flag, add_write_back_flag, emit, printable
 from pipelines.cli.parsing import positive_int
 
 
@@ -41,6 +41,24 @@ def _seed(args) -> int:
     return 0
 
 
+def _push(args) -> int:
+    from pipelines.pacs import PacsClient, push_folder
+
+    settings = get_settings()
+    pushed = push_folder(PacsClient(settings), Path(args.folder))
+    lines = [f"stored {pushed['instances']} instances of {pushed['studies']} studies in {settings.pacs_url}"]
+    if pushed["skipped"]:
+        lines.append(
+            f"skipped {len(pushed['skipped'])} files (not readable DICOM, or no study/instance UID):"
+        )
+        lines += [f"  {printable(name)}" for name in pushed["skipped"]]
+    lines += [f"refused study {uid}: {reason}" for uid, reason in pushed["refused"].items()]
+    if not pushed["instances"] and not pushed["refused"] and not pushed["skipped"]:
+        lines.append(f"no DICOM file under {printable(args.folder)}: nothing was stored")
+    emit(pushed, args.json, "\n".join(lines))
+    return 1 if pushed["refused"] or not pushed["instances"] else 0  # something the user meant was not stored
+
+
 def _studies(args) -> int:
     from pipelines.pacs import PacsClient
 
@@ -67,7 +85,7 @@ def _predict(args) -> int:
 def register(subparsers) -> None:
     """Add the `pacs` command group."""
     pacs = subparsers.add_parser(
-        "pacs", help="the research PACS: seed it with synthetic DICOM studies, list its studies"
+        "pacs", help="the research PACS: store your DICOM studies or synthetic ones, list them, answer one"
     )
     commands = pacs.add_subparsers(dest="pacs_command", required=True, metavar="COMMAND")
     text = (
@@ -85,6 +103,14 @@ def register(subparsers) -> None:
     )
     add_json_flag(seed)
     seed.set_defaults(handler=_seed)
+    text = (
+        "store your own DICOM files in the research PACS (STOW-RS, one request per study; files that are "
+        "not DICOM are skipped and named)"
+    )
+    push = commands.add_parser("push", help=text, description=text)
+    push.add_argument("folder", metavar="PATH", help="a DICOM file, or a folder searched for DICOM files")
+    add_json_flag(push)
+    push.set_defaults(handler=_push)
     text = "list the PACS' studies (QIDO-RS): UID, date, modality, images, body part; no patient identifier"
     studies = commands.add_parser("studies", help=text, description=text)
     studies.add_argument("--date", help="StudyDate: YYYYMMDD or a range YYYYMMDD-YYYYMMDD")

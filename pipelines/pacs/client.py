@@ -46,6 +46,10 @@ class PacsError(MuraError):
     """The PACS could not be reached or refused a request: the message names it and what to do."""
 
 
+class PacsRefusal(PacsError):
+    """The PACS (or the platform, before sending) refused a study's instances: that study alone."""
+
+
 class PacsNotFound(PacsError):
     """The PACS holds nothing of what was asked for (HTTP 404, or an empty answer)."""
 
@@ -251,12 +255,14 @@ class PacsClient:
             return 0
         for dataset in datasets:
             if sequence_depth(dataset) > MAX_NESTING:
-                raise PacsError(
+                raise PacsRefusal(
                     f"an instance of study {dataset.get('StudyInstanceUID', '?')} nests sequences more than "
                     f"{MAX_NESTING} deep: not sent to the PACS (Orthanc 1.10 crashed on 300)"
                 )
         reply = self._call("storing instances", lambda: self._client.store_instances(datasets))
         failed = len(reply.get("FailedSOPSequence", []) or []) if reply is not None else 0
         if failed:
-            raise PacsError(f"the PACS at {self.url} refused {failed} of {len(datasets)} instances (STOW-RS)")
+            raise PacsRefusal(
+                f"the PACS at {self.url} refused {failed} of {len(datasets)} instances (STOW-RS)"
+            )
         return len(datasets)

@@ -5,19 +5,41 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from pipelines.dicom import dicom_files, read_dicom
+from mura_core.errors import DataError
+from pipelines.dicom import DicomImageError, dicom_files, read_dicom
+from pipelines.pacs.client import PacsRefusal
 
 
 def push_folder(client, folder: Path) -> dict:
-    """Store every DICOM file under `folder` in the PACS (`client`: a PacsClient), by study."""
+    """Store every DICOM file under `folder` in the PACS (`client`: a PacsClient), one request per
+    study. A file that is not readable DICOM or has no UIDs is skipped, a study the PACS refuses is
+    named with the reason, and the others are stored; a PACS that cannot be reached stops the push
+    (what was stored stays: storing a study again replaces its instances)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{folder} does not exist: name a DICOM file or a folder holding DICOM files")
     by_study: dict[str, list] = defaultdict(list)
     skipped = []
     for path in dicom_files(folder):
-        dataset = read_dicom(path)
+        try:
+            dataset = read_dicom(path)
+        except DicomImageError:
+            skipped.append(str(path.relative_to(folder)) if path != folder else path.name)
+            continue
         uid = str(dataset.get("StudyInstanceUID", "") or "")
         if not uid or "SOPInstanceUID" not in dataset:  # a DICOMDIR, or an instance stripped of its UIDs
-            skipped.append(path.name)
+            skipped.append(str(path.relative_to(folder)) if path != folder else path.name)
             continue
         by_study[uid].append(dataset)
-    stored = sum(client.store(datasets) for datasets in by_study.values())
-    return {"studies": len(by_study), "instances": stored, "skipped": skipped}
+    stored, refused = 0, {}
+    for uid, datasets in by_study.items():
+        try:
+            stored += client.store(datasets)
+        except PacsRefusal as error:
+            refused[uid] = str(error)
+    return {
+        "studies": len(by_study) - len(refused),
+        "instances": stored,
+        "skipped": skipped,
+        "refused": refused,
+    }

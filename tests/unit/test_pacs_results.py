@@ -171,3 +171,50 @@ def test_an_instance_nested_deeper_than_the_limit_never_reaches_the_pacs():
     with pytest.raises(PacsError, match="nests sequences more than 16 deep"):
         client.store([nested(MAX_NESTING), nested(300)])
     assert sent == []
+
+
+def test_a_folder_pushed_stores_what_is_dicom_names_what_is_not_and_one_refused_study_stops_nothing(tmp_path):
+    """`mura pacs push`: a file that is DICOM in name only is skipped and named, a study the PACS
+    refuses is named with the reason, the other studies are stored; a PACS that cannot be reached
+    stops the push with its error."""
+    from pipelines.pacs.client import PacsError, PacsRefusal
+    from pipelines.pacs.store import push_folder
+
+    other = {**STUDY, "StudyInstanceUID": "1.2.826.0.1.3680043.10.1137.78"}
+    (tmp_path / "in").mkdir()
+    for number, study in ((1, STUDY), (2, STUDY), (3, other)):
+        image = radiograph(
+            np.full((40, 30), 90, np.uint8), variants()[0], "WRIST", PATIENT, study, "1.2.3", number
+        )
+        image.save_as(tmp_path / "in" / f"image{number}.dcm")
+    (tmp_path / "in" / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10")
+    (tmp_path / "in" / "notes.txt").write_text("not DICOM at all: not even looked at")
+
+    class Pacs:
+        def __init__(self, refuse: str = "", down: bool = False):
+            self.stored, self.refuse, self.down = [], refuse, down
+
+        def store(self, datasets):
+            uid = str(datasets[0].StudyInstanceUID)
+            if self.down:
+                raise PacsError("the PACS at http://pacs.invalid is not reachable")
+            if uid == self.refuse:
+                raise PacsRefusal("the PACS refused 1 of 1 instances (STOW-RS)")
+            self.stored.append(uid)
+            return len(datasets)
+
+    pacs = Pacs(refuse=other["StudyInstanceUID"])
+    pushed = push_folder(pacs, tmp_path / "in")
+    assert pacs.stored == [STUDY["StudyInstanceUID"]]
+    assert pushed == {
+        "studies": 1,
+        "instances": 2,
+        "skipped": ["broken.dcm"],
+        "refused": {other["StudyInstanceUID"]: "the PACS refused 1 of 1 instances (STOW-RS)"},
+    }
+    with pytest.raises(PacsError, match="not reachable"):
+        push_folder(Pacs(down=True), tmp_path / "in")
+    from mura_core.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist"):
+        push_folder(Pacs(), tmp_path / "missing")
