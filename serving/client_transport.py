@@ -33,11 +33,38 @@ CODE_BY_HTTP = {
 }
 
 
-def _unavailable(target: str, detail: str, variable: str) -> ServingClientError:
+def _unavailable(target: str, detail: str, variable: str, tls: bool = False) -> ServingClientError:
+    """A server that does not answer, or one that answers in the other protocol (TLS against a plain
+    port, plain against the TLS gateway), named as what it is: both looked like "no server" before."""
+    if tls and any(sign in detail for sign in ("WRONG_VERSION_NUMBER", "wrong version number")):
+        return ServingClientError(
+            f"{target} answers without TLS, and MURA_SERVING_TLS_CA asks for TLS: use the gateway's TLS "
+            "port (`mura status`: Gateway) or unset MURA_SERVING_TLS_CA for TF Serving's own port",
+            "UNAVAILABLE",
+        )
+    if tls and any(sign in detail for sign in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")):
+        return ServingClientError(
+            f"{target}'s TLS certificate is not the one MURA_SERVING_TLS_CA trusts ({detail})", "UNAVAILABLE"
+        )
+    if not tls and "http1.x server" in detail:
+        return ServingClientError(
+            f"{target} answers HTTP/1, not gRPC: a REST port, or the TLS gateway refusing plain text (then "
+            "set MURA_SERVING_TLS_CA to its certificate, `mura status`); TF Serving's gRPC port is MURA_SERVING_GRPC",
+            "UNAVAILABLE",
+        )
+    if not tls and "Socket closed" in detail:
+        return ServingClientError(
+            f"{target} closed the connection at once: if it is the TLS gateway (`mura status`: Gateway), set "
+            f"MURA_SERVING_TLS_CA to its certificate; else start TF Serving with `mura serve` or set {variable}",
+            "UNAVAILABLE",
+        )
     return ServingClientError(
         f"no TF Serving answers at {target} ({detail}): start it with `mura serve` or set {variable}",
         "UNAVAILABLE",
     )
+
+
+PLAIN_TO_TLS = "plain HTTP request was sent to HTTPS port"  # nginx's answer (400) to http:// on its TLS port
 
 
 @dataclass(frozen=True)
@@ -147,7 +174,8 @@ class GrpcTransport:
         except grpc.RpcError as error:
             code = error.code().name if error.code() else "UNKNOWN"
             if code == "UNAVAILABLE":
-                raise _unavailable(self.target, error.details(), "MURA_SERVING_GRPC") from error
+                tls = self.security.tls_ca is not None
+                raise _unavailable(self.target, error.details() or "", "MURA_SERVING_GRPC", tls) from error
             raise ServingClientError(f"{model}: {error.details()} ({code})", code) from error
 
     def predict(self, arrays, model, version, label, signature_name):
@@ -240,13 +268,19 @@ class RestTransport:
         try:
             response = self._session.request(method, url, timeout=self.timeout, verify=self._verify, **kwargs)
         except requests.exceptions.SSLError as error:
-            raise _unavailable(self.base, f"TLS failed: {error}", "MURA_SERVING_TLS_CA") from error
+            raise _unavailable(self.base, f"TLS failed: {error}", "MURA_SERVING_TLS_CA", tls=True) from error
         except requests.ConnectionError as error:
             raise _unavailable(self.base, "connection refused", "MURA_SERVING_REST") from error
         try:
             payload = response.json()
         except ValueError:
             payload = {"error": response.text[:200]}
+        if response.status_code == 400 and PLAIN_TO_TLS in response.text:
+            raise ServingClientError(
+                f"{self.base} is the TLS gateway: set MURA_SERVING_TLS_CA to its certificate (`mura status`) "
+                "to use https, or use TF Serving's own port",
+                "UNAVAILABLE",
+            )
         if response.status_code != 200:
             code = CODE_BY_HTTP.get(response.status_code, "UNKNOWN")
             raise ServingClientError(

@@ -133,6 +133,30 @@ def test_predict_through_the_gateway_equals_a_direct_call(gateway, server, proto
         assert through.model_status("linear")[0]["state"] == "AVAILABLE"
 
 
+def test_tls_against_a_plain_port_and_plain_against_the_gateway_are_named_as_such(gateway, server):
+    """With MURA_SERVING_TLS_CA set for the gateway, a call to the plain port said "no TF Serving answers
+    ... start it with mura serve": the protocol mismatch is named now, each way, over gRPC and REST."""
+    from serving.client import ServingClient
+    from serving.errors import ServingClientError
+
+    x = {"x": np.array(X, np.float32)}
+    cases = [
+        (ServingClient(server.grpc_target, tls_ca=gateway["ca"]), "answers without TLS"),
+        (
+            ServingClient(server.rest_url.removeprefix("http://"), protocol="rest", tls_ca=gateway["ca"]),
+            "answers without TLS",
+        ),
+        (
+            ServingClient(gateway["options"].grpc_listen),
+            "answers HTTP/1, not gRPC: a REST port, or the TLS gateway",
+        ),
+        (ServingClient(gateway["options"].rest_listen, protocol="rest"), "is the TLS gateway"),
+    ]
+    for client, named in cases:
+        with client, pytest.raises(ServingClientError, match=named):
+            client.predict(x, "linear", label="stable")
+
+
 def _every_call_answered(gateway: dict, calls: int) -> None:
     """`calls` predictions over gRPC, then over REST, through `gateway`: each one answered right."""
     for protocol in ("grpc", "rest"):

@@ -124,3 +124,35 @@ def test_the_first_requests_of_several_threads_share_one_set_of_messages():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize(
+    ("detail", "tls", "named"),
+    [
+        (  # what grpc 1.7x said, TLS client against a plain gRPC port
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed "
+            "(TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER",
+            True,
+            "answers without TLS",
+        ),
+        (  # plain client against a TLS gRPC server
+            "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed",
+            False,
+            "if it is the TLS gateway",
+        ),
+        (  # a certificate signed by another CA
+            "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: CERTIFICATE_VERIFY_FAILED",
+            True,
+            "is not the one MURA_SERVING_TLS_CA trusts",
+        ),
+        (  # nothing listens
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Connection refused",
+            False,
+            "no TF Serving answers at 127.0.0.1:1",
+        ),
+    ],
+)
+def test_a_protocol_mismatch_is_named_as_one_not_as_a_missing_server(detail, tls, named):
+    from serving.client_transport import _unavailable
+
+    assert named in str(_unavailable("127.0.0.1:1", detail, "MURA_SERVING_GRPC", tls))
