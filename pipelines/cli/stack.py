@@ -35,7 +35,7 @@ def _describe(report: dict) -> str:
         *(
             [
                 f"Gateway      TLS gRPC {urls['gateway_grpc']}, REST {urls['gateway_rest']}  "
-                f"(MURA_SERVING_TLS_CA={urls['gateway_certificate']})"
+                f"(MURA_SERVING_TLS_CA={urls['gateway_certificate']}, MURA_SERVING_TOKEN={urls['gateway_token']})"
             ]
             if "gateway_grpc" in urls
             else [

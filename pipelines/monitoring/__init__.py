@@ -10,8 +10,8 @@ from mura_core.doors import open_door
 if TYPE_CHECKING:
     from pipelines.monitoring.check import drift_from_training as drift_from_training
     from pipelines.monitoring.check import run_monitor as run_monitor
-    from pipelines.monitoring.reference import record_reference as record_reference
     from pipelines.monitoring.readout import summary as summary
+    from pipelines.monitoring.reference import record_reference as record_reference
     from pipelines.monitoring.tracking import latest_check as latest_check
 
 # The front door: what other rooms may use, by the module of the room that defines it (loaded on

@@ -17,6 +17,7 @@ from pipelines.stack.services import (
     airflow_environment,
     base_environment,
     gateway_certificate,
+    gateway_token,
     healthy,
     mlflow_url,
     nginx_binary,
@@ -270,6 +271,7 @@ def status(settings: Settings | None = None) -> dict:
         urls["gateway_grpc"] = settings.gateway_grpc
         urls["gateway_rest"] = f"https://{settings.gateway_rest}"
         urls["gateway_certificate"] = str(gateway_certificate(settings).ca)  # what clients trust
+        urls["gateway_token"] = gateway_token(settings)  # what clients send (MURA_SERVING_TOKEN)
     if "pacs" in report:
         from pipelines.pacs import credentials_file
 

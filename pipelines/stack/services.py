@@ -240,6 +240,20 @@ def gateway_certificate(settings: Settings) -> GatewayCertificate:
     return ensure_certificate(settings.mura_home / "secrets" / "gateway")
 
 
+def gateway_token(settings: Settings) -> str:
+    """The bearer token the embedded gateway requires: MURA_SERVING_TOKEN when set at `mura up`, else
+    one made once per MURA_HOME (0600; `mura status` prints it). The gateway is never open: a client
+    without it gets UNAUTHENTICATED, as docs/CLIENTS.md shows."""
+    if settings.serving_token:
+        return settings.serving_token
+    path = settings.mura_home / "secrets" / "gateway" / "token"
+    if path.is_file():
+        return read_private(path).strip()
+    token = secrets.token_urlsafe(24)
+    write_private(path, token)
+    return token
+
+
 def write_gateway_config(settings: Settings) -> Path:
     """The embedded gateway's nginx.conf: TLS on MURA_GATEWAY_GRPC/REST in front of the local server."""
     from serving import GatewayOptions, write_standalone
@@ -252,7 +266,7 @@ def write_gateway_config(settings: Settings) -> Path:
         upstream_rest=tuple(rest for _, rest in settings.serving_replicas),
         certificate=str(certificate),
         key=str(key),
-        token=settings.serving_token,
+        token=gateway_token(settings),
     )
     return write_standalone(options, gateway_folder(settings))
 

@@ -111,3 +111,20 @@ def test_a_model_name_outside_the_contract_never_becomes_a_path(tmp_path, name):
     with pytest.raises(ConfigError, match="not allowed"):
         version_folder(options, name, 1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_embedded_gateway_always_asks_for_a_token_made_once_0600(tmp_path, open_umask, monkeypatch):
+    """The demo's gateway had no token, so the documented UNAUTHENTICATED answer never came: without
+    MURA_SERVING_TOKEN the stack makes one (0600), writes it into the gateway's nginx.conf and keeps it;
+    a token given at `mura up` wins."""
+    from mura_core.settings import get_settings
+    from pipelines.stack.services import gateway_token, write_gateway_config
+
+    monkeypatch.delenv("MURA_SERVING_TOKEN", raising=False)
+    settings = get_settings({"MURA_HOME": str(tmp_path / "home")})
+    token = gateway_token(settings)
+    stored = tmp_path / "home" / "secrets" / "gateway" / "token"
+    assert len(token) >= 32 and mode(stored) == 0o600 and gateway_token(settings) == token
+    assert f'"Bearer {token}" 1;' in write_gateway_config(settings).read_text()
+    given = get_settings({"MURA_HOME": str(tmp_path / "home"), "MURA_SERVING_TOKEN": "made-up-token"})
+    assert gateway_token(given) == "made-up-token"
