@@ -129,6 +129,15 @@ def _webhook(args) -> int:
     return 0
 
 
+def _unserved(row: dict) -> bool:
+    """An alias whose label does not serve this version yet (the alias moved; serving follows later)."""
+    from mura_core.contracts import LABEL_OF_ALIAS
+
+    return any(
+        label not in row["labels"] for alias, label in LABEL_OF_ALIAS.items() if alias in row["aliases"]
+    )
+
+
 def _models(args) -> int:
     from pipelines.views import model_versions
 
@@ -141,6 +150,13 @@ def _models(args) -> int:
     header = (
         f"{'MODEL':<24} {'VER':<5} {'ALIASES':<20} {'SERVED AS':<10} {'GATE':<8} VALID STUDY KAPPA [95 % CI]"
     )
+    waiting = [f"{row['model']} v{row['version']}" for row in rows if _unserved(row)]
+    if waiting:  # an alias moved (MLflow UI, mura promote) and serving has not followed yet
+        lines += [
+            "",
+            f"not served yet: {', '.join(waiting)}: the DAG mura_deploy makes serving follow the aliases "
+            "every 5 minutes (at once where the alias webhook is on); `mura deploy` does it now",
+        ]
     emit(rows, args.json, "\n".join([header, *lines]) if rows else "no registered models yet")
     return 0
 

@@ -141,6 +141,9 @@ def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
     assert (unlabelled_version(world, model), unlabelled_version(world, f"{model}_challenger")) == (1, 2)
 
     assert run_cli(["promote", model, "2", "--json"], capsys)[0] == 0
+    # Moved, not served yet: `mura models` says when serving follows and what to run now.
+    code, listed = run_cli(["models"], capsys)
+    assert code == 0 and f"not served yet: {model} v2" in listed and "`mura deploy` does it now" in listed
     code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
     assert code == 0 and report["models"][0]["labels"] == {"stable": 2}
     assert stable_version(world, model) == 2 == unlabelled_version(world, model)
