@@ -28,6 +28,7 @@ import numpy as np
 from mura_core.contracts import BODY_PARTS
 from mura_core.errors import DataError
 
+LOGGER = logging.getLogger(__name__)
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 # BodyPartExamined (upper case) -> MURA study type. Anything else is refused, never guessed.
 STUDY_TYPES = {part.removeprefix("XR_"): part for part in BODY_PARTS}
@@ -135,7 +136,7 @@ def voi_lut(values: np.ndarray, item, little_endian: bool = True) -> np.ndarray:
     return table[index].astype(np.float64) * (255.0 / (2**bits - 1))
 
 
-def _voi(values: np.ndarray, dataset) -> np.ndarray:
+def _voi(values: np.ndarray, dataset, name: str = "DICOM image") -> np.ndarray:
     if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > 0:
         meta = getattr(dataset, "file_meta", None)
         syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -145,6 +146,17 @@ def _voi(values: np.ndarray, dataset) -> np.ndarray:
         function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         return linear_window(values, _first(dataset.WindowCenter), _first(dataset.WindowWidth), function)
     low, high = float(values.min()), float(values.max())
+    with reading(name, "BitsStored"):
+        bits = int(dataset.get("BitsStored", 16) or 16)
+    if bits <= 8 and low >= 0 and high <= 255:
+        # No window on an 8-bit image: its values are the grey levels shown, as a PNG's are. Stretching
+        # them from darkest to brightest changed the answer (0.94 where the image's PNG got 0.68).
+        return values
+    LOGGER.warning(
+        "%s: no window or VOI LUT in the header: shown stretched from its darkest to its brightest pixel, "
+        "which may not be how the site displays it",
+        name,
+    )
     if high == low:
         return np.zeros_like(values)
     return (values - low) / (high - low) * 255.0
@@ -193,7 +205,7 @@ def grey_pixels(dataset, name: str = "DICOM image", max_pixels: int | None = Non
             values = apply_modality_lut(stored, dataset).astype(np.float64)
         if not np.isfinite(values).all():
             raise DicomImageError(f"{name}: Rescale Slope and Intercept give values out of range")
-        shown = _voi(values, dataset)
+        shown = _voi(values, dataset, name)
         if not np.isfinite(shown).all():
             raise DicomImageError(f"{name}: the VOI transform gives values out of range")
     if photometric == "MONOCHROME1":

@@ -210,3 +210,28 @@ def test_a_decoder_past_the_memory_cap_refuses_the_file_and_the_process_lives(tm
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "bomb.dcm: the pixel data cannot be read (MemoryError)"
+
+
+def test_an_8_bit_image_without_a_window_is_shown_as_stored_and_a_stretch_is_said(caplog):
+    """An 8-bit radiograph without a window was stretched from its darkest to its brightest pixel and
+    got 0.94 where its PNG got 0.68: its stored values are the grey levels, as a PNG's are. A deeper
+    image without a window is still stretched (there is nothing else to go by), and the log says so."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    pixels = np.linspace(60, 180, 64 * 48).reshape(64, 48).astype(np.uint8)
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.Rows, dataset.Columns, dataset.SamplesPerPixel = 64, 48, 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 8, 8, 7, 0
+    dataset.PixelData = pixels.tobytes()
+    with caplog.at_level("WARNING"):
+        assert np.array_equal(grey_pixels(dataset, "eight.dcm"), pixels)
+    assert "stretched" not in caplog.text
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 12, 11
+    dataset.PixelData = (pixels.astype(np.uint16) * 16).tobytes()
+    with caplog.at_level("WARNING"):
+        shown = grey_pixels(dataset, "twelve.dcm")
+    assert shown.min() == 0 and shown.max() == 255 and "twelve.dcm: no window" in caplog.text
