@@ -143,7 +143,8 @@ def test_promote_deploy_rollback_and_idempotent_reconcile(world, capsys):
     assert run_cli(["promote", model, "2", "--json"], capsys)[0] == 0
     # Moved, not served yet: `mura models` says when serving follows and what to run now.
     code, listed = run_cli(["models"], capsys)
-    assert code == 0 and f"not served yet: {model} v2" in listed and "`mura deploy` does it now" in listed
+    waiting = next(line for line in listed.splitlines() if line.startswith("not served yet: "))
+    assert code == 0 and f"{model} v2" in waiting.split(": ")[1] and "`mura deploy` does it now" in waiting
     code, report = run_cli(["deploy", "--model", model, "--json"], capsys)
     assert code == 0 and report["models"][0]["labels"] == {"stable": 2}
     assert stable_version(world, model) == 2 == unlabelled_version(world, model)
