@@ -96,7 +96,7 @@ def _pacs_demo(client, settings, urls: dict) -> None:
     pacs.wait_until_stable([study.study_uid for study in pacs.studies()])  # the DAG takes complete ones
     _run_dag(client, settings, "mura_pacs_inference")
     print(
-        f"    Orthanc: {urls['pacs_explorer']} (login in {urls['pacs_credentials']}): each study's series "
+        f"    Orthanc: {urls['pacs_explorer']} (people's login: admin_user and admin_password in {urls['pacs_credentials']}): each study's series "
         "'MURA AI (research use) mura_binary v<N>' holds the model's report"
     )
 
