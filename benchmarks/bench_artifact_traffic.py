@@ -70,10 +70,12 @@ def watch(traffic: Traffic) -> None:
 
 def retrain(traffic: Traffic, data_root: Path) -> dict:
     """The retrain's steps in order, each counted under its task's name."""
+    from mura_core.artifacts import forget
     from mura_core.contracts import Approval
     from pipelines.flows import retrain as flow
 
     def step(name, call, *args):
+        forget()  # each step is a task process of its own in the DAG: nothing carried over
         traffic.step = name
         return call(*args)
 

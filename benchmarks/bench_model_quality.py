@@ -115,7 +115,7 @@ def _holdout_images(run_id: str, data: Path):
 
     with tempfile.TemporaryDirectory() as folder:
         model_path, class_map, _ = download_model(run_id, Path(folder))
-        frame = run_manifest(run_id, None, Path(folder))
+        frame = run_manifest(run_id)
         rows = split_rows(frame, class_map, "holdout")
         return score_images(
             load_model(model_path), rows, data, class_map, load_config().evaluation.batch_size

@@ -45,7 +45,7 @@ def evaluate_run(
         folder = Path(output_dir) if output_dir is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         model_path, class_map, stored = download_model(run_id, Path(download))
-        frame = run_manifest(run_id, manifest, Path(download))
+        frame = run_manifest(run_id, manifest)
         root = Path(data_root) if data_root is not None else Path(run.data.tags.get("data.root", ""))
         if not str(root) or not root.is_dir():
             raise DataError(f"data root {root} not found; pass data_root (the folder holding MURA-v1.1/)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mura_core.artifacts import fetch_once
 from mura_core.contracts import CLASS_MAP_FILE, MODEL_ARTIFACT_DIR, MODEL_FILE
 from mura_core.errors import ConfigError, DataError
 
@@ -14,39 +15,46 @@ OPERATING_POINT_FILE = "operating_point.json"  # beside model.keras: what export
 
 
 def download_model(run_id: str, folder: Path) -> tuple[Path, dict, dict | None]:
-    """model/model.keras of the run, its class map and its stored operating point (None: not fitted)."""
-    import mlflow
+    """model/model.keras of the run, its class map and its stored operating point (None: not fitted).
+    The model and class map come down once per process (mura_core.artifacts); the operating point,
+    which an evaluation may write after training, is read afresh into `folder`."""
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
     try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=MODEL_ARTIFACT_DIR, dst_path=str(folder)
-            )
+        model = fetch_once(run_id, f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE}")
+        class_map = json.loads(
+            fetch_once(run_id, f"{MODEL_ARTIFACT_DIR}/{CLASS_MAP_FILE}").read_text("utf-8")
         )
+        listed = {
+            Path(entry.path).name for entry in MlflowClient().list_artifacts(run_id, MODEL_ARTIFACT_DIR)
+        }
     except (MlflowException, OSError) as error:
         raise ConfigError(
             f"run {run_id} has no model/ artifacts ({error}); train it with `mura train` first"
         ) from None
-    class_map = json.loads((local / CLASS_MAP_FILE).read_text(encoding="utf-8"))
-    stored = local / OPERATING_POINT_FILE
-    point = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() else None
-    return local / MODEL_FILE, class_map, point
+    point = None
+    if OPERATING_POINT_FILE in listed:
+        import mlflow
+
+        stored = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{MODEL_ARTIFACT_DIR}/{OPERATING_POINT_FILE}", dst_path=str(folder)
+        )
+        point = json.loads(Path(stored).read_text(encoding="utf-8"))
+    return model, class_map, point
 
 
-def run_manifest(run_id: str, manifest, folder: Path) -> pd.DataFrame:
-    """`manifest` (a frame or parquet path) when given, else the rows the run was trained on."""
+def run_manifest(run_id: str, manifest=None) -> pd.DataFrame:
+    """`manifest` (a frame or parquet path) when given, else the rows the run was trained on (downloaded
+    once per process)."""
     if manifest is not None:
         from pipelines.training import load_manifest
 
         return load_manifest(manifest)
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="data/manifest.parquet", dst_path=str(folder)
-        )
+        path = fetch_once(run_id, "data/manifest.parquet")
     except (MlflowException, OSError):
         raise DataError(
             f"run {run_id} holds no data/manifest.parquet; pass the manifest explicitly"

@@ -72,6 +72,6 @@ def record_reference(run_id: str, data_root: Path | str | None = None, manifest=
         raise DataError(f"data root {root} not found; pass the folder holding MURA-v1.1/")
     with tempfile.TemporaryDirectory() as folder:
         model_path, _, _ = download_model(run_id, Path(folder))
-        frame = run_manifest(run_id, manifest, Path(folder))
+        frame = run_manifest(run_id, manifest)
         model = load_model(model_path)
         return store_reference(client, run_id, model, frame, root, params.reference_images, params.seed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +55,6 @@ def _score_champion(client, challenger_run: str, champion_run: str):
     from pipelines.evaluation import run_manifest, scored_holdout_studies
 
     root = Path(client.get_run(challenger_run).data.tags.get("data.root", ""))
-    with tempfile.TemporaryDirectory() as folder:
-        frame = run_manifest(challenger_run, None, Path(folder))
+    frame = run_manifest(challenger_run)
     LOGGER.info("scoring champion run %s on the holdout of run %s", champion_run, challenger_run)
     return scored_holdout_studies(champion_run, frame, root)

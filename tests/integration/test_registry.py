@@ -554,6 +554,28 @@ def test_an_approval_record_the_pipeline_did_not_sign_decides_nothing(world):
     assert settled(model, version, "run-7", client) is None
 
 
+def test_a_run_s_model_comes_down_once_per_process_and_its_operating_point_afresh(world, tmp_path):
+    """One evaluate task downloaded model.keras, its class map and the manifest twice (the evaluation,
+    then the monitoring reference): the second ask gets the first copy. The operating point, which an
+    evaluation writes after training, is never taken from that copy."""
+    import json
+
+    from mura_core.artifacts import forget
+    from pipelines.evaluation import download_model
+
+    forget()
+    run_id = make_run(world, "shoulder", GOOD, seed=41)
+    first, class_map, point = download_model(run_id, tmp_path / "a")
+    assert point is None and class_map["task"]
+    (tmp_path / "operating_point.json").write_text(json.dumps({"method": "fixed", "threshold": 0.4}))
+    world["client"].log_artifact(run_id, str(tmp_path / "operating_point.json"), "model")
+    again, _, point = download_model(run_id, tmp_path / "b")
+    assert again == first and first.is_file()  # the same local copy: not downloaded again
+    assert point == {"method": "fixed", "threshold": 0.4}  # written after the first ask, read now
+    first.unlink()  # a copy removed under the process (a cleaned temporary folder) is fetched again
+    assert download_model(run_id, tmp_path / "c")[0].is_file()
+
+
 def test_approval_auto_needs_params_yaml_and_records_who_chose_it(world):
     """The Airflow admin may not answer the question but could skip the reviewer with approval=auto:
     auto is refused unless params.yaml allows it, and a version promoted by it records, signed, who
