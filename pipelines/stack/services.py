@@ -208,12 +208,12 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
 
 
 def serving_command(settings: Settings, replica: int = 0) -> list[str]:
-    """Serving process `replica` (0: the first) on the model base path; poll intervals from params.yaml
-    `serving`."""
+    """Serving process `replica` (0: the first) on the model base path, with TF Serving's Prometheus
+    metrics on its REST port; poll intervals from params.yaml `serving`."""
     grpc, rest = settings.serving_replicas[replica]
     _, grpc_port = host_port(grpc)
     _, rest_port = host_port(rest)
-    return [
+    command = [
         sys.executable,
         "-m",
         "serving.server",
@@ -221,6 +221,9 @@ def serving_command(settings: Settings, replica: int = 0) -> list[str]:
         f"--rest_api_port={rest_port}",
         f"--model_config_file={settings.models_config_path}",
     ]
+    # The Prometheus path the docs and infra/prometheus name (compose's TF Serving reads the same file).
+    monitoring = settings.repo_root / "infra" / "tfserving" / "monitoring.config"
+    return command + ([f"--monitoring_config_file={monitoring}"] if monitoring.is_file() else [])
 
 
 def nginx_binary() -> str | None:

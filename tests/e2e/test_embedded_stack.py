@@ -303,6 +303,20 @@ def seeded_dicom(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("seeded") / "dicom"
 
 
+def test_each_serving_process_answers_the_documented_metrics_path(stack):
+    """The embedded server answered /monitoring/prometheus/metrics (what infra/prometheus scrapes and the
+    docs name) with 400: the stack started it without the monitoring config compose's TF Serving reads."""
+    import requests
+
+    env, _ = stack
+    first, replica = (
+        requests.get(f"http://{env[name]}/monitoring/prometheus/metrics", timeout=30)
+        for name in ("MURA_SERVING_REST", "MURA_SERVING_REPLICA_REST")
+    )
+    assert first.status_code == replica.status_code == 200, (first.text[:200], replica.text[:200])
+    assert ":tensorflow:serving:request_count" in first.text  # the retrain test's predictions, counted
+
+
 def test_dicom_studies_get_the_answers_of_the_pngs_they_were_made_from(stack, seeded_dicom, tmp_path):
     """`mura pacs seed` stores valid studies as DICOM in every way the pixel path reads (rescale,
     window or VOI LUT, MONOCHROME1, lossless syntaxes); `mura predict` on them answers each study as the
