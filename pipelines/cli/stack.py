@@ -28,7 +28,8 @@ def _describe(report: dict) -> str:
     lines += [
         "",
         f"Airflow UI   {urls['airflow']}  (user {report['airflow_user']}, password {report['airflow_password']}; "
-        f"approvals: user {report['airflow_reviewer']}, password {report['airflow_reviewer_password']})",
+        f"approvals: user {report['airflow_reviewer']}, password {report['airflow_reviewer_password']}, "
+        "the same login in MLflow)",
         f"MLflow UI    {urls['mlflow']}  (user {report['mlflow_user']}, password {report['mlflow_password']}; "
         f"every account's login: {report['mlflow_accounts']})",
         f"TF Serving   gRPC {urls['serving_grpc']}, REST {urls['serving_rest']}",

@@ -22,6 +22,7 @@ from mura_core.private_files import read_private, write_private
 from mura_core.settings import EMBEDDED_MLFLOW_URL, Settings
 from pipelines.tracking import (
     PIPELINE,
+    REVIEWER,
     SERVER_ENVIRONMENT,
     VIEWER,
     account,
@@ -84,8 +85,16 @@ def admin_password(settings: Settings) -> str:
 
 
 def reviewer_password(settings: Settings) -> str:
-    """The password of the Airflow user `reviewer`, the one respondent of mura_retrain's approvals."""
-    return airflow_password(settings, REVIEWER_ROLE)
+    """The password of the Airflow user `reviewer` (the one respondent of mura_retrain's approvals): the
+    MLflow reviewer account's, so a reviewer has one login for both UIs (they differed, and nothing said
+    which was which). An older home's own Airflow reviewer password is replaced before the stack starts."""
+    wanted = ensure_embedded_accounts(settings.mura_home)[REVIEWER]
+    path = password_file(settings)
+    passwords = json.loads(read_private(path)) if path.is_file() else {}
+    if passwords.get(REVIEWER_ROLE) != wanted:
+        passwords[REVIEWER_ROLE] = wanted
+        write_private(path, json.dumps(passwords))
+    return wanted
 
 
 # Variables that carry a secret: never in the environment every service shares (see service_secrets).

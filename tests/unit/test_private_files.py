@@ -128,3 +128,22 @@ def test_the_embedded_gateway_always_asks_for_a_token_made_once_0600(tmp_path, o
     assert f'"Bearer {token}" 1;' in write_gateway_config(settings).read_text()
     given = get_settings({"MURA_HOME": str(tmp_path / "home"), "MURA_SERVING_TOKEN": "made-up-token"})
     assert gateway_token(given) == "made-up-token"
+
+
+def test_a_reviewer_has_one_login_for_airflow_and_mlflow(tmp_path, open_umask):
+    """Airflow's reviewer and MLflow's reviewer had different passwords and nothing said which was
+    which: the Airflow user `reviewer` now has the MLflow reviewer account's password, an older home's
+    own one replaced (in the passwords file, 0600) before the stack starts."""
+    import json
+
+    from mura_core.settings import get_settings
+    from pipelines.stack.services import password_file, reviewer_password
+    from pipelines.tracking.accounts import ensure_embedded_accounts
+
+    settings = get_settings({"MURA_HOME": str(tmp_path / "home")})
+    password_file(settings).parent.mkdir(parents=True)
+    password_file(settings).write_text(json.dumps({"admin": "kept", "reviewer": "an-older-homes-own"}))
+    assert reviewer_password(settings) == ensure_embedded_accounts(settings.mura_home)["reviewer"]
+    stored = json.loads(password_file(settings).read_text())
+    assert stored == {"admin": "kept", "reviewer": reviewer_password(settings)}
+    assert mode(password_file(settings)) == 0o600
