@@ -37,3 +37,13 @@ def read_private(path: Path) -> str:
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         path.chmod(PRIVATE)
     return path.read_text(encoding="utf-8")
+
+
+def private_token(path: Path, size: int = 32) -> str:
+    """A random secret kept at `path` (0600): made on the first ask, the same one read back after."""
+    import secrets
+
+    path = Path(path)
+    if not path.is_file():
+        write_private(path, secrets.token_urlsafe(size))
+    return read_private(path).strip()

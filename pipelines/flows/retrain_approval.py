@@ -156,14 +156,16 @@ class ReviewerApproval(HITLOperator):
     def __init__(self, *, verdict: Any, **kwargs) -> None:
         from pipelines.flows.retrain import approval_timeout
 
+        waits = approval_timeout()  # params.yaml gate.approval_timeout
         super().__init__(
             subject="A reviewer's decision on the retrain's challenger",  # replaced when the task runs
             options=[PROMOTE_OPTION, KEEP_OPTION],
             defaults=[KEEP_OPTION],  # what a timeout (or a stale question) decides
             assigned_users=[{"id": REVIEWER_ROLE, "name": REVIEWER_ROLE}],
-            response_timeout=approval_timeout(),
+            response_timeout=waits,
             **kwargs,
         )
+        self.waits = waits  # typed as set, where HITL's own response_timeout is optional
         self.verdict = verdict  # an XComArg here; the gate's dict once Airflow renders the fields
 
     def _verdict(self):
@@ -193,9 +195,6 @@ class ReviewerApproval(HITLOperator):
             assigned_users=self.assigned_users,
         )
         self.log.info("asked the reviewer: %s", asked.subject)
-        from pipelines.flows.retrain import approval_timeout
-
-        waits = self.response_timeout or approval_timeout()  # __init__ sets it from params.yaml
         self.defer(
             trigger=ChampionWatchingTrigger(
                 ti_id=context["task_instance"].id,
@@ -203,13 +202,13 @@ class ReviewerApproval(HITLOperator):
                 defaults=self.defaults,
                 params=self.serialized_params,
                 multiple=False,
-                timeout_datetime=utcnow() + waits,
+                timeout_datetime=utcnow() + self.waits,
                 model=verdict.model,
                 version=verdict.version,
                 asked_champion=asked.champion,
             ),
             method_name="execute_complete",
-            timeout=waits + DEFER_MARGIN,
+            timeout=self.waits + DEFER_MARGIN,
         )
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:

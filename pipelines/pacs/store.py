@@ -10,6 +10,18 @@ from pipelines.dicom import DicomImageError, dicom_files, read_dicom
 from pipelines.pacs.client import PacsRefusal
 
 
+def _instance(path: Path):
+    """The file's dataset when it is readable DICOM with a study and an instance UID, else None (not
+    DICOM after all, a DICOMDIR, or an instance stripped of its UIDs)."""
+    try:
+        dataset = read_dicom(path)
+    except DicomImageError:
+        return None
+    if not str(dataset.get("StudyInstanceUID", "") or "") or "SOPInstanceUID" not in dataset:
+        return None
+    return dataset
+
+
 def push_folder(client, folder: Path) -> dict:
     """Store every DICOM file under `folder` in the PACS (`client`: a PacsClient), one request per
     study. A file that is not readable DICOM or has no UIDs is skipped, a study the PACS refuses is
@@ -21,16 +33,11 @@ def push_folder(client, folder: Path) -> dict:
     by_study: dict[str, list] = defaultdict(list)
     skipped = []
     for path in dicom_files(folder):
-        try:
-            dataset = read_dicom(path)
-        except DicomImageError:
-            skipped.append(str(path.relative_to(folder)) if path != folder else path.name)
+        dataset = _instance(path)
+        if dataset is None:
+            skipped.append(path.name if path == folder else str(path.relative_to(folder)))
             continue
-        uid = str(dataset.get("StudyInstanceUID", "") or "")
-        if not uid or "SOPInstanceUID" not in dataset:  # a DICOMDIR, or an instance stripped of its UIDs
-            skipped.append(str(path.relative_to(folder)) if path != folder else path.name)
-            continue
-        by_study[uid].append(dataset)
+        by_study[str(dataset.StudyInstanceUID)].append(dataset)
     stored, refused = 0, {}
     for uid, datasets in by_study.items():
         try:

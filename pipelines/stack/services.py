@@ -18,7 +18,7 @@ import requests
 from mura_core import NO_TELEMETRY
 from mura_core.contracts import REVIEWER_ROLE
 from mura_core.ports import host_port
-from mura_core.private_files import read_private, write_private
+from mura_core.private_files import private_token, read_private, write_private
 from mura_core.settings import EMBEDDED_MLFLOW_URL, Settings
 from pipelines.tracking import (
     PIPELINE,
@@ -179,10 +179,7 @@ def jwt_secret_file(settings: Settings) -> Path:
 
 def jwt_secret(settings: Settings) -> str:
     """The key Airflow signs and checks its API tokens with: made once, readable by its owner only."""
-    path = jwt_secret_file(settings)
-    if not path.is_file():
-        write_private(path, secrets.token_urlsafe(32))
-    return read_private(path).strip()
+    return private_token(jwt_secret_file(settings))
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
@@ -256,14 +253,7 @@ def gateway_token(settings: Settings) -> str:
     """The bearer token the embedded gateway requires: MURA_SERVING_TOKEN when set at `mura up`, else
     one made once per MURA_HOME (0600; `mura status` prints it). The gateway is never open: a client
     without it gets UNAUTHENTICATED, as docs/CLIENTS.md shows."""
-    if settings.serving_token:
-        return settings.serving_token
-    path = settings.mura_home / "secrets" / "gateway" / "token"
-    if path.is_file():
-        return read_private(path).strip()
-    token = secrets.token_urlsafe(24)
-    write_private(path, token)
-    return token
+    return settings.serving_token or private_token(settings.mura_home / "secrets" / "gateway" / "token")
 
 
 def write_gateway_config(settings: Settings) -> Path:
